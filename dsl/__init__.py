@@ -1,0 +1,1 @@
+"""The rules language: tokens, grammar, syntax tree, formatter and diagnostics."""

@@ -1,0 +1,195 @@
+"""Turns source text into tokens with one compiled master regex.
+
+Lark's own lexer tracks lines and columns for every token; on a 10,000-rule
+file that bookkeeping alone costs more than the whole parse budget. This
+tokenizer records only offsets (spans turn them into lines on demand) and
+hands Lark's LALR parser lightweight tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from .diagnostics import Diagnostic, error
+from .source import Source, Span
+
+KEYWORDS: dict[str, str] = {
+    "ruleset": "RULESET",
+    "content": "CONTENT",
+    "model": "MODEL",
+    "segment": "SEGMENT",
+    "rule": "RULE",
+    "when": "WHEN",
+    "then": "_THEN",
+    "show": "_SHOW",
+    "in": "_IN",
+    "priority": "_PRIORITY",
+    "default": "DEFAULT",
+    "and": "_AND",
+    "or": "_OR",
+    "not": "NOT",
+    "is": "_IS",
+    "missing": "MISSING",
+    "true": "TRUE",
+    "false": "FALSE",
+    "test": "TEST",
+    "given": "_GIVEN",
+    "expect": "_EXPECT",
+}
+
+PUNCTUATION: dict[str, str] = {
+    "==": "COMP",
+    "!=": "COMP",
+    "<=": "COMP",
+    ">=": "COMP",
+    "<": "COMP",
+    ">": "COMP",
+    "=": "_EQUAL",
+    "+": "PLUS",
+    "-": "MINUS",
+    "*": "STAR",
+    "/": "SLASH",
+    ",": "_COMMA",
+    ":": "_COLON",
+    ".": "_DOT",
+    "(": "_LPAR",
+    ")": "RPAR",
+    "[": "LSQB",
+    "]": "RSQB",
+    "{": "LBRACE",
+    "}": "RBRACE",
+}
+
+# Token types that begin a declaration: the parser resynchronizes on them
+# after a syntax error so that one mistake does not hide the next.
+DECLARATION_STARTS = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST"})
+
+_MASTER = re.compile(
+    r"""
+    (?P<WS>[ \t\r\n\f]+)
+  | (?P<COMMENT>\#[^\n]*)
+  | (?P<STRING>"(?:[^"\\\n]|\\.)*")
+  | (?P<UNTERMINATED>"[^\n]*)
+  | (?P<SQUOTED>'[^'\n]*'?)
+  | (?P<DURATION>\d+(?:\.\d+)?[smhdw](?![\w.]))
+  | (?P<PERCENT>\d+(?:\.\d+)?%)
+  | (?P<NUMBER>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.]))
+  | (?P<BADNUMBER>\d[\w.]*)
+  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<PUNCT>==|!=|<=|>=|[<>=+\-*/,:.()\[\]{}])
+  | (?P<ERROR>&&?|\|\|?|.)
+    """,
+    re.VERBOSE,
+)
+
+
+class Token:
+    """What Lark's parser needs of a token: a type, a value and a position."""
+
+    __slots__ = ("end_pos", "start_pos", "type", "value")
+
+    # Lark reads these when it builds its end-of-input token.
+    line = column = end_line = end_column = None
+
+    def __init__(self, type: str, value: str, start_pos: int, end_pos: int):
+        self.type = type
+        self.value = value
+        self.start_pos = start_pos
+        self.end_pos = end_pos
+
+    def __repr__(self) -> str:
+        return f"Token({self.type}, {self.value!r}, {self.start_pos})"
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    tokens: list[Token]
+    comments: list[Token]
+    diagnostics: list[Diagnostic]
+
+
+def tokenize(source: Source) -> Tokens:
+    text = source.text
+    tokens: list[Token] = []
+    comments: list[Token] = []
+    problems: list[Diagnostic] = []
+    append = tokens.append
+    keywords = KEYWORDS
+    punctuation = PUNCTUATION
+    after_dot = False
+    for match in _MASTER.finditer(text):
+        kind = match.lastgroup
+        if kind == "WS":
+            continue
+        value = match.group()
+        start, end = match.span()
+        if kind == "NAME":
+            # After a dot every word is an attribute name: `context.default` is fine.
+            kind = "NAME" if after_dot else keywords.get(value, "NAME")
+        elif kind == "PUNCT":
+            kind = punctuation[value]
+        elif kind == "COMMENT":
+            comments.append(Token(kind, value, start, end))
+            continue
+        elif kind not in ("STRING", "NUMBER", "DURATION", "PERCENT"):
+            problems.append(_lexical_error(kind, value, Span(source, start, end)))
+            replacement = _stand_in(kind, value)
+            if replacement is None:
+                continue
+            kind, value = replacement
+        after_dot = kind == "_DOT"
+        append(Token(kind, value, start, end))
+    return Tokens(tokens, comments, problems)
+
+
+_OPERATOR_STAND_INS = {
+    "&": ("_AND", "and"),
+    "&&": ("_AND", "and"),
+    "|": ("_OR", "or"),
+    "||": ("_OR", "or"),
+    "!": ("NOT", "not"),
+}
+
+
+def _stand_in(kind: str, value: str) -> tuple[str, str] | None:
+    """The token the author most likely meant, so that one slip makes one error."""
+    if kind in ("UNTERMINATED", "SQUOTED"):
+        return "STRING", json.dumps(value.strip("'\""))
+    if kind == "BADNUMBER":
+        return "NUMBER", "0"
+    return _OPERATOR_STAND_INS.get(value)
+
+
+def _lexical_error(kind: str, value: str, span: Span) -> Diagnostic:
+    if kind == "UNTERMINATED":
+        return error(
+            "this string is never closed",
+            span,
+            code="syntax",
+            hint='add the closing " on the same line',
+        )
+    if kind == "SQUOTED":
+        return error(
+            "strings use double quotes",
+            span,
+            code="syntax",
+            hint="write " + '"' + value.strip("'") + '"',
+        )
+    if kind == "BADNUMBER":
+        return error(
+            f"'{value}' is not a number or a duration",
+            span,
+            code="syntax",
+            hint="write numbers like 3 or 0.7, percentages like 70%, durations like 90s, 30m, 24h, 7d or 2w",
+        )
+    if value in ("&", "&&"):
+        hint = "write 'and' instead"
+    elif value in ("|", "||"):
+        hint = "write 'or' instead"
+    elif value == "!":
+        hint = "write 'not' instead, or != for 'not equal'"
+    else:
+        hint = ""
+    return error(f"unexpected character {value!r}", span, code="syntax", hint=hint)
