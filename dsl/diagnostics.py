@@ -79,12 +79,16 @@ class Diagnostic:
         return data
 
 
-def error(message: str, span: Span | None, *, code: str = "", hint: str = "", related=()) -> Diagnostic:
-    return Diagnostic(Severity.ERROR, message, span, code=code, hint=hint, related=tuple(related))
+def error(
+    message: str, span: Span | None, *, code: str = "", hint: str = "", related=(), file_name: str = ""
+) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, span, code, hint, tuple(related), file_name)
 
 
-def warning(message: str, span: Span | None, *, code: str = "", hint: str = "", related=()) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, message, span, code=code, hint=hint, related=tuple(related))
+def warning(
+    message: str, span: Span | None, *, code: str = "", hint: str = "", related=(), file_name: str = ""
+) -> Diagnostic:
+    return Diagnostic(Severity.WARNING, message, span, code, hint, tuple(related), file_name)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -1,0 +1,470 @@
+"""Name resolution and type checking of a whole ruleset.
+
+All files of a ruleset share one namespace. Profile and context attributes
+have no declared types: the first comparison that fixes an attribute's type
+fixes it for the whole ruleset, and a later use that disagrees is reported
+with both locations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from tailor.dsl import ast
+from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
+from tailor.dsl.printer import expression_text
+from tailor.dsl.source import Span
+
+from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, call_ref
+from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRule:
+    name: str
+    decl: ast.RuleDecl
+    slot: str
+    priority: int
+    order: int  # position in the ruleset: files in path order, then source order
+    named: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Program:
+    """A ruleset whose names resolve and whose types agree: the optimizer's input."""
+
+    name: str
+    modules: tuple[ast.Module, ...]
+    contents: dict[str, ast.ContentDecl]
+    segments: dict[str, ast.SegmentDecl]
+    models: dict[str, ast.ModelDecl]
+    rules: tuple[CheckedRule, ...]
+    defaults: dict[str, ast.DefaultDecl]
+    attribute_types: dict[str, Type] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Every slot a rule or a default targets, in first-mention order."""
+        seen = dict.fromkeys(rule.slot for rule in self.rules)
+        seen.update(dict.fromkeys(self.defaults))
+        return tuple(seen)
+
+
+def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
+    checker = _Checker(modules, default_name)
+    program = checker.run()
+    return program, sorted_unique(checker.problems)
+
+
+def rule_name(rule: ast.RuleDecl, module_name: str) -> str:
+    """A rule's name; an unnamed rule is called "<file stem>:<line>"."""
+    if rule.name is not None:
+        return rule.name.name
+    line = rule.span.line if rule.span is not None else 0
+    return f"{PurePath(module_name).stem}:{line}"
+
+
+class _Checker:
+    def __init__(self, modules: Sequence[ast.Module], default_name: str):
+        self.modules = tuple(modules)
+        self.default_name = default_name
+        self.problems: list[Diagnostic] = []
+        self.contents: dict[str, ast.ContentDecl] = {}
+        self.segments: dict[str, ast.SegmentDecl] = {}
+        self.models: dict[str, ast.ModelDecl] = {}
+        self.defaults: dict[str, ast.DefaultDecl] = {}
+        self.rules: list[CheckedRule] = []
+        self.attributes: dict[str, tuple[Type, Span | None]] = {}
+
+    def report(self, message: str, span: Span | None, **extra) -> None:
+        self.problems.append(error(message, span, **extra))
+
+    # --- declarations ---
+
+    def run(self) -> Program:
+        name = self._ruleset_name()
+        self._collect()
+        for module in self.modules:
+            for decl in module.declarations:
+                if isinstance(decl, ast.SegmentDecl):
+                    self._condition(decl.condition)
+                elif isinstance(decl, ast.RuleDecl):
+                    self._condition(decl.condition)
+                    self._content(decl.content)
+                elif isinstance(decl, ast.DefaultDecl):
+                    self._content(decl.content)
+        self._segment_cycles()
+        types = {text: entry[0] for text, entry in self.attributes.items()}
+        return Program(
+            name, self.modules, self.contents, self.segments, self.models, tuple(self.rules), self.defaults, types
+        )
+
+    def _ruleset_name(self) -> str:
+        first: ast.RulesetDecl | None = None
+        for module in self.modules:
+            in_file = [d for d in module.declarations if isinstance(d, ast.RulesetDecl)]
+            for extra in in_file[1:]:
+                self.report("a file can name its ruleset only once", extra.span, code="duplicate")
+            if not in_file:
+                continue
+            if first is None:
+                first = in_file[0]
+            elif in_file[0].name.name != first.name.name:
+                self.report(
+                    f"this ruleset is already named '{first.name.name}'",
+                    in_file[0].span,
+                    code="duplicate",
+                    related=[Related("named here", first.span)] if first.span else [],
+                )
+        return first.name.name if first is not None else self.default_name
+
+    def _collect(self) -> None:
+        rule_names: dict[str, Span | None] = {}
+        order = 0
+        for module in self.modules:
+            for decl in module.declarations:
+                match decl:
+                    case ast.ContentDecl(name):
+                        self._declare(self.contents, name, decl, "content")
+                    case ast.SegmentDecl(name) | ast.ModelDecl(name):
+                        other = self.models if isinstance(decl, ast.SegmentDecl) else self.segments
+                        if name.name in other:
+                            self._duplicate(name, other[name.name].name, "name")
+                        else:
+                            own = self.segments if isinstance(decl, ast.SegmentDecl) else self.models
+                            self._declare(own, name, decl, "segment" if own is self.segments else "model")
+                    case ast.DefaultDecl():
+                        slot_name = decl.slot_name
+                        if slot_name in self.defaults:
+                            previous = self.defaults[slot_name]
+                            self.report(
+                                f"slot '{slot_name}' already has a default",
+                                decl.span,
+                                code="duplicate",
+                                related=[Related("the first default is here", previous.span)] if previous.span else [],
+                            )
+                        else:
+                            self.defaults[slot_name] = decl
+                    case ast.RuleDecl():
+                        name = rule_name(decl, module.name)
+                        if decl.name is not None and name in rule_names:
+                            first = rule_names[name]
+                            self.report(
+                                f"there is already a rule named '{name}'",
+                                decl.name.span,
+                                code="duplicate",
+                                related=[Related("the first one is here", first)] if first else [],
+                            )
+                        rule_names.setdefault(name, decl.name.span if decl.name else decl.span)
+                        rule = CheckedRule(
+                            name, decl, decl.slot_name, decl.effective_priority, order, decl.name is not None
+                        )
+                        self.rules.append(rule)
+                        order += 1
+                    case ast.TestDecl():
+                        self.report(
+                            "tests belong in a file whose name ends in _test.rules",
+                            decl.span,
+                            code="misplaced-test",
+                        )
+
+    def _declare(self, table: dict, name: ast.Ident, decl, kind: str) -> None:
+        if name.name in table:
+            self._duplicate(name, table[name.name].name, kind)
+        else:
+            table[name.name] = decl
+
+    def _duplicate(self, name: ast.Ident, first: ast.Ident, kind: str) -> None:
+        self.report(
+            f"the {kind} '{name.name}' is already declared",
+            name.span,
+            code="duplicate",
+            related=[Related("first declared here", first.span)] if first.span else [],
+        )
+
+    def _content(self, content: ast.Ident) -> None:
+        if content.name not in self.contents:
+            self.report(
+                f"unknown content '{content.name}'",
+                content.span,
+                code="unknown-name",
+                hint=did_you_mean(content.name, self.contents) or "declare it with: content NAME = {...}",
+            )
+
+    def _segment_cycles(self) -> None:
+        uses = {name: _segment_uses(decl.condition, self.segments) for name, decl in self.segments.items()}
+        reported: set[frozenset[str]] = set()
+        for start in self.segments:
+            path = _find_cycle(start, uses)
+            if path is None or frozenset(path) in reported:
+                continue
+            reported.add(frozenset(path))
+            self.report(
+                "segment '" + start + "' depends on itself: " + " → ".join([*path, start]),
+                self.segments[start].name.span,
+                code="cycle",
+                hint="a segment cannot use itself, directly or through other segments",
+            )
+
+    # --- expressions ---
+
+    def _condition(self, expr: ast.Expr) -> None:
+        self._expect_bool(expr)
+
+    def _expect_bool(self, expr: ast.Expr) -> None:
+        kind = self._infer(expr)
+        if kind is None:
+            self._settle(expr, BOOL)
+        elif kind != BOOL:
+            text = expression_text(expr)
+            hint = (
+                f"compare it, for example {text} > 0" if kind in ORDERED else f'compare it, for example {text} == "x"'
+            )
+            if kind == DURATION:
+                hint = f"compare it, for example {text} > 7d"
+            self.report(
+                f"a condition must be true or false, but {text} is {kind.article}", _span(expr), code="type", hint=hint
+            )
+
+    def _settle(self, expr: ast.Expr, kind: Type | None) -> Type | None:
+        """Fix an untyped attribute's type from how it is used; return its type."""
+        if kind is None or not isinstance(expr, ast.Attribute) or expr.scope not in SCOPES:
+            return self._type_of(expr)
+        text = expression_text(expr)
+        known = self.attributes.get(text)
+        if known is None:
+            self.attributes[text] = (kind, expr.span)
+            return kind
+        if not known[0].matches(kind):
+            self.report(
+                f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere",
+                expr.span,
+                code="type",
+                related=[Related(f"{text} is used as {known[0].article} here", known[1])] if known[1] else [],
+            )
+        return known[0]
+
+    def _typed_at(self, *exprs: ast.Expr) -> list[Related]:
+        """Where the attributes among ``exprs`` got their types."""
+        related = []
+        for expr in exprs:
+            entry = self.attributes.get(expression_text(expr)) if isinstance(expr, ast.Attribute) else None
+            if entry is not None and entry[1] is not None and entry[1] != expr.span:
+                related.append(Related(f"{expression_text(expr)} is {entry[0].article} because of this use", entry[1]))
+        return related
+
+    def _type_of(self, expr: ast.Expr) -> Type | None:
+        if isinstance(expr, ast.Attribute):
+            entry = self.attributes.get(expression_text(expr))
+            return entry[0] if entry else None
+        return None
+
+    def _infer(self, expr: ast.Expr) -> Type | None:
+        match expr:
+            case ast.String():
+                return STRING
+            case ast.Number():
+                return NUMBER
+            case ast.Boolean():
+                return BOOL
+            case ast.Duration():
+                return DURATION
+            case ast.ListLiteral(items):
+                return self._list(expr, items)
+            case ast.Attribute(scope):
+                if scope not in SCOPES:
+                    self.report(
+                        f"unknown attribute scope '{scope}'",
+                        expr.span,
+                        code="unknown-name",
+                        hint=did_you_mean(scope, SCOPES) or "attributes are user.NAME or context.NAME",
+                    )
+                    return None
+                return self._type_of(expr)
+            case ast.Name(name):
+                return self._name(expr, name)
+            case ast.Call():
+                ref, problems = call_ref(expr)
+                self.problems.extend(problems)
+                if ref is None:
+                    return None
+                return DURATION if ref.kind is FeatureKind.SINCE else NUMBER
+            case ast.Not(operand):
+                self._expect_bool(operand)
+                return BOOL
+            case ast.And(operands) | ast.Or(operands):
+                for operand in operands:
+                    self._expect_bool(operand)
+                return BOOL
+            case ast.Negate(operand):
+                kind = self._settle(operand, NUMBER) if isinstance(operand, ast.Attribute) else self._infer(operand)
+                if kind is not None and kind not in ORDERED:
+                    self.report(f"only numbers and durations can be negated, not {kind.article}", _span(expr))
+                    return None
+                return kind
+            case ast.Arithmetic(op, left, right):
+                return self._arithmetic(expr, op, left, right)
+            case ast.Compare(op, left, right):
+                self._compare(expr, op, left, right)
+                return BOOL
+            case ast.IsMissing(operand):
+                self._infer(operand)
+                return BOOL
+        raise TypeError(f"not an expression: {expr!r}")
+
+    def _name(self, expr: ast.Name, name: str) -> Type | None:
+        if name in self.segments:
+            return BOOL
+        if name in self.models:
+            return NUMBER
+        if name in FUNCTIONS:
+            self.report(f"{name} needs arguments", expr.span, code="arguments", hint=f"write it like {USAGE[name]}")
+        elif name in SCOPES:
+            self.report(f"'{name}' needs an attribute", expr.span, code="unknown-name", hint=f"write {name}.NAME")
+        else:
+            hint = did_you_mean(name, [*self.segments, *self.models])
+            self.report(
+                f"unknown name '{name}'",
+                expr.span,
+                code="unknown-name",
+                hint=hint or "declare it as a segment or a model, or write user.NAME or context.NAME",
+            )
+        return None
+
+    def _list(self, expr: ast.ListLiteral, items: tuple[ast.Expr, ...]) -> Type:
+        element: Type | None = None
+        for item in items:
+            if not isinstance(item, ast.String | ast.Number | ast.Duration | ast.Boolean | ast.Negate):
+                self.report("list items must be written-out values", _span(item), code="type")
+                continue
+            kind = self._infer(item)
+            if element is None:
+                element = kind
+            elif kind is not None and not kind.matches(element):
+                self.report(
+                    f"a list holds values of one type: this is {kind.article}, the first item {element.article}",
+                    _span(item),
+                    code="type",
+                )
+        return list_of(element)
+
+    def _arithmetic(self, expr: ast.Arithmetic, op: str, left: ast.Expr, right: ast.Expr) -> Type | None:
+        lt, rt = self._infer(left), self._infer(right)
+        lt = self._settle(left, rt if rt in ORDERED and op in "+-" else NUMBER) if lt is None else lt
+        rt = self._settle(right, lt if lt in ORDERED and op in "+-" else NUMBER) if rt is None else rt
+        if lt is None or rt is None:
+            return None
+        result = _ARITHMETIC.get((lt, op, rt))
+        if result is None:
+            self.report(
+                f"cannot use {op} on {lt.article} and {rt.article}",
+                _span(expr),
+                code="type",
+                hint="arithmetic works on numbers, and on durations (30d + 12h, 2 * 7d)",
+            )
+        return result
+
+    def _compare(self, expr: ast.Compare, op: str, left: ast.Expr, right: ast.Expr) -> None:
+        lt, rt = self._infer(left), self._infer(right)
+        if op in ("in", "not in"):
+            if rt is not None and rt.name != "list":
+                self.report(
+                    f'the right side of \'{op}\' must be a list, like ["gold", "platinum"], not {rt.article}',
+                    _span(right),
+                    code="type",
+                )
+                return
+            element = rt.element if rt is not None else None
+            lt = self._settle(left, element) if lt is None else lt
+            if lt is not None and element is not None and not lt.matches(element):
+                self.report(
+                    f"{expression_text(left)} is {lt.article}, but the list holds {element.name}s",
+                    _span(expr),
+                    code="type",
+                    hint="so this can never be true" if op == "in" else "so this is always true",
+                )
+            return
+        lt = self._settle(left, rt) if lt is None else lt
+        rt = self._settle(right, lt) if rt is None else rt
+        if lt is None or rt is None:
+            return
+        if not lt.matches(rt):
+            self.report(
+                f"cannot compare {lt.article} with {rt.article}: {expression_text(left)} is {lt.article}"
+                f" but {expression_text(right)} is {rt.article}",
+                _span(expr),
+                code="type",
+                hint=_comparison_hint(lt, rt),
+                related=self._typed_at(left, right),
+            )
+        elif op not in ("==", "!=") and lt not in ORDERED:
+            self.report(
+                f"'{op}' compares numbers or durations, not {lt.name}s",
+                _span(expr),
+                code="type",
+                hint="use == or != instead",
+            )
+
+
+_ARITHMETIC: dict[tuple[Type, str, Type], Type] = {
+    (NUMBER, "+", NUMBER): NUMBER,
+    (NUMBER, "-", NUMBER): NUMBER,
+    (NUMBER, "*", NUMBER): NUMBER,
+    (NUMBER, "/", NUMBER): NUMBER,
+    (DURATION, "+", DURATION): DURATION,
+    (DURATION, "-", DURATION): DURATION,
+    (DURATION, "*", NUMBER): DURATION,
+    (NUMBER, "*", DURATION): DURATION,
+    (DURATION, "/", NUMBER): DURATION,
+    (DURATION, "/", DURATION): NUMBER,
+}
+
+
+def _comparison_hint(left: Type, right: Type) -> str:
+    if DURATION in (left, right) and NUMBER in (left, right):
+        return "write the number as a duration, such as 30d or 12h"
+    return ""
+
+
+def _span(expr: ast.Expr) -> Span | None:
+    return expr.span
+
+
+def _segment_uses(expr: ast.Expr, segments: dict[str, ast.SegmentDecl]) -> list[str]:
+    return [node.name for node in walk(expr) if isinstance(node, ast.Name) and node.name in segments]
+
+
+def _find_cycle(start: str, uses: dict[str, list[str]]) -> list[str] | None:
+    """The path of a cycle through ``start``, or None."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in uses.get(node, ()):
+            if nxt == start:
+                return path
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def walk(expr: ast.Expr) -> Iterable[ast.Expr]:
+    """Every node of an expression, parents before children."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        match node:
+            case ast.And(operands) | ast.Or(operands):
+                stack.extend(reversed(operands))
+            case ast.Not(operand) | ast.Negate(operand) | ast.IsMissing(operand):
+                stack.append(operand)
+            case ast.Arithmetic(_, left, right) | ast.Compare(_, left, right):
+                stack.extend((right, left))
+            case ast.Call(_, args):
+                stack.extend(reversed(args))
+            case ast.ListLiteral(items):
+                stack.extend(reversed(items))

@@ -1,0 +1,38 @@
+"""From a path on disk to a checked ``Program``: read, parse (cached), check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tailor.dsl.diagnostics import Diagnostic, Severity, error, sorted_unique
+from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset
+
+from .check import Program, check
+
+
+def ruleset_name(root: Path) -> str:
+    """The default name: the file's stem, or the directory's name."""
+    if root.is_file():
+        name = root.name
+        return name[: -len(".rules")] if name.endswith(".rules") else root.stem
+    return root.resolve().name
+
+
+def check_path(root: Path, cache: ParseCache | None = None) -> tuple[Program | None, list[Diagnostic]]:
+    """Parse and check the ruleset at ``root``; the program is None when nothing could be read."""
+    if not root.exists():
+        return None, [error("no such file or directory", None, file_name=display_name(root))]
+    files = read_ruleset(root, cache)
+    if not files:
+        return None, [error("no .rules files here", None, file_name=display_name(root))]
+    return check_files(files, ruleset_name(root))
+
+
+def check_files(files: list[ParsedFile], name: str) -> tuple[Program, list[Diagnostic]]:
+    problems: list[Diagnostic] = [d for f in files for d in f.diagnostics]
+    program, checked = check([f.module for f in files], name)
+    return program, sorted_unique([*problems, *checked])
+
+
+def has_errors(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)

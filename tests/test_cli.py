@@ -1,0 +1,89 @@
+"""The command line, run as a user runs it: a subprocess, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLEAN = 'content generic = {"id": "g"}\nwhen context.page == "home" then show generic in hero\n'
+
+
+def tailor(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tailor.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_lint_clean_exits_zero(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(CLEAN)
+    result = tailor("lint", "shop.rules", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_lint_reports_file_line_column_and_caret(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(CLEAN + "when views(24h) > 2 then show generc in hero\n")
+    result = tailor("lint", "shop.rules", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "shop.rules:3:31: error: unknown content 'generc'" in result.stdout
+    assert "did you mean 'generic'?" in result.stdout
+    assert "^^^^^^" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_lint_syntax_errors_are_all_reported(tmp_path: Path) -> None:
+    (tmp_path / "bad.rules").write_text("when x > then show a\nwhen y = 1 then show b\n")
+    result = tailor("lint", ".", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "bad.rules:1:10: error:" in result.stdout
+    assert "bad.rules:2:8: error:" in result.stdout
+    assert "use == to compare" in result.stdout
+
+
+def test_lint_usage_errors_exit_two(tmp_path: Path) -> None:
+    assert tailor("lint", "missing.rules", cwd=tmp_path).returncode == 2
+    assert tailor("lint", cwd=tmp_path).returncode == 2
+    assert tailor("lint", "--format", "xml", ".", cwd=tmp_path).returncode == 2
+
+
+def test_lint_json_and_github_formats(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text("when a then show b\n")
+    as_json = tailor("lint", "--format", "json", "shop.rules", cwd=tmp_path)
+    found = json.loads(as_json.stdout)
+    assert as_json.returncode == 1
+    assert found[0]["file"] == "shop.rules" and found[0]["line"] == 1 and found[0]["severity"] == "error"
+    github = tailor("lint", "--format", "github", "shop.rules", cwd=tmp_path)
+    assert github.stdout.startswith("::error file=shop.rules,line=1,col=6::unknown name 'a'")
+
+
+def test_fmt_rewrites_checks_and_diffs(tmp_path: Path) -> None:
+    path = tmp_path / "shop.rules"
+    path.write_text('content generic = {"id":"g"}\nwhen   context.page=="home" then show generic in hero\n')
+    check = tailor("fmt", "--check", ".", cwd=tmp_path)
+    assert check.returncode == 1
+    assert "would reformat shop.rules" in check.stdout
+    diff = tailor("fmt", "--diff", "shop.rules", cwd=tmp_path)
+    assert diff.returncode == 1
+    assert '+when context.page == "home" then show generic in hero' in diff.stdout
+    assert path.read_text().startswith('content generic = {"id":"g"}')  # --check and --diff change nothing
+    assert tailor("fmt", ".", cwd=tmp_path).returncode == 0
+    assert path.read_text() == CLEAN
+    again = tailor("fmt", "--check", ".", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def test_fmt_stdin_and_parse_errors(tmp_path: Path) -> None:
+    piped = tailor("fmt", "-", cwd=tmp_path, stdin="when a>1 then show b")
+    assert piped.returncode == 0 and piped.stdout == "when a > 1 then show b\n"
+    (tmp_path / "bad.rules").write_text("when then\n")
+    broken = tailor("fmt", "bad.rules", cwd=tmp_path)
+    assert broken.returncode == 1
+    assert "bad.rules:1:6: error:" in broken.stdout
+    assert (tmp_path / "bad.rules").read_text() == "when then\n"
