@@ -38,7 +38,7 @@ def _predicate(rng: random.Random, names: list[str]) -> str:
     return f"{rng.choice(names)} > {rng.randint(0, 5)}"
 
 
-def ruleset_text(n_rules: int, seed: int = 7) -> str:
+def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 4)) -> str:
     """A ruleset of ``n_rules`` rules (plus contents and defaults) as source text."""
     rng = random.Random(seed)
     names = counters()
@@ -51,7 +51,7 @@ def ruleset_text(n_rules: int, seed: int = 7) -> str:
         lines.append(f"default show c0 in {slot}")
     lines.append("")
     for i in range(n_rules):
-        predicates = " and ".join(_predicate(rng, names) for _ in range(rng.randint(2, 4)))
+        predicates = " and ".join(_predicate(rng, names) for _ in range(rng.randint(*conditions)))
         lines.append(f"rule r{i}")
         lines.append(f"  when {predicates}")
         lines.append(f"  then show c{rng.randrange(n_contents)} in {rng.choice(SLOTS)}")
