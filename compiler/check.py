@@ -163,7 +163,7 @@ class _Checker:
                         )
                         self.rules.append(rule)
                         order += 1
-                    case ast.TestDecl():
+                    case ast.TestDecl() if not module.name.endswith("_test.rules"):
                         self.report(
                             "tests belong in a file whose name ends in _test.rules",
                             decl.span,

@@ -20,12 +20,20 @@ def ruleset_name(root: Path) -> str:
 
 def check_path(root: Path, cache: ParseCache | None = None) -> tuple[Program | None, list[Diagnostic]]:
     """Parse and check the ruleset at ``root``; the program is None when nothing could be read."""
+    _files, program, diagnostics = read_and_check(root, cache)
+    return program, diagnostics
+
+
+def read_and_check(
+    root: Path, cache: ParseCache | None = None
+) -> tuple[list[ParsedFile], Program | None, list[Diagnostic]]:
     if not root.exists():
-        return None, [error("no such file or directory", None, file_name=display_name(root))]
+        return [], None, [error("no such file or directory", None, file_name=display_name(root))]
     files = read_ruleset(root, cache)
     if not files:
-        return None, [error("no .rules files here", None, file_name=display_name(root))]
-    return check_files(files, ruleset_name(root))
+        return [], None, [error("no .rules files here", None, file_name=display_name(root))]
+    program, diagnostics = check_files(files, ruleset_name(root))
+    return files, program, diagnostics
 
 
 def check_files(files: list[ParsedFile], name: str) -> tuple[Program, list[Diagnostic]]:

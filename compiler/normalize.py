@@ -1,0 +1,360 @@
+"""Conditions to normal form: the optimizer's first pass.
+
+Segments are inlined, constants folded, ``not`` pushed down to predicates,
+predicates hash-consed, and the predicates that a conjunction places on one
+feature are merged (``x > 2 and x > 5`` is ``x > 5``; ``x > 5 and x < 3`` is
+never true).
+
+A rule fires only when its condition is *true*. In negation normal form
+``and``/``or`` are monotone in the order false < unknown < true, so a part
+that can never be true may be replaced by "never true" without changing when
+the whole is true; that is what lets unknown-valued constants fold to FALSE.
+Tautologies are only recognised for features that are never unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from tailor.dsl import ast
+
+from .check import Program
+from .features import FeatureKind, FeatureRef, attribute_ref, call_ref, model_ref
+from .ir import (
+    FALSE,
+    MIRRORED_OP,
+    NEGATED_OP,
+    TRUE,
+    UNKNOWN,
+    All,
+    Any_,
+    Arith,
+    Atom,
+    Condition,
+    Const,
+    Feature,
+    Neg,
+    Predicate,
+    Term,
+    Test,
+    Truth,
+)
+
+DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
+
+
+class Normalizer:
+    """Normalizes the conditions of one program, sharing predicates between them."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self._interned: dict[Any, Any] = {}
+
+    def intern(self, node: Any) -> Any:
+        return self._interned.setdefault(node, node)
+
+    def condition(self, expr: ast.Expr) -> Condition:
+        return self.simplify(self._condition(expr, negated=False))
+
+    # --- negation normal form ---
+
+    def _condition(self, expr: ast.Expr, negated: bool) -> Condition:
+        match expr:
+            case ast.And(operands) | ast.Or(operands):
+                items = tuple(self._condition(o, negated) for o in operands)
+                conjunction = isinstance(expr, ast.And) != negated
+                return All(items) if conjunction else Any_(items)
+            case ast.Not(operand):
+                return self._condition(operand, not negated)
+            case ast.Name(name) if name in self.program.segments:
+                return self._condition(self.program.segments[name].condition, negated)
+            case ast.Boolean(value):
+                return TRUE if value != negated else FALSE
+            case ast.Attribute():
+                return self.predicate("==", Feature(attribute_ref(expr)), Const(not negated))
+            case ast.Compare(op, left, right):
+                return self.predicate(NEGATED_OP[op] if negated else op, self.term(left), self.term(right))
+            case ast.IsMissing(operand, is_not):
+                op = "present" if is_not != negated else "missing"
+                return self.predicate(op, self.term(operand), None)
+        raise TypeError(f"not a condition: {expr!r}")
+
+    def term(self, expr: ast.Expr) -> Term:
+        match expr:
+            case ast.Number():
+                return Const(expr.amount)
+            case ast.Duration():
+                return Const(expr.seconds)
+            case ast.String(value) | ast.Boolean(value):
+                return Const(value)
+            case ast.ListLiteral(items):
+                values = [self.term(item) for item in items]
+                return Const(frozenset(v.value for v in values if isinstance(v, Const)))
+            case ast.Attribute():
+                return Feature(self.intern(attribute_ref(expr)))
+            case ast.Name(name):
+                return Feature(self.intern(model_ref(name)))
+            case ast.Call():
+                ref, _problems = call_ref(expr)
+                assert ref is not None, "checked programs have valid calls"
+                return Feature(self.intern(ref))
+            case ast.Negate(operand):
+                inner = self.term(operand)
+                if isinstance(inner, Const):
+                    return Const(UNKNOWN if inner.value is UNKNOWN else -inner.value)
+                return Neg(inner)
+            case ast.Arithmetic(op, left, right):
+                lt, rt = self.term(left), self.term(right)
+                if isinstance(lt, Const) and isinstance(rt, Const):
+                    return Const(arithmetic(op, lt.value, rt.value))
+                return Arith(op, lt, rt)
+        raise TypeError(f"not a value: {expr!r}")
+
+    def predicate(self, op: str, left: Term, right: Term | None) -> Condition:
+        if op in ("missing", "present"):
+            return self._missing(op, left)
+        assert right is not None
+        if isinstance(left, Const) and isinstance(right, Const):
+            return TRUE if compare(op, left.value, right.value) is True else FALSE
+        if _is_unknown(left) or _is_unknown(right):
+            return FALSE
+        if isinstance(left, Const) and isinstance(right, Feature) and op in MIRRORED_OP:
+            left, right, op = right, left, MIRRORED_OP[op]
+        if isinstance(left, Feature) and isinstance(right, Const):
+            value = right.value
+            if op in ("in", "not in") and len(value) == 1:
+                op, value = ("==" if op == "in" else "!="), next(iter(value))
+            if op == "in" and not value:
+                return FALSE
+            if op == "not in" and not value:
+                return self._missing("present", left)
+            return self.intern(Atom(op, left.ref, value))
+        return self.intern(Test(op, left, right))
+
+    def _missing(self, op: str, term: Term) -> Condition:
+        if isinstance(term, Const):
+            return TRUE if (term.value is UNKNOWN) == (op == "missing") else FALSE
+        if isinstance(term, Feature):
+            if term.ref.never_unknown:
+                return FALSE if op == "missing" else TRUE
+            return self.intern(Atom(op, term.ref))
+        return self.intern(Test(op, term))
+
+    # --- simplification ---
+
+    def simplify(self, condition: Condition) -> Condition:
+        if isinstance(condition, All):
+            return self._all([self.simplify(item) for item in condition.items])
+        if isinstance(condition, Any_):
+            return self._any([self.simplify(item) for item in condition.items])
+        return condition
+
+    def _all(self, items: list[Condition]) -> Condition:
+        flat: list[Condition] = []
+        for item in _flatten(items, All):
+            if item == FALSE:
+                return FALSE
+            if item != TRUE and item not in flat:
+                flat.append(item)
+        by_feature: dict[FeatureRef, list[Atom]] = {}
+        for item in flat:
+            if isinstance(item, Atom):
+                by_feature.setdefault(item.feature, []).append(item)
+        for feature, atoms in by_feature.items():
+            merged = merge_conjunction(feature, atoms)
+            if merged is None:
+                return FALSE
+            merged = [self.intern(a) for a in merged]
+            if merged != atoms:
+                first = flat.index(atoms[0])
+                flat = [x for x in flat if not (isinstance(x, Atom) and x.feature == feature)]
+                flat[first:first] = merged
+        if not flat:
+            return TRUE
+        return flat[0] if len(flat) == 1 else All(tuple(flat))
+
+    def _any(self, items: list[Condition]) -> Condition:
+        flat: list[Condition] = []
+        for item in _flatten(items, Any_):
+            if item == TRUE:
+                return TRUE
+            if item != FALSE and item not in flat:
+                flat.append(item)
+        # `x == "a" or x in ["b", "c"]` is `x in ["a", "b", "c"]`: one indexable atom.
+        members: dict[FeatureRef, list[Atom]] = {}
+        for item in flat:
+            if isinstance(item, Atom) and item.op in ("==", "in"):
+                members.setdefault(item.feature, []).append(item)
+        for feature, atoms in members.items():
+            if len(atoms) < 2:
+                continue
+            values = frozenset(v for a in atoms for v in (a.value if a.op == "in" else (a.value,)))
+            first = flat.index(atoms[0])
+            flat = [x for x in flat if x not in atoms]
+            flat.insert(first, self.intern(Atom("in", feature, values)))
+        if not flat:
+            return FALSE
+        return flat[0] if len(flat) == 1 else Any_(tuple(flat))
+
+    def dnf(self, condition: Condition, limit: int = DNF_LIMIT) -> list[tuple[Predicate, ...]] | None:
+        """The condition as a list of conjunctions, or None when that would exceed ``limit``."""
+        if isinstance(condition, Truth):
+            return [()] if condition.value else []
+        if isinstance(condition, Atom | Test):
+            return [(condition,)]
+        if isinstance(condition, Any_):
+            result: list[tuple[Predicate, ...]] = []
+            for item in condition.items:
+                part = self.dnf(item, limit)
+                if part is None:
+                    return None
+                result.extend(c for c in part if c not in result)
+                if len(result) > limit:
+                    return None
+            return result
+        product: list[tuple[Predicate, ...]] = [()]
+        for item in condition.items:
+            part = self.dnf(item, limit)
+            if part is None:
+                return None
+            combined: list[tuple[Predicate, ...]] = []
+            for left in product:
+                for right in part:
+                    conjunction = self._all([*left, *right])
+                    if conjunction == FALSE:
+                        continue
+                    flat = (
+                        conjunction.items
+                        if isinstance(conjunction, All)
+                        else (() if conjunction == TRUE else (conjunction,))
+                    )
+                    if flat not in combined:
+                        combined.append(flat)  # type: ignore[arg-type]
+            if len(combined) > limit:
+                return None
+            product = combined
+        return product
+
+
+def _flatten(items: Iterable[Condition], kind: type) -> Iterable[Condition]:
+    for item in items:
+        if isinstance(item, kind):
+            yield from _flatten(item.items, kind)  # type: ignore[attr-defined]
+        else:
+            yield item
+
+
+def _is_unknown(term: Term) -> bool:
+    return isinstance(term, Const) and term.value is UNKNOWN
+
+
+# --- constant evaluation, shared with the generated code's semantics ---
+
+
+def arithmetic(op: str, left: Any, right: Any) -> Any:
+    if left is UNKNOWN or right is UNKNOWN:
+        return UNKNOWN
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if right == 0:
+        return UNKNOWN
+    return left / right
+
+
+def compare(op: str, left: Any, right: Any) -> bool | None:
+    """Three-valued comparison of two values; None is unknown."""
+    if left is UNKNOWN or right is UNKNOWN:
+        return None
+    if op == "==":
+        return left == right
+    if op == "!=":
+        return left != right
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    if op == ">=":
+        return left >= right
+    if op == "in":
+        return left in right
+    if op == "not in":
+        return left not in right
+    raise ValueError(op)
+
+
+# --- merging the predicates a conjunction places on one feature ---
+
+
+def merge_conjunction(feature: FeatureRef, atoms: list[Atom]) -> list[Atom] | None:
+    """The fewest atoms equivalent (for truth) to ``atoms``; None if they can never all hold."""
+    ops = {a.op for a in atoms}
+    if "missing" in ops:
+        return None if len(ops) > 1 else [atoms[0]]
+    comparisons = [a for a in atoms if a.op != "present"]
+    if not comparisons:
+        return [atoms[0]]
+    lo, lo_inclusive, hi, hi_inclusive = -math.inf, False, math.inf, False
+    allowed: set | None = None
+    excluded: set = set()
+    for atom in comparisons:
+        op, value = atom.op, atom.value
+        if op == "==":
+            allowed = {value} if allowed is None else allowed & {value}
+        elif op == "in":
+            allowed = set(value) if allowed is None else allowed & set(value)
+        elif op == "!=":
+            excluded.add(value)
+        elif op == "not in":
+            excluded |= set(value)
+        elif op in (">", ">="):
+            if value > lo or (value == lo and op == ">"):
+                lo, lo_inclusive = value, op == ">="
+        elif value < hi or (value == hi and op == "<"):
+            hi, hi_inclusive = value, op == "<="
+    bounded = lo != -math.inf or hi != math.inf
+
+    def inside(v: Any) -> bool:
+        if not bounded:
+            return True
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            return False
+        above = v > lo or (lo_inclusive and v == lo)
+        below = v < hi or (hi_inclusive and v == hi)
+        return above and below
+
+    if allowed is not None:
+        kept = {v for v in allowed if v not in excluded and inside(v)}
+        if not kept:
+            return None
+        if len(kept) == 1:
+            return [Atom("==", feature, next(iter(kept)))]
+        return [Atom("in", feature, frozenset(kept))]
+    if lo > hi or (lo == hi and not (lo_inclusive and hi_inclusive)):
+        return None
+    if lo == hi:
+        return None if lo in excluded else [Atom("==", feature, lo)]
+    result: list[Atom] = []
+    # Counts are never negative: a lower bound below zero always holds.
+    trivial_lower = feature.kind is FeatureKind.COUNT and (lo < 0 or (lo == 0 and lo_inclusive))
+    if lo != -math.inf and not trivial_lower:
+        result.append(Atom(">=" if lo_inclusive else ">", feature, lo))
+    if hi != math.inf:
+        result.append(Atom("<=" if hi_inclusive else "<", feature, hi))
+    outside_bounds = [v for v in excluded if bounded and not inside(v)]
+    remaining = sorted((v for v in excluded if v not in outside_bounds), key=repr)
+    if len(remaining) == 1:
+        result.append(Atom("!=", feature, remaining[0]))
+    elif remaining:
+        result.append(Atom("not in", feature, frozenset(remaining)))
+    if not result:
+        # Nothing left to test: true whenever the feature is known.
+        return [] if feature.never_unknown else [Atom("present", feature)]
+    return result

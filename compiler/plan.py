@@ -1,0 +1,354 @@
+"""The decision plan: one shared DAG of predicates for the whole ruleset.
+
+Every rule's condition becomes a few conjunctions (its normal form's DNF).
+Each conjunction owns one bit of a candidate set, numbered so that, within a
+slot, a lower bit always ranks higher (priority, then source order). A
+decision starts with every bit set and narrows it feature by feature:
+
+- stage 0 applies the request context (free);
+- stage 1 fetches, in one round trip, only the store features that some
+  surviving candidate still uses, and applies them;
+- stage 2 walks each slot's surviving candidates best-first and evaluates
+  what the tables could not (models, arithmetic), stopping at the first
+  candidate that holds, so a model runs only when no better rule fired.
+
+A feature's atoms are compiled into a *predicate table*: for categorical
+features a map from value to the bits that survive it, for numeric ones the
+same over the intervals between its thresholds (found by bisection). Every
+distinct predicate is therefore evaluated once per decision, and a feature's
+whole family of tests costs one lookup and one AND, whatever the rule count.
+That table is the index over categorical tests: a rule whose indexed test
+fails is never looked at again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .check import CheckedRule, Program
+from .features import FeatureKind, FeatureRef
+from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features
+from .normalize import Normalizer, compare
+
+# Cost tiers: what it takes to learn a predicate's value.
+COST_CONTEXT = 0.0  # sent with the request
+COST_STORE = 1.0  # one batched store fetch, shared by every store feature
+COST_MODEL = 100.0  # an inference
+COST_ARITHMETIC = 0.01
+
+STAGE_CONTEXT, STAGE_STORE, STAGE_MODEL = 0, 1, 2
+
+
+def feature_stage(ref: FeatureRef) -> int:
+    if ref.kind is FeatureKind.CONTEXT:
+        return STAGE_CONTEXT
+    if ref.kind is FeatureKind.MODEL:
+        return STAGE_MODEL
+    return STAGE_STORE
+
+
+def feature_cost(ref: FeatureRef) -> float:
+    return (COST_CONTEXT, COST_STORE, COST_MODEL)[feature_stage(ref)]
+
+
+# --- statistics: how often predicates held, fed back from the runtime ---
+
+
+@dataclass(frozen=True, slots=True)
+class PredicateStats:
+    """Observed pass rates by predicate text, from ``tailor compile --stats``."""
+
+    counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # text -> (evaluated, held)
+
+    @classmethod
+    def load(cls, path: Path) -> PredicateStats:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        counts = {
+            text: (int(entry["evaluated"]), int(entry["held"])) for text, entry in data.get("predicates", {}).items()
+        }
+        return cls(counts)
+
+    def pass_rate(self, predicate: Predicate) -> float:
+        observed = self.counts.get(predicate.text())
+        if observed is not None and observed[0] > 0:
+            evaluated, held = observed
+            return (held + 1) / (evaluated + 2)  # Laplace-smoothed
+        return prior_pass_rate(predicate)
+
+
+def prior_pass_rate(predicate: Predicate) -> float:
+    """Simple priors when no statistics were given."""
+    op = predicate.op
+    if op == "==":
+        return 0.1
+    if op == "in":
+        size = len(predicate.value) if isinstance(predicate, Atom) else 3
+        return min(0.5, 0.1 * size)
+    if op in ("!=", "not in", "present"):
+        return 0.9
+    if op == "missing":
+        return 0.1
+    return 0.5
+
+
+def predicate_cost(predicate: Predicate) -> float:
+    refs = predicate_features(predicate)
+    cost = max((feature_cost(r) for r in refs), default=0.0)
+    return cost + (COST_ARITHMETIC if isinstance(predicate, Test) else 0.0)
+
+
+def rank(predicate: Predicate, stats: PredicateStats) -> tuple[float, float]:
+    """Hellerstein's rank, cost / (1 - pass rate): cheap, selective tests first."""
+    pass_rate = min(stats.pass_rate(predicate), 0.999)
+    return predicate_cost(predicate) / (1.0 - pass_rate), pass_rate
+
+
+# --- the plan ---
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunction:
+    """One way for a rule to fire; owns bit ``bit`` of the candidate set."""
+
+    bit: int
+    rule: PlannedRule
+    atoms: tuple[Atom, ...]  # settled by predicate tables (stages 0 and 1)
+    residual: tuple[Predicate, ...]  # evaluated in stage 2, in rank order
+    formula: Condition | None = None  # a condition too large to expand, evaluated as a whole
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRule:
+    name: str
+    slot: str
+    priority: int
+    order: int
+    content: str
+    condition: Condition
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureTable:
+    """Which candidate bits survive each value of one feature."""
+
+    ref: FeatureRef
+    stage: int
+    value_type: str  # "string", "bool", "number", or "any" (only tested for presence)
+    uses: int  # bits whose conjunctions read this feature at all
+    keep_unknown: int
+    keep_other: int  # a known value that no atom names (categorical), or any known value (presence)
+    keep_by_value: dict[Any, int]  # categorical
+    cuts: tuple[float, ...]  # numeric: sorted thresholds
+    keep_by_region: tuple[int, ...]  # numeric: 2 * len(cuts) + 1 regions
+    atoms: tuple[Atom, ...]
+
+    @property
+    def numeric(self) -> bool:
+        return self.value_type == "number"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPlan:
+    name: str
+    mask: int
+    default: str | None
+    first_bit: int
+    last_bit: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DecisionPlan:
+    program: Program
+    rules: tuple[PlannedRule, ...]
+    conjunctions: tuple[Conjunction, ...]  # by bit
+    slots: dict[str, SlotPlan]
+    tables: tuple[FeatureTable, ...]  # in stage, then rank order
+    all_bits: int
+    features: dict[str, FeatureRef]  # every feature the plan reads, by text
+    predicates: tuple[Predicate, ...]  # every distinct predicate
+    attribute_types: dict[str, str]
+
+    def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
+        return tuple(t for t in self.tables if t.stage == stage)
+
+
+def build_plan(program: Program, stats: PredicateStats | None = None) -> DecisionPlan:
+    stats = stats or PredicateStats()
+    normalizer = Normalizer(program)
+    ordered = sorted(program.rules, key=lambda r: (program_slot_index(program, r.slot), -r.priority, r.order))
+    rules: list[PlannedRule] = []
+    conjunctions: list[Conjunction] = []
+    slot_bits: dict[str, list[int]] = {slot: [] for slot in program.slots}
+    for checked in ordered:
+        condition = normalizer.condition(checked.decl.condition)
+        rule = PlannedRule(
+            checked.name,
+            checked.slot,
+            checked.priority,
+            checked.order,
+            checked.decl.content.name,
+            condition,
+            checked.decl.span.file if checked.decl.span else "",
+            checked.decl.span.line if checked.decl.span else 0,
+        )
+        rules.append(rule)
+        expanded = normalizer.dnf(condition)
+        if expanded is None:
+            bit = len(conjunctions)
+            conjunctions.append(Conjunction(bit, rule, (), (), condition))
+            slot_bits[rule.slot].append(bit)
+            continue
+        for terms in expanded:
+            bit = len(conjunctions)
+            atoms = tuple(
+                sorted(
+                    (p for p in terms if isinstance(p, Atom) and feature_stage(p.feature) != STAGE_MODEL),
+                    key=lambda p: (feature_stage(p.feature), rank(p, stats), p.text()),
+                )
+            )
+            residual = tuple(sorted((p for p in terms if p not in atoms), key=lambda p: (rank(p, stats), p.text())))
+            conjunctions.append(Conjunction(bit, rule, atoms, residual))
+            slot_bits[rule.slot].append(bit)
+    all_bits = (1 << len(conjunctions)) - 1
+    slots: dict[str, SlotPlan] = {}
+    for slot in program.slots:
+        bits = slot_bits[slot]
+        mask = sum(1 << b for b in bits)
+        default = program.defaults.get(slot)
+        slots[slot] = SlotPlan(
+            slot, mask, default.content.name if default else None, bits[0] if bits else 0, bits[-1] if bits else -1
+        )
+    attribute_types = {text: kind.name for text, kind in program.attribute_types.items()}
+    tables = _tables(conjunctions, attribute_types, stats)
+    features: dict[str, FeatureRef] = {}
+    distinct: dict[Predicate, None] = {}
+    for conjunction in conjunctions:
+        for predicate in (*conjunction.atoms, *conjunction.residual, *_formula_predicates(conjunction)):
+            distinct.setdefault(predicate)
+            for ref in predicate_features(predicate):
+                features.setdefault(ref.text, ref)
+    return DecisionPlan(
+        program,
+        tuple(rules),
+        tuple(conjunctions),
+        slots,
+        tables,
+        all_bits,
+        features,
+        tuple(distinct),
+        attribute_types,
+    )
+
+
+def program_slot_index(program: Program, slot: str) -> int:
+    return program.slots.index(slot)
+
+
+def _formula_predicates(conjunction: Conjunction) -> list[Predicate]:
+    from .ir import predicates
+
+    return predicates(conjunction.formula) if conjunction.formula is not None else []
+
+
+def value_type(ref: FeatureRef, attribute_types: Mapping[str, str]) -> str:
+    if ref.kind in (FeatureKind.PROFILE, FeatureKind.CONTEXT):
+        kind = attribute_types.get(ref.text, "any")
+        return "number" if kind == "duration" else kind
+    return "number"
+
+
+def _tables(
+    conjunctions: list[Conjunction], attribute_types: Mapping[str, str], stats: PredicateStats
+) -> tuple[FeatureTable, ...]:
+    atoms_by_feature: dict[FeatureRef, dict[Atom, int]] = {}
+    uses: dict[FeatureRef, int] = {}
+    for conjunction in conjunctions:
+        bit = 1 << conjunction.bit
+        for atom in conjunction.atoms:
+            atoms_by_feature.setdefault(atom.feature, {}).setdefault(atom, 0)
+            atoms_by_feature[atom.feature][atom] |= bit
+            uses[atom.feature] = uses.get(atom.feature, 0) | bit
+        for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
+            for ref in predicate_features(predicate):
+                uses[ref] = uses.get(ref, 0) | bit
+    all_bits = (1 << len(conjunctions)) - 1
+    tables = []
+    for ref, used_by in uses.items():
+        atoms = atoms_by_feature.get(ref, {})
+        tables.append(_table(ref, atoms, used_by, all_bits, value_type(ref, attribute_types)))
+
+    def order(table: FeatureTable) -> tuple:
+        best = min((rank(a, stats) for a in table.atoms), default=(math.inf, 1.0))
+        return (table.stage, best, table.ref.text)
+
+    return tuple(sorted(tables, key=order))
+
+
+def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
+    def keep(value: Any) -> int:
+        killed = 0
+        for atom, bits in atoms.items():
+            if atom_holds(atom, value) is not True:
+                killed |= bits
+        return all_bits & ~killed
+
+    keep_unknown = keep(UNKNOWN)
+    if kind == "number":
+        cuts = sorted({float(v) for a in atoms for v in _atom_values(a)})
+        regions = []
+        for index, cut in enumerate(cuts):
+            below = cut - 1.0 if index == 0 else (cuts[index - 1] + cut) / 2
+            regions.extend((keep(below), keep(cut)))
+        regions.append(keep(cuts[-1] + 1.0 if cuts else 0.0))
+        return FeatureTable(
+            ref, feature_stage(ref), kind, uses, keep_unknown, 0, {}, tuple(cuts), tuple(regions), tuple(atoms)
+        )
+    values = {v for a in atoms for v in _atom_values(a)}
+    by_value = {v: keep(v) for v in values}
+    other = keep(_OTHER)
+    return FeatureTable(ref, feature_stage(ref), kind, uses, keep_unknown, other, by_value, (), (), tuple(atoms))
+
+
+def _atom_values(atom: Atom) -> tuple:
+    if atom.op in ("missing", "present"):
+        return ()
+    if atom.op in ("in", "not in"):
+        return tuple(atom.value)
+    return (atom.value,)
+
+
+class _Other:
+    """A known value equal to no constant of the ruleset."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_OTHER: Any = _Other()
+
+
+def atom_holds(atom: Atom, value: Any) -> bool | None:
+    """Three-valued truth of an atom for one (already validated) value."""
+    if atom.op == "missing":
+        return value is UNKNOWN
+    if atom.op == "present":
+        return value is not UNKNOWN
+    if value is UNKNOWN:
+        return None
+    if value is _OTHER:
+        return atom.op in ("!=", "not in")
+    return compare(atom.op, value, atom.value)
+
+
+def rule_rank(rule: CheckedRule) -> tuple[int, int]:
+    return (-rule.priority, rule.order)

@@ -1,0 +1,107 @@
+"""A compiled ruleset: what ``tailor.load`` and ``tailor.loads`` return."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
+from tailor.dsl.loader import ParseCache, ParsedFile, display_name
+from tailor.dsl.parser import parse_source
+from tailor.dsl.source import Source
+
+from .check import Program
+from .codegen import CompiledPlan, generate
+from .frontend import check_files, read_and_check
+from .plan import DecisionPlan, PredicateStats, build_plan
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    name: str
+    slot: str
+    priority: int
+    content: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Ruleset:
+    name: str
+    version: str  # a hash of the sources: equal sources, equal version
+    program: Program
+    plan: DecisionPlan
+    compiled: CompiledPlan
+    files: tuple[str, ...]
+    warnings: tuple[Diagnostic, ...] = ()
+
+    @property
+    def rules(self) -> tuple[RuleInfo, ...]:
+        return tuple(
+            RuleInfo(r.name, r.slot, r.priority, r.decl.content.name, _file(r.decl), _line(r.decl))
+            for r in self.program.rules
+        )
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return self.program.slots
+
+    def payload(self, content: str) -> dict[str, Any] | None:
+        decl = self.program.contents.get(content)
+        return decl.payload if decl is not None else None
+
+
+def _file(node: Any) -> str:
+    return node.span.file if node.span is not None else ""
+
+
+def _line(node: Any) -> int:
+    return node.span.line if node.span is not None else 0
+
+
+def compile_program(
+    program: Program, version: str, files: tuple[str, ...] = (), stats: PredicateStats | None = None
+) -> Ruleset:
+    plan = build_plan(program, stats)
+    return Ruleset(program.name, version, program, plan, generate(plan), files)
+
+
+def source_version(files: list[ParsedFile] | list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for entry in files:
+        name, content = (entry.module.name, entry.digest) if isinstance(entry, ParsedFile) else entry
+        digest.update(name.encode() + b"\0" + content.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache: ParseCache | None = None) -> Ruleset:
+    """Read, check and compile the ruleset at ``path``; raise ``RulesError`` on errors."""
+    if isinstance(stats, Path):
+        stats = PredicateStats.load(stats)
+    files, program, diagnostics = read_and_check(Path(path), cache)
+    _raise_on_errors(diagnostics)
+    assert program is not None
+    names = tuple(display_name(f.path) for f in files)
+    return compile_program(program, source_version(files), names, stats)
+
+
+def loads(
+    text: str, name: str = "ruleset", *, filename: str | None = None, stats: PredicateStats | None = None
+) -> Ruleset:
+    """Check and compile one file's text; raise ``RulesError`` on errors."""
+    filename = filename or f"{name}.rules"
+    module, problems = parse_source(Source(filename, text))
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    parsed = ParsedFile(Path(filename), module, tuple(problems), digest)
+    program, diagnostics = check_files([parsed], name)
+    _raise_on_errors(diagnostics)
+    return compile_program(program, source_version([parsed]), (filename,), stats)
+
+
+def _raise_on_errors(diagnostics: list[Diagnostic]) -> None:
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise RulesError(errors)
