@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tailor.dsl.printer import number_text, string_text
+from tailor.dsl.printer import duration_text, number_text, string_text
 
-from .features import FeatureRef
+from .features import FeatureKind, FeatureRef
 
 
 class _Unknown:
@@ -112,6 +112,8 @@ class Atom:
     def text(self) -> str:
         if self.op in ("missing", "present"):
             return f"{self.feature.text} is {'not ' if self.op == 'present' else ''}missing"
+        if self.feature.kind is FeatureKind.SINCE and isinstance(self.value, int | float):
+            return f"{self.feature.text} {self.op} {duration_text(self.value)}"
         return f"{self.feature.text} {self.op} {value_text(self.value)}"
 
 

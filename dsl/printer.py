@@ -11,6 +11,7 @@ import json
 from decimal import Decimal
 
 from . import ast
+from .ast import DURATION_UNITS
 
 # Binding strength, loosest first; an operand printed where a stronger one is
 # required gets parentheses.
@@ -24,6 +25,14 @@ def number_text(value: int | float) -> str:
         return str(int(value))
     text = format(Decimal(repr(value)), "f")
     return text if "." in text else text + ".0"
+
+
+def duration_text(seconds: int | float) -> str:
+    """Seconds in the largest unit that divides them exactly: 2592000 is 30d."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return number_text(int(seconds // size)) + unit
+    return number_text(seconds) + "s"
 
 
 def string_text(value: str) -> str:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailor.compiler.frontend import check_path, has_errors
+from tailor.compiler.frontend import has_errors, lint_path
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity, render, render_github
 from tailor.dsl.formatter import format_text
 from tailor.dsl.loader import display_name, rules_files
@@ -61,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="change nothing; exit 1 and list files that would change")
     mode.add_argument("--diff", action="store_true", help="change nothing; print what would change as a diff")
     fmt.set_defaults(run=_fmt)
+
+    compile_ = commands.add_parser(
+        "compile",
+        help="compile a ruleset and show its decision plan",
+        description="Compile a ruleset and show the decision plan, its DAG, or the generated Python.",
+        epilog="example:\n  tailor compile rulesets/retail --emit plan\n"
+        "  tailor compile rulesets/retail --emit dot | dot -Tsvg > plan.svg",
+    )
+    compile_.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
+    compile_.add_argument("--emit", choices=("plan", "dot", "python"), default="plan", help="what to print")
+    compile_.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
+    compile_.set_defaults(run=_compile)
     return parser
 
 
@@ -90,8 +102,7 @@ def _lint(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     diagnostics: list[Diagnostic] = []
     for path in args.paths:
-        _program, found = check_path(path)
-        diagnostics.extend(found)
+        diagnostics.extend(lint_path(path))
     _print_diagnostics(diagnostics, args.format)
     failing = has_errors(diagnostics) or (args.strict and diagnostics)
     return EXIT_PROBLEMS if failing else EXIT_OK
@@ -117,6 +128,32 @@ def _print_diagnostics(diagnostics: list[Diagnostic], output: str) -> None:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# --- compile ---
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from tailor.compiler.display import plan_dot, plan_text
+    from tailor.compiler.ruleset import load
+
+    if _missing([args.path]) or (args.stats is not None and _missing([args.stats])):
+        return EXIT_USAGE
+    try:
+        ruleset = load(args.path, stats=args.stats)
+    except RulesError as exc:
+        _print_diagnostics(exc.diagnostics, "text")
+        return EXIT_PROBLEMS
+    except (ValueError, KeyError) as exc:
+        print(f"tailor: {args.stats}: not a statistics file ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    if args.emit == "python":
+        sys.stdout.write(ruleset.compiled.source)
+    elif args.emit == "dot":
+        sys.stdout.write(plan_dot(ruleset.plan))
+    else:
+        sys.stdout.write(plan_text(ruleset.plan, ruleset.version))
+    return EXIT_OK
 
 
 # --- fmt ---
