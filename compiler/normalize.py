@@ -149,6 +149,8 @@ class Normalizer:
             return self._all([self.simplify(item) for item in condition.items])
         if isinstance(condition, Any_):
             return self._any([self.simplify(item) for item in condition.items])
+        if isinstance(condition, Atom):
+            return self._all([condition])  # a lone atom can still be trivial: views(1h) >= 0
         return condition
 
     def _all(self, items: list[Condition]) -> Condition:

@@ -1,0 +1,92 @@
+"""Lint analyses and the compile command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tailor.compiler.frontend import lint_path
+
+TEXT = """
+content a = {}
+content b = {}
+content unused = {}
+model p_click = "p.onnx"
+segment lonely = views(1h) > 1
+rule top when context.page == "home" then show a in hero priority 10
+rule under when context.page == "home" and views("E", 24h) > 3 then show b in hero priority 5
+rule model_rule when context.page == "home" and p_click > 0.5 then show b in hero priority 1
+rule never when views(1h) > 5 and views(1h) < 2 then show a in hero
+rule range_top when views(1h) > 2 then show a in side priority 3
+rule range_under when views(1h) >= 5 and views(1h) < 9 then show b in side priority 2
+rule amb1 when user.tier == "gold" then show a in side
+rule amb2 when user.country == "US" then show b in side
+rule fine when user.tier == "silver" then show b in side
+when true then show a in side priority -5
+default show a in hero
+"""
+
+
+def codes(tmp_path: Path) -> dict[str, list[str]]:
+    (tmp_path / "l.rules").write_text(TEXT)
+    found: dict[str, list[str]] = {}
+    for diag in lint_path(tmp_path / "l.rules"):
+        found.setdefault(diag.code, []).append(diag.message)
+    return found
+
+
+def test_each_analysis_fires(tmp_path: Path) -> None:
+    found = codes(tmp_path)
+    assert found["unused"] == [
+        "content 'unused' is never shown",
+        "segment 'lonely' is never used",
+    ]
+    assert any("'under' can never win slot 'hero'" in m for m in found["shadowed"])
+    assert any("'range_under' can never win slot 'side'" in m for m in found["shadowed"])
+    assert found["expensive-shadowed"][0].startswith("rule 'model_rule' needs a model")
+    assert found["never-fires"] == ["rule 'never' can never fire: its condition can never be true"]
+    assert found["always-fires"] == ["rule 'l:16' always fires: its condition is always true"]
+    assert any("'amb1' and 'amb2'" in m for m in found["ambiguous"])
+    assert len(found["ambiguous"]) == 1  # gold and silver never both hold; b and b is no conflict
+    assert found["no-default"] == ["slot 'side' has no default: when no rule fires it shows nothing"]
+    assert len(found["unnamed"]) == 1
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tailor.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_warnings_do_not_fail_unless_strict(tmp_path: Path) -> None:
+    (tmp_path / "l.rules").write_text(TEXT)
+    assert run("lint", "l.rules", cwd=tmp_path).returncode == 0
+    strict = run("lint", "--strict", "l.rules", cwd=tmp_path)
+    assert strict.returncode == 1
+    assert "l.rules:8:6: warning: rule 'under' can never win slot 'hero'" in strict.stdout
+
+
+def test_compile_emits_plan_dot_and_python(tmp_path: Path) -> None:
+    (tmp_path / "l.rules").write_text(TEXT)
+    plan = run("compile", "l.rules", "--emit", "plan", cwd=tmp_path)
+    assert plan.returncode == 0
+    assert "stage 0: request context" in plan.stdout and "slot hero" in plan.stdout
+    dot = run("compile", "l.rules", "--emit", "dot", cwd=tmp_path)
+    assert dot.stdout.startswith("digraph plan {") and "->" in dot.stdout
+    python = run("compile", "l.rules", "--emit", "python", cwd=tmp_path)
+    compile(python.stdout, "plan.py", "exec")
+    assert "def stage0(context" in python.stdout
+    (tmp_path / "bad.rules").write_text("when x then show y\n")
+    assert run("compile", "bad.rules", cwd=tmp_path).returncode == 1
+    assert run("compile", "missing.rules", cwd=tmp_path).returncode == 2
+
+
+def test_statistics_change_the_order(tmp_path: Path) -> None:
+    (tmp_path / "s.rules").write_text(
+        'content c = {}\nrule r when user.tier == "gold" and user.country == "US" then show c\n'
+    )
+    default = run("compile", "s.rules", cwd=tmp_path).stdout
+    assert 'tables: user.country == "US" and user.tier == "gold"' in default
+    stats = tmp_path / "stats.json"
+    stats.write_text('{"predicates": {"user.tier == \\"gold\\"": {"evaluated": 1000, "held": 10}}}')
+    tuned = run("compile", "s.rules", "--stats", str(stats), cwd=tmp_path).stdout
+    assert 'tables: user.tier == "gold" and user.country == "US"' in tuned
