@@ -43,13 +43,7 @@ class Program:
     rules: tuple[CheckedRule, ...]
     defaults: dict[str, ast.DefaultDecl]
     attribute_types: dict[str, Type] = field(default_factory=dict)
-
-    @property
-    def slots(self) -> tuple[str, ...]:
-        """Every slot a rule or a default targets, in first-mention order."""
-        seen = dict.fromkeys(rule.slot for rule in self.rules)
-        seen.update(dict.fromkeys(self.defaults))
-        return tuple(seen)
+    slots: tuple[str, ...] = ()  # every slot a rule or a default targets, in first-mention order
 
 
 def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
@@ -97,8 +91,17 @@ class _Checker:
                     self._content(decl.content)
         self._segment_cycles()
         types = {text: entry[0] for text, entry in self.attributes.items()}
+        slots = tuple({**dict.fromkeys(rule.slot for rule in self.rules), **dict.fromkeys(self.defaults)})
         return Program(
-            name, self.modules, self.contents, self.segments, self.models, tuple(self.rules), self.defaults, types
+            name,
+            self.modules,
+            self.contents,
+            self.segments,
+            self.models,
+            tuple(self.rules),
+            self.defaults,
+            types,
+            slots,
         )
 
     def _ruleset_name(self) -> str:

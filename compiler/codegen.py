@@ -153,6 +153,7 @@ def _function(
         writer.line("alive = ALL")
     else:
         writer.line('"""Stage 1: the store features fetched in one round trip."""')
+        writer.line("# A feature no survivor reads keeps every surviving bit, so tables apply unconditionally.")
     for table in tables:
         name = names[table.ref.text]
         writer.line(
@@ -160,9 +161,6 @@ def _function(
             + "; ".join(a.text() for a in table.atoms[:4])
             + (" ..." if len(table.atoms) > 4 else "")
         )
-        if source == "store":
-            writer.line(f"if alive & {name}_USES:")
-            writer.indent()
         if source == "context":
             writer.line(f"v = context.get({table.ref.name!r})")
         elif table.ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
@@ -170,8 +168,6 @@ def _function(
         else:
             writer.line(f"v = fetched.get({name}_TEXT)")
         _apply_table(writer, name, table)
-        if source == "store":
-            writer.outdent()
     writer.line("return alive")
     writer.outdent()
 

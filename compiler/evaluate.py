@@ -17,6 +17,8 @@ from .plan import Conjunction, PlannedRule
 from .ruleset import Ruleset
 from .values import Values, condition_value, predicate_value
 
+NEEDED_CACHE_SIZE = 4096
+
 Fetch = Callable[[list[str]], Mapping[str, Any]]
 RunModel = Callable[[str], Any]
 
@@ -74,6 +76,17 @@ class Decider:
             for name, slot in plan.slots.items()
         }
         self._all_slots = tuple(plan.slots)
+        self._needed_by_alive: dict[int, list[str]] = {}
+
+    def _needed(self, alive: int) -> list[str]:
+        """Store features to fetch; requests with the same context share the answer."""
+        cache = self._needed_by_alive
+        needed = cache.get(alive)
+        if needed is None:
+            if len(cache) >= NEEDED_CACHE_SIZE:
+                cache.clear()
+            needed = cache[alive] = self._compiled.needed(alive)
+        return needed
 
     def decide(
         self,
@@ -86,7 +99,7 @@ class Decider:
         context = context if context is not None else {}
         compiled = self._compiled
         alive = compiled.stage0(context)
-        needed = compiled.needed(alive)
+        needed = self._needed(alive)
         fetched = features if features is not None else {}
         if fetch is not None:
             fetched = {**fetch(needed), **fetched}

@@ -165,6 +165,8 @@ class Normalizer:
             if isinstance(item, Atom):
                 by_feature.setdefault(item.feature, []).append(item)
         for feature, atoms in by_feature.items():
+            if len(atoms) == 1 and not _maybe_trivial(atoms[0]):
+                continue
             merged = merge_conjunction(feature, atoms)
             if merged is None:
                 return FALSE
@@ -216,6 +218,8 @@ class Normalizer:
                 if len(result) > limit:
                     return None
             return result
+        if all(isinstance(item, Atom | Test) for item in condition.items):
+            return [condition.items]  # already a simplified conjunction
         product: list[tuple[Predicate, ...]] = [()]
         for item in condition.items:
             part = self.dnf(item, limit)
@@ -246,6 +250,11 @@ def _flatten(items: Iterable[Condition], kind: type) -> Iterable[Condition]:
             yield from _flatten(item.items, kind)  # type: ignore[attr-defined]
         else:
             yield item
+
+
+def _maybe_trivial(atom: Atom) -> bool:
+    """Whether one atom alone might always or never hold (only bounds below zero on counts)."""
+    return atom.feature.kind is FeatureKind.COUNT and atom.op in (">", ">=", "<", "<=") and atom.value <= 0
 
 
 def _is_unknown(term: Term) -> bool:

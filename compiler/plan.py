@@ -182,7 +182,8 @@ class DecisionPlan:
 def build_plan(program: Program, stats: PredicateStats | None = None) -> DecisionPlan:
     stats = stats or PredicateStats()
     normalizer = Normalizer(program)
-    ordered = sorted(program.rules, key=lambda r: (program_slot_index(program, r.slot), -r.priority, r.order))
+    slot_index = {slot: index for index, slot in enumerate(program.slots)}
+    ordered = sorted(program.rules, key=lambda r: (slot_index[r.slot], -r.priority, r.order))
     rules: list[PlannedRule] = []
     conjunctions: list[Conjunction] = []
     slot_bits: dict[str, list[int]] = {slot: [] for slot in program.slots}
@@ -245,10 +246,6 @@ def build_plan(program: Program, stats: PredicateStats | None = None) -> Decisio
         tuple(distinct),
         attribute_types,
     )
-
-
-def program_slot_index(program: Program, slot: str) -> int:
-    return program.slots.index(slot)
 
 
 def _formula_predicates(conjunction: Conjunction) -> list[Predicate]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
 from tailor.dsl.loader import ParseCache, ParsedFile, display_name
-from tailor.dsl.parser import parse_source
+from tailor.dsl.parser import collector_paused, parse_source
 from tailor.dsl.source import Source
 
 from .check import Program
@@ -65,8 +65,9 @@ def _line(node: Any) -> int:
 def compile_program(
     program: Program, version: str, files: tuple[str, ...] = (), stats: PredicateStats | None = None
 ) -> Ruleset:
-    plan = build_plan(program, stats)
-    return Ruleset(program.name, version, program, plan, generate(plan), files)
+    with collector_paused():
+        plan = build_plan(program, stats)
+        return Ruleset(program.name, version, program, plan, generate(plan), files)
 
 
 def source_version(files: list[ParsedFile] | list[tuple[str, str]]) -> str:
@@ -81,7 +82,8 @@ def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache:
     """Read, check and compile the ruleset at ``path``; raise ``RulesError`` on errors."""
     if isinstance(stats, Path):
         stats = PredicateStats.load(stats)
-    files, program, diagnostics = read_and_check(Path(path), cache)
+    with collector_paused():
+        files, program, diagnostics = read_and_check(Path(path), cache)
     _raise_on_errors(diagnostics)
     assert program is not None
     names = tuple(display_name(f.path) for f in files)
@@ -96,7 +98,8 @@ def loads(
     module, problems = parse_source(Source(filename, text))
     digest = hashlib.sha256(text.encode()).hexdigest()
     parsed = ParsedFile(Path(filename), module, tuple(problems), digest)
-    program, diagnostics = check_files([parsed], name)
+    with collector_paused():
+        program, diagnostics = check_files([parsed], name)
     _raise_on_errors(diagnostics)
     return compile_program(program, source_version([parsed]), (filename,), stats)
 

@@ -301,7 +301,7 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
     """
     lexed = tokenize(source)
     comments = tuple(ast.Comment(c.value, Span(source, c.start_pos, c.end_pos)) for c in lexed.comments)
-    with _LOCK, _collector_paused():
+    with _LOCK, collector_paused():
         _BUILDER.source = source
         _BUILDER.problems = problems = list(lexed.diagnostics)
         try:
@@ -320,10 +320,10 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
 
 
 @contextmanager
-def _collector_paused():
-    """A parse allocates hundreds of thousands of nodes that all survive it;
-    letting the cyclic collector scan them again and again costs a third of
-    the parse time on large files and frees nothing."""
+def collector_paused():
+    """Parsing and compiling allocate hundreds of thousands of objects that all
+    survive; letting the cyclic collector scan them again and again costs a
+    third of the time on large rulesets and frees nothing."""
     enabled = gc.isenabled()
     gc.disable()
     try:
