@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .features import FeatureKind
-from .ir import Arith, Const, Feature, Neg, Predicate, Term, Test
+from .ir import Arith, CondTerm, Const, Feature, Neg, Predicate, Term, Test
 from .plan import STAGE_CONTEXT, STAGE_STORE, DecisionPlan, FeatureTable
 from .values import arith_value, condition_value
 
@@ -249,6 +249,9 @@ def _term_code(term: Term, constants: dict[str, Any], prefix: str) -> str:
         return f"V[{term.ref.text!r}]"
     if isinstance(term, Neg):
         return f"_arith('neg', {_term_code(term.operand, constants, prefix + 'n')}, 0)"
+    if isinstance(term, CondTerm):
+        constants.setdefault("_condition_value", condition_value)
+        return f"_condition_value({_bind(constants, prefix + '_COND', term.condition)}, V)"
     assert isinstance(term, Arith)
     left = _term_code(term.left, constants, prefix + "a")
     right = _term_code(term.right, constants, prefix + "b")

@@ -59,8 +59,9 @@ class FeatureRef:
         return self.kind in (FeatureKind.COUNT, FeatureKind.TOTAL, FeatureKind.SINCE)
 
     @property
-    def never_unknown(self) -> bool:
-        """Counters and totals are 0 when nothing happened, never unknown."""
+    def zero_when_absent(self) -> bool:
+        """Counters and totals are 0 when nothing happened. They are still unknown
+        when the store could not be asked (a degraded decision)."""
         return self.kind in (FeatureKind.COUNT, FeatureKind.TOTAL)
 
 

@@ -95,7 +95,20 @@ class Neg:
         return f"-{self.operand.text()}"
 
 
-Term = Const | Feature | Arith | Neg
+@dataclass(frozen=True, slots=True)
+class CondTerm:
+    """A condition used as a value (``segment is missing``): true, false or unknown.
+
+    Its condition is in exact normal form: unknown stays unknown, never folded to false.
+    """
+
+    condition: Condition
+
+    def text(self) -> str:
+        return f"({condition_text(self.condition)})"
+
+
+Term = Const | Feature | Arith | Neg | CondTerm
 
 
 # --- conditions ---
@@ -143,13 +156,14 @@ class Any_:
 
 @dataclass(frozen=True, slots=True)
 class Truth:
-    """A constant condition: always true, or never true."""
+    """A constant condition: always true, never true, or (in exact form) unknown."""
 
-    value: bool
+    value: bool | None
 
 
 TRUE = Truth(True)
 FALSE = Truth(False)
+UNKNOWN_TRUTH = Truth(None)
 
 Predicate = Atom | Test
 Condition = Atom | Test | All | Any_ | Truth
@@ -169,6 +183,15 @@ def value_text(value: Any) -> str:
     return repr(value)
 
 
+def condition_text(condition: Condition) -> str:
+    if isinstance(condition, Truth):
+        return {True: "true", False: "false", None: "unknown"}[condition.value]
+    if isinstance(condition, All | Any_):
+        joiner = " and " if isinstance(condition, All) else " or "
+        return joiner.join(f"({condition_text(item)})" for item in condition.items)
+    return condition.text()
+
+
 def predicates(condition: Condition) -> list[Predicate]:
     """Every predicate of a condition, in order, with repeats."""
     if isinstance(condition, All | Any_):
@@ -185,6 +208,8 @@ def term_features(term: Term | None) -> list[FeatureRef]:
         return term_features(term.left) + term_features(term.right)
     if isinstance(term, Neg):
         return term_features(term.operand)
+    if isinstance(term, CondTerm):
+        return [ref for p in predicates(term.condition) for ref in predicate_features(p)]
     return []
 
 

@@ -9,7 +9,8 @@ A rule fires only when its condition is *true*. In negation normal form
 ``and``/``or`` are monotone in the order false < unknown < true, so a part
 that can never be true may be replaced by "never true" without changing when
 the whole is true; that is what lets unknown-valued constants fold to FALSE.
-Tautologies are only recognised for features that are never unknown.
+Nothing is a tautology that mentions a feature: even a counter is unknown
+when the store could not be asked.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from .ir import (
     NEGATED_OP,
     TRUE,
     UNKNOWN,
+    UNKNOWN_TRUTH,
     All,
     Any_,
     Arith,
     Atom,
     Condition,
+    CondTerm,
     Const,
     Feature,
     Neg,
@@ -60,26 +63,64 @@ class Normalizer:
 
     # --- negation normal form ---
 
-    def _condition(self, expr: ast.Expr, negated: bool) -> Condition:
+    def _condition(self, expr: ast.Expr, negated: bool, exact: bool = False) -> Condition:
+        """Negation normal form. ``exact`` keeps unknown constants unknown (for conditions used as values)."""
         match expr:
             case ast.And(operands) | ast.Or(operands):
-                items = tuple(self._condition(o, negated) for o in operands)
+                items = tuple(self._condition(o, negated, exact) for o in operands)
                 conjunction = isinstance(expr, ast.And) != negated
                 return All(items) if conjunction else Any_(items)
             case ast.Not(operand):
-                return self._condition(operand, not negated)
+                return self._condition(operand, not negated, exact)
             case ast.Name(name) if name in self.program.segments:
-                return self._condition(self.program.segments[name].condition, negated)
+                return self._condition(self.program.segments[name].condition, negated, exact)
             case ast.Boolean(value):
                 return TRUE if value != negated else FALSE
             case ast.Attribute():
-                return self.predicate("==", Feature(attribute_ref(expr)), Const(not negated))
+                return self.predicate("==", Feature(attribute_ref(expr)), Const(not negated), exact)
+            case ast.Compare(op, left, right) if self._is_condition(left) or self._is_condition(right):
+                return self._compare_conditions(op, left, right, negated, exact)
             case ast.Compare(op, left, right):
-                return self.predicate(NEGATED_OP[op] if negated else op, self.term(left), self.term(right))
+                return self.predicate(NEGATED_OP[op] if negated else op, self.term(left), self.term(right), exact)
             case ast.IsMissing(operand, is_not):
                 op = "present" if is_not != negated else "missing"
-                return self.predicate(op, self.term(operand), None)
+                if self._is_condition(operand):
+                    return self.intern(Test(op, CondTerm(self._condition(operand, False, exact=True))))
+                return self.predicate(op, self.term(operand), None, exact)
         raise TypeError(f"not a condition: {expr!r}")
+
+    def _is_condition(self, expr: ast.Expr) -> bool:
+        """Whether an expression is true/false/unknown rather than a number, string or duration."""
+        if isinstance(expr, ast.And | ast.Or | ast.Not | ast.Compare | ast.IsMissing | ast.Boolean):
+            return True
+        if isinstance(expr, ast.Name):
+            return expr.name in self.program.segments
+        if isinstance(expr, ast.Attribute):
+            kind = self.program.attribute_types.get(f"{expr.scope}.{expr.name}")
+            return kind is not None and kind.name == "bool"
+        return False
+
+    def _compare_conditions(self, op: str, left: ast.Expr, right: ast.Expr, negated: bool, exact: bool) -> Condition:
+        """``A == B`` between truth values, rewritten exactly in Kleene logic."""
+        if isinstance(left, ast.ListLiteral | ast.Boolean) and not isinstance(right, ast.ListLiteral | ast.Boolean):
+            left, right = right, left
+        if op in ("in", "not in"):
+            assert isinstance(right, ast.ListLiteral)
+            wanted = {item.value for item in right.items if isinstance(item, ast.Boolean)}
+            member = (op == "in") != negated
+            if member:  # A in S: A is one of S
+                return Any_(tuple(self._condition(left, not value, exact) for value in sorted(wanted)))
+            if not wanted:  # A not in []: true whenever A is known
+                return Any_((self._condition(left, False, exact), self._condition(left, True, exact)))
+            return All(tuple(self._condition(left, value, exact) for value in sorted(wanted)))
+        equal = (op == "==") != negated
+        if isinstance(right, ast.Boolean):
+            return self._condition(left, negated=equal != right.value, exact=exact)
+        a, not_a = self._condition(left, False, exact), self._condition(left, True, exact)
+        b, not_b = self._condition(right, False, exact), self._condition(right, True, exact)
+        if equal:
+            return Any_((All((a, b)), All((not_a, not_b))))
+        return Any_((All((a, not_b)), All((not_a, b))))
 
     def term(self, expr: ast.Expr) -> Term:
         match expr:
@@ -112,14 +153,17 @@ class Normalizer:
                 return Arith(op, lt, rt)
         raise TypeError(f"not a value: {expr!r}")
 
-    def predicate(self, op: str, left: Term, right: Term | None) -> Condition:
+    def predicate(self, op: str, left: Term, right: Term | None, exact: bool = False) -> Condition:
         if op in ("missing", "present"):
             return self._missing(op, left)
         assert right is not None
         if isinstance(left, Const) and isinstance(right, Const):
-            return TRUE if compare(op, left.value, right.value) is True else FALSE
+            verdict = compare(op, left.value, right.value)
+            if verdict is None:
+                return UNKNOWN_TRUTH if exact else FALSE
+            return TRUE if verdict else FALSE
         if _is_unknown(left) or _is_unknown(right):
-            return FALSE
+            return UNKNOWN_TRUTH if exact else FALSE
         if isinstance(left, Const) and isinstance(right, Feature) and op in MIRRORED_OP:
             left, right, op = right, left, MIRRORED_OP[op]
         if isinstance(left, Feature) and isinstance(right, Const):
@@ -137,8 +181,6 @@ class Normalizer:
         if isinstance(term, Const):
             return TRUE if (term.value is UNKNOWN) == (op == "missing") else FALSE
         if isinstance(term, Feature):
-            if term.ref.never_unknown:
-                return FALSE if op == "missing" else TRUE
             return self.intern(Atom(op, term.ref))
         return self.intern(Test(op, term))
 
@@ -367,5 +409,5 @@ def merge_conjunction(feature: FeatureRef, atoms: list[Atom]) -> list[Atom] | No
         result.append(Atom("not in", feature, frozenset(remaining)))
     if not result:
         # Nothing left to test: true whenever the feature is known.
-        return [] if feature.never_unknown else [Atom("present", feature)]
+        return [Atom("present", feature)]
     return result

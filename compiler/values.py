@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .features import FeatureKind, FeatureRef
-from .ir import UNKNOWN, All, Any_, Atom, Condition, Const, Feature, Neg, Term, Test, Truth
+from .ir import UNKNOWN, All, Any_, Atom, Condition, CondTerm, Const, Feature, Neg, Term, Test, Truth
 from .normalize import arithmetic, compare
 
 
@@ -93,6 +93,8 @@ def term_value(term: Term, values: Mapping[str, Any]) -> Any:
         return values[term.ref.text]
     if isinstance(term, Neg):
         return arith_value("neg", term_value(term.operand, values), 0)
+    if isinstance(term, CondTerm):
+        return condition_value(term.condition, values)
     return arith_value(term.op, term_value(term.left, values), term_value(term.right, values))
 
 

@@ -4,7 +4,9 @@ A file is laid out as a sequence of items, declarations and stand-alone
 comments, in source order. Blank lines between items are kept (collapsed to
 one) and multi-line declarations always stand apart. Comments inside or at
 the end of a declaration are put back at the end of the output line that
-covers their position. Formatting is idempotent and never changes the tree.
+covers their position; when several land on one line, all but the last move
+to their own lines just above the declaration. Formatting is idempotent and
+never changes the tree.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ INDENT = "  "
 class _Line:
     text: str
     source_start: int  # offset of the first source token this line prints; -1 without a source
+    comment: str = ""  # a trailing comment, printed after the text
 
 
 @dataclass(slots=True)
@@ -54,7 +57,7 @@ def format_module(module: ast.Module, text: str | None = None) -> str:
     for item in items:
         if previous is not None and _blank_between(previous, item, text):
             out.append("")
-        out.extend(line.text.rstrip() for line in item.lines)
+        out.extend((f"{line.text}  {line.comment}" if line.comment else line.text).rstrip() for line in item.lines)
         previous = item
     return "\n".join(out) + "\n" if out else ""
 
@@ -92,18 +95,18 @@ def _place_comments(items: list[_Item], comments: tuple[ast.Comment, ...], text:
         while pending and pending[-1].span.start < item.start:
             comment = pending.pop()
             if result and not result[-1].is_comment and _same_line(text, result[-1].end, comment.span.start):
-                _append_comment(result[-1], comment)
+                _attach(result, result[-1], comment)
             else:
                 result.append(
                     _Item([_Line(comment.text, comment.span.start)], comment.span.start, comment.span.end, True)
                 )
         while pending and pending[-1].span.start < line_end:
-            _append_comment(item, pending.pop())
+            _attach(result, item, pending.pop())
         result.append(item)
     while pending:
         comment = pending.pop()
         if result and not result[-1].is_comment and _same_line(text, result[-1].end, comment.span.start):
-            _append_comment(result[-1], comment)
+            _attach(result, result[-1], comment)
         else:
             result.append(_Item([_Line(comment.text, comment.span.start)], comment.span.start, comment.span.end, True))
     return result
@@ -113,12 +116,21 @@ def _same_line(text: str, offset: int, other: int) -> bool:
     return "\n" not in text[offset:other]
 
 
-def _append_comment(item: _Item, comment: ast.Comment) -> None:
+def _attach(result: list[_Item], item: _Item, comment: ast.Comment) -> None:
+    """Put ``comment`` at the end of the line of ``item`` that covers it.
+
+    A line holds one trailing comment (a second ``#`` would only extend the
+    first), so a comment it already holds moves to a line of its own just
+    above the declaration (``item`` is ``result[-1]`` or about to be appended).
+    """
     target = item.lines[0]
     for line in item.lines:
         if 0 <= line.source_start <= comment.span.start:
             target = line
-    target.text = f"{target.text}  {comment.text}"
+    if target.comment:
+        index = len(result) - 1 if result and result[-1] is item else len(result)
+        result.insert(index, _Item([_Line(target.comment, item.start)], item.start, item.start, True))
+    target.comment = comment.text
     item.end = max(item.end, comment.span.end)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+from bisect import bisect_left
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -308,11 +309,19 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
             declarations = _LARK.parse(lexed.tokens)
         except UnexpectedInput:
             declarations = []
-            for chunk in _declaration_chunks(lexed.tokens):
+            # A declaration with a lexical error (say, a string never closed that
+            # swallowed the rest of its line) gets no second, consequential error.
+            lexical = [problem.span.start for problem in lexed.diagnostics]
+            chunks = _declaration_chunks(lexed.tokens)
+            for index, chunk in enumerate(chunks):
                 try:
                     declarations.extend(_LARK.parse(chunk))
                 except UnexpectedToken as exc:
-                    problems.append(_syntax_error(source, exc, chunk))
+                    following = chunks[index + 1][0] if index + 1 < len(chunks) else None
+                    problem = _syntax_error(source, exc, chunk, following)
+                    first = bisect_left(lexical, chunk[0].start_pos)
+                    if first == len(lexical) or lexical[first] > problem.span.start:
+                        problems.append(problem)
         _BUILDER.source = Source("<string>", "")
         _BUILDER.problems = []
     module = ast.Module(tuple(declarations), source.name, comments)
@@ -441,7 +450,8 @@ def _acceptable(exc: UnexpectedToken) -> set[str]:
     return set(exc.expected)
 
 
-def _syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token]) -> Diagnostic:
+def _syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token], following: Token | None) -> Diagnostic:
+    """The error of one declaration; ``following`` starts the next one (None at the end of the file)."""
     token = exc.token
     expected = _acceptable(exc)
     if token.type == "$END":
@@ -451,11 +461,13 @@ def _syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token]) -> D
             if last.end_pos < len(source.text)
             else Span(source, last.start_pos, last.end_pos)
         )
-        return error(
-            f"unexpected end of input after '{last.value}', expected {_describe_expected(expected)}",
-            span,
-            code="syntax",
-        )
+        if following is not None:  # the declaration stops short, but the file goes on
+            message = (
+                f"expected {_describe_expected(expected)} after '{last.value}', found {_describe_found(following)}"
+            )
+        else:
+            message = f"unexpected end of input after '{last.value}', expected {_describe_expected(expected)}"
+        return error(message, span, code="syntax")
     span = Span(source, token.start_pos, token.end_pos)
     hint = ""
     if expected == {"NAME"} and token.value in KEYWORDS:

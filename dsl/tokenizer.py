@@ -118,7 +118,8 @@ def tokenize(source: Source) -> Tokens:
     append = tokens.append
     keywords = KEYWORDS
     punctuation = PUNCTUATION
-    after_dot = False
+    previous = ""
+    in_expect = False
     for match in _MASTER.finditer(text):
         kind = match.lastgroup
         if kind == "WS":
@@ -127,7 +128,13 @@ def tokenize(source: Source) -> Tokens:
         start, end = match.span()
         if kind == "NAME":
             # After a dot every word is an attribute name: `context.default` is fine.
-            kind = "NAME" if after_dot else keywords.get(value, "NAME")
+            kind = "NAME" if previous == "_DOT" else keywords.get(value, "NAME")
+            if kind == "DEFAULT" and in_expect and previous == "_EQUAL":
+                kind = "NAME"  # a test's `expect SLOT = default`: the slot's default content
+            elif kind == "_EXPECT":
+                in_expect = True
+            elif kind in DECLARATION_STARTS:
+                in_expect = False
         elif kind == "PUNCT":
             kind = punctuation[value]
         elif kind == "COMMENT":
@@ -139,7 +146,7 @@ def tokenize(source: Source) -> Tokens:
             if replacement is None:
                 continue
             kind, value = replacement
-        after_dot = kind == "_DOT"
+        previous = kind
         append(Token(kind, value, start, end))
     return Tokens(tokens, comments, problems)
 

@@ -22,7 +22,10 @@ def tailor(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comple
 
 
 def test_lint_clean_exits_zero(tmp_path: Path) -> None:
-    (tmp_path / "shop.rules").write_text(CLEAN)
+    (tmp_path / "shop.rules").write_text(
+        'content generic = {"id": "g"}\nrule home when context.page == "home" then show generic in hero\n'
+        "default show generic in hero\n"
+    )
     result = tailor("lint", "shop.rules", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
