@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ir import Atom, Predicate, Test
+from .features import FeatureKind, FeatureRef
+from .ir import Atom, Predicate, Test, predicate_features
 from .plan import Conjunction, PlannedRule
 from .ruleset import Ruleset
 from .values import Values, condition_value, predicate_value
 
 NEEDED_CACHE_SIZE = 4096
 
-Fetch = Callable[[list[str]], Mapping[str, Any]]
 RunModel = Callable[[str], Any]
 
 
@@ -88,24 +88,29 @@ class Decider:
             needed = cache[alive] = self._compiled.needed(alive)
         return needed
 
-    def decide(
+    def begin(self, context: Mapping[str, Any]) -> tuple[int, list[str]]:
+        """Stage 0: the surviving candidates, and the store features they still need."""
+        alive = self._compiled.stage0(context)
+        return alive, self._needed(alive)
+
+    def refs(self, texts: Iterable[str]) -> list[FeatureRef]:
+        features = self._plan.features
+        return [features[text] for text in texts]
+
+    def finish(
         self,
-        context: Mapping[str, Any] | None = None,
-        features: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any],
+        alive: int,
+        needed: list[str],
+        fetched: Mapping[str, Any],
         slots: Iterable[str] | None = None,
-        fetch: Fetch | None = None,
         run_model: RunModel | None = None,
+        degraded: bool = False,
     ) -> Outcomes:
-        context = context if context is not None else {}
-        compiled = self._compiled
-        alive = compiled.stage0(context)
-        needed = self._needed(alive)
-        fetched = features if features is not None else {}
-        if fetch is not None:
-            fetched = {**fetch(needed), **fetched}
-        alive = compiled.stage1(alive, fetched)
+        """Stages 1 and 2, once the store features have been fetched."""
+        alive = self._compiled.stage1(alive, fetched)
         values = Values(context, fetched, self._plan.features, self._types, run_model)
-        checks = compiled.checks
+        checks = self._compiled.checks
         answers = self._answers
         masks = self._slot_masks
         result: dict[str, SlotDecision] = {}
@@ -126,8 +131,20 @@ class Decider:
                 candidates ^= lowest
             result[slot] = answer if answer is not None else self._defaults[slot]
         ruleset = self.ruleset
-        decision = Decision(result, ruleset.name, ruleset.version, tuple(values.models_run), tuple(needed))
+        decision = Decision(result, ruleset.name, ruleset.version, tuple(values.models_run), tuple(needed), degraded)
         return Outcomes(decision, values, alive)
+
+    def decide(
+        self,
+        context: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None,
+        slots: Iterable[str] | None = None,
+        run_model: RunModel | None = None,
+    ) -> Outcomes:
+        """The whole decision with every store feature supplied by the caller."""
+        context = context if context is not None else {}
+        alive, needed = self.begin(context)
+        return self.finish(context, alive, needed, features if features is not None else {}, slots, run_model)
 
 
 def _type_of(plan: Any, text: str) -> str:
@@ -304,3 +321,25 @@ def _show(value: Any) -> str:
     from .ir import value_text
 
     return "unknown" if value is None else value_text(value)
+
+
+# --- feedback for the optimizer ---
+
+
+def predicate_outcomes(decider: Decider, outcomes: Outcomes) -> list[tuple[str, bool]]:
+    """(predicate text, held) for every predicate this decision could evaluate without new reads.
+
+    The runtime samples decisions through this to learn pass rates; it reads
+    only values the decision already had, so it never fetches or runs a model.
+    """
+    values = outcomes.values
+    known = set(outcomes.decision.fetched) | set(values)
+    results = []
+    for predicate in decider.ruleset.plan.predicates:
+        refs = predicate_features(predicate)
+        if not all(ref.text in known or ref.kind is FeatureKind.CONTEXT for ref in refs):
+            continue
+        verdict = predicate_value(predicate, values)
+        if verdict is not None:
+            results.append((predicate.text(), verdict))
+    return results
