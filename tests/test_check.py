@@ -19,7 +19,7 @@ segment electronics_fan = views("Electronics", 24h) > 2
 
 
 def problems(text: str) -> list:
-    program, found = check([parse(PRELUDE + text, "shop.rules")], "shop")
+    _program, found = check([parse(PRELUDE + text, "shop.rules")], "shop")
     return found
 
 
@@ -54,7 +54,7 @@ def test_unknown_function_and_scope() -> None:
 
 
 def test_duplicates_point_at_the_first_declaration() -> None:
-    found = problems('content generic = {}\nrule a when true then show generic\nrule a when true then show generic')
+    found = problems("content generic = {}\nrule a when true then show generic\nrule a when true then show generic")
     assert [d.message for d in found] == [
         "the content 'generic' is already declared",
         "there is already a rule named 'a'",
@@ -114,7 +114,7 @@ def test_directory_rulesets_share_one_namespace(tmp_path: Path) -> None:
     (tmp_path / "a.rules").write_text('ruleset shop\ncontent generic = {"id": 1}\n')
     sub = tmp_path / "pages"
     sub.mkdir()
-    (sub / "home.rules").write_text("when context.page == \"home\" then show generic in hero\n")
+    (sub / "home.rules").write_text('when context.page == "home" then show generic in hero\n')
     (sub / "home_test.rules").write_text('test "t" expect hero = generic\n')
     program, found = check_path(tmp_path)
     assert found == []
