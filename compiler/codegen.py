@@ -126,6 +126,10 @@ def _bind_table(constants: dict[str, Any], name: str, table: FeatureTable) -> No
         constants[f"{name}_CUTS"] = table.cuts
         constants[f"{name}_REGIONS"] = table.keep_by_region
         constants[f"{name}_N"] = len(table.cuts)
+        small = _small_integers(table)
+        if small:
+            constants[f"{name}_SMALL"] = small
+            constants[f"{name}_SMALL_N"] = len(small)
     else:
         constants[f"{name}_BY_VALUE"] = table.keep_by_value
         constants[f"{name}_OTHER"] = table.keep_other
@@ -144,7 +148,8 @@ def _function(
     for table in tables:
         name = names[table.ref.text]
         bound += [
-            f"{name}_{suffix}" for suffix in ("TEXT", "USES", "UNKNOWN", "CUTS", "REGIONS", "N", "BY_VALUE", "OTHER")
+            f"{name}_{suffix}"
+            for suffix in ("TEXT", "USES", "UNKNOWN", "CUTS", "REGIONS", "N", "SMALL", "SMALL_N", "BY_VALUE", "OTHER")
         ]
     writer.line(_signature(function, params, bound, constants))
     writer.indent()
@@ -172,9 +177,27 @@ def _function(
     writer.outdent()
 
 
+# Counts are small integers: a list indexed by the count answers most lookups
+# without bisecting. Thresholds above this fall back to bisection.
+SMALL_INTEGER_LIMIT = 64
+
+
+def _small_integers(table: FeatureTable) -> tuple[int, ...]:
+    if not table.cuts or max(table.cuts) > SMALL_INTEGER_LIMIT:
+        return ()
+    return tuple(table.keep_for_number(v) for v in range(int(max(table.cuts)) + 2))
+
+
 def _apply_table(writer: CodeWriter, name: str, table: FeatureTable) -> None:
     if table.numeric:
-        writer.line("if (type(v) is int or type(v) is float) and v == v:")
+        if _small_integers(table):
+            writer.line(f"if type(v) is int and 0 <= v < {name}_SMALL_N:")
+            writer.indent()
+            writer.line(f"alive &= {name}_SMALL[v]")
+            writer.outdent()
+            writer.line("elif (type(v) is int or type(v) is float) and v == v:")
+        else:
+            writer.line("if (type(v) is int or type(v) is float) and v == v:")
         writer.indent()
         writer.line(f"i = _bisect({name}_CUTS, v)")
         writer.line(

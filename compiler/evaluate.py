@@ -76,19 +76,19 @@ class Decider:
             for name, slot in plan.slots.items()
         }
         self._all_slots = tuple(plan.slots)
-        self._needed_by_alive: dict[int, list[str]] = {}
+        self._needed_by_alive: dict[int, tuple[str, ...]] = {}
 
-    def _needed(self, alive: int) -> list[str]:
+    def _needed(self, alive: int) -> tuple[str, ...]:
         """Store features to fetch; requests with the same context share the answer."""
         cache = self._needed_by_alive
         needed = cache.get(alive)
         if needed is None:
             if len(cache) >= NEEDED_CACHE_SIZE:
                 cache.clear()
-            needed = cache[alive] = self._compiled.needed(alive)
+            needed = cache[alive] = tuple(self._compiled.needed(alive))
         return needed
 
-    def begin(self, context: Mapping[str, Any]) -> tuple[int, list[str]]:
+    def begin(self, context: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
         """Stage 0: the surviving candidates, and the store features they still need."""
         alive = self._compiled.stage0(context)
         return alive, self._needed(alive)
@@ -101,7 +101,7 @@ class Decider:
         self,
         context: Mapping[str, Any],
         alive: int,
-        needed: list[str],
+        needed: tuple[str, ...],
         fetched: Mapping[str, Any],
         slots: Iterable[str] | None = None,
         run_model: RunModel | None = None,

@@ -22,7 +22,7 @@ from typing import Any
 from tailor.dsl import ast
 
 from .check import Program
-from .features import FeatureKind, FeatureRef, attribute_ref, call_ref, model_ref
+from .features import FeatureRef, attribute_ref, call_ref, model_ref
 from .ir import (
     FALSE,
     MIRRORED_OP,
@@ -170,9 +170,9 @@ class Normalizer:
             value = right.value
             if op in ("in", "not in") and len(value) == 1:
                 op, value = ("==" if op == "in" else "!="), next(iter(value))
-            if op == "in" and not value:
+            if op == "in" and not value and not exact:
                 return FALSE
-            if op == "not in" and not value:
+            if op == "not in" and not value and not exact:
                 return self._missing("present", left)
             return self.intern(Atom(op, left.ref, value))
         return self.intern(Test(op, left, right))
@@ -295,8 +295,8 @@ def _flatten(items: Iterable[Condition], kind: type) -> Iterable[Condition]:
 
 
 def _maybe_trivial(atom: Atom) -> bool:
-    """Whether one atom alone might always or never hold (only bounds below zero on counts)."""
-    return atom.feature.kind is FeatureKind.COUNT and atom.op in (">", ">=", "<", "<=") and atom.value <= 0
+    """Whether one atom alone might simplify (an empty set was handled when it was built)."""
+    return False
 
 
 def _is_unknown(term: Term) -> bool:
@@ -395,9 +395,7 @@ def merge_conjunction(feature: FeatureRef, atoms: list[Atom]) -> list[Atom] | No
     if lo == hi:
         return None if lo in excluded else [Atom("==", feature, lo)]
     result: list[Atom] = []
-    # Counts are never negative: a lower bound below zero always holds.
-    trivial_lower = feature.kind is FeatureKind.COUNT and (lo < 0 or (lo == 0 and lo_inclusive))
-    if lo != -math.inf and not trivial_lower:
+    if lo != -math.inf:
         result.append(Atom(">=" if lo_inclusive else ">", feature, lo))
     if hi != math.inf:
         result.append(Atom("<=" if hi_inclusive else "<", feature, hi))

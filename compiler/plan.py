@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,13 @@ class FeatureTable:
     @property
     def numeric(self) -> bool:
         return self.value_type == "number"
+
+    def keep_for_number(self, value: float) -> int:
+        """The surviving bits for a known numeric value (what the generated code computes)."""
+        index = bisect_left(self.cuts, value)
+        if index < len(self.cuts) and self.cuts[index] == value:
+            return self.keep_by_region[2 * index + 1]
+        return self.keep_by_region[2 * index]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,353 @@
+"""Decision speed: the compiled engine against hand-written and interpreted baselines.
+
+Run: python -m bench.decide [--rules 1000 10000] [--requests N] [--quick]
+
+Every contender decides the same requests of the same generated ruleset
+(``bench.workload``), all three slots per decision:
+
+- if-chain: one hand-written-style Python function per slot, one ``if`` per
+  rule in priority order (the floor for a compiler without indexing or sharing);
+- naive interpreter: walks each rule's tree per request (the reference);
+- zen-engine: the ruleset as GoRules decision tables, when ``zen`` is
+  installed; each request is put in the tables' input form before timing, so
+  only ``evaluate`` is timed;
+- compiled: ``tailor.Engine(tailor.loads(text))``, timed as
+  ``engine.decide(context=..., features=...)``.
+
+Each contender's answers (content per slot) are checked against the naive
+interpreter's on every request before it is timed; a disagreement stops the
+benchmark. Times are per decision: ``time.perf_counter`` around a batch of
+requests (all of them; the first few hundred for the two slow contenders), the
+cyclic collector paused, the median of several repeats, contenders interleaved
+within each repeat. Compile time is ``tailor.loads`` plus ``Engine``
+construction on text not seen before (a unique comment defeats parse caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import tailor
+
+from .baselines import (
+    Decision,
+    IfChain,
+    Mismatch,
+    NaiveInterpreter,
+    Unsupported,
+    ZenTables,
+    disagreements,
+    engine_decide,
+    load_program,
+    rule_predicates,
+    zen_module,
+    zen_version,
+)
+from .workload import RULE_SHARE, ruleset_text
+from .workload import requests as make_requests
+
+RULE_COUNTS = (1_000, 10_000)
+IF_CHAIN, NAIVE, ZEN, COMPILED = "if-chain", "naive", "zen", "compiled"
+LABELS = {
+    IF_CHAIN: "if-chain (hand-written Python)",
+    NAIVE: "naive AST interpreter",
+    ZEN: "zen-engine decision tables",
+    COMPILED: "compiled engine",
+}
+SLOW = (NAIVE, ZEN)  # timed on fewer requests
+
+Pairs = list[tuple[Mapping[str, Any], Mapping[str, Any]]]
+Loop = Callable[[Pairs], None]
+
+
+class Disagreement(AssertionError):
+    """A contender decided differently from the naive interpreter."""
+
+    def __init__(self, contender: str, n_rules: int, found: list[Mismatch]):
+        lines = "\n  ".join(str(mismatch) for mismatch in found)
+        super().__init__(f"{contender} disagrees with the naive interpreter at {n_rules} rules:\n  {lines}")
+
+
+def _engine_api() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """``(tailor.loads, tailor.Engine)`` when the compiled engine exists."""
+    loads, engine = getattr(tailor, "loads", None), getattr(tailor, "Engine", None)
+    return (loads, engine) if loads is not None and engine is not None else None
+
+
+def _positional(decide: Callable[[Any, Any], Any]) -> Loop:
+    def loop(pairs: Pairs) -> None:
+        for context, features in pairs:
+            decide(context, features)
+
+    return loop
+
+
+def _keywords(decide: Callable[..., Any]) -> Loop:
+    def loop(pairs: Pairs) -> None:
+        for context, features in pairs:
+            decide(context=context, features=features)
+
+    return loop
+
+
+def _zen_loop(tables: ZenTables, requests: list[dict]) -> Loop:
+    """Times ``evaluate`` alone: each request is put in the tables' form beforehand."""
+    evaluate = tables.decision.evaluate
+    inputs = {id(r["context"]): tables.request(r["context"], r["features"]) for r in requests}
+
+    def loop(pairs: Pairs) -> None:
+        for context, _features in pairs:
+            evaluate(inputs[id(context)])
+
+    return loop
+
+
+def _per_decision(loop: Loop, pairs: Pairs) -> float:
+    """Seconds per decision for one batch, with the cyclic collector paused (as timeit does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        loop(pairs)
+        return (time.perf_counter() - start) / len(pairs)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compile(text: str, api: tuple[Callable[..., Any], Callable[..., Any]], run: int) -> tuple[Any, float]:
+    """A fresh engine and the seconds from source text to it (a comment defeats any parse cache)."""
+    loads, engine_class = api
+    fresh = f"{text}\n# compile run {run} at {time.time_ns()}\n"
+    start = time.perf_counter()
+    engine = engine_class(loads(fresh, name="bench"))
+    return engine, time.perf_counter() - start
+
+
+def _rule_share(program: Any, requests: list[dict]) -> float:
+    """The mean share of ``requests`` that one rule's condition is true for."""
+    hits = 0
+    for _rule, holds in rule_predicates(program):
+        hits += sum(1 for request in requests if holds(request["context"], request["features"]))
+    return hits / len(requests) / len(program.rules)
+
+
+def measure(
+    n_rules: int,
+    requests: list[dict],
+    repeats: int,
+    slow_requests: int,
+    compile_runs: int,
+    api: tuple[Callable[..., Any], Callable[..., Any]] | None,
+    zen: Any | None,
+    share_requests: int,
+) -> dict[str, Any]:
+    text = ruleset_text(n_rules)
+    program = load_program(text)
+    naive = NaiveInterpreter(program)
+    explained = [naive.explain(r["context"], r["features"]) for r in requests]
+    expected: list[Decision] = [{slot: content for slot, (content, _) in e.items()} for e in explained]
+    slots = [rule for e in explained for _content, rule in e.values()]
+    case: dict[str, Any] = {
+        "rules": n_rules,
+        "default_share": sum(1 for rule in slots if rule == "default") / len(slots),
+        "notes": [],
+    }
+    case["rule_share"] = _rule_share(program, requests[:share_requests])
+
+    def checked(name: str, decide: Callable[[Any, Any], Decision]) -> None:
+        found = disagreements(expected, decide, requests)
+        if found:
+            raise Disagreement(LABELS[name], n_rules, found)
+
+    loops: dict[str, Loop] = {}
+    chain = IfChain.build(program)
+    checked(IF_CHAIN, chain.decide)
+    loops[IF_CHAIN] = _positional(chain.decide)
+    loops[NAIVE] = _positional(naive.decide)
+    if zen is not None:
+        try:
+            tables = ZenTables(program, zen)
+        except Unsupported as exc:
+            case["notes"].append(f"zen-engine cannot express this ruleset: {exc}")
+        else:
+            checked(ZEN, tables.decide)
+            loops[ZEN] = _zen_loop(tables, requests)
+    if api is not None:
+        compile_times = []
+        for run in range(compile_runs):
+            engine, seconds = _compile(text, api, run)
+            compile_times.append(seconds)
+        case["compile_s"] = statistics.median(compile_times)
+        checked(COMPILED, engine_decide(engine, program))
+        loops[COMPILED] = _keywords(engine.decide)
+
+    pairs: Pairs = [(r["context"], r["features"]) for r in requests]
+    samples: dict[str, list[float]] = {name: [] for name in loops}
+    for loop in loops.values():  # warm up
+        loop(pairs[:20])
+    for _ in range(repeats):
+        for name, loop in loops.items():
+            batch = pairs[:slow_requests] if name in SLOW else pairs
+            samples[name].append(_per_decision(loop, batch))
+    case["us"] = {name: statistics.median(times) * 1e6 for name, times in samples.items()}
+    return case
+
+
+def _target(name: str, value: float | None, limit: float, lower_is_better: bool, unit: str = "x") -> dict[str, Any]:
+    met = None if value is None else (value <= limit if lower_is_better else value >= limit)
+    return {"name": name, "value": value, "limit": limit, "unit": unit, "met": met}
+
+
+def _targets(cases: dict[int, dict[str, Any]], zen_present: bool) -> list[dict[str, Any]]:
+    def us(n: int, name: str) -> float | None:
+        return cases[n]["us"].get(name) if n in cases else None
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a / b
+
+    small, large = RULE_COUNTS
+    targets = [
+        _target(
+            "compiled ≤ 0.35x if-chain at 1,000 rules",
+            ratio(us(small, COMPILED), us(small, IF_CHAIN)),
+            0.35,
+            lower_is_better=True,
+        )
+    ]
+    targets.append(
+        _target(
+            "compiled ≥ 30x faster than zen at 1,000 rules" + ("" if zen_present else " (zen not installed)"),
+            ratio(us(small, ZEN), us(small, COMPILED)),
+            30,
+            lower_is_better=False,
+        )
+    )
+    targets += [
+        _target(
+            "compiled ≤ 0.25x if-chain at 10,000 rules",
+            ratio(us(large, COMPILED), us(large, IF_CHAIN)),
+            0.25,
+            lower_is_better=True,
+        ),
+        _target(
+            "compiled growth 1,000 → 10,000 rules < 2x",
+            ratio(us(large, COMPILED), us(small, COMPILED)),
+            2.0,
+            lower_is_better=True,
+        ),
+        _target(
+            "compile (parse to callable) 10,000 rules < 5 s",
+            cases[large].get("compile_s") if large in cases else None,
+            5.0,
+            lower_is_better=True,
+            unit=" s",
+        ),
+    ]
+    return targets
+
+
+def run(quick: bool = False, rule_counts: Sequence[int] = RULE_COUNTS, n_requests: int | None = None) -> dict[str, Any]:
+    """Measure every contender at each rule count; see the module's docstring."""
+    n_requests = n_requests or (300 if quick else 1000)
+    requests = make_requests(n_requests)
+    api = _engine_api()
+    zen = zen_module()
+    cases = {
+        n: measure(
+            n,
+            requests,
+            repeats=5 if quick else 9,
+            slow_requests=min(n_requests, 50 if quick else 200),
+            compile_runs=1 if quick else 3,
+            api=api,
+            zen=zen,
+            share_requests=min(n_requests, 100 if quick else 500),
+        )
+        for n in rule_counts
+    }
+    small, large = RULE_COUNTS
+    growth = chain_growth = None
+    if small in cases and large in cases:
+        chain_growth = cases[large]["us"][IF_CHAIN] / cases[small]["us"][IF_CHAIN]
+        if COMPILED in cases[large]["us"]:
+            growth = cases[large]["us"][COMPILED] / cases[small]["us"][COMPILED]
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "zen": zen_version() if zen is not None else None,
+        "engine": api is not None,
+        "requests": n_requests,
+        "cases": list(cases.values()),
+        "growth": growth,
+        "if_chain_growth": chain_growth,
+        "compile_s": cases[large].get("compile_s") if large in cases else None,
+        "targets": _targets(cases, zen is not None),
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"python {result['python']} on {result['machine']}"]
+    lines.append(f"zen-engine {result['zen']}" if result["zen"] else "zen-engine: not installed, left out")
+    if not result["engine"]:
+        lines.append("compiled engine: tailor.loads / tailor.Engine not available, left out")
+    lines.append(f"{result['requests']} requests with every feature supplied, 3 slots per decision")
+    lines.append("")
+    low, high = RULE_SHARE
+    lines.append(f"each rule is true for {low * 100:g}% to {high * 100:g}% of a sample of requests (not those timed)")
+    lines.append(f"{'rules':>7} {'rule true for (mean)':>21} {'slots left to default':>22}")
+    for case in result["cases"]:
+        lines.append(f"{case['rules']:>7} {case['rule_share'] * 100:>20.2f}% {case['default_share'] * 100:>21.1f}%")
+    lines.append("")
+    header = f"{'per decision, median':<32}" + "".join(f"{case['rules']:>9,} rules      " for case in result["cases"])
+    lines.append(header)
+    lines.append(f"{'':<32}" + "".join(f"{'µs':>10} {'x if-chain':>11} " for _ in result["cases"]))
+    for name in (IF_CHAIN, NAIVE, ZEN, COMPILED):
+        cells = []
+        for case in result["cases"]:
+            value = case["us"].get(name)
+            if value is None:
+                cells.append(f"{'-':>10} {'':>11} ")
+            else:
+                cells.append(f"{value:>10.1f} {value / case['us'][IF_CHAIN]:>10.2f}x ")
+        if any(name in case["us"] for case in result["cases"]):
+            lines.append(f"{LABELS[name]:<32}" + "".join(cells))
+    for case in result["cases"]:
+        lines.extend(f"note ({case['rules']} rules): {note}" for note in case["notes"])
+    lines.append("")
+    if result["growth"] is not None:
+        lines.append(f"compiled engine growth 1,000 → 10,000 rules: {result['growth']:.2f}x")
+    if result["if_chain_growth"] is not None:
+        lines.append(f"if-chain growth 1,000 → 10,000 rules: {result['if_chain_growth']:.2f}x")
+    for case in result["cases"]:
+        if "compile_s" in case:
+            lines.append(f"compile (tailor.loads + Engine) {case['rules']:,} rules: {case['compile_s']:.2f} s")
+    lines.append("")
+    lines.append("targets:")
+    for target in result["targets"]:
+        if target["met"] is None:
+            verdict = "not measured"
+        else:
+            value = f"{target['value']:.2f}{target['unit']}"
+            verdict = f"{value}  {'met' if target['met'] else 'MISSED'}"
+        lines.append(f"  {target['name']}: {verdict}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rules", type=int, nargs="+", default=list(RULE_COUNTS), help="rule counts to measure")
+    parser.add_argument("--requests", type=int, default=None, help="requests per rule count (default 1000, quick 300)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests and repeats (under half a minute)")
+    args = parser.parse_args()
+    print(report(run(args.quick, args.rules, args.requests)))
+
+
+if __name__ == "__main__":
+    main()
