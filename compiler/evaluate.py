@@ -77,6 +77,11 @@ class Decider:
         }
         self._all_slots = tuple(plan.slots)
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
+        # For sampling: each predicate with its text and the non-context features it reads.
+        self.predicate_index = [
+            (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind is not FeatureKind.CONTEXT))
+            for p in plan.predicates
+        ]
 
     def _needed(self, alive: int) -> tuple[str, ...]:
         """Store features to fetch; requests with the same context share the answer."""
@@ -335,11 +340,10 @@ def predicate_outcomes(decider: Decider, outcomes: Outcomes) -> list[tuple[str, 
     values = outcomes.values
     known = set(outcomes.decision.fetched) | set(values)
     results = []
-    for predicate in decider.ruleset.plan.predicates:
-        refs = predicate_features(predicate)
-        if not all(ref.text in known or ref.kind is FeatureKind.CONTEXT for ref in refs):
+    for predicate, text, refs in decider.predicate_index:
+        if not all(ref in known for ref in refs):
             continue
         verdict = predicate_value(predicate, values)
         if verdict is not None:
-            results.append((predicate.text(), verdict))
+            results.append((text, verdict))
     return results

@@ -7,16 +7,9 @@ interpreter is the reference, so its three-valued logic is checked on its own.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the benchmarks live beside the package, not in it
-    sys.path.insert(0, str(ROOT))
-
-import tailor  # noqa: E402
-from bench import decide  # noqa: E402
-from bench.baselines import (  # noqa: E402
+import tailor
+from bench import decide
+from bench.baselines import (
     Decision,
     IfChain,
     NaiveInterpreter,
@@ -28,7 +21,7 @@ from bench.baselines import (  # noqa: E402
     load_program,
     zen_module,
 )
-from bench.workload import SLOTS, requests, ruleset_text  # noqa: E402
+from bench.workload import SLOTS, requests, ruleset_text
 
 N_RULES = 50
 N_REQUESTS = 200
