@@ -73,6 +73,47 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--emit", choices=("plan", "dot", "python"), default="plan", help="what to print")
     compile_.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
     compile_.set_defaults(run=_compile)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve decisions over HTTP, reloading the rules as they change",
+        description="Serve decisions over HTTP. Edits to the rules are picked up without a restart; "
+        "without --redis, events and profiles live in memory.",
+        epilog="example:\n  tailor serve rulesets/retail\n"
+        "  tailor serve rulesets/retail --redis redis://localhost:6379/0 --host 0.0.0.0 --api-key $KEY",
+    )
+    serve.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
+    serve.add_argument("--redis", metavar="URL", help="keep events and profiles in Redis (redis://host:port/db)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="the port to listen on (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N", help="processes (more than 1 needs --redis)")
+    serve.add_argument(
+        "--deadline-ms", type=float, default=50.0, metavar="MS", help="time for a decision's store read (default: 50)"
+    )
+    serve.add_argument(
+        "--retention", type=_duration, default="30d", metavar="DURATION", help="how long events count (default: 30d)"
+    )
+    serve.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
+    serve.add_argument(
+        "--stats-sample", type=int, default=16, metavar="N", help="sample 1 decision in N for statistics (0: none)"
+    )
+    serve.add_argument("--api-key", metavar="KEY", help="require it for writes (default: $TAILOR_API_KEY)")
+    serve.add_argument("--protect-reads", action="store_true", help="require the API key for reads too")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    stats = commands.add_parser(
+        "stats",
+        help="download the predicate statistics a server has sampled",
+        description="Download the predicate pass rates a running server has sampled, "
+        "for tailor compile --stats and tailor serve --stats.",
+        epilog="example:\n  tailor stats --url http://127.0.0.1:8080 --out stats.json\n"
+        "  tailor compile rulesets/retail --stats stats.json",
+    )
+    stats.add_argument("--url", required=True, help="the server's base URL")
+    stats.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
+    stats.add_argument("--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)")
+    stats.set_defaults(run=_stats)
     return parser
 
 
@@ -153,6 +194,109 @@ def _compile(args: argparse.Namespace) -> int:
         sys.stdout.write(plan_dot(ruleset.plan))
     else:
         sys.stdout.write(plan_text(ruleset.plan, ruleset.version))
+    return EXIT_OK
+
+
+# --- serve and stats ---
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MIN_RETENTION = 86400.0
+
+
+def _duration(text: str) -> float:
+    """Seconds from a duration written as in rules: 90s, 30m, 24h, 7d, 2w."""
+    number, unit = text[:-1], text[-1:]
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 2w") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero, and finite")
+    return seconds
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    return args.api_key or os.environ.get("TAILOR_API_KEY") or None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if _missing([args.path]) or (args.stats is not None and _missing([args.stats])):
+        return EXIT_USAGE
+    api_key = _api_key(args)
+    problem = None
+    if args.workers < 1:
+        problem = "--workers must be at least 1"
+    elif args.workers > 1 and not args.redis:
+        problem = "--workers above 1 needs --redis: each worker would have its own memory store"
+    elif args.protect_reads and not api_key:
+        problem = "--protect-reads needs an API key (--api-key or TAILOR_API_KEY)"
+    elif not 0 < args.deadline_ms < float("inf"):
+        problem = "--deadline-ms must be a positive number"
+    elif args.retention < MIN_RETENTION:
+        problem = "--retention must be at least 1d"
+    elif args.stats_sample < 0:
+        problem = "--stats-sample must be 0 or more"
+    if problem:
+        print(f"tailor: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from tailor.runtime.server import ServeOptions, serve
+
+    options = ServeOptions(
+        path=str(args.path),
+        redis=args.redis,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        deadline_ms=args.deadline_ms,
+        retention=args.retention,
+        stats=str(args.stats) if args.stats is not None else None,
+        sample_every=args.stats_sample,
+        api_key=api_key,
+        protect_reads=args.protect_reads,
+        access_log=args.access_log,
+    )
+    try:
+        serve(options)
+    except RulesError as exc:
+        _print_diagnostics(exc.diagnostics, "text")
+        return EXIT_PROBLEMS
+    except (ValueError, KeyError) as exc:
+        print(f"tailor: {args.stats}: not a statistics file ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = args.url.rstrip("/") + "/v1/stats"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    api_key = _api_key(args)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"tailor: {url}: the server answered {exc.code} {exc.reason}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"tailor: {url}: cannot reach the server ({reason})", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except ValueError:
+        print(f"tailor: {url}: the answer is not JSON", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if not isinstance(data, dict) or not isinstance(data.get("predicates"), dict):
+        print(f"tailor: {url}: the answer is not a statistics file", file=sys.stderr)
+        return EXIT_PROBLEMS
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote statistics for {_plural(len(data['predicates']), 'predicate')} to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -111,7 +111,7 @@ def kleene_or(values: Iterable[Truth]) -> Truth:
 class Interpreter:
     """Evaluates expressions of one program for one request."""
 
-    def __init__(self, program: Program, context: Mapping[str, Any], features: Mapping[str, Any]):
+    def __init__(self, program: Program, context: Mapping[str, Any], features: Mapping[str, Any]) -> None:
         self.program = program
         self.context = context
         self.features = features

@@ -1,0 +1,311 @@
+"""The production feature store: profiles and time-bucketed counters in Redis.
+
+Every fetch and every batch of events is one Lua script, so a decision costs
+one round trip. The key layout and memory use are described in
+docs/runtime.md; the bucket arithmetic lives in ``buckets.py``, shared with
+``MemoryStore`` so both stores give the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from redis import exceptions
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tailor.compiler.features import FeatureKind, FeatureRef
+
+from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_batch, split_attributes
+from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
+from .store import FeatureStore
+
+PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
+TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
+HEALTH_CHECK_SECONDS = 30
+
+# KEYS: every key the batch touches. ARGV[1]: now; ARGV[2]: the id set's TTL (ms);
+# ARGV[3]: ids first seen at or before this time are forgotten. Then, per event:
+# the index of its user's id set (0 when the event has no id), the id, the number
+# of writes; and per write: the series key's index, the bucket, the value, the
+# series' TTL (ms), its oldest kept bucket, the field count past which it is
+# pruned, and the event time ('' unless a day series, which keeps the latest).
+RECORD_SCRIPT = """
+local accepted, duplicates = 0, 0
+local forget = tonumber(ARGV[3])
+local i = 4
+while i <= #ARGV do
+  local ids, id, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local duplicate = false
+  if ids > 0 then
+    local seen = redis.call('ZSCORE', KEYS[ids], id)
+    if seen and tonumber(seen) > forget then
+      duplicate = true
+    else
+      redis.call('ZADD', KEYS[ids], ARGV[1], id)
+      redis.call('ZREMRANGEBYSCORE', KEYS[ids], '-inf', ARGV[3])
+      redis.call('PEXPIRE', KEYS[ids], ARGV[2])
+    end
+  end
+  if duplicate then
+    duplicates = duplicates + 1
+    i = i + 7 * n
+  else
+    accepted = accepted + 1
+    for _ = 1, n do
+      local key, bucket = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+      redis.call('HINCRBY', key, bucket, 1)
+      redis.call('HINCRBYFLOAT', key, bucket .. 't', ARGV[i + 2])
+      local ts = ARGV[i + 6]
+      if ts ~= '' then
+        local last = redis.call('HGET', key, 'last')
+        if not last or tonumber(last) < tonumber(ts) then
+          redis.call('HSET', key, 'last', ts)
+        end
+      end
+      local ttl = tonumber(ARGV[i + 3])
+      if redis.call('PTTL', key) < ttl then
+        redis.call('PEXPIRE', key, ttl)
+      end
+      if redis.call('HLEN', key) > tonumber(ARGV[i + 5]) then
+        local oldest = tonumber(ARGV[i + 4])
+        for _, field in ipairs(redis.call('HKEYS', key)) do
+          local b = tonumber(string.match(field, '^-?%d+'))
+          if b and b < oldest then
+            redis.call('HDEL', key, field)
+          end
+        end
+      end
+      i = i + 7
+    end
+  end
+end
+return {accepted, duplicates}
+"""
+RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
+
+# KEYS: one per read. ARGV, per read: what to read ('c' a count, 't' a total, 'l' the
+# latest event time, 'p' profile attributes), then for 'c' and 't' the first and last
+# bucket, for 'p' the number of attribute names and the names. Summing here keeps the
+# request small: a 2 h window is two numbers, not 121 field names. Totals come back
+# as text ('%.17g'), since Redis would truncate a Lua number to an integer.
+FETCH_SCRIPT = """
+local replies = {}
+local i = 1
+for k = 1, #KEYS do
+  local what = ARGV[i]
+  if what == 'c' or what == 't' then
+    local suffix = what == 't' and 't' or ''
+    local fields = {}
+    for b = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]) do
+      fields[#fields + 1] = string.format('%d', b) .. suffix
+    end
+    local sum = 0
+    for _, value in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do
+      if value then
+        sum = sum + tonumber(value)
+      end
+    end
+    replies[k] = what == 'c' and sum or string.format('%.17g', sum)
+    i = i + 3
+  elseif what == 'l' then
+    replies[k] = redis.call('HGET', KEYS[k], 'last')
+    i = i + 1
+  else
+    local n = tonumber(ARGV[i + 1])
+    replies[k] = redis.call('HMGET', KEYS[k], unpack(ARGV, i + 2, i + 1 + n))
+    i = i + 2 + n
+  end
+end
+return replies
+"""
+FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
+
+
+class RedisStore(FeatureStore):
+    """Redis through redis-py's asyncio client, connected lazily in the running event loop.
+
+    When Redis is down, ``fetch`` and ``record`` raise redis-py's ``ConnectionError``
+    or ``TimeoutError`` within about ``timeout`` seconds (the server turns them into
+    degraded decisions); once Redis is back, the next call reconnects by itself.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "tailor:",
+        retention: float = DEFAULT_RETENTION,
+        *,
+        profile_ttl: float = PROFILE_TTL,
+        timeout: float = TIMEOUT,
+    ):
+        self.url = url
+        self.prefix = prefix
+        self.scheme = Scheme.for_retention(retention)
+        self.profile_ttl = profile_ttl
+        self.timeout = timeout
+        self.round_trips = 0
+        self._client: Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def _user(self, user_id: str) -> str:
+        # The braces are a hash tag: one user's keys share a cluster slot.
+        return f"{self.prefix}{{{quote(user_id, safe='')}}}"
+
+    def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
+        return f"{self._user(user_id)}:c:{quote(event, safe='')}:{quote(key, safe='')}:{resolution.name}"
+
+    def profile_key(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:p"
+
+    def ids_key(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:ids"
+
+    # --- the interface -------------------------------------------------------------------
+
+    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+        """One script reads every feature; see ``FETCH_SCRIPT``."""
+        at = time.time() if at is None else at
+        keys: list[str] = []
+        args: list[str] = []
+        reads: list[FeatureRef] = []
+        for ref in features:
+            if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
+                resolution, buckets = self.scheme.window(ref.window, at)
+                keys.append(self.series_key(user_id, ref.event, ref.key, resolution))
+                args += ["c" if ref.kind is FeatureKind.COUNT else "t", str(buckets.start), str(buckets.stop - 1)]
+            elif ref.kind is FeatureKind.SINCE:
+                keys.append(self.series_key(user_id, ref.event, ref.key, self.scheme.day))
+                args.append("l")
+            else:
+                continue
+            reads.append(ref)
+        profile = [ref for ref in features if ref.kind is FeatureKind.PROFILE]
+        if profile:
+            keys.append(self.profile_key(user_id))
+            args += ["p", str(len(profile)), *(ref.name for ref in profile)]
+        if not keys:
+            return {}
+        replies = await self._script(FETCH_SCRIPT, FETCH_SHA, keys, args)
+        values: dict[str, Any] = {}
+        for ref, reply in zip(reads, replies, strict=False):
+            if ref.kind is FeatureKind.COUNT:
+                values[ref.text] = int(reply)
+            elif ref.kind is FeatureKind.TOTAL:
+                values[ref.text] = float(reply)
+            else:
+                since = self.scheme.since(None if reply is None else float(reply), at)
+                if since is not None:
+                    values[ref.text] = since
+        if profile:
+            for ref, text in zip(profile, replies[-1], strict=True):
+                if text is not None:
+                    values[ref.text] = decode_attribute(text)
+        return values
+
+    async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
+        """One script applies the batch atomically: de-duplication, counters, TTLs, pruning.
+
+        The client retries once on a lost connection; give events ids and such a
+        retry (or the caller's) never counts a batch twice.
+        """
+        now = time.time() if now is None else float(now)
+        planned = plan_batch(events, now, self.scheme)  # raises before anything is sent
+        live = [item for item in planned if not item.expired]
+        expired = len(planned) - len(live)
+        if not live:
+            return RecordResult(expired=expired)
+        keys, args = self._script_args(live, now)
+        accepted, duplicates = await self._script(RECORD_SCRIPT, RECORD_SHA, keys, args)
+        return RecordResult(int(accepted), int(duplicates), expired)
+
+    async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
+        sets, deletes = split_attributes(attributes)  # raises before anything is sent
+        if not sets and not deletes:
+            return
+        key = self.profile_key(user_id)
+        async with self._redis().pipeline(transaction=True) as pipe:
+            if sets:
+                pipe.hset(key, mapping=sets)
+            if deletes:
+                pipe.hdel(key, *deletes)
+            pipe.pexpire(key, math.ceil(self.profile_ttl * 1000))
+            self.round_trips += 1
+            await pipe.execute()
+
+    async def ping(self) -> bool:
+        try:
+            self.round_trips += 1
+            return bool(await self._redis().ping())
+        except Exception:  # any failure means "not answering"; ping never raises
+            return False
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _redis(self) -> Redis:
+        """The client of the running loop: connections belong to the loop that opened them."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+                health_check_interval=HEALTH_CHECK_SECONDS,
+                # One immediate retry on a dropped connection: after a restart of
+                # Redis the first command meets a dead pooled socket. Timeouts are
+                # not retried, so a hung Redis costs one timeout, not several.
+                retry=Retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+            )
+            self._loop = loop
+        return self._client
+
+    async def _script(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
+        """One round trip: the script by its digest, or, when this Redis has not seen it
+        (new, restarted or flushed), a second one that sends the script itself."""
+        client = self._redis()
+        try:
+            self.round_trips += 1
+            return await client.evalsha(sha, len(keys), *keys, *args)
+        except exceptions.NoScriptError:
+            self.round_trips += 1
+            return await client.eval(script, len(keys), *keys, *args)
+
+    def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
+        index: dict[str, int] = {}
+
+        def key_index(key: str) -> str:
+            return str(index.setdefault(key, len(index) + 1))
+
+        args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
+        for item in live:
+            event = item.event
+            ids = key_index(self.ids_key(event.user_id)) if event.id is not None else "0"
+            args += [ids, event.id or "", str(len(item.writes))]
+            for write in item.writes:
+                resolution = write.resolution
+                args += [
+                    key_index(self.series_key(write.user_id, write.event, write.key, resolution)),
+                    str(write.bucket),
+                    repr(write.value),
+                    str(math.ceil(write.ttl * 1000)),
+                    str(resolution.oldest(now)),
+                    str(2 * resolution.prune_above + 1),
+                    repr(write.ts) if resolution == self.scheme.day else "",
+                ]
+        return list(index), args

@@ -1,0 +1,351 @@
+"""The decision service: the ruleset being served, the store, and one decision's flow.
+
+A ``Served`` bundles one compiled version with everything derived from it
+(the ``Decider``, the ``{"name", "version"}`` every response repeats, the
+rule list ``GET /v1/ruleset`` shows), built once when the version is loaded.
+``DecisionService.current`` is swapped whole, so a request reads it once and
+finishes on the version it started with, however many reloads happen
+meanwhile.
+
+A decision never fails because the store does: when the fetch misses the
+deadline or raises, the store's features are unknown (None), rules that need
+them do not fire, defaults apply, and the response says ``degraded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tailor.compiler.evaluate import Decider, Outcomes, explain, predicate_outcomes
+from tailor.compiler.plan import PredicateStats
+from tailor.compiler.ruleset import Ruleset, load
+from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
+from tailor.dsl.loader import ParseCache, display_name, rules_files
+
+from .events import Event, EventRejected, RecordResult
+from .metrics import DEFAULT_RULE, NO_RULE, Metrics
+from .store import FeatureStore
+
+log = logging.getLogger("tailor.runtime")
+
+DEFAULT_DEADLINE_MS = 50.0
+DEFAULT_SAMPLE_EVERY = 16  # one decision in 16 feeds the predicate statistics
+KEEP_VERSIONS = 5  # previous good versions kept for rollback (each holds its compiled ruleset)
+WRITE_TIMEOUT = 5.0  # seconds an event batch or profile write may take
+PING_TIMEOUT = 1.0
+MAX_PENDING_SAMPLES = 64
+
+
+class NotReady(RuntimeError):
+    """No ruleset has been loaded yet."""
+
+
+class StoreUnavailable(RuntimeError):
+    """A write could not reach the feature store (a decision degrades instead)."""
+
+
+class InvalidInput(ValueError):
+    """The store refused a write's values (the API's models normally catch them first)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Served:
+    """One compiled version and what serving it needs, computed at load time."""
+
+    ruleset: Ruleset
+    decider: Decider
+    loaded_at: datetime
+    ref: dict[str, str]  # {"name", "version"}: shared by every response, never mutated
+    rules: list[dict[str, Any]]
+    slots: frozenset[str]
+
+    @classmethod
+    def of(cls, ruleset: Ruleset) -> Served:
+        rules = [
+            {
+                "name": r.name,
+                "slot": r.slot,
+                "priority": r.priority,
+                "content": r.content,
+                "file": r.file,
+                "line": r.line,
+            }
+            for r in ruleset.rules
+        ]
+        ref = {"name": ruleset.name, "version": ruleset.version}
+        return cls(ruleset, Decider(ruleset), datetime.now(UTC), ref, rules, frozenset(ruleset.slots))
+
+    @property
+    def version(self) -> str:
+        return self.ruleset.version
+
+
+class DecisionService:
+    """Holds the served versions and the store; decides, records, reloads, rolls back."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        store: FeatureStore,
+        *,
+        deadline_ms: float = DEFAULT_DEADLINE_MS,
+        stats: PredicateStats | None = None,
+        sample_every: int = DEFAULT_SAMPLE_EVERY,
+        keep: int = KEEP_VERSIONS,
+        metrics: Metrics | None = None,
+    ):
+        self.path = Path(path)
+        self.store = store
+        self.deadline = deadline_ms / 1000.0
+        self.stats = stats
+        self.cache = ParseCache()  # shared by every reload: only changed files re-parse
+        self._cache_capacity = 0
+        self.current: Served | None = None
+        self.previous: deque[Served] = deque(maxlen=keep)
+        self.last_error: list[dict[str, Any]] | None = None
+        self.metrics = metrics or Metrics(lambda: self.store.round_trips, self._ruleset_labels)
+        self.predicates: dict[str, list[int]] = {}  # text -> [evaluated, held]
+        self._sample_every = max(0, sample_every)
+        self._until_sample = self._sample_every
+        self._sampled: list[tuple[Decider, Outcomes]] = []
+        self._store_down = False
+        self._id_prefix = secrets.token_hex(8)  # per process: ids stay unique across workers
+        self._ids = itertools.count()
+
+    def _ruleset_labels(self) -> tuple[str, str] | None:
+        current = self.current
+        return (current.ruleset.name, current.version) if current is not None else None
+
+    # --- versions ---
+
+    def prepare(self) -> Served:
+        """Compile the ruleset on disk (raises ``RulesError``); slow, so reloads run it in a thread."""
+        try:
+            ruleset = load(self.path, stats=self.stats, cache=self._parse_cache())
+        except (OSError, ValueError) as exc:  # a file vanished mid-read, an unreadable directory
+            problem = error(f"cannot load the ruleset: {exc}", None, file_name=display_name(self.path))
+            raise RulesError([problem]) from exc
+        return Served.of(ruleset)
+
+    def _parse_cache(self) -> ParseCache:
+        """The cache shared by reloads, sized to the ruleset: room for each file's current and
+        previous text, so an edited file hits and old versions of it do not pile up."""
+        capacity = 2 * len(rules_files(self.path)) + 2 if self.path.exists() else 2
+        if capacity != self._cache_capacity:
+            self.cache, self._cache_capacity = ParseCache(capacity), capacity
+        return self.cache
+
+    def open(self) -> Served:
+        """Load the first version; raises ``RulesError`` so a broken ruleset stops startup."""
+        served = self.prepare()
+        self.install(served)
+        return served
+
+    def install(self, served: Served) -> bool:
+        """Serve ``served`` from the next request on; False when it is the version already served."""
+        self.last_error = None
+        current = self.current
+        if current is not None and current.version == served.version:
+            return False
+        if current is not None:
+            self.previous.append(current)
+        self.current = served  # one assignment: requests see the old pair or the new one, never a mix
+        return True
+
+    def failed(self, diagnostics: Sequence[Diagnostic]) -> None:
+        """An edit did not compile: keep serving, and remember why for ``GET /v1/ruleset``."""
+        self.last_error = [d.to_dict() for d in diagnostics]
+        version = self.current.version if self.current is not None else "nothing"
+        log.error("ruleset reload failed, still serving %s:\n%s", version, render_all(diagnostics))
+
+    def rollback(self) -> Served | None:
+        """Serve the previous good version again; None when there is none."""
+        if not self.previous:
+            return None
+        served = self.previous.pop()
+        self.current = served
+        self.metrics.reloads["rollback"].inc()
+        log.warning("rolled back to ruleset %s %s", served.ruleset.name, served.version)
+        return served
+
+    # --- decisions ---
+
+    async def decide(
+        self,
+        user_id: str,
+        context: Mapping[str, Any],
+        slots: Sequence[str] | None = None,
+        features: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> tuple[Served, Outcomes]:
+        """One decision on the version current when it started."""
+        served = self.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        metrics = self.metrics
+        clock = time.perf_counter
+        start = clock()
+        decider = served.decider
+        alive, needed = decider.begin(context)
+        planned = clock()
+        metrics.plan.observe(planned - start)
+        # Values the request supplies are not fetched: they would be overridden anyway.
+        missing = [text for text in needed if text not in features] if features else needed
+        degraded = False
+        fetched: dict[str, Any]
+        if missing:
+            fetched, degraded = await self._fetch(user_id, decider, missing, at, self.deadline - (planned - start))
+            fetch_done = clock()
+            metrics.fetch.observe(fetch_done - planned)
+        else:
+            fetched, fetch_done = {}, planned
+        if features:
+            fetched = {**fetched, **features}
+        outcomes = decider.finish(context, alive, needed, fetched, slots, None, degraded)
+        done = clock()
+        metrics.finish.observe(done - fetch_done)
+        metrics.total.observe(done - start)
+        self._count(served, outcomes)
+        return served, outcomes
+
+    async def _fetch(
+        self, user_id: str, decider: Decider, missing: Sequence[str], at: float | None, remaining: float
+    ) -> tuple[dict[str, Any], bool]:
+        """One store round trip within the deadline; on failure every feature is unknown."""
+        try:
+            async with asyncio.timeout(remaining):
+                fetched = await self.store.fetch(user_id, decider.refs(missing), at)
+        except TimeoutError:
+            self.metrics.degraded_timeout.inc()
+            self._store_failed(f"no answer within {self.deadline * 1000:g} ms")
+            return dict.fromkeys(missing), True
+        except Exception as exc:  # any store failure degrades the decision; it never fails it
+            self.metrics.degraded_error.inc()
+            self._store_failed(f"{type(exc).__name__}: {exc}")
+            return dict.fromkeys(missing), True
+        if self._store_down:
+            self._store_down = False
+            log.info("the feature store answers again; decisions are no longer degraded")
+        return fetched, False
+
+    def _store_failed(self, why: str) -> None:
+        """Log the transition, not every degraded decision: an outage must not flood the log."""
+        if not self._store_down:
+            self._store_down = True
+            log.warning("the feature store failed (%s); deciding without it until it answers", why)
+
+    def _count(self, served: Served, outcomes: Outcomes) -> None:
+        decision = outcomes.decision
+        tally = self.metrics.decisions
+        slots = served.slots
+        for slot, answer in decision.slots.items():
+            if slot in slots:  # unknown slots are the caller's text: never a label
+                tally[slot, answer.rule or (DEFAULT_RULE if answer.content is not None else NO_RULE)] += 1
+        for model in decision.models_run:
+            self.metrics.model_calls.labels(model).inc()
+        if self._sample_every and not decision.degraded:
+            self._until_sample -= 1
+            if self._until_sample <= 0:
+                self._until_sample = self._sample_every
+                self._sample(served.decider, outcomes)
+
+    def _sample(self, decider: Decider, outcomes: Outcomes) -> None:
+        """Queue a decision for the statistics; they are counted once the response is on its way.
+
+        Evaluating every predicate of a large ruleset costs many times a
+        decision, so the sampled request must not wait for it.
+        """
+        pending = self._sampled
+        if len(pending) >= MAX_PENDING_SAMPLES:
+            return  # falling behind under load: a statistic can skip a few samples
+        pending.append((decider, outcomes))
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self._learn)
+
+    def _learn(self) -> None:
+        predicates = self.predicates
+        pending, self._sampled = self._sampled, []
+        for decider, outcomes in pending:
+            for text, held in predicate_outcomes(decider, outcomes):
+                entry = predicates.get(text)
+                if entry is None:
+                    entry = predicates[text] = [0, 0]
+                entry[0] += 1
+                entry[1] += held
+
+    def response(self, served: Served, outcomes: Outcomes, *, explained: bool = False) -> dict[str, Any]:
+        """The JSON body of a decision (and its explanation)."""
+        decision = outcomes.decision
+        body: dict[str, Any] = {
+            "decision_id": f"{self._id_prefix}{next(self._ids):016x}",
+            "ruleset": served.ref,
+            "slots": {slot: answer.to_dict() for slot, answer in decision.slots.items()},
+            "degraded": decision.degraded,
+        }
+        if explained:
+            body["explain"] = explain(served.decider, outcomes).to_dict()
+        return body
+
+    def statistics(self) -> dict[str, Any]:
+        """What ``PredicateStats.load`` reads: pass rates observed since the process started."""
+        self._learn()
+        return {
+            "predicates": {
+                text: {"evaluated": evaluated, "held": held}
+                for text, (evaluated, held) in sorted(self.predicates.items())
+            }
+        }
+
+    # --- writes and health ---
+
+    async def record(self, events: Sequence[Event]) -> RecordResult:
+        """Apply a batch in one round trip; ``EventRejected`` passes through, store failures become 503s."""
+        try:
+            result = await asyncio.wait_for(self.store.record(events), WRITE_TIMEOUT)
+        except EventRejected:
+            self.metrics.events["rejected"].inc(len(events))
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(_unavailable(exc)) from exc
+        events_metric = self.metrics.events
+        events_metric["accepted"].inc(result.accepted)
+        events_metric["duplicate"].inc(result.duplicates)
+        events_metric["expired"].inc(result.expired)
+        return result
+
+    async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
+        try:
+            await asyncio.wait_for(self.store.set_profile(user_id, attributes), WRITE_TIMEOUT)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        except Exception as exc:
+            raise StoreUnavailable(_unavailable(exc)) from exc
+
+    async def ready(self) -> str | None:
+        """None when ready to serve, else why not."""
+        if self.current is None:
+            return "no ruleset is loaded"
+        try:
+            answers = await asyncio.wait_for(self.store.ping(), PING_TIMEOUT)
+        except Exception:
+            answers = False
+        return None if answers else "the feature store does not answer"
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _unavailable(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the feature store did not answer in time; retry (events with ids are not counted twice)"
+    return f"the feature store is unavailable ({type(exc).__name__})"

@@ -1,0 +1,356 @@
+"""Hot reload and degradation, end to end: a real ``tailor serve`` process, real files, a real Redis.
+
+Waiting is always a bounded polling loop on what the API says, never a sleep
+of a guessed length and never an assertion on how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from conftest import free_port, no_redis, start_redis
+
+from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.reload import Reloader
+from tailor.runtime.service import DecisionService
+
+SHOP = """\
+ruleset shop
+
+content vip = {"id": "vip"}
+content fan = {"id": "fan"}
+content generic = {"id": "generic"}
+
+rule vip_banner
+  when user.tier == "gold"
+  then show vip in hero
+  priority 30
+
+rule electronics_fan
+  when views("Electronics", 24h) > 2
+  then show fan in hero
+  priority 20
+
+default show generic in hero
+"""
+KEY = "reload-test-key"
+WAIT = 60.0  # seconds: the bound of every polling loop (reached only when something is broken)
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
+    """Poll until ``probe`` returns something other than None (or False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- in process: coalescing ---
+
+
+def test_a_burst_of_requests_makes_one_reload_and_a_change_during_one_makes_one_more(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(SHOP)
+    service = DecisionService(tmp_path, MemoryStore())
+    first = service.open().version
+
+    async def scenario() -> None:
+        reloader = Reloader(service)
+        reloader.start(watch=False)
+        for priority in range(10):  # ten saves before the worker wakes: one reload of the last
+            (tmp_path / "shop.rules").write_text(SHOP.replace("priority 30", f"priority {40 + priority}"))
+            reloader.request()
+        while reloader.busy:
+            await asyncio.sleep(0.005)
+        assert reloader.attempts == 1
+        assert service.current is not None
+        assert service.current.rules[0]["priority"] == 49
+
+        started = asyncio.Event()
+        release = asyncio.Event()
+        prepare = service.prepare
+        loop = asyncio.get_running_loop()
+
+        def slow_prepare() -> Any:  # runs in the reload thread
+            loop.call_soon_threadsafe(started.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=WAIT)
+            return prepare()
+
+        service.prepare = slow_prepare  # type: ignore[method-assign]
+        reloader.request()
+        await asyncio.wait_for(started.wait(), WAIT)
+        for priority in range(5):  # changes while a reload runs: exactly one more, on the final state
+            (tmp_path / "shop.rules").write_text(SHOP.replace("priority 30", f"priority {60 + priority}"))
+            reloader.request()
+        release.set()
+        while reloader.busy:
+            await asyncio.sleep(0.005)
+        assert reloader.attempts == 3
+        assert service.current.rules[0]["priority"] == 64
+        await reloader.stop()
+
+    asyncio.run(scenario())
+    assert service.previous[0].version == first
+    registry = service.metrics.registry
+    assert registry.get_sample_value("tailor_reloads_total", {"outcome": "ok"}) == 2  # the 2nd saw the final file
+    assert registry.get_sample_value("tailor_reloads_total", {"outcome": "unchanged"}) == 1
+
+
+def test_a_reload_parses_only_the_changed_file(tmp_path: Path) -> None:
+    head, _, rules = SHOP.partition("rule vip_banner")
+    (tmp_path / "a.rules").write_text(head)
+    (tmp_path / "b.rules").write_text("rule vip_banner" + rules)
+    (tmp_path / "c.rules").write_text('rule c when context.page == "c" then show fan in hero\n')
+    service = DecisionService(tmp_path, MemoryStore())
+    service.open()
+    misses, hits = service.cache.misses, service.cache.hits
+    (tmp_path / "c.rules").write_text('rule c when context.page == "d" then show fan in hero\n')
+    service.install(service.prepare())
+    assert service.cache.misses - misses == 1
+    assert service.cache.hits - hits == 2
+
+
+def test_the_watcher_reloads_a_single_file_ruleset(tmp_path: Path) -> None:
+    path = tmp_path / "shop.rules"
+    path.write_text(SHOP)
+    (tmp_path / "notes.txt").write_text("not rules")
+    service = DecisionService(path, MemoryStore())
+    first = service.open().version
+
+    async def scenario() -> None:
+        reloader = Reloader(service)
+        reloader.start()
+        await asyncio.sleep(0.2)  # let the watcher start; a change before it would be missed
+        (tmp_path / "notes.txt").write_text("still not rules")
+        path.write_text(SHOP.replace("priority 30", "priority 31"))
+        deadline = time.monotonic() + WAIT
+        while service.current is not None and service.current.version == first:
+            assert time.monotonic() < deadline, "the edit was never picked up"
+            await asyncio.sleep(0.02)
+        await reloader.stop()
+
+    asyncio.run(scenario())
+    assert service.current is not None and service.current.rules[0]["priority"] == 31
+
+
+# --- a real server ---
+
+
+class Server:
+    """``tailor serve`` in a subprocess on a free port, its output in a file."""
+
+    def __init__(self, path: Path, *args: str, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, "TAILOR_API_KEY": KEY}
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tailor.cli", "serve", str(path), "--port", str(self.port), *args],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def wait_ready(self) -> None:
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"tailor serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                return self.http.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(up, "the server to start")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def ruleset(self) -> dict[str, Any]:
+        response = self.http.get("/v1/ruleset")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def decide(self, **body: Any) -> dict[str, Any]:
+        response = self.http.post("/v1/decide", json={"user_id": "u", **body})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def stop(self) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(path: Path, *args: str) -> Server:
+        server = Server(path, *args, log=tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_edits_are_served_without_a_restart(tmp_path: Path, start_server: Callable[..., Server]) -> None:
+    root = tmp_path / "shop"
+    root.mkdir()
+    rules = root / "shop.rules"
+    rules.write_text(SHOP)
+    server = start_server(root, "--stats-sample", "1")
+    first = server.ruleset()
+    assert first["last_error"] is None
+    assert server.decide(features={"user.tier": "gold"})["slots"]["hero"]["content"] == "vip"
+
+    # an edit: the served version changes, and decisions follow it
+    rules.write_text(SHOP.replace('user.tier == "gold"', 'user.tier == "platinum"'))
+    second = eventually(lambda: (r := server.ruleset())["version"] != first["version"] and r, "the edit")
+    decision = server.decide(features={"user.tier": "gold"})
+    assert decision["ruleset"]["version"] == second["version"]
+    assert decision["slots"]["hero"]["content"] == "generic"
+    assert [p["version"] for p in second["previous"]] == [first["version"]]
+
+    # a broken edit: the old version keeps serving, last_error says why
+    rules.write_text(SHOP + "\nrule broken when views(24h) > then show vip in hero\n")
+    broken = eventually(lambda: (r := server.ruleset())["last_error"] and r, "the failed reload")
+    assert broken["version"] == second["version"]
+    (problem,) = broken["last_error"]
+    assert problem["file"].endswith("shop.rules")
+    assert problem["line"] == SHOP.count("\n") + 2
+    assert server.decide()["ruleset"]["version"] == second["version"]
+    assert "ruleset reload failed" in server.output()
+
+    # a fix: served, and the error is gone
+    rules.write_text(SHOP.replace("priority 20", "priority 40"))
+    third = eventually(lambda: (r := server.ruleset())["version"] != second["version"] and r, "the fix")
+    assert third["last_error"] is None
+    assert third["version"] != first["version"]
+
+    # rollback needs the key, and returns to the previous good version
+    assert server.http.post("/v1/ruleset/rollback").status_code == 401
+    response = server.http.post("/v1/ruleset/rollback", headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200
+    assert response.json()["version"] == second["version"]
+    assert server.decide()["ruleset"]["version"] == second["version"]
+
+    # the statistics the decisions sampled, downloaded for the compiler
+    out = tmp_path / "stats.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "tailor.cli", "stats", "--url", server.url, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(out.read_text())
+    assert stats["predicates"]['user.tier == "gold"']["evaluated"] >= 1
+    compiled = subprocess.run(
+        [sys.executable, "-m", "tailor.cli", "compile", str(root), "--stats", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    assert server.stop() == 0
+
+
+def test_serve_refuses_a_broken_ruleset_with_diagnostics(tmp_path: Path) -> None:
+    (tmp_path / "bad.rules").write_text("when x > then show a\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tailor.cli", "serve", str(tmp_path / "bad.rules"), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "bad.rules:1:10: error:" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2"], "--workers above 1 needs --redis"),
+        (["--retention", "2h"], "--retention must be at least 1d"),
+        (["--retention", "soon"], "is not a duration"),
+    ],
+)
+def test_serve_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "shop.rules").write_text(SHOP)
+    env = {k: v for k, v in os.environ.items() if k != "TAILOR_API_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tailor.cli", "serve", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_decisions_degrade_while_redis_is_down_and_recover(tmp_path: Path, start_server: Callable[..., Server]) -> None:
+    if shutil.which("redis-server") is None:
+        no_redis("no redis-server to start and stop")
+    (tmp_path / "shop.rules").write_text(SHOP)
+    port = free_port()
+    redis_process = start_redis(port)
+    try:
+        server = start_server(tmp_path, "--redis", f"redis://127.0.0.1:{port}/0", "--deadline-ms", "500")
+        auth = {"Authorization": f"Bearer {KEY}"}
+        events = {"events": [{"user_id": "u", "type": "view", "key": "Electronics"}] * 3}
+        assert server.http.post("/v1/events", json=events, headers=auth).status_code == 200
+        decision = server.decide()
+        assert decision["degraded"] is False
+        assert decision["slots"]["hero"]["content"] == "fan"
+
+        redis_process.terminate()
+        redis_process.wait(timeout=30)
+        decision = server.decide()
+        assert decision["degraded"] is True
+        assert decision["slots"]["hero"]["content"] == "generic"
+        assert server.http.get("/readyz").status_code == 503
+        assert server.http.post("/v1/events", json=events, headers=auth).status_code == 503
+        assert server.http.get("/healthz").status_code == 200
+
+        redis_process = start_redis(port)  # empty: no persistence
+        recovered = eventually(lambda: (d := server.decide())["degraded"] is False and d, "decisions to recover")
+        assert recovered["slots"]["hero"]["content"] == "generic"
+        assert server.http.post("/v1/events", json=events, headers=auth).status_code == 200
+        assert server.decide()["slots"]["hero"]["content"] == "fan"
+        assert server.http.get("/readyz").status_code == 200
+        metrics = server.http.get("/metrics").text
+        degraded = [line for line in metrics.splitlines() if line.startswith("tailor_degraded_decisions_total{")]
+        assert sum(float(line.split()[-1]) for line in degraded) >= 1
+    finally:
+        redis_process.terminate()
+        redis_process.wait(timeout=30)
