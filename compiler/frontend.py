@@ -46,12 +46,13 @@ def has_errors(diagnostics: list[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 
 
-def lint_path(root: Path, cache: ParseCache | None = None) -> list[Diagnostic]:
+def lint_path(root: Path, cache: ParseCache | None = None, retention: float | None = None) -> list[Diagnostic]:
     """Errors, then (for a ruleset without errors) the lint analyses' warnings."""
-    from .lint import lint
+    from .lint import DEFAULT_RETENTION, lint
     from .plan import build_plan
 
     program, diagnostics = check_path(root, cache)
     if program is None or has_errors(diagnostics):
         return diagnostics
-    return sorted_unique([*diagnostics, *lint(build_plan(program))])
+    found = lint(build_plan(program), retention if retention is not None else DEFAULT_RETENTION)
+    return sorted_unique([*diagnostics, *found])

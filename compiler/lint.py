@@ -13,10 +13,11 @@ from collections.abc import Iterable
 
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, warning
+from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
 from .check import CheckedRule, Program, walk
-from .features import FeatureKind
+from .features import FeatureKind, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
@@ -26,7 +27,10 @@ from .plan import Conjunction, DecisionPlan
 PAIRWISE_LIMIT = 5000
 
 
-def lint(plan: DecisionPlan) -> list[Diagnostic]:
+DEFAULT_RETENTION = 30 * 86400.0  # seconds of event history the runtime keeps by default
+
+
+def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagnostic]:
     program = plan.program
     checked = {r.name: r for r in program.rules}
     found: list[Diagnostic] = []
@@ -35,6 +39,7 @@ def lint(plan: DecisionPlan) -> list[Diagnostic]:
     found += _unused(program)
     found += _slots_without_default(program)
     found += _unnamed(program)
+    found += _windows_beyond_retention(program, retention)
     return found
 
 
@@ -249,3 +254,24 @@ def _unnamed(program: Program) -> list[Diagnostic]:
         for rule in program.rules
         if not rule.named
     ]
+
+
+def _windows_beyond_retention(program: Program, retention: float) -> list[Diagnostic]:
+    conditions = [r.decl.condition for r in program.rules] + [s.condition for s in program.segments.values()]
+    found = []
+    for condition in conditions:
+        for node in walk(condition):
+            if not isinstance(node, ast.Call):
+                continue
+            ref, _problems = call_ref(node)
+            if ref is not None and ref.window > retention:
+                found.append(
+                    warning(
+                        f"{ref.text} looks back {duration_text(ref.window)}, but events are kept for only"
+                        f" {duration_text(retention)}",
+                        node.span,
+                        code="window-beyond-retention",
+                        hint="shorten the window, or run the server with a longer --retention",
+                    )
+                )
+    return found

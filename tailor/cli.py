@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tailor.compiler.frontend import has_errors, lint_path
+from tailor.dsl.ast import DURATION_UNITS
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity, render, render_github
 from tailor.dsl.formatter import format_text
 from tailor.dsl.loader import display_name, rules_files
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a .rules file or a directory of them")
     lint.add_argument("--format", choices=("text", "json", "github"), default="text", help="output format")
     lint.add_argument("--strict", action="store_true", help="fail on warnings too")
+    lint.add_argument(
+        "--retention",
+        type=_duration,
+        default="30d",
+        metavar="DURATION",
+        help="how long the server keeps events; longer windows are flagged (default: 30d)",
+    )
     lint.set_defaults(run=_lint)
 
     fmt = commands.add_parser(
@@ -143,7 +151,7 @@ def _lint(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     diagnostics: list[Diagnostic] = []
     for path in args.paths:
-        diagnostics.extend(lint_path(path))
+        diagnostics.extend(lint_path(path, retention=args.retention))
     _print_diagnostics(diagnostics, args.format)
     failing = has_errors(diagnostics) or (args.strict and diagnostics)
     return EXIT_PROBLEMS if failing else EXIT_OK
@@ -199,7 +207,6 @@ def _compile(args: argparse.Namespace) -> int:
 
 # --- serve and stats ---
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MIN_RETENTION = 86400.0
 
 
@@ -207,7 +214,7 @@ def _duration(text: str) -> float:
     """Seconds from a duration written as in rules: 90s, 30m, 24h, 7d, 2w."""
     number, unit = text[:-1], text[-1:]
     try:
-        seconds = float(number) * _DURATION_UNITS[unit]
+        seconds = float(number) * DURATION_UNITS[unit]
     except (KeyError, ValueError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 2w") from None
     if not 0 < seconds < float("inf"):

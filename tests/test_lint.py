@@ -90,3 +90,11 @@ def test_statistics_change_the_order(tmp_path: Path) -> None:
     stats.write_text('{"predicates": {"user.tier == \\"gold\\"": {"evaluated": 1000, "held": 10}}}')
     tuned = run("compile", "s.rules", "--stats", str(stats), cwd=tmp_path).stdout
     assert 'tables: user.tier == "gold" and user.country == "US"' in tuned
+
+
+def test_windows_longer_than_the_retention_are_flagged(tmp_path: Path) -> None:
+    (tmp_path / "r.rules").write_text("content a = {}\nrule r when views(60d) > 1 then show a\ndefault show a\n")
+    default = run("lint", "r.rules", cwd=tmp_path)
+    assert "r.rules:2:13: warning: views(60d) looks back 60d, but events are kept for only 30d" in default.stdout
+    longer = run("lint", "--retention", "90d", "r.rules", cwd=tmp_path)
+    assert longer.returncode == 0 and longer.stdout == ""
