@@ -52,6 +52,15 @@ def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple
     return program, sorted_unique(checker.problems)
 
 
+def check_expression(program: Program, expr: ast.Expr) -> tuple[Type | None, list[Diagnostic]]:
+    """The type of a standalone expression in a program's namespace (a model's input, say)."""
+    checker = _Checker(program.modules, program.name)
+    checker.segments, checker.models = program.segments, program.models
+    checker.attributes = {text: (kind, None) for text, kind in program.attribute_types.items()}
+    kind = checker._infer(expr)
+    return kind, sorted_unique(checker.problems)
+
+
 def rule_name(rule: ast.RuleDecl, module_name: str) -> str:
     """A rule's name; an unnamed rule is called "<file stem>:<line>"."""
     if rule.name is not None:

@@ -20,7 +20,7 @@ from .values import Values, condition_value, predicate_value
 
 NEEDED_CACHE_SIZE = 4096
 
-RunModel = Callable[[str], Any]
+RunModel = Callable[[str, Values], Any]  # (model name, the decision's values) -> probability or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +136,7 @@ class Decider:
                 candidates ^= lowest
             result[slot] = answer if answer is not None else self._defaults[slot]
         ruleset = self.ruleset
+        degraded = degraded or bool(values.models_failed)
         decision = Decision(result, ruleset.name, ruleset.version, tuple(values.models_run), tuple(needed), degraded)
         return Outcomes(decision, values, alive)
 
@@ -206,12 +207,14 @@ class Explanation:
     decision: Decision
     slots: dict[str, SlotTrace]
     values: dict[str, Any] = field(default_factory=dict)  # every feature value the decision read
+    model_inputs: dict[str, dict[str, float]] = field(default_factory=dict)  # per model run: input -> value
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "slots": {name: trace.to_dict() for name, trace in self.slots.items()},
             "fetched": list(self.decision.fetched),
             "models": {name: self.values.get(name) for name in self.decision.models_run},
+            "model_inputs": self.model_inputs,
             "values": self.values,
         }
 
@@ -235,6 +238,8 @@ class Explanation:
             lines.append("fetched: " + ", ".join(self.decision.fetched))
         for model in self.decision.models_run:
             lines.append(f"model {model} = {_show(self.values.get(model))}")
+            for text, value in self.model_inputs.get(model, {}).items():
+                lines.append(f"  {text} = {'unknown' if value != value else _show(value)}")
         return "\n".join(lines)
 
 
@@ -267,7 +272,7 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
                 candidates.append(_trace(rule, False, _failure_reason(conjunctions, values)))
         served = "rule" if answer.rule else ("default" if answer.content else "nothing")
         traces[slot] = SlotTrace(slot, answer, served, tuple(candidates), outranked)
-    return Explanation(decision, traces, dict(values))
+    return Explanation(decision, traces, dict(values), dict(values.model_inputs))
 
 
 def _trace(rule: PlannedRule, won: bool, reason: str) -> CandidateTrace:

@@ -29,11 +29,14 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .check import CheckedRule, Program
 from .features import FeatureKind, FeatureRef
 from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features
+
+if TYPE_CHECKING:
+    from .models import ModelInput
 from .normalize import Normalizer, compare
 
 # Cost tiers: what it takes to learn a predicate's value.
@@ -182,12 +185,19 @@ class DecisionPlan:
     features: dict[str, FeatureRef]  # every feature the plan reads, by text
     predicates: tuple[Predicate, ...]  # every distinct predicate
     attribute_types: dict[str, str]
+    model_inputs: dict[str, tuple[ModelInput, ...]] = field(default_factory=dict)
 
     def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
         return tuple(t for t in self.tables if t.stage == stage)
 
 
-def build_plan(program: Program, stats: PredicateStats | None = None) -> DecisionPlan:
+def build_plan(
+    program: Program,
+    stats: PredicateStats | None = None,
+    model_inputs: Mapping[str, tuple[ModelInput, ...]] | None = None,
+) -> DecisionPlan:
+    """``model_inputs`` names what each model reads, so stage 1 fetches it with everything else."""
+    model_inputs = dict(model_inputs or {})
     stats = stats or PredicateStats()
     normalizer = Normalizer(program)
     slot_index = {slot: index for index, slot in enumerate(program.slots)}
@@ -235,8 +245,8 @@ def build_plan(program: Program, stats: PredicateStats | None = None) -> Decisio
             slot, mask, default.content.name if default else None, bits[0] if bits else 0, bits[-1] if bits else -1
         )
     attribute_types = {text: kind.name for text, kind in program.attribute_types.items()}
-    tables = _tables(conjunctions, attribute_types, stats)
-    features: dict[str, FeatureRef] = {}
+    tables = _tables(conjunctions, attribute_types, stats, model_inputs)
+    features: dict[str, FeatureRef] = {ref.text: ref for table in tables for ref in (table.ref,)}
     distinct: dict[Predicate, None] = {}
     for conjunction in conjunctions:
         for predicate in (*conjunction.atoms, *conjunction.residual, *_formula_predicates(conjunction)):
@@ -253,6 +263,7 @@ def build_plan(program: Program, stats: PredicateStats | None = None) -> Decisio
         features,
         tuple(distinct),
         attribute_types,
+        model_inputs,
     )
 
 
@@ -270,7 +281,10 @@ def value_type(ref: FeatureRef, attribute_types: Mapping[str, str]) -> str:
 
 
 def _tables(
-    conjunctions: list[Conjunction], attribute_types: Mapping[str, str], stats: PredicateStats
+    conjunctions: list[Conjunction],
+    attribute_types: Mapping[str, str],
+    stats: PredicateStats,
+    model_inputs: Mapping[str, tuple[ModelInput, ...]],
 ) -> tuple[FeatureTable, ...]:
     atoms_by_feature: dict[FeatureRef, dict[Atom, int]] = {}
     uses: dict[FeatureRef, int] = {}
@@ -283,6 +297,12 @@ def _tables(
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
                 uses[ref] = uses.get(ref, 0) | bit
+    # A conjunction that may run a model reads the model's inputs too: they are
+    # fetched in the same round trip as everything else it needs.
+    for model in [ref for ref in uses if ref.kind is FeatureKind.MODEL]:
+        for model_input in model_inputs.get(model.name, ()):
+            for ref in model_input.refs:
+                uses[ref] = uses.get(ref, 0) | uses[model]
     all_bits = (1 << len(conjunctions)) - 1
     tables = []
     for ref, used_by in uses.items():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from tailor.dsl.source import Source
 from .check import Program
 from .codegen import CompiledPlan, generate
 from .frontend import check_files, read_and_check
+from .models import ModelInput
 from .plan import DecisionPlan, PredicateStats, build_plan
 
 
@@ -37,6 +39,7 @@ class Ruleset:
     compiled: CompiledPlan
     files: tuple[str, ...]
     warnings: tuple[Diagnostic, ...] = ()
+    models: dict[str, Any] = field(default_factory=dict)  # name -> a loaded model (predict_one, version)
 
     @property
     def rules(self) -> tuple[RuleInfo, ...]:
@@ -63,14 +66,20 @@ def _line(node: Any) -> int:
 
 
 def compile_program(
-    program: Program, version: str, files: tuple[str, ...] = (), stats: PredicateStats | None = None
+    program: Program,
+    version: str,
+    files: tuple[str, ...] = (),
+    stats: PredicateStats | None = None,
+    model_inputs: Mapping[str, tuple[ModelInput, ...]] | None = None,
+    models: Mapping[str, Any] | None = None,
 ) -> Ruleset:
+    """``models`` are the loaded model files (the runtime reads them); ``model_inputs`` what each reads."""
     with collector_paused():
-        plan = build_plan(program, stats)
-        return Ruleset(program.name, version, program, plan, generate(plan), files)
+        plan = build_plan(program, stats, model_inputs)
+        return Ruleset(program.name, version, program, plan, generate(plan), files, models=dict(models or {}))
 
 
-def source_version(files: list[ParsedFile] | list[tuple[str, str]]) -> str:
+def source_version(files: Sequence[ParsedFile | tuple[str, str]]) -> str:
     digest = hashlib.sha256()
     for entry in files:
         name, content = (entry.module.name, entry.digest) if isinstance(entry, ParsedFile) else entry
@@ -84,7 +93,7 @@ def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache:
         stats = PredicateStats.load(stats)
     with collector_paused():
         files, program, diagnostics = read_and_check(Path(path), cache)
-    _raise_on_errors(diagnostics)
+    raise_on_errors(diagnostics)
     assert program is not None
     names = tuple(display_name(f.path) for f in files)
     return compile_program(program, source_version(files), names, stats)
@@ -100,11 +109,11 @@ def loads(
     parsed = ParsedFile(Path(filename), module, tuple(problems), digest)
     with collector_paused():
         program, diagnostics = check_files([parsed], name)
-    _raise_on_errors(diagnostics)
+    raise_on_errors(diagnostics)
     return compile_program(program, source_version([parsed]), (filename,), stats)
 
 
-def _raise_on_errors(diagnostics: list[Diagnostic]) -> None:
+def raise_on_errors(diagnostics: list[Diagnostic]) -> None:
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
     if errors:
         raise RulesError(errors)

@@ -40,7 +40,16 @@ def validate(raw: Any, value_type: str) -> Any:
 class Values(dict):
     """Validated feature values by text, loaded on first use."""
 
-    __slots__ = ("_context", "_features", "_refs", "_run_model", "_types", "models_run")
+    __slots__ = (
+        "_context",
+        "_features",
+        "_refs",
+        "_run_model",
+        "_types",
+        "model_inputs",
+        "models_failed",
+        "models_run",
+    )
 
     def __init__(
         self,
@@ -48,7 +57,7 @@ class Values(dict):
         features: Mapping[str, Any],
         refs: Mapping[str, FeatureRef],
         types: Mapping[str, str],
-        run_model: Callable[[str], Any] | None = None,
+        run_model: Callable[[str, Values], Any] | None = None,
     ):
         super().__init__()
         self._context = context
@@ -57,6 +66,8 @@ class Values(dict):
         self._types = types
         self._run_model = run_model
         self.models_run: list[str] = []
+        self.models_failed: list[str] = []  # models that failed or ran out of time: unknown
+        self.model_inputs: dict[str, dict[str, float]] = {}  # what each model was given, for explain
 
     def __missing__(self, text: str) -> Any:
         ref = self._refs[text]
@@ -65,7 +76,12 @@ class Values(dict):
             raw = self._context.get(ref.name)
         elif kind is FeatureKind.MODEL:
             self.models_run.append(ref.name)
-            raw = self._run_model(ref.name) if self._run_model is not None else self._features.get(text)
+            if text in self._features or self._run_model is None:
+                raw = self._features.get(text)  # supplied (a test or a preview): no inference
+            else:
+                raw = self._run_model(ref.name, self)
+                if raw is None:
+                    self.models_failed.append(ref.name)
         elif kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
             raw = self._features.get(text, 0)
         else:

@@ -76,6 +76,9 @@ class _TreeBuilder:
     def start(self, children: list) -> list:
         return children
 
+    def expression(self, children: list) -> Any:
+        return children[0]
+
     def ident(self, children: list) -> ast.Ident:
         (token,) = children
         return ast.Ident(token.value, self._token_span(token))
@@ -290,6 +293,7 @@ _LARK = Lark(
     lexer=_TokenStream,
     transformer=_BUILDER,
     maybe_placeholders=True,
+    start=["start", "expression"],
 )
 _LOCK = threading.Lock()
 
@@ -306,7 +310,7 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
         _BUILDER.source = source
         _BUILDER.problems = problems = list(lexed.diagnostics)
         try:
-            declarations = _LARK.parse(lexed.tokens)
+            declarations = _LARK.parse(lexed.tokens, start="start")
         except UnexpectedInput:
             declarations = []
             # A declaration with a lexical error (say, a string never closed that
@@ -315,7 +319,7 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
             chunks = _declaration_chunks(lexed.tokens)
             for index, chunk in enumerate(chunks):
                 try:
-                    declarations.extend(_LARK.parse(chunk))
+                    declarations.extend(_LARK.parse(chunk, start="start"))
                 except UnexpectedToken as exc:
                     following = chunks[index + 1][0] if index + 1 < len(chunks) else None
                     problem = _syntax_error(source, exc, chunk, following)
@@ -348,6 +352,29 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
     if problems:
         raise RulesError(problems)
     return module
+
+
+def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
+    """Parse one expression (a model's input feature, say); raise ``RulesError`` on errors."""
+    source = Source(filename, text)
+    lexed = tokenize(source)
+    problems = list(lexed.diagnostics)
+    expr = None
+    with _LOCK:
+        _BUILDER.source = source
+        _BUILDER.problems = problems
+        try:
+            expr = _LARK.parse(lexed.tokens, start="expression")
+        except UnexpectedToken as exc:
+            problems.append(_syntax_error(source, exc, lexed.tokens or [Token("$END", "", 0, 0)], None))
+        except UnexpectedInput as exc:  # an empty text
+            problems.append(error(f"not an expression: {exc}", Span(source, 0, len(text)), code="syntax"))
+        finally:
+            _BUILDER.source = Source("<string>", "")
+            _BUILDER.problems = []
+    if problems or expr is None:
+        raise RulesError(problems)
+    return expr
 
 
 # Tokens after which a declaration keyword is a misused name, not a new declaration.

@@ -10,6 +10,7 @@ from tailor.compiler.evaluate import Decider, Decision, Explanation, Outcomes, e
 from tailor.compiler.ruleset import Ruleset
 
 from .events import Event, RecordResult
+from .inference import ModelRunner
 
 
 class Engine:
@@ -25,6 +26,7 @@ class Engine:
         self.ruleset = ruleset
         self.store = store  # a MemoryStore (anything with fetch_now/record_now/set_profile_now)
         self._decider = Decider(ruleset)
+        self._models = ModelRunner(ruleset) if ruleset.models else None
 
     def decide(
         self,
@@ -79,4 +81,5 @@ class Engine:
                 fetched.update(features)
         else:
             fetched = features if features is not None else {}
-        return decider.finish(context, alive, needed, fetched, slots)
+        run_model = self._models.for_decision(user_id) if self._models is not None else None
+        return decider.finish(context, alive, needed, fetched, slots, run_model)

@@ -29,6 +29,8 @@ from .service import DecisionService
 
 log = logging.getLogger("tailor.runtime")
 
+MODEL_SUFFIX = ".onnx"
+
 STEP_MS = 50  # a batch is yielded once no change arrived for this long
 DEBOUNCE_MS = 1600  # ... or after this long, during a continuous stream of changes
 
@@ -75,6 +77,10 @@ class Reloader:
         self._wanted.set()
 
     def _relevant(self, change: Change, path: str) -> bool:
+        # Model files under the watched folder reload like rules: validated first,
+        # and a bad file keeps the old version (and its model) serving.
+        if path.endswith(MODEL_SUFFIX):
+            return True
         if self._file is not None:
             return Path(path) == self._file
         return path.endswith(RULES_SUFFIX) or Path(path).is_dir()

@@ -36,10 +36,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tailor.compiler.plan import PredicateStats
-from tailor.compiler.ruleset import load
 
 from .buckets import Scheme
 from .events import DEFAULT_RETENTION, Event, EventRejected
+from .loading import load
 from .reload import Reloader
 from .service import (
     DEFAULT_DEADLINE_MS,

@@ -28,11 +28,13 @@ from typing import Any
 
 from tailor.compiler.evaluate import Decider, Outcomes, explain, predicate_outcomes
 from tailor.compiler.plan import PredicateStats
-from tailor.compiler.ruleset import Ruleset, load
+from tailor.compiler.ruleset import Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
 from tailor.dsl.loader import ParseCache, display_name, rules_files
 
 from .events import Event, EventRejected, RecordResult
+from .inference import ModelRunner
+from .loading import load
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .store import FeatureStore
 
@@ -68,6 +70,7 @@ class Served:
     ref: dict[str, str]  # {"name", "version"}: shared by every response, never mutated
     rules: list[dict[str, Any]]
     slots: frozenset[str]
+    models: ModelRunner
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> Served:
@@ -83,7 +86,9 @@ class Served:
             for r in ruleset.rules
         ]
         ref = {"name": ruleset.name, "version": ruleset.version}
-        return cls(ruleset, Decider(ruleset), datetime.now(UTC), ref, rules, frozenset(ruleset.slots))
+        return cls(
+            ruleset, Decider(ruleset), datetime.now(UTC), ref, rules, frozenset(ruleset.slots), ModelRunner(ruleset)
+        )
 
     @property
     def version(self) -> str:
@@ -211,7 +216,8 @@ class DecisionService:
             fetched, fetch_done = {}, planned
         if features:
             fetched = {**fetched, **features}
-        outcomes = decider.finish(context, alive, needed, fetched, slots, None, degraded)
+        run_model = served.models.for_decision(user_id, start + self.deadline) if served.ruleset.models else None
+        outcomes = decider.finish(context, alive, needed, fetched, slots, run_model, degraded)
         done = clock()
         metrics.finish.observe(done - fetch_done)
         metrics.total.observe(done - start)

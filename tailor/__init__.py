@@ -8,17 +8,22 @@ decision.slots["hero"].content
 """
 
 from tailor.compiler.evaluate import CandidateTrace, Decision, Explanation, SlotDecision, SlotTrace
-from tailor.compiler.ruleset import RuleInfo, Ruleset, load, loads
+from tailor.compiler.ruleset import RuleInfo, Ruleset, loads
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
 from tailor.dsl.parser import parse
 from tailor.runtime.engine import Engine
+from tailor.runtime.events import Event
+from tailor.runtime.loading import load
+from tailor.runtime.memory_store import MemoryStore
 
 __all__ = [
     "CandidateTrace",
     "Decision",
     "Diagnostic",
     "Engine",
+    "Event",
     "Explanation",
+    "MemoryStore",
     "RuleInfo",
     "RulesError",
     "Ruleset",

@@ -184,7 +184,7 @@ def _plural(count: int, noun: str) -> str:
 
 def _compile(args: argparse.Namespace) -> int:
     from tailor.compiler.display import plan_dot, plan_text
-    from tailor.compiler.ruleset import load
+    from tailor.runtime.loading import load
 
     if _missing([args.path]) or (args.stats is not None and _missing([args.stats])):
         return EXIT_USAGE

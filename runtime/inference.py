@@ -1,0 +1,81 @@
+"""Running a ruleset's models during a decision.
+
+A model runs only when the plan's stage 2 reaches a candidate that needs it
+(``Values`` then asks this runner, at most once per model and decision). Its
+inputs come from values the decision already fetched in stage 1. Predictions
+are cached per (model version, user, input row) for a short time, since a
+page view often asks several times in a row with nothing changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from tailor.compiler.models import input_vector
+from tailor.compiler.ruleset import Ruleset
+from tailor.compiler.values import Values
+
+log = logging.getLogger("tailor.runtime")
+
+DEFAULT_CACHE_TTL = 60.0
+DEFAULT_CACHE_SIZE = 100_000
+
+
+class ModelRunner:
+    def __init__(self, ruleset: Ruleset, cache_ttl: float = DEFAULT_CACHE_TTL, cache_size: int = DEFAULT_CACHE_SIZE):
+        self.models = ruleset.models
+        self.inputs = ruleset.plan.model_inputs
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.runs = 0  # inferences actually made (cache misses)
+        self.cache_hits = 0
+        self.failures = 0
+
+    def for_decision(self, user_id: str | None, deadline: float | None = None) -> Callable[[str, Values], Any]:
+        """The ``run_model`` callback of one decision; ``deadline`` is a ``time.perf_counter()`` instant."""
+
+        def run(name: str, values: Values) -> float | None:
+            return self.run(name, values, user_id, deadline)
+
+        return run
+
+    def run(self, name: str, values: Values, user_id: str | None, deadline: float | None) -> float | None:
+        model = self.models.get(name)
+        inputs = self.inputs.get(name)
+        if model is None or inputs is None:
+            return None
+        row = input_vector(inputs, values)
+        values.model_inputs[name] = dict(zip((i.text for i in inputs), row, strict=True))
+        # NaN never equals itself, so the cache key spells unknown as None.
+        key = (model.version, user_id, tuple(None if math.isnan(v) else v for v in row))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return hit[1]
+        if deadline is not None and time.perf_counter() > deadline:
+            self.failures += 1
+            return None  # out of time: unknown, and the decision is marked degraded
+        try:
+            score = float(model.predict_one(row))
+        except Exception:  # a broken model must not break the decision
+            log.exception("model %s failed", name)
+            self.failures += 1
+            return None
+        with self._lock:
+            self.runs += 1
+            if self.cache_ttl > 0:
+                self._cache[key] = (now + self.cache_ttl, score)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return score
