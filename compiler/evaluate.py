@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .features import FeatureKind, FeatureRef
 from .ir import Atom, Predicate, Test, predicate_features
@@ -38,8 +38,9 @@ class SlotDecision:
 NOTHING = SlotDecision(None, None, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One decision. A named tuple: immutable, and the cheapest object to build per request."""
+
     slots: dict[str, SlotDecision]
     ruleset: str
     version: str
@@ -48,13 +49,26 @@ class Decision:
     degraded: bool = False
 
 
-@dataclass(frozen=True, slots=True)
 class Outcomes:
-    """What a decision knew: its values and which candidates survived the tables."""
+    """What a decision knew: its values and which candidates survived the tables.
 
-    decision: Decision
-    values: Values
-    alive: int
+    The values are built only when something reads them (a stage-2 check,
+    explain): most decisions are settled by the tables alone.
+    """
+
+    __slots__ = ("_factory", "_values", "alive", "decision")
+
+    def __init__(self, decision: Decision, values: Values | None, alive: int, factory: Callable[[], Values]):
+        self.decision = decision
+        self.alive = alive
+        self._values = values
+        self._factory = factory
+
+    @property
+    def values(self) -> Values:
+        if self._values is None:
+            self._values = self._factory()
+        return self._values
 
 
 class Decider:
@@ -75,7 +89,7 @@ class Decider:
             name: SlotDecision(slot.default, ruleset.payload(slot.default), None) if slot.default else NOTHING
             for name, slot in plan.slots.items()
         }
-        self._all_slots = tuple(plan.slots)
+        self._slot_plans = tuple((name, self._slot_masks[name], self._defaults[name]) for name in plan.slots)
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
         # For sampling: each predicate with its text and the non-context features it reads.
         self.predicate_index = [
@@ -114,31 +128,43 @@ class Decider:
     ) -> Outcomes:
         """Stages 1 and 2, once the store features have been fetched."""
         alive = self._compiled.stage1(alive, fetched)
-        values = Values(context, fetched, self._plan.features, self._types, run_model)
+        values: Values | None = None
+
+        def make_values() -> Values:
+            return Values(context, fetched, self._plan.features, self._types, run_model)
+
         checks = self._compiled.checks
         answers = self._answers
-        masks = self._slot_masks
         result: dict[str, SlotDecision] = {}
-        for slot in self._all_slots if slots is None else slots:
-            mask = masks.get(slot)
-            if mask is None:
-                result[slot] = NOTHING
-                continue
+        for slot, mask, default in self._slot_plans if slots is None else self._requested(slots):
             candidates = alive & mask
-            answer = None
+            answer = default
             while candidates:
                 lowest = candidates & -candidates
                 bit = lowest.bit_length() - 1
                 check = checks[bit]
-                if check is None or check(values):
+                if check is None:
+                    answer = answers[bit]
+                    break
+                if values is None:
+                    values = make_values()
+                if check(values):
                     answer = answers[bit]
                     break
                 candidates ^= lowest
-            result[slot] = answer if answer is not None else self._defaults[slot]
+            result[slot] = answer
         ruleset = self.ruleset
-        degraded = degraded or bool(values.models_failed)
-        decision = Decision(result, ruleset.name, ruleset.version, tuple(values.models_run), tuple(needed), degraded)
-        return Outcomes(decision, values, alive)
+        if values is not None:
+            models_run = tuple(values.models_run)
+            degraded = degraded or bool(values.models_failed)
+        else:
+            models_run = ()
+        decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
+        return Outcomes(decision, values, alive, make_values)
+
+    def _requested(self, slots: Iterable[str]) -> list[tuple[str, int, SlotDecision]]:
+        masks, defaults = self._slot_masks, self._defaults
+        return [(slot, masks.get(slot, 0), defaults.get(slot, NOTHING)) for slot in slots]
 
     def decide(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tailor.compiler.check import Program
 from tailor.compiler.frontend import read_and_check
 from tailor.compiler.models import ModelInput, compile_inputs
 from tailor.compiler.plan import PredicateStats
@@ -28,6 +29,15 @@ def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache:
         files, program, diagnostics = read_and_check(Path(path), cache)
     raise_on_errors(diagnostics)
     assert program is not None
+    models, inputs, problems = read_models(program)
+    raise_on_errors(problems)
+    version = source_version([*files, *((f"model:{n}", m.version) for n, m in sorted(models.items()))])
+    names = tuple(display_name(f.path) for f in files)
+    return compile_program(program, version, names, stats, inputs, models)
+
+
+def read_models(program: Program) -> tuple[dict[str, Any], dict[str, tuple[ModelInput, ...]], list[Diagnostic]]:
+    """Every declared model file, read and validated; problems are reported on the model lines."""
     from .models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
 
     models: dict[str, Any] = {}
@@ -45,10 +55,15 @@ def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache:
         inputs[name], found = compile_inputs(program, name, model.features, decl.span)
         problems.extend(found)
         models[name] = model
-    raise_on_errors(problems)
-    version = source_version([*files, *((f"model:{n}", m.version) for n, m in sorted(models.items()))])
-    names = tuple(display_name(f.path) for f in files)
-    return compile_program(program, version, names, stats, inputs, models)
+    return models, inputs, problems
+
+
+def check_models(path: str | Path) -> list[Diagnostic]:
+    """The model files of a ruleset that otherwise checks clean: for ``tailor lint``."""
+    _files, program, diagnostics = read_and_check(Path(path))
+    if program is None or any(d.severity.value == "error" for d in diagnostics):
+        return []
+    return read_models(program)[2]
 
 
 def model_file(declaring_file: str, relative: str) -> Path:

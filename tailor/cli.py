@@ -20,6 +20,7 @@ from tailor.dsl.ast import DURATION_UNITS
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity, render, render_github
 from tailor.dsl.formatter import format_text
 from tailor.dsl.loader import display_name, rules_files
+from tailor.runtime.loading import check_models
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -122,6 +123,68 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
     stats.add_argument("--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)")
     stats.set_defaults(run=_stats)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write a synthetic clickstream of the retail example shop",
+        description="Write a synthetic clickstream (JSON lines, in time order): users with latent interests, "
+        "sessions of views, clicks, add-to-carts and purchases, profile events, and impressions of the retail "
+        "hero banners whose clicks depend on what the user did before. The same seed gives the same file.",
+        epilog="example:\n  tailor simulate --users 3000 --days 28 --seed 7 --out events.jsonl",
+    )
+    simulate.add_argument("--users", type=int, required=True, metavar="N", help="how many users")
+    simulate.add_argument("--days", type=int, required=True, metavar="D", help="how many days, from 2026-01-01")
+    simulate.add_argument("--out", type=Path, required=True, metavar="FILE", help="the JSON-lines file to write")
+    simulate.add_argument("--seed", type=int, default=0, metavar="S", help="the random seed (default: 0)")
+    simulate.set_defaults(run=_simulate)
+
+    train = commands.add_parser(
+        "train",
+        help="train a click model from an event log and write it as a model file",
+        description="Replay an event log into the feature store and train a LightGBM click model on the "
+        "features as they were just before each impression of the target contents; write it as an ONNX "
+        "model file with its features and holdout metrics in its metadata (see docs/models.md).",
+        epilog="example:\n  tailor train --events events.jsonl --label click --target acc-42 \\\n"
+        "      --features rulesets/retail/models/p_click.features --out rulesets/retail/models/p_click.onnx\n"
+        "  tailor train --events events.jsonl --label click --target acc-42 --out p.onnx \\\n"
+        '      --features \'views("Electronics", 24h), since("purchase"), context.device == "mobile"\'',
+    )
+    train.add_argument("--events", type=Path, required=True, metavar="FILE", help="the event log (JSON lines)")
+    train.add_argument(
+        "--label", required=True, metavar="TYPE", help="the event type that makes an impression positive (click)"
+    )
+    train.add_argument(
+        "--target",
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="KEY",
+        help="the content ids whose impressions are learned from",
+    )
+    train.add_argument(
+        "--features",
+        required=True,
+        metavar="FILE_OR_LIST",
+        help="the model's features: a file with one per line, or a comma-separated list",
+    )
+    train.add_argument("--out", type=Path, required=True, metavar="FILE", help="the model file to write (.onnx)")
+    train.add_argument(
+        "--holdout", type=float, default=0.2, metavar="FRACTION", help="the latest rows kept for scoring (default: 0.2)"
+    )
+    train.add_argument("--seed", type=int, default=0, metavar="N", help="LightGBM's random seed (default: 0)")
+    train.add_argument(
+        "--label-window",
+        type=_duration,
+        default="30m",
+        metavar="DURATION",
+        help="how long after an impression a click counts (default: 30m)",
+    )
+    train.add_argument(
+        "--retention", type=_duration, default="30d", metavar="DURATION", help="as for tailor serve (default: 30d)"
+    )
+    train.add_argument("--trees", type=int, default=100, metavar="N", help="boosting rounds (default: 100)")
+    train.add_argument("--leaves", type=int, default=15, metavar="N", help="leaves per tree (default: 15)")
+    train.set_defaults(run=_train)
     return parser
 
 
@@ -152,6 +215,7 @@ def _lint(args: argparse.Namespace) -> int:
     diagnostics: list[Diagnostic] = []
     for path in args.paths:
         diagnostics.extend(lint_path(path, retention=args.retention))
+        diagnostics.extend(check_models(path))
     _print_diagnostics(diagnostics, args.format)
     failing = has_errors(diagnostics) or (args.strict and diagnostics)
     return EXIT_PROBLEMS if failing else EXIT_OK
@@ -305,6 +369,83 @@ def _stats(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote statistics for {_plural(len(data['predicates']), 'predicate')} to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+# --- simulate and train ---
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.users < 1 or args.days < 1:
+        print("tailor: --users and --days must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    from tailor.runtime.simulate import simulate_to
+
+    try:
+        count = simulate_to(args.out, args.users, args.days, args.seed)
+    except OSError as exc:
+        print(f"tailor: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"wrote {count:,} events of {_plural(args.users, 'user')} over {_plural(args.days, 'day')} to {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    if _missing([args.events]):
+        return EXIT_USAGE
+    if _looks_like_a_file(args.features) and _missing([Path(args.features)]):
+        return EXIT_USAGE
+    problem = None
+    if not 0 < args.holdout < 1:
+        problem = "--holdout must be between 0 and 1 (0.2 scores on the latest fifth of the rows)"
+    elif args.retention < MIN_RETENTION:
+        problem = "--retention must be at least 1d"
+    elif args.trees < 1 or args.leaves < 2:
+        problem = "--trees must be at least 1 and --leaves at least 2"
+    if problem:
+        print(f"tailor: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from tailor.runtime.train import TrainError, TrainOptions, read_feature_list, terminal_progress, train
+
+    options = TrainOptions(
+        events=args.events,
+        label=args.label,
+        targets=tuple(dict.fromkeys(args.target)),
+        features=tuple(read_feature_list(args.features)),
+        out=args.out,
+        holdout=args.holdout,
+        seed=args.seed,
+        label_window=args.label_window,
+        retention=args.retention,
+        trees=args.trees,
+        leaves=args.leaves,
+    )
+    try:
+        report = train(options, progress=terminal_progress(sys.stderr))
+    except TrainError as exc:
+        print(f"tailor: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except OSError as exc:
+        print(f"tailor: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"wrote {report.out} ({report.size / 1024:.0f} KiB, version {report.version}): "
+        f"{_plural(len(options.features), 'feature')}, {report.rows:,} rows "
+        f"({report.train_rows:,} to train, {report.holdout_rows:,} to score; {report.positive_rate:.1%} clicked)\n"
+        f"holdout AUC {report.auc:.4f}, log-loss {report.logloss:.4f}; "
+        f"ONNX Runtime matches LightGBM within {report.agreement:.1g}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _looks_like_a_file(spec: str) -> bool:
+    """A --features value meant as a file name rather than a list of features."""
+    return "(" not in spec and " " not in spec and ("/" in spec or spec.endswith((".txt", ".features")))
 
 
 # --- fmt ---

@@ -57,8 +57,12 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tailor.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "rulesets" / "retail" / "models" / "p_click.onnx"
+
+
 def test_warnings_do_not_fail_unless_strict(tmp_path: Path) -> None:
     (tmp_path / "l.rules").write_text(TEXT)
+    (tmp_path / "p.onnx").write_bytes(SHIPPED_MODEL.read_bytes())  # lint checks model files too
     assert run("lint", "l.rules", cwd=tmp_path).returncode == 0
     strict = run("lint", "--strict", "l.rules", cwd=tmp_path)
     assert strict.returncode == 1
@@ -66,7 +70,9 @@ def test_warnings_do_not_fail_unless_strict(tmp_path: Path) -> None:
 
 
 def test_compile_emits_plan_dot_and_python(tmp_path: Path) -> None:
-    (tmp_path / "l.rules").write_text(TEXT)
+    # compile reads model files; this ruleset's model has none, so leave it out.
+    without_model = "\n".join(line for line in TEXT.splitlines() if "p_click" not in line)
+    (tmp_path / "l.rules").write_text(without_model)
     plan = run("compile", "l.rules", "--emit", "plan", cwd=tmp_path)
     assert plan.returncode == 0
     assert "stage 0: request context" in plan.stdout and "slot hero" in plan.stdout
@@ -98,3 +104,10 @@ def test_windows_longer_than_the_retention_are_flagged(tmp_path: Path) -> None:
     assert "r.rules:2:13: warning: views(60d) looks back 60d, but events are kept for only 30d" in default.stdout
     longer = run("lint", "--retention", "90d", "r.rules", cwd=tmp_path)
     assert longer.returncode == 0 and longer.stdout == ""
+
+
+def test_compile_reports_a_missing_model_file_on_its_line(tmp_path: Path) -> None:
+    (tmp_path / "l.rules").write_text(TEXT)
+    result = run("compile", "l.rules", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "l.rules:5:1: error: model p_click: model file p.onnx does not exist" in result.stdout

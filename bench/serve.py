@@ -1,0 +1,818 @@
+"""The HTTP decision server against a floor measured in the same run.
+
+Run: python -m bench.serve [--quick] [--redis URL] [--db N]
+
+Absolute latencies on a small shared machine swing from run to run, so the
+server is always compared with a floor measured alongside it: a minimal
+FastAPI endpoint (``bench.floor_app``) that parses the same request body and
+makes one pipelined Redis call, served the same way (uvicorn, uvloop,
+httptools, one worker, orjson). Both run as subprocesses on free ports of
+127.0.0.1; ``tailor serve`` serves a generated 1,000-rule ruleset
+(``bench.workload``) with Redis.
+
+Redis (``--redis``, else ``TAILOR_TEST_REDIS_URL``, else the local default)
+is used in database ``--db`` (15 unless told), which is emptied before and
+after the run; database 0 never is. It is seeded through ``RedisStore`` with
+the event history of a few thousand users (views, clicks, add-to-carts and
+purchases over the last two weeks in the workload's categories, with event
+ids) and their profiles (tier, country). Requests name a seeded user and a
+context (page, device) and ask for every slot, so each decision reads its
+features from Redis.
+
+Measured, in rounds that alternate which of the two goes first:
+
+- saturation: decisions per second with several connections sending back to
+  back (closed loop), completions counted after a warm-up;
+- latency: p50 and p99 at a fixed moderate rate (open loop: latency from each
+  request's scheduled send time, so queueing shows; see ``bench.loadgen``);
+- Redis round trips per decision, from the server's ``/metrics``;
+- the in-process engine on the same requests (``tailor.Engine`` with the
+  features the store holds for them supplied): what HTTP, parsing and the
+  store read add. A sample of HTTP decisions (at a fixed ``at``) is checked
+  against the engine's answers for the same features.
+
+The load generator, Redis and both servers share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis
+
+import tailor
+from tailor.compiler.evaluate import Decider
+from tailor.compiler.features import COUNTER_EVENTS
+from tailor.runtime.events import Event
+from tailor.runtime.redis_store import RedisStore
+
+from . import loadgen
+from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_DB = 15
+RULES = 1000
+PREFIX = "tailor:"  # RedisStore's default: tailor serve has no option for another
+STARTUP_TIMEOUT = 60.0
+BATCH = 1000  # events per RedisStore.record call
+SEED_CONCURRENCY = 4
+
+# Targets, as ratios to the floor measured in the same run.
+P50_RATIO = 1.5  # /v1/decide p50 at most this times the floor's
+THROUGHPUT_RATIO = 0.6  # saturation at least this times the floor's
+ROUND_TRIPS = 1.0  # per decision, at most
+
+
+@dataclass(frozen=True)
+class Settings:
+    users: int
+    rounds: int
+    rate: float  # requests per second in the open loop
+    open_seconds: float
+    open_connections: int
+    saturation_seconds: float
+    saturation_warmup: float
+    saturation_connections: int
+    pool: int  # distinct requests, cycled
+    engine_repeats: int
+    agreement: int  # HTTP decisions checked against the engine
+
+
+FULL = Settings(
+    users=3000,
+    rounds=3,
+    rate=300.0,
+    open_seconds=10.0,
+    open_connections=16,
+    saturation_seconds=8.0,
+    saturation_warmup=1.0,
+    saturation_connections=8,
+    pool=3000,
+    engine_repeats=3,
+    agreement=100,
+)
+QUICK = Settings(
+    users=500,
+    rounds=1,
+    rate=300.0,
+    open_seconds=4.0,
+    open_connections=16,
+    saturation_seconds=3.0,
+    saturation_warmup=1.0,
+    saturation_connections=8,
+    pool=500,
+    engine_repeats=1,
+    agreement=30,
+)
+
+
+# --- Redis ---
+
+
+def redis_url(base: str | None, db: int) -> str:
+    """``base`` (its host, port and credentials) with database ``db``; never database 0."""
+    if db == 0:
+        raise SystemExit("the benchmark empties its Redis database: choose one other than 0 (--db)")
+    parts = urlsplit(base or os.environ.get("TAILOR_TEST_REDIS_URL") or DEFAULT_REDIS)
+    if parts.scheme not in ("redis", "rediss"):
+        raise SystemExit(f"not a redis:// URL: {parts.scheme}://")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+def shown(url: str) -> str:
+    """The URL as it may be printed: no user or password."""
+    parts = urlsplit(url)
+    netloc = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def empty_db(url: str) -> None:
+    """FLUSHDB the benchmark's database, unless it holds keys that are not the benchmark's kind."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        if int(db) == 0:
+            raise SystemExit("refusing to empty Redis database 0")
+        foreign = next((key for key in client.scan_iter(count=1000) if not key.startswith(PREFIX.encode())), None)
+        if foreign is not None:
+            raise SystemExit(f"Redis database {db} holds keys that are not tailor's ({foreign[:60]!r}); choose --db")
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def user_events(rng: random.Random, user: str, now: float) -> list[Event]:
+    """A visitor's last two weeks: per event kind and category, a few events of varied age."""
+    events: list[Event] = []
+    for event in EVENTS:
+        kind = COUNTER_EVENTS[event]
+        for category in CATEGORIES:
+            for _ in range(rng.choice(EVENT_COUNTS[event])):
+                age = rng.choice([rng.uniform(0, 3600), rng.uniform(0, 86400), rng.uniform(0, 1_209_600)])
+                value = round(rng.uniform(5, 200), 2) if kind == "purchase" else None
+                events.append(Event(user, kind, category, value, now - age, f"{user}-{len(events)}"))
+    return events
+
+
+def user_id(index: int) -> str:
+    return f"u{index:05d}"
+
+
+async def _seed(url: str, users: int, seed: int) -> int:
+    store = RedisStore(url)
+    rng = random.Random(seed)
+    now = time.time()
+    pending: list[Event] = []
+    batches: list[list[Event]] = []
+    for index in range(users):
+        pending += user_events(rng, user_id(index), now)
+        while len(pending) >= BATCH:
+            batches.append(pending[:BATCH])
+            pending = pending[BATCH:]
+    if pending:
+        batches.append(pending)
+    try:
+        gate = asyncio.Semaphore(SEED_CONCURRENCY)
+
+        async def record(batch: list[Event]) -> None:
+            async with gate:
+                await store.record(batch)
+
+        async def profile(index: int) -> None:
+            async with gate:
+                await store.set_profile(user_id(index), {"tier": rng.choice(TIERS), "country": rng.choice(COUNTRIES)})
+
+        await asyncio.gather(*(record(batch) for batch in batches))
+        await asyncio.gather(*(profile(index) for index in range(users)))
+    finally:
+        await store.close()
+    return sum(len(batch) for batch in batches)
+
+
+def seed(url: str, users: int, seed: int = 5) -> dict[str, Any]:
+    start = time.perf_counter()
+    events = asyncio.run(_seed(url, users, seed))
+    seconds = time.perf_counter() - start
+    client = redis.Redis.from_url(url)
+    try:
+        keys = int(client.dbsize())
+        info = client.info("server")
+    finally:
+        client.close()
+    return {
+        "users": users,
+        "events": events,
+        "keys": keys,
+        "seconds": seconds,
+        "redis_version": info.get("redis_version", "?"),
+    }
+
+
+# --- requests ---
+
+
+def make_requests(users: int, n: int, seed: int = 13) -> list[dict[str, Any]]:
+    """Decisions for seeded users: a page and a device as context, every slot."""
+    rng = random.Random(seed)
+    return [
+        {
+            "user_id": user_id(rng.randrange(users)),
+            "context": {"page": rng.choice(PAGES), "device": rng.choice(DEVICES)},
+        }
+        for _ in range(n)
+    ]
+
+
+# --- processes ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Process:
+    name: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start(name: str, args: Sequence[str], port: int, workdir: Path) -> Process:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT)
+    return Process(name, port, popen, log)
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(process: Process, path: str) -> None:
+    deadline = time.perf_counter() + STARTUP_TIMEOUT
+    while time.perf_counter() < deadline:
+        if process.popen.poll() is not None:
+            raise SystemExit(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+        try:
+            if http_get(process.port, path, timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{process.name} was not ready within {STARTUP_TIMEOUT:g} s:\n{process.tail()}")
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The server's Prometheus samples, by name and labels as written."""
+    status, body = http_get(port, "/metrics")
+    if status != 200:
+        raise SystemExit(f"GET /metrics answered {status}")
+    samples: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+# --- measurements ---
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least ``q`` of the values at or below it."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def encode(requests: Sequence[dict[str, Any]], port: int) -> list[bytes]:
+    return [loadgen.post("/v1/decide", orjson.dumps(body), port) for body in requests]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has used; NaN where /proc is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def machine_cpu() -> float:
+    """CPU seconds processes of the machine have spent (user and system time of every core); NaN without /proc.
+
+    Interrupt time is left out: the loopback traffic of the benchmark itself is handled there.
+    """
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]]
+    except (OSError, ValueError):
+        return math.nan
+    return sum(fields) / os.sysconf("SC_CLK_TCK")  # user, nice, system
+
+
+@dataclass
+class Background:
+    """CPU used by processes other than the benchmark's (the generator, both servers, a local Redis)."""
+
+    pids: list[int]
+    client: redis.Redis
+    local_redis: bool
+    start: float = 0.0
+    wall: float = 0.0
+
+    def _others(self) -> float:
+        ours = sum(process_cpu(pid) for pid in self.pids)
+        if self.local_redis:
+            ours += redis_cpu(self.client)
+        return machine_cpu() - ours
+
+    def __enter__(self) -> Background:
+        self.wall = time.perf_counter()
+        self.start = self._others()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.start = self._others() - self.start
+
+    @property
+    def cores(self) -> float:
+        """The other processes' average load, in cores."""
+        return self.start / self.wall if self.wall > 0 else math.nan
+
+
+DEGRADED_SAMPLES = [f'tailor_degraded_decisions_total{{reason="{reason}"}}' for reason in ("timeout", "error")]
+PHASE_SAMPLES = [
+    *(
+        f'tailor_decision_seconds_{part}{{stage="{stage}"}}'
+        for stage in ("total", "fetch")
+        for part in ("count", "sum")
+    ),
+    *DEGRADED_SAMPLES,
+]
+
+
+@dataclass
+class Side:
+    """One contender: where it listens, and its measurements over the rounds."""
+
+    name: str
+    process: Process
+    requests: list[bytes]
+    throughputs: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    from_schedule: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    sent: int = 0
+    not_ok: int = 0  # errors and non-200 answers
+    # During the open-loop phases: completions, CPU seconds of the process and of Redis,
+    # and (for the server) its stage histograms' growth.
+    timed: int = 0
+    saturation_other: list[float] = field(default_factory=list)  # other processes' load, cores, per phase
+    latency_other: list[float] = field(default_factory=list)
+    cpu: float = 0.0
+    redis_cpu: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    def summary(self) -> dict[str, Any]:
+        summary = {
+            "throughput": statistics.median(self.throughputs),
+            "throughputs": self.throughputs,
+            "p50_ms": percentile(self.latencies, 0.5) * 1000,
+            "p99_ms": percentile(self.latencies, 0.99) * 1000,
+            "p50_ms_by_round": [p * 1000 for p in self.p50s],
+            "p50_from_schedule_ms": percentile(self.from_schedule, 0.5) * 1000,
+            "p99_from_schedule_ms": percentile(self.from_schedule, 0.99) * 1000,
+            "requests": self.sent,
+            "not_ok": self.not_ok,
+            "saturation_other_cores": self.saturation_other,
+            "latency_other_cores": self.latency_other,
+            "cpu_ms_per_decision": self.cpu / self.timed * 1000 if self.timed else math.nan,
+            "redis_cpu_ms_per_decision": self.redis_cpu / self.timed * 1000 if self.timed else math.nan,
+        }
+        if self.stages:
+            stages = self.stages
+            for stage in ("total", "fetch"):
+                count = stages[f'tailor_decision_seconds_count{{stage="{stage}"}}']
+                total = stages[f'tailor_decision_seconds_sum{{stage="{stage}"}}']
+                summary[f"mean_{stage}_ms"] = total / count * 1000 if count else math.nan
+            summary["degraded_at_rate"] = int(sum(stages[name] for name in DEGRADED_SAMPLES))
+        return summary
+
+
+def saturate(side: Side, settings: Settings, background: Background) -> None:
+    with background:
+        result = loadgen.run(
+            loadgen.closed_loop(
+                side.port,
+                side.requests,
+                connections=settings.saturation_connections,
+                duration=settings.saturation_seconds,
+                warmup=settings.saturation_warmup,
+            )
+        )
+    side.saturation_other.append(background.cores)
+    side.throughputs.append(result.throughput)
+    side.sent += result.completed + result.errors
+    side.not_ok += result.errors + result.completed - result.statuses[200]
+
+
+def latency(side: Side, settings: Settings, client: redis.Redis, background: Background, scraped: bool) -> None:
+    pid = side.process.popen.pid
+    before = scrape(side.port) if scraped else {}
+    cpu, store_cpu = process_cpu(pid), redis_cpu(client)
+    with background:
+        result = loadgen.run(
+            loadgen.open_loop(
+                side.port, side.requests, settings.rate, settings.open_seconds, connections=settings.open_connections
+            )
+        )
+    side.latency_other.append(background.cores)
+    side.cpu += process_cpu(pid) - cpu
+    side.redis_cpu += redis_cpu(client) - store_cpu
+    if scraped:
+        after = scrape(side.port)
+        for name in PHASE_SAMPLES:
+            side.stages[name] = side.stages.get(name, 0.0) + after[name] - before[name]
+    side.timed += result.completed
+    side.latencies += result.latencies
+    side.from_schedule += result.from_schedule
+    side.p50s.append(percentile(result.latencies, 0.5))
+    side.sent += result.scheduled
+    side.not_ok += result.errors + result.completed - result.statuses[200]
+
+
+async def _store_features(
+    url: str, decider: Decider, requests: Sequence[dict[str, Any]], at: float | None
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """What the store holds for each request (as the server would read it), and each read's time."""
+    store = RedisStore(url)
+    features: list[dict[str, Any]] = []
+    times: list[float] = []
+    clock = time.perf_counter
+    try:
+        for body in requests:
+            start = clock()
+            _, needed = decider.begin(body["context"])
+            features.append(await store.fetch(body["user_id"], decider.refs(needed), at))
+            times.append(clock() - start)
+    finally:
+        await store.close()
+    return features, times
+
+
+def in_process(url: str, requests: Sequence[dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """The engine on the same requests with the stored features supplied; and the store read alone."""
+    ruleset = tailor.loads(ruleset_text(RULES))
+    engine = tailor.Engine(ruleset)
+    decider = Decider(ruleset)
+    features, reads = asyncio.run(_store_features(url, decider, requests, None))
+    clock = time.perf_counter
+    times: list[float] = []
+    for _ in range(repeats):
+        for body, supplied in zip(requests, features, strict=True):
+            start = clock()
+            engine.decide(context=body["context"], features=supplied)
+            times.append(clock() - start)
+    return {
+        "engine_p50_ms": percentile(times, 0.5) * 1000,
+        "engine_p99_ms": percentile(times, 0.99) * 1000,
+        "store_read_p50_ms": percentile(reads, 0.5) * 1000,
+        "features_per_decision": statistics.mean(len(f) for f in features),
+    }
+
+
+def agreement(url: str, port: int, requests: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """HTTP decisions at a fixed ``at`` against the engine given the store's features as of then."""
+    ruleset = tailor.loads(ruleset_text(RULES))
+    engine = tailor.Engine(ruleset)
+    at = time.time()
+    features, _ = asyncio.run(_store_features(url, Decider(ruleset), requests, at))
+
+    async def ask() -> list[tuple[int, bytes]]:
+        conn = await loadgen.connect(port)
+        try:
+            return [
+                await conn.request(loadgen.post("/v1/decide", orjson.dumps({**body, "at": at}), port))
+                for body in requests
+            ]
+        finally:
+            conn.close()
+
+    agreed = 0
+    for body, supplied, (status, answer) in zip(requests, features, loadgen.run(ask()), strict=True):
+        if status != 200:
+            continue
+        served = {slot: (value or {}).get("content") for slot, value in orjson.loads(answer)["slots"].items()}
+        decision = engine.decide(context=body["context"], features=supplied)
+        expected = {slot: chosen.content for slot, chosen in decision.slots.items()}
+        agreed += served == expected
+    return {"checked": len(requests), "agreed": agreed}
+
+
+# --- the run ---
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.system(),
+        "load_average": " ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
+    }
+
+
+def run(
+    quick: bool = False,
+    redis_base: str | None = None,
+    db: int = DEFAULT_DB,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Seed Redis, start the server and the floor, measure both; the results as a dict."""
+    settings = settings or (QUICK if quick else FULL)
+    say = progress or (lambda message: None)
+    url = redis_url(redis_base, db)
+    began = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "redis": shown(url),
+        "rules": RULES,
+        "settings": asdict(settings),
+    }
+    empty_db(url)
+    workdir = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
+    processes: list[Process] = []
+    try:
+        rules = workdir / "rules"
+        rules.mkdir()
+        (rules / "bench.rules").write_text(ruleset_text(RULES))
+        server_port, floor_port = free_port(), free_port()
+        # Both start while Redis is seeded: compiling the ruleset takes a while.
+        server = start(
+            "server",
+            ["tailor.cli", "serve", str(rules), "--redis", url, "--port", str(server_port)],
+            server_port,
+            workdir,
+        )
+        processes.append(server)
+        floor = start("floor", ["bench.floor_app", "--port", str(floor_port), "--redis", url], floor_port, workdir)
+        processes.append(floor)
+        say(f"seeding {settings.users:,} users")
+        results["seed"] = seed(url, settings.users)
+        wait_ready(server, "/readyz")
+        wait_ready(floor, "/healthz")
+
+        bodies = make_requests(settings.users, settings.pool)
+        sides = {
+            "floor": Side("floor", floor, encode(bodies, floor_port)),
+            "server": Side("server", server, encode(bodies, server_port)),
+        }
+        say("warming up")
+        for side in sides.values():
+            loadgen.run(loadgen.open_loop(side.port, side.requests, 200.0, 1.0, connections=4))
+        client = redis.Redis.from_url(url)
+        pids = [os.getpid(), server.popen.pid, floor.popen.pid]
+        local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+        try:
+            before = scrape(server_port)
+            background, phase = Background(pids, client, local), Background(pids, client, local)
+            with background:
+                for round_ in range(settings.rounds):
+                    order = ("floor", "server") if round_ % 2 == 0 else ("server", "floor")
+                    for name in order:
+                        say(f"round {round_ + 1}/{settings.rounds}: {name} at saturation")
+                        saturate(sides[name], settings, phase)
+                    for name in order:
+                        say(f"round {round_ + 1}/{settings.rounds}: {name} at {settings.rate:g} requests/s")
+                        latency(sides[name], settings, client, phase, scraped=name == "server")
+            after = scrape(server_port)
+        finally:
+            client.close()
+        results["other_load_cores"] = background.cores
+
+        count = 'tailor_decision_seconds_count{stage="total"}'
+        decisions = after[count] - before[count]
+        trips = after["tailor_store_round_trips_total"] - before["tailor_store_round_trips_total"]
+        degraded = {
+            name.partition('reason="')[2].rstrip('"}'): int(value - before.get(name, 0.0))
+            for name, value in after.items()
+            if name.startswith("tailor_degraded_decisions_total")
+        }
+        results["floor"] = sides["floor"].summary()
+        results["server"] = {
+            **sides["server"].summary(),
+            "decisions": int(decisions),
+            "round_trips": int(trips),
+            "round_trips_per_decision": trips / decisions if decisions else math.nan,
+            "degraded": sum(degraded.values()),
+            "degraded_by_reason": degraded,
+        }
+        say("the in-process engine")
+        results["in_process"] = in_process(url, bodies, settings.engine_repeats)
+        results["agreement"] = agreement(url, server_port, bodies[: settings.agreement])
+    finally:
+        for process in processes:
+            process.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        empty_db(url)
+    results["seconds"] = time.perf_counter() - began
+    results["targets"] = targets(results)
+    return results
+
+
+def paired(server: dict[str, Any], floor: dict[str, Any], key: str) -> float:
+    """The median over the rounds of the server's value over the floor's (measured back to back)."""
+    return statistics.median(a / b for a, b in zip(server[key], floor[key], strict=True))
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    floor, server = results["floor"], results["server"]
+    p50 = paired(server, floor, "p50_ms_by_round")
+    throughput = paired(server, floor, "throughputs")
+    trips = server["round_trips_per_decision"]
+    return [
+        {"target": f"/v1/decide p50 <= {P50_RATIO:g}x the floor's", "value": f"{p50:.2f}x", "met": p50 <= P50_RATIO},
+        {
+            "target": f"saturation >= {THROUGHPUT_RATIO:g}x the floor's",
+            "value": f"{throughput:.2f}x",
+            "met": throughput >= THROUGHPUT_RATIO,
+        },
+        {"target": f"<= {ROUND_TRIPS:g} round trip per decision", "value": f"{trips:.2f}", "met": trips <= ROUND_TRIPS},
+    ]
+
+
+def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> None:
+    m, s, seeded = results["machine"], results["settings"], results["seed"]
+    floor, server, local = results["floor"], results["server"], results["in_process"]
+
+    def line(text: str = "") -> None:
+        print(text, file=out)
+
+    line(f"HTTP decision server against the floor: {results['rules']:,} rules, Redis")
+    line(f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
+    line(f"date: {results['date']}; command: {command}")
+    line(
+        f"Redis {seeded['redis_version']} ({results['redis']}): {seeded['users']:,} users, "
+        f"{seeded['events']:,} events, {seeded['keys']:,} keys, seeded in {seeded['seconds']:.1f} s"
+    )
+    line(
+        f"other processes' load on the machine during the rounds: {results['other_load_cores']:.2f} cores "
+        f"(load average at the start: {m['load_average']})"
+    )
+    line(
+        f"load: {s['rounds']} round(s); saturation: {s['saturation_connections']} connections back to back for "
+        f"{s['saturation_seconds']:g} s after {s['saturation_warmup']:g} s; latency: open loop at "
+        f"{s['rate']:g} requests/s for {s['open_seconds']:g} s over {s['open_connections']} connections"
+    )
+    line()
+    line(f"{'':34}{'floor':>10}{'/v1/decide':>12}{'ratio':>8}")
+    rows = [
+        ("decisions/s at saturation", "throughput", "{:,.0f}", "{:.2f}x"),
+        (f"p50 at {s['rate']:g}/s (ms)", "p50_ms", "{:.2f}", "{:.2f}x"),
+        (f"p99 at {s['rate']:g}/s (ms)", "p99_ms", "{:.2f}", "{:.2f}x"),
+        ("  p50 from the schedule alone (ms)", "p50_from_schedule_ms", "{:.2f}", "{:.2f}x"),
+        ("  p99 from the schedule alone (ms)", "p99_from_schedule_ms", "{:.2f}", "{:.2f}x"),
+    ]
+    for label, key, fmt, ratio in rows:
+        line(
+            f"{label:34}{fmt.format(floor[key]):>10}{fmt.format(server[key]):>12}"
+            f"{ratio.format(server[key] / floor[key]):>8}"
+        )
+    line(
+        "latency runs from each request's scheduled send time; a connection that was idle until then counts "
+        "from when its timer let it send (the rows 'from the schedule alone' do not correct for that)"
+    )
+    line()
+    line("per round, back to back (other: the load of other processes on the machine, in cores, floor/server):")
+    line(
+        f"{'round':>7}{'saturation':>12}{'':>8}{'ratio':>7}{'other':>11}{'p50 ms':>10}{'':>7}{'ratio':>7}{'other':>11}"
+    )
+    for index in range(s["rounds"]):
+        fs, ss = floor["throughputs"][index], server["throughputs"][index]
+        fp, sp = floor["p50_ms_by_round"][index], server["p50_ms_by_round"][index]
+        line(
+            f"{index + 1:>7}{fs:>12,.0f}{ss:>8,.0f}{ss / fs:>6.2f}x"
+            f"{floor['saturation_other_cores'][index]:>6.2f}/{server['saturation_other_cores'][index]:.2f}"
+            f"{fp:>10.2f}{sp:>7.2f}{sp / fp:>6.2f}x"
+            f"{floor['latency_other_cores'][index]:>6.2f}/{server['latency_other_cores'][index]:.2f}"
+        )
+    line(
+        f"requests sent: floor {floor['requests']:,}, server {server['requests']:,}; not 200: "
+        f"floor {floor['not_ok']}, server {server['not_ok']}"
+    )
+    line()
+    line(
+        f"Redis round trips per decision: {server['round_trips_per_decision']:.3f} "
+        f"({server['round_trips']:,} for {server['decisions']:,} decisions, from /metrics); "
+        f"degraded decisions: {server['degraded']} {server['degraded_by_reason']}, "
+        f"{server['degraded_at_rate']} of them at {s['rate']:g}/s"
+    )
+    line(
+        f"at {s['rate']:g}/s, the server's histograms: mean decision {server['mean_total_ms']:.3f} ms, "
+        f"of which the store read {server['mean_fetch_ms']:.3f} ms"
+    )
+    line(
+        f"CPU per request at {s['rate']:g}/s: floor {floor['cpu_ms_per_decision']:.2f} ms + Redis "
+        f"{floor['redis_cpu_ms_per_decision']:.3f} ms; server {server['cpu_ms_per_decision']:.2f} ms + Redis "
+        f"{server['redis_cpu_ms_per_decision']:.3f} ms"
+    )
+    line(
+        f"in-process engine, features supplied ({local['features_per_decision']:.0f} per decision): "
+        f"p50 {local['engine_p50_ms']:.3f} ms, p99 {local['engine_p99_ms']:.3f} ms; "
+        f"RedisStore.fetch alone: p50 {local['store_read_p50_ms']:.3f} ms"
+    )
+    overhead = server["p50_ms"] - local["engine_p50_ms"]
+    line(
+        f"server overhead over the in-process engine: p50 {server['p50_ms']:.2f} ms over HTTP - "
+        f"{local['engine_p50_ms']:.3f} ms = {overhead:.2f} ms ({server['p50_ms'] / local['engine_p50_ms']:.1f}x)"
+    )
+    agreed = results["agreement"]
+    line(f"HTTP decisions agreeing with the in-process engine: {agreed['agreed']}/{agreed['checked']}")
+    line()
+    line("targets (the median over the rounds of the ratio to the floor measured back to back):")
+    for target in results["targets"]:
+        line(f"  {target['target']:40}{target['value']:>8}  {'met' if target['met'] else 'MISSED'}")
+    line(f"({results['seconds']:.0f} s)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer users, one short round (under a minute)")
+    parser.add_argument("--redis", metavar="URL", help=f"Redis (default: $TAILOR_TEST_REDIS_URL or {DEFAULT_REDIS})")
+    parser.add_argument(
+        "--db", type=int, default=DEFAULT_DB, help=f"the database to seed and empty (default: {DEFAULT_DB}; not 0)"
+    )
+    args = parser.parse_args(argv)
+    command = "python -m bench.serve" + (" --quick" if args.quick else "")
+    command += f" --redis {shown(args.redis)}" if args.redis else ""
+    command += f" --db {args.db}" if args.db != DEFAULT_DB else ""
+    results = run(args.quick, args.redis, args.db, progress=lambda message: print(f"... {message}", file=sys.stderr))
+    report(results, command)
+
+
+if __name__ == "__main__":
+    main()

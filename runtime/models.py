@@ -1,0 +1,338 @@
+"""Reading model files: ONNX classifiers that say which features they take.
+
+A model file is an ONNX model with one float input of shape ``[N, F]`` and a
+probability output, whose metadata property ``tailor.features`` is a JSON list
+of the F input features in canonical feature text (``views("Electronics",
+24h)``, ``since("purchase")``, ``context.device == "mobile"``). Booleans are
+fed as 1/0 and unknown values as NaN. ``read_model`` checks all of that when
+the file is loaded, so a broken file is refused with a message its author can
+act on, never discovered by the first request that runs it.
+
+The probability output is the one float tensor output (or, of several, the one
+named like ``probabilities``): a column ``[N]`` or ``[N, 1]``, or ``[N, 2]``
+for a binary classifier, whose second column is the positive class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+FEATURES_KEY = "tailor.features"
+TRAINING_KEYS = (
+    "tailor.trained_at",
+    "tailor.rows",
+    "tailor.auc",
+    "tailor.logloss",
+    "tailor.label",
+    "tailor.targets",
+)
+
+_FLOAT_TYPES = ("tensor(float)", "tensor(double)")
+_NAN = math.nan
+
+ADD_METADATA_HINT = (
+    "add it when you save the model: "
+    "onnx.helper.set_model_props(model, {'tailor.features': json.dumps([...])}) (see docs/models.md)"
+)
+
+
+class ModelError(Exception):
+    """A model file tailor cannot use: what is wrong, and what to do about it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """A loaded, checked model: its features, version, metadata and an inference session."""
+
+    name: str
+    path: Path
+    features: tuple[str, ...]
+    version: str  # the first 16 hex digits of the SHA-256 of the file
+    metadata: dict[str, str]
+    session: Any  # onnxruntime.InferenceSession
+    input_name: str
+    output_name: str
+    column: int = field(default=0, repr=False, compare=False)  # the positive class's column; -1 for a [N] output
+    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @property
+    def width(self) -> int:
+        return len(self.features)
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """The positive class's probability for each row of a float32 ``[N, F]`` array."""
+        rows = np.asarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise ValueError(f"model {self.name} takes rows of {self.width} features, not an array of {rows.shape}")
+        (output,) = self.session.run([self.output_name], {self.input_name: rows})
+        return output if self.column < 0 else output[:, self.column]
+
+    def predict_one(self, row: Sequence[float | None]) -> float:
+        """One row's probability. Reuses this thread's input buffer: no allocations but onnxruntime's.
+
+        A None in the row is unknown (fed as NaN), like a NaN.
+        """
+        local = self._local
+        view = getattr(local, "view", None)
+        if view is None:
+            local.buffer = buffer = np.zeros((1, self.width), dtype=np.float32)
+            local.view = view = memoryview(buffer).cast("B").cast("f")
+            local.feed = {self.input_name: buffer}
+            local.outputs = [self.output_name]
+        if len(row) != self.width:
+            raise ValueError(f"model {self.name} takes {self.width} features, not {len(row)}")
+        for index, value in enumerate(row):
+            view[index] = _NAN if value is None else float(value)
+        (output,) = self.session.run(local.outputs, local.feed)
+        return float(output[0] if self.column < 0 else output[0, self.column])
+
+
+def read_model(name: str, path: Path) -> ModelFile:
+    """Load and check the model file at ``path``; raise ``ModelError`` when tailor cannot use it."""
+    path = Path(path)
+    data = _read_bytes(path)
+    session = _session(data)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    features = _features(metadata)
+    input_name, input_width = _input(session, len(features))
+    output_name, output_width = _output(session)
+    column = -1 if output_width is None else output_width - 1
+    model = ModelFile(
+        name=name,
+        path=path,
+        features=features,
+        version=hashlib.sha256(data).hexdigest()[:16],
+        metadata=metadata,
+        session=session,
+        input_name=input_name,
+        output_name=output_name,
+        column=column,
+    )
+    _probe(model, input_width is None)
+    return model
+
+
+# --- the checks, in the order a file is read -------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise ModelError(
+            f"model file {path} does not exist",
+            "the path is relative to the .rules file that declares the model; train one with tailor train",
+        )
+    if path.is_dir():
+        raise ModelError(f"{path} is a directory, not a model file", "point the model at the .onnx file inside")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(
+            f"cannot read model file {path}: {exc.strerror or exc}", "check the file's permissions"
+        ) from None
+
+
+def _session(data: bytes) -> Any:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: converters often declare output shapes loosely
+    if not data:
+        raise ModelError("the model file is empty", "write the model with onnx.save_model or model.SerializeToString()")
+    try:
+        return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for every kind of bad file
+        raise ModelError(
+            f"not a valid ONNX model: {_reason(exc)}",
+            "export the model to ONNX (onnxmltools for LightGBM and XGBoost, skl2onnx for scikit-learn)",
+        ) from None
+
+
+def _features(metadata: dict[str, str]) -> tuple[str, ...]:
+    text = metadata.get(FEATURES_KEY)
+    if text is None:
+        raise ModelError(
+            f"the model has no {FEATURES_KEY} metadata, so tailor cannot tell which features it takes",
+            ADD_METADATA_HINT,
+        )
+    try:
+        features = json.loads(text)
+    except ValueError as exc:
+        raise ModelError(
+            f"the model's {FEATURES_KEY} metadata is not JSON ({exc.msg} at character {exc.pos}): {_clip(text)}",
+            'write a JSON list of feature texts, like ["views(\\"Electronics\\", 24h)", "since(\\"purchase\\")"]',
+        ) from None
+    if not isinstance(features, list):
+        raise ModelError(
+            f"the model's {FEATURES_KEY} metadata must be a JSON list of feature texts, not {_json_kind(features)}",
+            'write it like ["views(\\"Electronics\\", 24h)", "since(\\"purchase\\")"]',
+        )
+    if not features:
+        raise ModelError(f"the model's {FEATURES_KEY} metadata lists no features", "list the model's input features")
+    for index, feature in enumerate(features):
+        if not isinstance(feature, str) or not feature.strip():
+            raise ModelError(
+                f"feature {index + 1} in the model's {FEATURES_KEY} metadata must be feature text, "
+                f"not {json.dumps(feature)}",
+                'each feature is text in the rules language, like views("Electronics", 24h) or user.tier == "gold"',
+            )
+    seen: set[str] = set()
+    for feature in features:
+        if feature in seen:
+            raise ModelError(
+                f"the model's {FEATURES_KEY} metadata lists {feature} twice",
+                "each input column is one feature; list each feature once",
+            )
+        seen.add(feature)
+    return tuple(features)
+
+
+def _input(session: Any, width: int) -> tuple[str, int | None]:
+    """The input's name and its declared width (None when the model leaves it open)."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ModelError(
+            f"the model has {len(inputs)} inputs ({names}); tailor feeds one float input of shape [N, {width}]",
+            "convert the model with a single input: initial_types=[('features', FloatTensorType([None, F]))]",
+        )
+    (source,) = inputs
+    if source.type != "tensor(float)":
+        raise ModelError(
+            f"the model's input {source.name} is a {source.type}; tailor feeds a tensor(float) of shape [N, {width}]",
+            "convert the model with FloatTensorType([None, F]) as its input type",
+        )
+    shape = list(source.shape)
+    if len(shape) != 2:
+        raise ModelError(
+            f"the model's input {source.name} has shape {_shape(shape)}; tailor feeds rows: [N, {width}]",
+            "convert the model with FloatTensorType([None, F]) as its input type",
+        )
+    declared = shape[1] if isinstance(shape[1], int) else None
+    if declared is not None and declared != width:
+        raise ModelError(
+            f"the model expects {_plural(declared, 'input feature')} but {FEATURES_KEY} lists {width}",
+            f"list exactly the model's {declared} input features, in column order, in {FEATURES_KEY}",
+        )
+    return source.name, declared
+
+
+def _output(session: Any) -> tuple[str, int | None]:
+    """The probability output's name and its declared width (None for a column of shape [N])."""
+    outputs = session.get_outputs()
+    floats = [o for o in outputs if o.type in _FLOAT_TYPES]
+    if not floats:
+        described = ", ".join(f"{o.name} ({o.type})" for o in outputs) or "none"
+        zipmap = any(o.type.startswith("seq(map") for o in outputs)
+        raise ModelError(
+            f"the model has no probability output: its outputs are {described}",
+            "convert the classifier with zipmap disabled (zipmap=False, or options={id(model): {'zipmap': False}})"
+            if zipmap
+            else "the model must output the positive class's probability as a float tensor",
+        )
+    if len(floats) > 1:
+        named = [o for o in floats if "prob" in o.name.lower()]
+        if len(named) != 1:
+            raise ModelError(
+                "the model has several float outputs (" + ", ".join(o.name for o in floats) + "); "
+                "tailor cannot tell which one is the probability",
+                "keep one float output, or name the probability output 'probabilities'",
+            )
+        floats = named
+    (output,) = floats
+    shape = list(output.shape)
+    if len(shape) == 1:
+        return output.name, None
+    if len(shape) == 2:
+        columns = shape[1]
+        if isinstance(columns, int) and columns not in (1, 2):
+            raise ModelError(
+                f"the model's output {output.name} has {columns} columns: it is not a binary classifier",
+                "tailor uses the probability of the positive class; train a binary classifier",
+            )
+        return output.name, columns if isinstance(columns, int) else 2
+    raise ModelError(
+        f"the model's output {output.name} has shape {_shape(shape)}; tailor needs probabilities [N] or [N, 2]",
+        "output the positive class's probability, one value (or one row of two) per input row",
+    )
+
+
+def _probe(model: ModelFile, open_width: bool) -> None:
+    """Run one row of zeros: the model runs, and answers a probability."""
+    try:
+        (output,) = model.session.run([model.output_name], {model.input_name: np.zeros((1, model.width), np.float32)})
+    except Exception as exc:
+        reason = _reason(exc)
+        hint = (
+            f"the model's input width is open; check that it takes the {model.width} features {FEATURES_KEY} lists"
+            if open_width
+            else "check that the model runs in onnxruntime"
+        )
+        raise ModelError(f"the model fails on a row of {model.width} features: {reason}", hint) from None
+    output = np.asarray(output)
+    if output.ndim == 2 and output.shape[1] > 2:
+        raise ModelError(
+            f"the model's output {model.output_name} has {output.shape[1]} columns: it is not a binary classifier",
+            "tailor uses the probability of the positive class; train a binary classifier",
+        )
+    if output.ndim == 2 and output.shape[1] == 1 and model.column != 0:
+        object.__setattr__(model, "column", 0)
+    value = float(output.reshape(-1)[model.column if output.ndim == 2 else 0])
+    if not 0.0 <= value <= 1.0:
+        raise ModelError(
+            f"the model's output {model.output_name} is {value:g} for a row of zeros: "
+            "not a probability between 0 and 1",
+            "export a classifier's probabilities, not raw scores or a regressor's predictions",
+        )
+
+
+# --- wording -------------------------------------------------------------------------
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of an onnxruntime error, without its "[ONNXRuntimeError] : 7 : CODE : " prefix."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0]
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", first)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _shape(shape: list[Any]) -> str:
+    return "[" + ", ".join("N" if not isinstance(d, int) else str(d) for d in shape) + "]"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return f"the text {json.dumps(value)}"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return f"the number {value}"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
