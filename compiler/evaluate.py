@@ -110,7 +110,8 @@ class Decider:
     def begin(self, context: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
         """Stage 0: the surviving candidates, and the store features they still need."""
         alive = self._compiled.stage0(context)
-        return alive, self._needed(alive)
+        needed = self._needed_by_alive.get(alive)
+        return alive, needed if needed is not None else self._needed(alive)
 
     def refs(self, texts: Iterable[str]) -> list[FeatureRef]:
         features = self._plan.features
