@@ -37,12 +37,14 @@ from .workload import CATEGORIES, EVENTS, SLOTS
 
 DAYS_READ = 8  # the buckets of a 7-day window at day resolution
 CONTENTS = 50
+# The counter series the workload's rules read: (event type, category).
+SERIES = [(COUNTER_EVENTS[event], category) for event in EVENTS for category in CATEGORIES[:4]]
+COMMANDS = 1 + len(SERIES)  # in the one pipeline: the profile, then each series
 
 
 def create_app(redis_url: str) -> FastAPI:
     layout = RedisStore(redis_url)  # key names only: it never connects
     day = layout.scheme.day
-    series = [(COUNTER_EVENTS[event], category) for event in EVENTS for category in CATEGORIES[:4]]
     ref = {"name": "floor", "version": "0"}
     id_prefix = secrets.token_hex(8)
     ids = itertools.count()
@@ -65,7 +67,7 @@ def create_app(redis_url: str) -> FastAPI:
         fields = [str(bucket) for bucket in range(today - DAYS_READ + 1, today + 1)]
         pipe = redis["client"].pipeline(transaction=False)
         pipe.hmget(layout.profile_key(user), ["tier", "country"])
-        for event, category in series:
+        for event, category in SERIES:
             pipe.hmget(layout.series_key(user, event, category, day), fields)
         replies = await pipe.execute()
         tier, country = replies[0]

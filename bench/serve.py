@@ -26,12 +26,22 @@ Measured, in rounds that alternate which of the two goes first:
 - latency: p50 and p99 at a fixed moderate rate (open loop: latency from each
   request's scheduled send time, so queueing shows; see ``bench.loadgen``);
 - Redis round trips per decision, from the server's ``/metrics``;
+- CPU per request of each process and of Redis, and the server's own stage
+  histograms, at the fixed rate;
 - the in-process engine on the same requests (``tailor.Engine`` with the
   features the store holds for them supplied): what HTTP, parsing and the
   store read add. A sample of HTTP decisions (at a fixed ``at``) is checked
   against the engine's answers for the same features.
 
-The load generator, Redis and both servers share the machine's cores.
+The targets compare the server with the floor measured right before or
+after it: the median over the rounds of the per-round ratios.
+
+The load generator, Redis and both servers share the machine's cores, and
+so does anything else running on it. Before each round the benchmark waits
+(a bounded time) for a second in which other processes are nearly idle, and
+it reports their load during every phase (from /proc: the machine's busy
+time minus that of the benchmark's processes and of a local Redis), so a
+disturbed round can be told apart.
 """
 
 from __future__ import annotations
@@ -67,7 +77,7 @@ from tailor.compiler.features import COUNTER_EVENTS
 from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore
 
-from . import loadgen
+from . import floor_app, loadgen
 from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -97,6 +107,7 @@ class Settings:
     pool: int  # distinct requests, cycled
     engine_repeats: int
     agreement: int  # HTTP decisions checked against the engine
+    settle_seconds: float  # at most this long, before each round, waiting for other processes to quiet down
 
 
 FULL = Settings(
@@ -111,6 +122,7 @@ FULL = Settings(
     pool=3000,
     engine_repeats=3,
     agreement=100,
+    settle_seconds=30.0,
 )
 QUICK = Settings(
     users=500,
@@ -124,6 +136,7 @@ QUICK = Settings(
     pool=500,
     engine_repeats=1,
     agreement=30,
+    settle_seconds=3.0,
 )
 
 
@@ -390,6 +403,21 @@ class Background:
         return self.start / self.wall if self.wall > 0 else math.nan
 
 
+QUIET_CORES = 0.15  # other processes' load below which the machine counts as quiet
+QUIET_WINDOW = 1.0
+
+
+def settle(background: Background, limit: float) -> float:
+    """Wait, at most ``limit`` seconds, for a second in which other processes use little CPU; the time waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        with background:
+            time.sleep(QUIET_WINDOW)
+        if not background.cores > QUIET_CORES:  # NaN (no /proc) counts as quiet
+            break
+    return time.perf_counter() - start
+
+
 DEGRADED_SAMPLES = [f'tailor_degraded_decisions_total{{reason="{reason}"}}' for reason in ("timeout", "error")]
 PHASE_SAMPLES = [
     *(
@@ -640,8 +668,11 @@ def run(
         try:
             before = scrape(server_port)
             background, phase = Background(pids, client, local), Background(pids, client, local)
+            settled: list[float] = []
             with background:
                 for round_ in range(settings.rounds):
+                    say(f"round {round_ + 1}/{settings.rounds}: waiting for a quiet second")
+                    settled.append(settle(phase, settings.settle_seconds))
                     order = ("floor", "server") if round_ % 2 == 0 else ("server", "floor")
                     for name in order:
                         say(f"round {round_ + 1}/{settings.rounds}: {name} at saturation")
@@ -653,6 +684,7 @@ def run(
         finally:
             client.close()
         results["other_load_cores"] = background.cores
+        results["settled_seconds"] = settled
 
         count = 'tailor_decision_seconds_count{stage="total"}'
         decisions = after[count] - before[count]
@@ -721,7 +753,8 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
     )
     line(
         f"other processes' load on the machine during the rounds: {results['other_load_cores']:.2f} cores "
-        f"(load average at the start: {m['load_average']})"
+        f"(load average at the start: {m['load_average']}); waited for quiet before each round: "
+        + ", ".join(f"{seconds:.0f} s" for seconds in results["settled_seconds"])
     )
     line(
         f"load: {s['rounds']} round(s); saturation: {s['saturation_connections']} connections back to back for "
@@ -742,6 +775,10 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
             f"{label:34}{fmt.format(floor[key]):>10}{fmt.format(server[key]):>12}"
             f"{ratio.format(server[key] / floor[key]):>8}"
         )
+    line(
+        f"floor: the server's request model, one pipeline of {floor_app.COMMANDS} HMGETs on the user's keys, "
+        "an orjson body shaped like a decision"
+    )
     line(
         "latency runs from each request's scheduled send time; a connection that was idle until then counts "
         "from when its timer let it send (the rows 'from the schedule alone' do not correct for that)"

@@ -349,6 +349,8 @@ def _why_not(predicate: Predicate, values: Values, verdict: bool | None) -> str:
         need = predicate.text()[len(text) + 1 :]
         if value is None and predicate.op not in ("missing", "present"):
             return f"{text} is unknown, needed {need}"
+        if predicate.feature.kind is FeatureKind.MODEL and isinstance(value, float):
+            return f"{text} = {round(value, 4)}, needed {need}"  # a score's float32 tail says nothing
         return f"{text} = {_show(value)}, needed {need}"
     assert isinstance(predicate, Test)
     return f"{predicate.text()} is " + ("unknown" if verdict is None else "false")
