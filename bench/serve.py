@@ -399,8 +399,9 @@ class Background:
 
     @property
     def cores(self) -> float:
-        """The other processes' average load, in cores."""
-        return self.start / self.wall if self.wall > 0 else math.nan
+        """The other processes' average load, in cores (accounting slop can make it a little negative: 0)."""
+        cores = self.start / self.wall if self.wall > 0 else math.nan
+        return cores if math.isnan(cores) else max(0.0, cores)
 
 
 QUIET_CORES = 0.15  # other processes' load below which the machine counts as quiet

@@ -103,15 +103,21 @@ local i = 1
 for k = 1, #KEYS do
   local what = ARGV[i]
   if what == 'c' or what == 't' then
-    local suffix = what == 't' and 't' or ''
-    local fields = {}
-    for b = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]) do
-      fields[#fields + 1] = string.format('%d', b) .. suffix
-    end
+    -- A series hash holds only the buckets that saw events (it is pruned as it
+    -- is written), so reading it whole is cheaper than naming every bucket of
+    -- the window, and still bounded by the buckets a resolution keeps.
+    local first, last = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local want_total = what == 't'
+    local flat = redis.call('HGETALL', KEYS[k])
     local sum = 0
-    for _, value in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do
-      if value then
-        sum = sum + tonumber(value)
+    for j = 1, #flat, 2 do
+      local field = flat[j]
+      local is_total = string.byte(field, -1) == 116 -- a trailing 't'; 'last' parses to nothing below
+      if is_total == want_total then
+        local b = tonumber(is_total and string.sub(field, 1, -2) or field)
+        if b and b >= first and b <= last then
+          sum = sum + tonumber(flat[j + 1])
+        end
       end
     end
     replies[k] = what == 'c' and sum or string.format('%.17g', sum)
