@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
-from tailor.dsl.loader import ParseCache, ParsedFile, display_name
+from tailor.dsl.loader import ParsedFile
 from tailor.dsl.parser import collector_paused, parse_source
 from tailor.dsl.source import Source
 
 from .check import Program
 from .codegen import CompiledPlan, generate
-from .frontend import check_files, read_and_check
+from .frontend import check_files
 from .models import ModelInput
 from .plan import DecisionPlan, PredicateStats, build_plan
 
@@ -85,18 +85,6 @@ def source_version(files: Sequence[ParsedFile | tuple[str, str]]) -> str:
         name, content = (entry.module.name, entry.digest) if isinstance(entry, ParsedFile) else entry
         digest.update(name.encode() + b"\0" + content.encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache: ParseCache | None = None) -> Ruleset:
-    """Read, check and compile the ruleset at ``path``; raise ``RulesError`` on errors."""
-    if isinstance(stats, Path):
-        stats = PredicateStats.load(stats)
-    with collector_paused():
-        files, program, diagnostics = read_and_check(Path(path), cache)
-    raise_on_errors(diagnostics)
-    assert program is not None
-    names = tuple(display_name(f.path) for f in files)
-    return compile_program(program, source_version(files), names, stats)
 
 
 def loads(

@@ -10,7 +10,7 @@ from tailor.compiler.evaluate import Decider, Decision, Explanation, Outcomes, e
 from tailor.compiler.ruleset import Ruleset
 
 from .events import Event, RecordResult
-from .inference import ModelRunner
+from .inference import DEFAULT_CACHE_TTL, ModelRunner
 
 
 class Engine:
@@ -22,11 +22,11 @@ class Engine:
     unknown, except counters and totals, which are 0.
     """
 
-    def __init__(self, ruleset: Ruleset, store: Any | None = None):
+    def __init__(self, ruleset: Ruleset, store: Any | None = None, model_cache_ttl: float = DEFAULT_CACHE_TTL):
         self.ruleset = ruleset
         self.store = store  # a MemoryStore (anything with fetch_now/record_now/set_profile_now)
         self._decider = Decider(ruleset)
-        self._models = ModelRunner(ruleset) if ruleset.models else None
+        self._models = ModelRunner(ruleset, cache_ttl=model_cache_ttl) if ruleset.models else None
 
     def decide(
         self,
