@@ -107,9 +107,12 @@ class Decider:
             needed = cache[alive] = tuple(self._compiled.needed(alive))
         return needed
 
-    def begin(self, context: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
-        """Stage 0: the surviving candidates, and the store features they still need."""
+    def begin(self, context: Mapping[str, Any], slots: Iterable[str] | None = None) -> tuple[int, tuple[str, ...]]:
+        """Stage 0: the surviving candidates of the requested slots, and the store features they still need."""
         alive = self._compiled.stage0(context)
+        if slots is not None:
+            masks = self._slot_masks
+            alive &= sum(masks.get(slot, 0) for slot in set(slots))
         needed = self._needed_by_alive.get(alive)
         return alive, needed if needed is not None else self._needed(alive)
 
@@ -176,7 +179,8 @@ class Decider:
     ) -> Outcomes:
         """The whole decision with every store feature supplied by the caller."""
         context = context if context is not None else {}
-        alive, needed = self.begin(context)
+        slots = tuple(slots) if slots is not None else None
+        alive, needed = self.begin(context, slots)
         return self.finish(context, alive, needed, features if features is not None else {}, slots, run_model)
 
 

@@ -74,7 +74,8 @@ class Engine:
     ) -> Outcomes:
         decider = self._decider
         context = context if context is not None else {}
-        alive, needed = decider.begin(context)
+        slots = tuple(slots) if slots is not None else None  # read twice: by stage 0 and by stage 2
+        alive, needed = decider.begin(context, slots)
         if self.store is not None and user_id is not None and needed:
             fetched = self.store.fetch_now(user_id, decider.refs(needed), at)
             if features:

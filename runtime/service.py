@@ -201,7 +201,7 @@ class DecisionService:
         clock = time.perf_counter
         start = clock()
         decider = served.decider
-        alive, needed = decider.begin(context)
+        alive, needed = decider.begin(context, slots)
         planned = clock()
         metrics.plan.observe(planned - start)
         # Values the request supplies are not fetched: they would be overridden anyway.
