@@ -127,12 +127,13 @@ class Metrics:
         self.plan, self.fetch, self.finish, self.total = (stages[name] for name in STAGES)
         degraded = Counter(
             "tailor_degraded_decisions",
-            "Decisions made without the store (it timed out or failed): rules needing it did not fire.",
+            "Decisions made with some values unknown: the store timed out or failed, or a model did.",
             ("reason",),
             registry=registry,
         )
         self.degraded_timeout = degraded.labels("timeout")
         self.degraded_error = degraded.labels("error")
+        self.degraded_model = degraded.labels("model")  # a model failed or the deadline had passed
         self.model_calls = Counter("tailor_model_calls", "Model predictions read.", ("model",), registry=registry)
         reloads = Counter("tailor_reloads", "Ruleset reloads by outcome.", ("outcome",), registry=registry)
         self.reloads = {outcome: reloads.labels(outcome) for outcome in ("ok", "failed", "unchanged", "rollback")}

@@ -218,6 +218,8 @@ class DecisionService:
             fetched = {**fetched, **features}
         run_model = served.models.for_decision(user_id, start + self.deadline) if served.ruleset.models else None
         outcomes = decider.finish(context, alive, needed, fetched, slots, run_model, degraded)
+        if outcomes.decision.degraded and not degraded:
+            metrics.degraded_model.inc()
         done = clock()
         metrics.finish.observe(done - fetch_done)
         metrics.total.observe(done - start)
