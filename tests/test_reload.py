@@ -354,3 +354,32 @@ def test_decisions_degrade_while_redis_is_down_and_recover(tmp_path: Path, start
     finally:
         redis_process.terminate()
         redis_process.wait(timeout=30)
+
+
+def test_a_changed_model_file_reloads_and_a_broken_one_keeps_the_old_serving(tmp_path: Path) -> None:
+    retail = tmp_path / "retail"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "rulesets" / "retail", retail)
+    model = retail / "models" / "p_click.onnx"
+    good = model.read_bytes()
+    service = DecisionService(retail, MemoryStore())
+    first = service.open().version
+
+    async def scenario() -> None:
+        reloader = Reloader(service)
+        reloader.start()
+        await asyncio.sleep(0.2)  # let the watcher start; a change before it would be missed
+        model.write_bytes(b"not a model")  # a bad file: the old version and its model keep serving
+        deadline = time.monotonic() + WAIT
+        while service.last_error is None:
+            assert time.monotonic() < deadline, "the broken model was never noticed"
+            await asyncio.sleep(0.02)
+        assert service.current is not None and service.current.version == first
+        assert any(d["message"].startswith("model p_click: not a valid ONNX model") for d in service.last_error)
+        model.write_bytes(good)  # fixed: the next reload serves again, and clears the error
+        while service.last_error is not None:
+            assert time.monotonic() < deadline + WAIT, "the fixed model was never picked up"
+            await asyncio.sleep(0.02)
+        await reloader.stop()
+
+    asyncio.run(scenario())
+    assert service.current is not None and service.current.ruleset.models["p_click"].version
