@@ -20,7 +20,7 @@ from tailor.dsl.parser import parse_expression
 from tailor.dsl.source import Span
 
 from .check import Program, check_expression, walk
-from .features import FeatureKind, FeatureRef
+from .features import FeatureRef
 from .ir import Condition, Term, predicate_features, predicates, term_features
 from .normalize import Normalizer
 from .types import BOOL
@@ -82,7 +82,3 @@ def input_vector(inputs: Sequence[ModelInput], values: Mapping[str, Any]) -> lis
             value = term_value(model_input.term, values)
         row.append(math.nan if value is None else float(value))
     return row
-
-
-def store_refs(inputs: Sequence[ModelInput]) -> list[FeatureRef]:
-    return [r for i in inputs for r in i.refs if r.kind is not FeatureKind.CONTEXT]

@@ -191,8 +191,6 @@ class Normalizer:
             return self._all([self.simplify(item) for item in condition.items])
         if isinstance(condition, Any_):
             return self._any([self.simplify(item) for item in condition.items])
-        if isinstance(condition, Atom):
-            return self._all([condition])  # a lone atom can still be trivial: views(1h) >= 0
         return condition
 
     def _all(self, items: list[Condition]) -> Condition:
@@ -207,8 +205,8 @@ class Normalizer:
             if isinstance(item, Atom):
                 by_feature.setdefault(item.feature, []).append(item)
         for feature, atoms in by_feature.items():
-            if len(atoms) == 1 and not _maybe_trivial(atoms[0]):
-                continue
+            if len(atoms) == 1:
+                continue  # one atom alone has nothing to merge with
             merged = merge_conjunction(feature, atoms)
             if merged is None:
                 return FALSE
@@ -292,11 +290,6 @@ def _flatten(items: Iterable[Condition], kind: type) -> Iterable[Condition]:
             yield from _flatten(item.items, kind)  # type: ignore[attr-defined]
         else:
             yield item
-
-
-def _maybe_trivial(atom: Atom) -> bool:
-    """Whether one atom alone might simplify (an empty set was handled when it was built)."""
-    return False
 
 
 def _is_unknown(term: Term) -> bool:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .check import CheckedRule, Program
+from .check import Program
 from .features import FeatureKind, FeatureRef
-from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features
+from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features, predicates
 
 if TYPE_CHECKING:
     from .models import ModelInput
@@ -268,8 +268,6 @@ def build_plan(
 
 
 def _formula_predicates(conjunction: Conjunction) -> list[Predicate]:
-    from .ir import predicates
-
     return predicates(conjunction.formula) if conjunction.formula is not None else []
 
 
@@ -373,7 +371,3 @@ def atom_holds(atom: Atom, value: Any) -> bool | None:
     if value is _OTHER:
         return atom.op in ("!=", "not in")
     return compare(atom.op, value, atom.value)
-
-
-def rule_rank(rule: CheckedRule) -> tuple[int, int]:
-    return (-rule.priority, rule.order)
