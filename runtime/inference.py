@@ -52,7 +52,12 @@ class ModelRunner:
         inputs = self.inputs.get(name)
         if model is None or inputs is None:
             return None
-        row = input_vector(inputs, values)
+        try:
+            row = input_vector(inputs, values)
+        except (TypeError, ValueError):  # an input that cannot be computed from the values given
+            log.warning("model %s: an input could not be computed", name, exc_info=True)
+            self.failures += 1
+            return None
         values.model_inputs[name] = dict(zip((i.text for i in inputs), row, strict=True))
         # NaN never equals itself, so the cache key spells unknown as None.
         key = (model.version, user_id, tuple(None if math.isnan(v) else v for v in row))

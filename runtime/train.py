@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from tailor.compiler.check import walk
-from tailor.compiler.features import FeatureRef, attribute_ref, call_ref
-from tailor.dsl import ast
+from tailor.compiler.check import check
+from tailor.compiler.features import FeatureKind, FeatureRef
+from tailor.compiler.models import ModelInput, compile_inputs, input_vector
+from tailor.compiler.plan import value_type
+from tailor.compiler.values import Values
 from tailor.dsl.diagnostics import RulesError
 from tailor.dsl.parser import parse_expression
 from tailor.dsl.printer import duration_text, expression_text
@@ -63,53 +65,40 @@ class TrainError(Exception):
 
 # --- features ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """One model input: its canonical text, its expression, and the store values it reads."""
-
-    text: str
-    expr: ast.Expr
-    refs: tuple[FeatureRef, ...]
+FEATURES = "features"  # the name training compiles its features under, as the inputs of a model
+FEATURE_HINT = (
+    'a feature is a number or true/false: feature functions like views("Electronics", 24h), '
+    'and user.X or context.X compared, like user.tier == "gold"; segments and models are not available'
+)
 
 
-def parse_feature(text: str) -> Feature:
-    """A feature written in the rules language: feature functions, ``user.X``, ``context.X``, operators."""
+def parse_feature(text: str) -> ModelInput:
+    """A feature written in the rules language, compiled as the server compiles a model's inputs.
+
+    Its text is canonical (the text the model file lists), and it is checked in
+    an empty ruleset: feature functions, ``user.X`` and ``context.X`` (typed by
+    how the feature uses them) and operators, but no segments or models.
+    """
     source = text.strip()
     if not source:
         raise TrainError("a feature is empty", 'write one feature per line, like views("Electronics", 24h)')
     try:
-        expr = parse_expression(source, "<feature>")
+        canonical = expression_text(parse_expression(source, "<feature>"))
     except RulesError as exc:
         first = exc.diagnostics[0]
         raise TrainError(
             f"feature {source} is not an expression of the rules language: {first.message}", first.hint
         ) from None
-    refs: dict[str, FeatureRef] = {}
-    for node in walk(expr):
-        if isinstance(node, ast.Call):
-            ref, problems = call_ref(node)
-            if ref is None:
-                raise TrainError(f"feature {source}: {problems[0].message}", problems[0].hint)
-            refs[ref.text] = ref
-        elif isinstance(node, ast.Attribute):
-            if node.scope not in ("user", "context"):
-                raise TrainError(
-                    f"feature {source}: {node.scope}.{node.name} is neither a user nor a context attribute",
-                    f"write user.{node.name} or context.{node.name}",
-                )
-            if node.scope == "user":
-                ref = attribute_ref(node)
-                refs[ref.text] = ref
-        elif isinstance(node, ast.Name):
-            raise TrainError(
-                f"feature {source}: {node.name} is a segment or a model, which a model's features cannot use",
-                "write the condition out with feature functions, user.X and context.X",
-            )
-    return Feature(expression_text(expr), expr, tuple(refs.values()))
+    program, _ = check([], FEATURES)
+    inputs, problems = compile_inputs(program, FEATURES, [canonical], None)
+    if problems:
+        first = problems[0]
+        problem = first.message.removeprefix(f"model {FEATURES}: input 1 ({canonical}): ")
+        raise TrainError(f"feature {source}: {problem}", first.hint or FEATURE_HINT)
+    return inputs[0]
 
 
-def parse_features(texts: Iterable[str]) -> list[Feature]:
+def parse_features(texts: Iterable[str]) -> list[ModelInput]:
     features = [parse_feature(text) for text in texts]
     seen: set[str] = set()
     for feature in features:
@@ -157,115 +146,46 @@ def split_top_level(text: str) -> list[str]:
     return parts
 
 
-def feature_value(expr: ast.Expr, fetched: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
-    """An expression's value for one moment: a number, text, a bool, a tuple (list) or None (unknown).
+@dataclass(frozen=True, slots=True)
+class FeatureRows:
+    """Model rows of compiled features: ``input_vector`` over ``Values``, as the server computes them.
 
-    ``fetched`` is what the store answered, by feature text; ``context`` is the
-    request's context. Unknown propagates as in rules: through arithmetic and
-    comparisons, and through and/or/not with three-valued logic.
+    Unknown propagates as in rules; a row holds numbers as they are, true/false
+    as 1/0 and unknown as NaN. Attributes take any value (``value_type`` with no
+    attribute types); counters and ``since()`` are numbers.
     """
-    match expr:
-        case ast.String(value) | ast.Boolean(value):
-            return value
-        case ast.Number():
-            return expr.amount
-        case ast.Duration():
-            return expr.seconds
-        case ast.ListLiteral(items):
-            return tuple(feature_value(item, fetched, context) for item in items)
-        case ast.Attribute(scope, name):
-            return fetched.get(expression_text(expr)) if scope == "user" else context.get(name)
-        case ast.Call():
-            text = expression_text(expr)
-            default = None if expr.function == "since" else 0
-            return fetched.get(text, default)
-        case ast.Not(operand):
-            value = _truth(feature_value(operand, fetched, context))
-            return None if value is None else not value
-        case ast.And(operands):
-            truths = [_truth(feature_value(o, fetched, context)) for o in operands]
-            return False if False in truths else (None if None in truths else True)
-        case ast.Or(operands):
-            truths = [_truth(feature_value(o, fetched, context)) for o in operands]
-            return True if True in truths else (None if None in truths else False)
-        case ast.Negate(operand):
-            value = feature_value(operand, fetched, context)
-            return -value if _kind(value) == "number" else None
-        case ast.Arithmetic(op, left, right):
-            return _arithmetic(op, feature_value(left, fetched, context), feature_value(right, fetched, context))
-        case ast.Compare(op, left, right):
-            return _compare(op, feature_value(left, fetched, context), feature_value(right, fetched, context))
-        case ast.IsMissing(operand, negated):
-            missing = feature_value(operand, fetched, context) is None
-            return not missing if negated else missing
-    raise TrainError(f"cannot compute {expression_text(expr)}")
 
+    features: tuple[ModelInput, ...]
+    refs: dict[str, FeatureRef]  # every value the features read, by text
+    types: dict[str, str]  # the type each value must have
 
-def _kind(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return None if isinstance(value, float) and math.isnan(value) else "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, tuple | list):
-        return "list"
-    return "other"
+    @staticmethod
+    def of(features: Iterable[ModelInput]) -> FeatureRows:
+        features = tuple(features)
+        refs = {ref.text: ref for feature in features for ref in feature.refs}
+        return FeatureRows(features, refs, {text: value_type(ref, {}) for text, ref in refs.items()})
 
+    def store_refs(self) -> list[FeatureRef]:
+        """What the store answers: everything but the context's attributes."""
+        return [ref for ref in self.refs.values() if ref.kind is not FeatureKind.CONTEXT]
 
-def _truth(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _arithmetic(op: str, left: Any, right: Any) -> Any:
-    if _kind(left) != "number" or _kind(right) != "number":
-        return None
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    return None if right == 0 else left / right
-
-
-def _compare(op: str, left: Any, right: Any) -> bool | None:
-    kind = _kind(left)
-    if kind is None or kind in ("list", "other"):
-        return None
-    if op in ("in", "not in"):
-        if _kind(right) != "list" or any(_kind(item) != kind for item in right):
-            return None
-        found = left in right
-        return found if op == "in" else not found
-    if _kind(right) != kind:
-        return None
-    if op == "==":
-        return left == right
-    if op == "!=":
-        return left != right
-    if kind != "number":
-        return None
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-
-
-def model_input(feature: Feature, value: Any) -> float:
-    """A feature's value as the model sees it: numbers as they are, yes/no as 1/0, unknown as NaN."""
-    kind = _kind(value)
-    if kind is None:
-        return math.nan
-    if kind == "bool":
-        return 1.0 if value else 0.0
-    if kind == "number":
-        return float(value)
-    shown = json.dumps(value) if kind == "string" else repr(value)
-    example = f"{feature.text} == {shown}" if kind == "string" else f"{feature.text} is missing"
-    raise TrainError(
-        f"feature {feature.text} is {kind} ({shown}), but a model input must be a number or yes/no",
-        f"compare it, like {example}",
-    )
+    def row(self, fetched: Mapping[str, Any], context: Mapping[str, Any], where: str = "") -> list[float]:
+        """One row from what the store answered (by feature text) and the request's context."""
+        values = Values(context, fetched, self.refs, self.types)
+        try:
+            return input_vector(self.features, values)
+        except (TypeError, ValueError):  # an attribute of a type its feature cannot compute with
+            for feature in self.features:
+                try:
+                    input_vector([feature], values)
+                except (TypeError, ValueError):
+                    read = ", ".join(f"{ref.text} = {values[ref.text]!r}" for ref in feature.refs)
+                    raise TrainError(
+                        f"feature {feature.text} cannot be computed from {read}{where}",
+                        "send each attribute as the type its features use it as, like a number where one "
+                        "is compared with numbers",
+                    ) from None
+            raise
 
 
 # --- the event log --------------------------------------------------------------------
@@ -353,7 +273,7 @@ Progress = Callable[[int, int, int], None]  # (events replayed, events in all, r
 
 def build_dataset(
     events: Sequence[LogEvent],
-    features: Sequence[Feature],
+    features: Sequence[ModelInput],
     label: str,
     targets: Iterable[str],
     label_window: float = LABEL_WINDOW,
@@ -367,7 +287,8 @@ def build_dataset(
         if item.event.type == label:
             clicks.setdefault((item.event.user_id, item.event.key), []).append(item.ts)
     last = events[-1].ts if events else 0.0
-    refs = list({ref.text: ref for feature in features for ref in feature.refs}.values())
+    inputs = FeatureRows.of(features)
+    refs = inputs.store_refs()
     store = MemoryStore(retention)
     rows: list[list[float]] = []
     labels: list[int] = []
@@ -400,7 +321,7 @@ def build_dataset(
                 continue
             flush()
             fetched = store.fetch_now(event.user_id, refs, at=ts)
-            rows.append([model_input(f, feature_value(f.expr, fetched, item.context)) for f in features])
+            rows.append(inputs.row(fetched, item.context, f", for user {event.user_id} at ts {ts:g}"))
             after = clicks.get((event.user_id, event.key), [])
             index = bisect_right(after, ts)
             labels.append(int(index < len(after) and after[index] <= ts + label_window))

@@ -18,20 +18,23 @@ import lightgbm
 import numpy as np
 import pytest
 
+from tailor.compiler.evaluate import Decider
+from tailor.runtime.inference import ModelRunner
+from tailor.runtime.loading import load
+from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.models import read_model
 from tailor.runtime.simulate import ACCESSORIES, HERO_CONTENTS, simulate, simulate_to
 from tailor.runtime.train import (
     Dataset,
+    FeatureRows,
     TrainError,
     TrainOptions,
     _to_onnx,
     _verify,
     auc,
     build_dataset,
-    feature_value,
     fit,
     log_loss,
-    model_input,
     parse_feature,
     parse_features,
     read_events,
@@ -160,15 +163,20 @@ def test_features_are_parsed_into_canonical_text():
     [
         ("viewz(24h)", "unknown function 'viewz'"),
         ('views("Electronics", 24)', "must be a duration"),
-        ("electronics_fan", "is a segment or a model"),
-        ("session.page", "neither a user nor a context attribute"),
+        ("electronics_fan", "unknown name 'electronics_fan'"),  # no segments or models
+        ("session.page", "unknown attribute scope 'session'"),
         ("views(24h) >", "is not an expression of the rules language"),
+        ("user.tier", "inputs are numbers, durations or true/false"),  # text: compare it instead
+        ('views("Books", 7d) > "many"', "cannot compare a number with a string"),
         ("", "empty"),
     ],
 )
 def test_features_the_language_cannot_compute(text: str, says: str):
-    with pytest.raises(TrainError, match=says.replace("(", r"\(")):
+    with pytest.raises(TrainError, match=says.replace("(", r"\(")) as raised:
         parse_feature(text)
+    if text and "rules language" not in says:
+        assert raised.value.hint, "a problem the compiler finds comes with a hint"
+        assert raised.value.message.startswith(f"feature {text}"), "the message names the feature"
 
 
 def test_features_listed_twice():
@@ -177,8 +185,7 @@ def test_features_listed_twice():
 
 
 def value_of(text: str, fetched: dict, context: dict) -> float:
-    feature = parse_feature(text)
-    return model_input(feature, feature_value(feature.expr, fetched, context))
+    return FeatureRows.of([parse_feature(text)]).row(fetched, context)[0]
 
 
 def test_feature_values_follow_the_rules_of_unknown():
@@ -194,44 +201,16 @@ def test_feature_values_follow_the_rules_of_unknown():
     assert math.isnan(value_of("context.cart_total >= 100", fetched, context))
     assert value_of("context.cart_total >= 100 or user.age > 18", fetched, context) == 1  # true or unknown
     assert value_of("context.cart_total >= 100 and user.age < 18", fetched, context) == 0  # unknown and false
-    assert math.isnan(value_of('user.age == "30"', fetched, context))  # a value of the wrong type is unknown
     assert value_of("user.age - 5 * 2", fetched, context) == 20
     assert value_of("-user.age", fetched, context) == -30
-    with pytest.raises(TrainError, match=r'compare it, like user\.tier == "gold"'):
-        value_of("user.tier", fetched, context)
+    assert math.isnan(value_of("-user.age", {}, context))  # no profile: unknown
 
 
-def test_training_computes_inputs_as_the_server_does():
-    """The features of training rows agree with the inputs the server compiles from the model file."""
-    from tailor.compiler.features import FeatureKind
-    from tailor.compiler.frontend import check_path
-    from tailor.compiler.models import compile_inputs, input_vector
-    from tailor.compiler.values import Values
-
-    program, problems = check_path(MODELS.parent)
-    assert program is not None and problems == []
-    texts = [*RETAIL_FEATURES, 'views("Books", 7d) / views(7d) - 1', 'since("purchase") is missing or user.age > 30']
-    inputs, problems = compile_inputs(program, "p_click", texts, None)
-    assert problems == []
-    features = parse_features(texts)
-    refs = {ref.text: ref for model_input in inputs for ref in model_input.refs}
-    kinds = {FeatureKind.SINCE: "duration", FeatureKind.PROFILE: "string", FeatureKind.CONTEXT: "string"}
-    types = {text: kinds.get(ref.kind, "number") for text, ref in refs.items()}
-    types["user.age"] = "number"
-    rng = random.Random(11)
-    for _ in range(300):
-        fetched: dict = {}
-        for text, ref in refs.items():
-            if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL) and rng.random() < 0.8:
-                fetched[text] = rng.choice([0, 1, 3, 12]) if ref.kind is FeatureKind.COUNT else rng.uniform(0, 900)
-            elif ref.kind is FeatureKind.SINCE and rng.random() < 0.6:
-                fetched[text] = rng.uniform(0, 40 * 86400)
-        fetched["user.tier"] = rng.choice([None, "gold", "silver", "platinum", 5])
-        fetched["user.age"] = rng.choice([None, 25, 41.5, "old"])
-        context = {"device": rng.choice([None, "mobile", "desktop", "tablet", 3]), "page": "home"}
-        server = input_vector(inputs, Values(context, fetched, refs, types))
-        ours = [model_input(f, feature_value(f.expr, fetched, context)) for f in features]
-        np.testing.assert_array_equal(np.array(ours), np.array(server), err_msg=f"{fetched} {context}")
+def test_an_attribute_a_feature_cannot_compute_with_is_reported():
+    """Attributes take any value, as where only a model reads them; one a feature cannot use stops training."""
+    assert value_of('user.age == "30"', {"user.age": 30}, {}) == 0  # 30 is not the text "30"
+    with pytest.raises(TrainError, match=r"feature user\.age > 18 cannot be computed from user\.age = 'old'"):
+        FeatureRows.of([parse_feature("user.age > 18")]).row({"user.age": "old"}, {}, ", for user u1")
 
 
 def test_feature_lists_from_a_file_or_a_comma_separated_list(tmp_path: Path):
@@ -321,17 +300,60 @@ def test_simulated_events_look_like_a_shop():
 RETAIL_FEATURES = tuple(read_feature_list(str(MODELS / "p_click.features")))
 
 
+class RecordingStore(MemoryStore):
+    """The training store, keeping every answer it gives: one per row, in row order."""
+
+    answers: list[dict] = []
+
+    def fetch_now(self, user_id, features, at=None):
+        answer = super().fetch_now(user_id, features, at)
+        self.answers.append(answer)
+        return answer
+
+
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset]:
-    """A simulated log of a few thousand labelled impressions, and its rows."""
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset, list[dict]]:
+    """A simulated log of a few thousand labelled impressions, its rows, and what the store answered for each."""
     path = tmp_path_factory.mktemp("small") / "events.jsonl"
     simulate_to(path, 500, 14, seed=3)
-    dataset = build_dataset(read_events(path), parse_features(RETAIL_FEATURES), "click", [ACCESSORIES])
-    return path, dataset
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tailor.runtime.train.MemoryStore", RecordingStore)
+        patch.setattr(RecordingStore, "answers", [])
+        dataset = build_dataset(read_events(path), parse_features(RETAIL_FEATURES), "click", [ACCESSORIES])
+        answers = RecordingStore.answers
+    assert len(answers) == len(dataset.labels)
+    return path, dataset, answers
+
+
+def test_a_trained_model_is_served_the_rows_it_was_trained_on(tmp_path: Path, small):
+    """The retail ruleset serving a model trained here computes, from the same store answers and
+    context, exactly the rows the model learned from: the inputs compiled from the model file in the
+    ruleset's namespace (where user.tier is text because a segment uses it), run as in a decision."""
+    path, dataset, answers = small
+    ruleset = tmp_path / "retail"
+    shutil.copytree(MODELS.parent, ruleset)
+    options = TrainOptions(path, "click", (ACCESSORIES,), RETAIL_FEATURES, ruleset / "models" / "p_click.onnx")
+    fit(dataset, options)
+    retail = load(ruleset)
+    assert retail.models["p_click"].features == dataset.features
+    decider, runner = Decider(retail), ModelRunner(retail, cache_ttl=0)
+    contexts = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event["type"] == "impression" and event["key"] == ACCESSORIES:
+            assert (event["user_id"], event["ts"]) not in contexts
+            contexts[event["user_id"], event["ts"]] = event["context"]
+    served = []
+    for user, ts, fetched in zip(dataset.users, dataset.times, answers, strict=True):
+        values = decider.decide(contexts[user, ts], fetched, run_model=runner.for_decision(user)).values
+        assert values["p_click"] is not None
+        served.append(list(values.model_inputs["p_click"].values()))
+    np.testing.assert_array_equal(np.array(served, dtype=np.float32), dataset.rows)
+    assert np.isnan(dataset.rows).any() and (dataset.rows == 1).any()  # unknowns and true/false among them
 
 
 def test_training_is_deterministic(tmp_path: Path, small, monkeypatch: pytest.MonkeyPatch):
-    _, dataset = small
+    _, dataset, _ = small
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     options = TrainOptions(Path("events.jsonl"), "click", (ACCESSORIES,), RETAIL_FEATURES, tmp_path / "a.onnx")
     first = fit(dataset, options)
@@ -346,7 +368,7 @@ def _fields(options: TrainOptions) -> dict:
 
 
 def test_verification_refuses_a_model_that_disagrees(tmp_path: Path, small):
-    _, dataset = small
+    _, dataset, _ = small
     rows, labels = dataset.rows, dataset.labels
     params = {"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1, "deterministic": True}
     trained = lightgbm.train(params, lightgbm.Dataset(rows, labels), num_boost_round=10)
