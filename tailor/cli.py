@@ -124,6 +124,52 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)")
     stats.set_defaults(run=_stats)
 
+    test = commands.add_parser(
+        "test",
+        help="run the rule tests (*_test.rules) of a ruleset",
+        description="Run the tests in the *_test.rules files of a ruleset against the compiled rules. "
+        "Models do not run: a test gives the scores it needs. A failure shows why the slot was decided "
+        "as it was.",
+        epilog="example:\n  tailor test rulesets/retail\n  tailor test rulesets/retail -k vip\n"
+        "  tailor test rulesets/retail --coverage --threshold 100\n"
+        "  tailor test rulesets/retail --format junit > report.xml",
+    )
+    test.add_argument(
+        "path", type=Path, metavar="PATH", help="a ruleset directory, a .rules file or a _test.rules file"
+    )
+    test.add_argument("-k", dest="pattern", metavar="PATTERN", help="run only tests whose title contains PATTERN")
+    test.add_argument("--coverage", action="store_true", help="report which rules and predicates the tests exercise")
+    test.add_argument(
+        "--threshold", type=float, metavar="PCT", help="fail when under PCT percent of the rules win in some test"
+    )
+    test.add_argument("--format", choices=("text", "json", "junit"), default="text", help="output format")
+    test.set_defaults(run=_test)
+
+    explain_ = commands.add_parser(
+        "explain",
+        help="show what a visitor would be shown, and why",
+        description="Decide for one visitor and show, per slot, the candidate rules and the value that settled "
+        'each. VALUE is read as JSON when it is JSON (3, true, "gold", [1, 2]), else as text.',
+        epilog="example:\n  tailor explain rulesets/retail --user u1 --context page=home \\\n"
+        "      --feature 'views(\"Electronics\", 24h)=3' --feature p_click=0.8 --slot hero\n"
+        "  tailor explain --url http://127.0.0.1:8080 --user u1 --context page=home",
+    )
+    explain_.add_argument("path", type=Path, nargs="?", metavar="PATH", help="a .rules file or a directory of them")
+    explain_.add_argument("--user", default="anonymous", metavar="ID", help="the user id (default: anonymous)")
+    explain_.add_argument(
+        "--context", action="append", default=[], metavar="KEY=VALUE", help="a request attribute (repeatable)"
+    )
+    explain_.add_argument(
+        "--feature", action="append", default=[], metavar="TEXT=VALUE", help="a feature value by its text (repeatable)"
+    )
+    explain_.add_argument("--slot", action="append", metavar="SLOT", help="explain only this slot (repeatable)")
+    explain_.add_argument("--at", type=float, metavar="EPOCH", help="decide as of this time (epoch seconds)")
+    explain_.add_argument("--url", help="ask a running server (its base URL) instead of reading PATH")
+    explain_.add_argument(
+        "--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)"
+    )
+    explain_.set_defaults(run=_explain)
+
     simulate = commands.add_parser(
         "simulate",
         help="write a synthetic clickstream of the retail example shop",
@@ -368,6 +414,127 @@ def _stats(args: argparse.Namespace) -> int:
     else:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote statistics for {_plural(len(data['predicates']), 'predicate')} to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- test and explain ---
+
+
+def _test(args: argparse.Namespace) -> int:
+    from tailor.runtime.ruletest import dumps, prepare, render_junit, render_text, report_json, run
+
+    if _missing([args.path]):
+        return EXIT_USAGE
+    if args.threshold is not None and not 0 <= args.threshold <= 100:
+        print("tailor: --threshold must be a percentage between 0 and 100", file=sys.stderr)
+        return EXIT_USAGE
+    suite, diagnostics = prepare(args.path)
+    if suite is None:
+        _print_diagnostics(diagnostics, "text")
+        return EXIT_PROBLEMS
+    report = run(suite, args.pattern)
+    if args.format == "json":
+        print(dumps(report_json(report)))
+    elif args.format == "junit":
+        sys.stdout.write(render_junit(report))
+    else:
+        print(render_text(report, coverage=args.coverage or args.threshold is not None))
+    if not report.results:
+        print("tailor: no tests " + ("match -k " + repr(args.pattern) if args.pattern else "found"), file=sys.stderr)
+    below = args.threshold is not None and report.coverage.rule_percent < args.threshold
+    if below:
+        print(
+            f"tailor: rule coverage {report.coverage.rule_percent:.1f}% is below the threshold {args.threshold:g}%",
+            file=sys.stderr,
+        )
+    return EXIT_PROBLEMS if report.failed or below else EXIT_OK
+
+
+def _assignments(items: Sequence[str], option: str) -> dict[str, object] | None:
+    """KEY=VALUE pairs; a VALUE that is JSON is read as JSON, anything else is text."""
+    result: dict[str, object] = {}
+    for item in items:
+        key, equal, text = item.rpartition("=") if option == "--feature" else item.partition("=")
+        if not equal or not key.strip():
+            print(f"tailor: {option} {item!r} is not KEY=VALUE", file=sys.stderr)
+            return None
+        try:
+            value: object = json.loads(text)
+        except ValueError:
+            value = text
+        result[key.strip()] = value
+    return result
+
+
+def _explain(args: argparse.Namespace) -> int:
+    context = _assignments(args.context, "--context")
+    features = _assignments(args.feature, "--feature")
+    if context is None or features is None:
+        return EXIT_USAGE
+    if args.url:
+        return _explain_remote(args, context, features)
+    if args.path is None:
+        print("tailor: explain needs a PATH, or --url of a running server", file=sys.stderr)
+        return EXIT_USAGE
+    if _missing([args.path]):
+        return EXIT_USAGE
+    from tailor.runtime.engine import Engine
+    from tailor.runtime.loading import load
+
+    try:
+        ruleset = load(args.path)
+    except RulesError as exc:
+        _print_diagnostics(exc.diagnostics, "text")
+        return EXIT_PROBLEMS
+    unknown = [slot for slot in args.slot or () if slot not in ruleset.slots]
+    if unknown:
+        print(f"tailor: no slot {unknown[0]!r}; the slots are {', '.join(ruleset.slots)}", file=sys.stderr)
+        return EXIT_USAGE
+    explanation = Engine(ruleset).explain(args.user, context, args.slot, features, args.at)
+    print(f"ruleset {ruleset.name} (version {ruleset.version}), user {args.user}")
+    print(explanation.render())
+    return EXIT_OK
+
+
+def _explain_remote(args: argparse.Namespace, context: dict[str, object], features: dict[str, object]) -> int:
+    import urllib.error
+    import urllib.request
+
+    from tailor.runtime.ruletest import render_explain_json
+
+    url = args.url.rstrip("/") + "/v1/explain"
+    body: dict[str, object] = {"user_id": args.user, "context": context, "features": features}
+    if args.slot:
+        body["slots"] = args.slot
+    if args.at is not None:
+        body["at"] = args.at
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Accept": "application/json"}
+    )
+    api_key = _api_key(args)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:500]
+        print(f"tailor: {url}: the server answered {exc.code} {exc.reason}: {detail}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"tailor: {url}: cannot reach the server ({reason})", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except ValueError:
+        print(f"tailor: {url}: the answer is not JSON", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if not isinstance(data, dict) or not isinstance(data.get("explain"), dict):
+        print(f"tailor: {url}: the answer is not an explanation", file=sys.stderr)
+        return EXIT_PROBLEMS
+    ref = data.get("ruleset")
+    name, version = (ref.get("name"), ref.get("version")) if isinstance(ref, dict) else (ref, "?")
+    print(f"ruleset {name} (version {version}), user {args.user}")
+    print(render_explain_json(data))
     return EXIT_OK
 
 
