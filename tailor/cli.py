@@ -231,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--trees", type=int, default=100, metavar="N", help="boosting rounds (default: 100)")
     train.add_argument("--leaves", type=int, default=15, metavar="N", help="leaves per tree (default: 15)")
     train.set_defaults(run=_train)
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash or zsh (commands, options, file names).",
+        epilog='example:\n  eval "$(tailor completion bash)"   # in ~/.bashrc\n'
+        '  eval "$(tailor completion zsh)"    # in ~/.zshrc',
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(run=_completion)
     return parser
 
 
@@ -287,6 +296,42 @@ def _print_diagnostics(diagnostics: list[Diagnostic], output: str) -> None:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# --- completion ---
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """Generated from the parser itself, so it never lists a command or option that is gone."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    cases = []
+    for name, sub in commands.choices.items():
+        options = sorted(o for action in sub._actions for o in action.option_strings)
+        cases.append(f'    {name}) opts="{" ".join(options)}" ;;')
+    script = "\n".join(
+        [
+            "_tailor() {",
+            '  local cur="${COMP_WORDS[COMP_CWORD]}" opts=""',
+            '  if [ "$COMP_CWORD" -eq 1 ]; then',
+            f'    COMPREPLY=($(compgen -W "{" ".join(commands.choices)} --help" -- "$cur"))',
+            "    return",
+            "  fi",
+            '  case "${COMP_WORDS[1]}" in',
+            *cases,
+            "  esac",
+            '  if [[ "$cur" == -* ]]; then',
+            '    COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
+            "  else",
+            '    COMPREPLY=($(compgen -f -- "$cur"))',
+            "  fi",
+            "}",
+            "complete -o filenames -F _tailor tailor",
+        ]
+    )
+    if args.shell == "zsh":
+        script = "autoload -U +X bashcompinit && bashcompinit\n" + script
+    print(script)
+    return EXIT_OK
 
 
 # --- compile ---

@@ -90,3 +90,15 @@ def test_fmt_stdin_and_parse_errors(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "bad.rules:1:6: error:" in broken.stdout
     assert (tmp_path / "bad.rules").read_text() == "when then\n"
+
+
+def test_shell_completion_lists_commands_and_options(tmp_path: Path) -> None:
+    script = tailor("completion", "bash", cwd=tmp_path).stdout
+    probe = (
+        script
+        + "\nCOMP_WORDS=(tailor li); COMP_CWORD=1; _tailor; echo ${COMPREPLY[@]}"
+        + "\nCOMP_WORDS=(tailor lint --st); COMP_CWORD=2; _tailor; echo ${COMPREPLY[@]}"
+    )
+    completed = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert completed.stdout.split("\n")[:2] == ["lint", "--strict"]
+    assert tailor("completion", "zsh", cwd=tmp_path).stdout.startswith("autoload -U +X bashcompinit")
