@@ -358,11 +358,18 @@ def describe(answer: SlotDecision) -> str:
 # --- reports ---
 
 
-def render_text(report: Report, *, coverage: bool = False) -> str:
+_GREEN, _RED, _RESET = "\033[32m", "\033[1;31m", "\033[0m"
+
+
+def render_text(report: Report, *, coverage: bool = False, color: bool = False) -> str:
+    """Plain text; ``color`` marks PASS and FAIL for a terminal."""
     lines = []
     for result in report.results:
         case = result.case
-        lines.append(f"{'PASS' if result.passed else 'FAIL'}  {case.title}  [{case.file}:{case.line}]")
+        verdict = "PASS" if result.passed else "FAIL"
+        if color:
+            verdict = f"{_GREEN if result.passed else _RED}{verdict}{_RESET}"
+        lines.append(f"{verdict}  {case.title}  [{case.file}:{case.line}]")
         for failure in result.failures:
             lines.append(f"  {failure.slot}: expected {failure.expected}, got {failure.actual}")
             lines.extend("    " + line for line in failure.explain.splitlines())

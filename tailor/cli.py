@@ -483,7 +483,7 @@ def _test(args: argparse.Namespace) -> int:
     elif args.format == "junit":
         sys.stdout.write(render_junit(report))
     else:
-        print(render_text(report, coverage=args.coverage or args.threshold is not None))
+        print(render_text(report, coverage=args.coverage or args.threshold is not None, color=_color(sys.stdout)))
     if not report.results:
         print("tailor: no tests " + ("match -k " + repr(args.pattern) if args.pattern else "found"), file=sys.stderr)
     below = args.threshold is not None and report.coverage.rule_percent < args.threshold
