@@ -428,27 +428,36 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stats(args: argparse.Namespace) -> int:
+def _server_json(url: str, body: object | None, api_key: str | None) -> object | None:
+    """GET (or, with a body, POST) JSON from a running server; None after printing why it failed."""
     import urllib.error
     import urllib.request
 
-    url = args.url.rstrip("/") + "/v1/stats"
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    api_key = _api_key(args)
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+        headers["Authorization"] = f"Bearer {api_key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            data = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"tailor: {url}: the server answered {exc.code} {exc.reason}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        detail = exc.read().decode("utf-8", "replace")[:500]
+        print(f"tailor: {url}: the server answered {exc.code} {exc.reason}: {detail}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         print(f"tailor: {url}: cannot reach the server ({reason})", file=sys.stderr)
-        return EXIT_PROBLEMS
     except ValueError:
         print(f"tailor: {url}: the answer is not JSON", file=sys.stderr)
+    return None
+
+
+def _stats(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/v1/stats"
+    data = _server_json(url, None, _api_key(args))
+    if data is None:
         return EXIT_PROBLEMS
     if not isinstance(data, dict) or not isinstance(data.get("predicates"), dict):
         print(f"tailor: {url}: the answer is not a statistics file", file=sys.stderr)
@@ -542,9 +551,6 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _explain_remote(args: argparse.Namespace, context: dict[str, object], features: dict[str, object]) -> int:
-    import urllib.error
-    import urllib.request
-
     from tailor.runtime.ruletest import render_explain_json
 
     url = args.url.rstrip("/") + "/v1/explain"
@@ -553,25 +559,8 @@ def _explain_remote(args: argparse.Namespace, context: dict[str, object], featur
         body["slots"] = args.slot
     if args.at is not None:
         body["at"] = args.at
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Accept": "application/json"}
-    )
-    api_key = _api_key(args)
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:500]
-        print(f"tailor: {url}: the server answered {exc.code} {exc.reason}: {detail}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"tailor: {url}: cannot reach the server ({reason})", file=sys.stderr)
-        return EXIT_PROBLEMS
-    except ValueError:
-        print(f"tailor: {url}: the answer is not JSON", file=sys.stderr)
+    data = _server_json(url, body, _api_key(args))
+    if data is None:
         return EXIT_PROBLEMS
     if not isinstance(data, dict) or not isinstance(data.get("explain"), dict):
         print(f"tailor: {url}: the answer is not an explanation", file=sys.stderr)
