@@ -33,7 +33,7 @@ from typing import Any
 from tailor.compiler.check import CheckedRule, Program, check
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import RulesError, Severity
-from tailor.dsl.parser import parse
+from tailor.dsl.parser import collector_paused, parse
 from tailor.dsl.printer import expression_text
 
 Decision = dict[str, str | None]
@@ -42,7 +42,8 @@ DecideFn = Callable[[Mapping[str, Any], Mapping[str, Any]], Decision]
 
 def load_program(text: str, name: str = "bench") -> Program:
     """Parse and check one ruleset file's text; raise ``RulesError`` on any error."""
-    program, problems = check([parse(text, f"{name}.rules")], name)
+    with collector_paused():
+        program, problems = check([parse(text, f"{name}.rules")], name)
     errors = [p for p in problems if p.severity == Severity.ERROR]
     if errors:
         raise RulesError(errors)

@@ -49,10 +49,12 @@ from .baselines import (
     zen_module,
     zen_version,
 )
+from .targets import Target
 from .workload import RULE_SHARE, ruleset_text
 from .workload import requests as make_requests
 
-RULE_COUNTS = (1_000, 10_000)
+RULE_COUNTS = (1_000, 10_000)  # the two the compiler issue sets targets at
+LARGE = 10_000  # above this, one compile run and a smaller sample for the workload's statistics
 IF_CHAIN, NAIVE, ZEN, COMPILED = "if-chain", "naive", "zen", "compiled"
 LABELS = {
     IF_CHAIN: "if-chain (hand-written Python)",
@@ -147,7 +149,10 @@ def measure(
     api: tuple[Callable[..., Any], Callable[..., Any]] | None,
     zen: Any | None,
     share_requests: int,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    say = progress or (lambda message: None)
+    say(f"{n_rules:,} rules: generating, checking every contender's answers")
     text = ruleset_text(n_rules)
     program = load_program(text)
     naive = NaiveInterpreter(program)
@@ -188,6 +193,7 @@ def measure(
         checked(COMPILED, engine_decide(engine, program))
         loops[COMPILED] = _keywords(engine.decide)
 
+    say(f"{n_rules:,} rules: timing {', '.join(loops)}")
     pairs: Pairs = [(r["context"], r["features"]) for r in requests]
     samples: dict[str, list[float]] = {name: [] for name in loops}
     for loop in loops.values():  # warm up
@@ -200,12 +206,21 @@ def measure(
     return case
 
 
-def _target(name: str, value: float | None, limit: float, lower_is_better: bool, unit: str = "x") -> dict[str, Any]:
-    met = None if value is None else (value <= limit if lower_is_better else value >= limit)
-    return {"name": name, "value": value, "limit": limit, "unit": unit, "met": met}
+# Said in the report when a ratio target is missed.
+WHY_RATIO = (
+    "The compiled engine's time is almost all a fixed cost per fetched feature (one table lookup and one AND "
+    "of the candidate set each, 40-50 features per decision), nearly independent of the number of rules, "
+    "while on this workload the if-chain is unusually fast (most rules fail on their first test). What would "
+    "close the gap: fewer Python-level steps per feature (a C helper applying all of a stage's tables), or "
+    "stage 1 specialised per context (leaving out features no surviving candidate of that context reads)."
+)
 
 
-def _targets(cases: dict[int, dict[str, Any]], zen_present: bool) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[Target]:
+    """The compiler issue's targets, from a ``run``'s result."""
+    cases = {case["rules"]: case for case in result["cases"]}
+    zen_present = result["zen"] is not None
+
     def us(n: int, name: str) -> float | None:
         return cases[n]["us"].get(name) if n in cases else None
 
@@ -213,47 +228,49 @@ def _targets(cases: dict[int, dict[str, Any]], zen_present: bool) -> list[dict[s
         return None if a is None or b is None else a / b
 
     small, large = RULE_COUNTS
-    targets = [
-        _target(
-            "compiled ≤ 0.35x if-chain at 1,000 rules",
+    return [
+        Target(
+            "per decision at 1,000 rules ≤ 0.35x the if-chain",
             ratio(us(small, COMPILED), us(small, IF_CHAIN)),
             0.35,
-            lower_is_better=True,
-        )
-    ]
-    targets.append(
-        _target(
-            "compiled ≥ 30x faster than zen at 1,000 rules" + ("" if zen_present else " (zen not installed)"),
+            "x",
+            why=WHY_RATIO,
+        ),
+        Target(
+            "at 1,000 rules ≥ 30x faster than zen-engine" + ("" if zen_present else " (zen-engine not installed)"),
             ratio(us(small, ZEN), us(small, COMPILED)),
             30,
+            "x",
             lower_is_better=False,
-        )
-    )
-    targets += [
-        _target(
-            "compiled ≤ 0.25x if-chain at 10,000 rules",
+        ),
+        Target(
+            "per decision at 10,000 rules ≤ 0.25x the if-chain",
             ratio(us(large, COMPILED), us(large, IF_CHAIN)),
             0.25,
-            lower_is_better=True,
+            "x",
+            why=WHY_RATIO,
         ),
-        _target(
-            "compiled growth 1,000 → 10,000 rules < 2x",
+        Target(
+            "per-decision growth from 1,000 to 10,000 rules < 2x",
             ratio(us(large, COMPILED), us(small, COMPILED)),
             2.0,
-            lower_is_better=True,
+            "x",
         ),
-        _target(
-            "compile (parse to callable) 10,000 rules < 5 s",
+        Target(
+            "compile 10,000 rules (parse to callable) < 5 s",
             cases[large].get("compile_s") if large in cases else None,
             5.0,
-            lower_is_better=True,
-            unit=" s",
+            " s",
         ),
     ]
-    return targets
 
 
-def run(quick: bool = False, rule_counts: Sequence[int] = RULE_COUNTS, n_requests: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    rule_counts: Sequence[int] = RULE_COUNTS,
+    n_requests: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Measure every contender at each rule count; see the module's docstring."""
     n_requests = n_requests or (300 if quick else 1000)
     requests = make_requests(n_requests)
@@ -265,10 +282,11 @@ def run(quick: bool = False, rule_counts: Sequence[int] = RULE_COUNTS, n_request
             requests,
             repeats=5 if quick else 9,
             slow_requests=min(n_requests, 50 if quick else 200),
-            compile_runs=1 if quick else 3,
+            compile_runs=1 if quick or n > LARGE else 3,
             api=api,
             zen=zen,
-            share_requests=min(n_requests, 100 if quick else 500),
+            share_requests=min(n_requests, 100 if quick or n > LARGE else 500),
+            progress=progress,
         )
         for n in rule_counts
     }
@@ -288,7 +306,6 @@ def run(quick: bool = False, rule_counts: Sequence[int] = RULE_COUNTS, n_request
         "growth": growth,
         "if_chain_growth": chain_growth,
         "compile_s": cases[large].get("compile_s") if large in cases else None,
-        "targets": _targets(cases, zen is not None),
     }
 
 
@@ -330,13 +347,7 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"compile (tailor.loads + Engine) {case['rules']:,} rules: {case['compile_s']:.2f} s")
     lines.append("")
     lines.append("targets:")
-    for target in result["targets"]:
-        if target["met"] is None:
-            verdict = "not measured"
-        else:
-            value = f"{target['value']:.2f}{target['unit']}"
-            verdict = f"{value}  {'met' if target['met'] else 'MISSED'}"
-        lines.append(f"  {target['name']}: {verdict}")
+    lines.extend(target.line() for target in targets(result))
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import tailor
 
+from .targets import Target
+
 RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 TARGET_US = 100.0
 
@@ -58,6 +60,10 @@ def run(repeat: int = 5000) -> dict[str, float]:
     return {"inference_us": inference, "with_model_us": needs, "without_model_us": skips, "extra_us": needs - skips}
 
 
+def targets(result: dict[str, float]) -> list[Target]:
+    return [Target(f"a decision that runs a model costs ≤ {TARGET_US:g} µs more", result["extra_us"], TARGET_US, " µs")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5000)
@@ -67,11 +73,10 @@ def main() -> None:
     print(f"one p_click inference (ONNX Runtime, one row):     {result['inference_us']:8.1f} µs")
     print(f"decision that runs the model:                      {result['with_model_us']:8.1f} µs")
     print(f"decision that does not need it:                    {result['without_model_us']:8.1f} µs")
-    verdict = "met" if result["extra_us"] <= TARGET_US else "MISSED"
-    print(
-        f"extra cost of a decision that needs one model:     {result['extra_us']:8.1f} µs"
-        f"  (target ≤ {TARGET_US:.0f} µs: {verdict})"
-    )
+    print(f"extra cost of a decision that needs one model:     {result['extra_us']:8.1f} µs")
+    print("target:")
+    for target in targets(result):
+        print(target.line())
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .targets import Target
 from .workload import ruleset_text
 
 TARGET_S = 1.0
@@ -110,6 +111,10 @@ def run(rules: int, files: int, saves: int) -> list[float]:
             log.close()
 
 
+def targets(times: list[float]) -> list[Target]:
+    return [Target(f"save to serve, 1,000 rules < {TARGET_S:g} s", statistics.median(times), TARGET_S, " s")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", type=int, default=1000)
@@ -120,11 +125,14 @@ def main() -> None:
     for index, seconds in enumerate(times, 1):
         print(f"save {index}: {seconds * 1000:.0f} ms")
     median = statistics.median(times)
-    verdict = "met" if median < TARGET_S else "NOT met"
     print(
-        f"save-to-serve, {args.rules:,} rules in {args.files} file(s): median {median * 1000:.0f} ms "
-        f"over {len(times)} saves (target < {TARGET_S:.0f} s: {verdict})"
+        f"save-to-serve, {args.rules:,} rules in {args.files} file(s): "
+        f"median {median * 1000:.0f} ms over {len(times)} saves"
     )
+    if args.rules == 1000:
+        print("target:")
+        for target in targets(times):
+            print(target.line())
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore
 
 from . import floor_app, loadgen
+from .targets import Target
 from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -86,6 +87,9 @@ RULES = 1000
 PREFIX = "tailor:"  # RedisStore's default: tailor serve has no option for another
 STARTUP_TIMEOUT = 60.0
 BATCH = 1000  # events per RedisStore.record call
+# The benchmark's own Redis clients (seeding, reading what is stored) wait this long: on a busy machine a
+# 1,000-event batch can take longer than the server's short timeout, and nothing here is timed through them.
+PATIENT_TIMEOUT = 30.0
 SEED_CONCURRENCY = 4
 
 # Targets, as ratios to the floor measured in the same run.
@@ -125,18 +129,18 @@ FULL = Settings(
     settle_seconds=30.0,
 )
 QUICK = Settings(
-    users=500,
+    users=300,
     rounds=1,
     rate=300.0,
-    open_seconds=4.0,
+    open_seconds=3.0,
     open_connections=16,
-    saturation_seconds=3.0,
-    saturation_warmup=1.0,
+    saturation_seconds=2.0,
+    saturation_warmup=0.5,
     saturation_connections=8,
-    pool=500,
+    pool=300,
     engine_repeats=1,
     agreement=30,
-    settle_seconds=3.0,
+    settle_seconds=1.5,
 )
 
 
@@ -193,7 +197,7 @@ def user_id(index: int) -> str:
 
 
 async def _seed(url: str, users: int, seed: int) -> int:
-    store = RedisStore(url)
+    store = RedisStore(url, timeout=PATIENT_TIMEOUT)
     rng = random.Random(seed)
     now = time.time()
     pending: list[Event] = []
@@ -336,10 +340,21 @@ def scrape(port: int) -> dict[str, float]:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest rank: the smallest value with at least ``q`` of the values at or below it."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
+    return _nearest_rank(sorted(values), q) if values else math.nan
+
+
+def _nearest_rank(ordered: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+# Where a latency distribution is sampled for plotting: every half percent, and the tail.
+CDF_POINTS = (*(i / 200 for i in range(1, 200)), 0.995, 0.999, 1.0)
+
+
+def cdf(values: Sequence[float]) -> list[tuple[float, float]]:
+    """(share of requests, latency) at ``CDF_POINTS``: the distribution in a few hundred numbers."""
+    ordered = sorted(values)
+    return [(q, _nearest_rank(ordered, q)) for q in CDF_POINTS] if ordered else []
 
 
 def encode(requests: Sequence[dict[str, Any]], port: int) -> list[bytes]:
@@ -463,6 +478,7 @@ class Side:
             "p50_ms": percentile(self.latencies, 0.5) * 1000,
             "p99_ms": percentile(self.latencies, 0.99) * 1000,
             "p50_ms_by_round": [p * 1000 for p in self.p50s],
+            "cdf_ms": [(q, seconds * 1000) for q, seconds in cdf(self.latencies)],
             "p50_from_schedule_ms": percentile(self.from_schedule, 0.5) * 1000,
             "p99_from_schedule_ms": percentile(self.from_schedule, 0.99) * 1000,
             "requests": self.sent,
@@ -528,7 +544,7 @@ async def _store_features(
     url: str, decider: Decider, requests: Sequence[dict[str, Any]], at: float | None
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """What the store holds for each request (as the server would read it), and each read's time."""
-    store = RedisStore(url)
+    store = RedisStore(url, timeout=PATIENT_TIMEOUT)
     features: list[dict[str, Any]] = []
     times: list[float] = []
     clock = time.perf_counter
@@ -713,7 +729,6 @@ def run(
         shutil.rmtree(workdir, ignore_errors=True)
         empty_db(url)
     results["seconds"] = time.perf_counter() - began
-    results["targets"] = targets(results)
     return results
 
 
@@ -722,19 +737,26 @@ def paired(server: dict[str, Any], floor: dict[str, Any], key: str) -> float:
     return statistics.median(a / b for a, b in zip(server[key], floor[key], strict=True))
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(results: dict[str, Any]) -> list[Target]:
+    """The runtime issue's serving targets, from a ``run``'s result."""
     floor, server = results["floor"], results["server"]
-    p50 = paired(server, floor, "p50_ms_by_round")
-    throughput = paired(server, floor, "throughputs")
-    trips = server["round_trips_per_decision"]
     return [
-        {"target": f"/v1/decide p50 <= {P50_RATIO:g}x the floor's", "value": f"{p50:.2f}x", "met": p50 <= P50_RATIO},
-        {
-            "target": f"saturation >= {THROUGHPUT_RATIO:g}x the floor's",
-            "value": f"{throughput:.2f}x",
-            "met": throughput >= THROUGHPUT_RATIO,
-        },
-        {"target": f"<= {ROUND_TRIPS:g} round trip per decision", "value": f"{trips:.2f}", "met": trips <= ROUND_TRIPS},
+        Target(
+            f"/v1/decide p50 ≤ {P50_RATIO:g}x the floor's", paired(server, floor, "p50_ms_by_round"), P50_RATIO, "x"
+        ),
+        Target(
+            f"saturation ≥ {THROUGHPUT_RATIO:g}x the floor's",
+            paired(server, floor, "throughputs"),
+            THROUGHPUT_RATIO,
+            "x",
+            lower_is_better=False,
+        ),
+        Target(
+            f"≤ {ROUND_TRIPS:g} Redis round trip per decision (no models)",
+            server["round_trips_per_decision"],
+            ROUND_TRIPS,
+            "",
+        ),
     ]
 
 
@@ -832,8 +854,8 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
     line(f"HTTP decisions agreeing with the in-process engine: {agreed['agreed']}/{agreed['checked']}")
     line()
     line("targets (the median over the rounds of the ratio to the floor measured back to back):")
-    for target in results["targets"]:
-        line(f"  {target['target']:40}{target['value']:>8}  {'met' if target['met'] else 'MISSED'}")
+    for target in targets(results):
+        line(target.line())
     line(f"({results['seconds']:.0f} s)")
 
 
