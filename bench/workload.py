@@ -198,21 +198,38 @@ def _rule_condition(rng: random.Random, n: int, names: list[str]) -> str:
     return " and ".join(best[1])
 
 
+# The example's click model, for rulesets that use one: ``model_share`` of the
+# rules also require ``p_click`` above one of these thresholds.
+MODEL_NAME = "p_click"
+MODEL_FILE = "models/p_click.onnx"
+MODEL_THRESHOLDS = (0.2, 0.4, 0.6)
+
+
 @functools.lru_cache(maxsize=8)
-def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 4)) -> str:
-    """A ruleset of ``n_rules`` rules (plus contents and defaults) as source text."""
+def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 4), model_share: float = 0.0) -> str:
+    """A ruleset of ``n_rules`` rules (plus contents and defaults) as source text.
+
+    With ``model_share``, that share of the rules (drawn apart, so the rest of
+    the ruleset is the same as without) end in ``and p_click > T``, and the
+    ruleset declares the model at ``MODEL_FILE``, relative to its file.
+    """
     rng = random.Random(seed)
+    model_rng = random.Random(seed + 1)
     names = counters()
     n_contents = max(10, n_rules // 20)
     lines = [f"ruleset bench_{n_rules}", ""]
     for i in range(n_contents):
         lines.append(f'content c{i} = {{"kind": "banner", "id": "c-{i}"}}')
     lines.append("")
+    if model_share:
+        lines += [f'model {MODEL_NAME} = "{MODEL_FILE}"', ""]
     for slot in SLOTS:
         lines.append(f"default show c0 in {slot}")
     lines.append("")
     for i in range(n_rules):
         predicates = _rule_condition(rng, rng.randint(*conditions), names)
+        if model_share and model_rng.random() < model_share:
+            predicates += f" and {MODEL_NAME} > {model_rng.choice(MODEL_THRESHOLDS)}"
         lines.append(f"rule r{i}")
         lines.append(f"  when {predicates}")
         lines.append(f"  then show c{rng.randrange(1, n_contents)} in {rng.choice(SLOTS)}")
