@@ -1,0 +1,144 @@
+"""Memory a compiled ruleset holds, per 1,000 rules.
+
+Run: python -m bench.memory [--rules 100 1000 10000]
+
+Each rule count is measured in a fresh Python process, so nothing else the
+benchmark allocated is counted. The process imports tailor, compiles a tiny
+ruleset (so lazily built parser tables and imports are paid for), reads the
+generated ruleset's text, and records its resident set size (RSS); it then
+compiles the ruleset into an ``Engine``, drops the text, collects garbage,
+hands freed memory back to the system (``malloc_trim``, where the C library
+has it) and records RSS again. The difference is what a server serving that
+ruleset holds for it: the checked program (the rules' trees, which explain
+and the rule list read), the decision plan and the generated code. The peak
+(the kernel's high-water mark of RSS, reset just before, less the first reading) adds what compiling needs for a while,
+which a hot reload needs once more beside the version being served.
+
+RSS is what an operator sees; it includes the allocator's slack, so it is
+larger than the sum of the objects' sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .workload import ruleset_text
+
+RULE_COUNTS = (100, 1_000, 10_000)
+TINY = "ruleset warmup\ncontent a = {}\ndefault show a in hero\n"
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _high_water() -> int:
+    """The peak RSS since ``_reset_high_water`` (Linux: VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_high_water() -> None:
+    """Forget the peak so far (the imports'), where the kernel allows it."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _trim() -> None:
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def measure_here(source: Path) -> dict[str, int]:
+    """Run in the child process: the RSS a compiled ruleset adds, and the peak while compiling."""
+    import tailor
+
+    tailor.Engine(tailor.loads(TINY, name="warmup"))
+    text = source.read_text()
+    _trim()
+    _reset_high_water()
+    before = _rss()
+    engine = tailor.Engine(tailor.loads(text, name="bench"))
+    del text
+    _trim()
+    after = _rss()
+    peak = _high_water()
+    assert engine.ruleset.rules
+    return {"retained_bytes": after - before, "peak_bytes": max(0, peak - before)}
+
+
+def measure(n_rules: int) -> dict[str, Any]:
+    """One rule count, in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "bench.rules"
+        source.write_text(ruleset_text(n_rules))
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.memory", "--child", str(source)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring memory at {n_rules:,} rules failed:\n{done.stderr[-2000:]}")
+    row = json.loads(done.stdout)
+    return {
+        "rules": n_rules,
+        **row,
+        "retained_per_1000_mb": row["retained_bytes"] / n_rules * 1000 / 1e6,
+    }
+
+
+def run(
+    rule_counts: Sequence[int] = RULE_COUNTS, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    say = progress or (lambda message: None)
+    rows = []
+    for n in rule_counts:
+        say(f"memory at {n:,} rules")
+        rows.append(measure(n))
+    return rows
+
+
+def report(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{'rules':>7} {'held (RSS)':>11} {'per 1,000 rules':>16} {'peak while compiling':>21}"]
+    for row in rows:
+        lines.append(
+            f"{row['rules']:>7,} {row['retained_bytes'] / 1e6:>8.1f} MB {row['retained_per_1000_mb']:>13.2f} MB"
+            f" {row['peak_bytes'] / 1e6:>18.1f} MB"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rules", type=int, nargs="+", default=list(RULE_COUNTS))
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(measure_here(args.child)))
+        return
+    print(report(run(args.rules)))
+
+
+if __name__ == "__main__":
+    main()
