@@ -1,0 +1,413 @@
+"""docs/performance.md, written from one harness result.
+
+Everything the report says comes from the result (``performance.json``
+beside it), so re-rendering an old result gives the same page. The prose
+between the numbers says how each figure was measured; the verdicts and the
+reasons for a missed target come from the targets themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import decide, floor_app, models, oracle, parse, reload, serve
+from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
+from .targets import Target
+
+AREAS = {
+    "language": "language issue",
+    "compiler": "compiler issue",
+    "runtime": "runtime issue",
+    "models": "model issue",
+}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _us(value: float) -> str:
+    return f"{value:,.1f} µs" if value < 100 else f"{value:,.0f} µs"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.2f} ms"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.1f} MB"
+
+
+def render(results: dict[str, Any], targets: Sequence[tuple[str, Target]], images: dict[str, str]) -> str:
+    """The whole page. ``targets`` pairs each target with its area (a key of ``AREAS``)."""
+    meta = results["meta"]
+    out: list[str] = ["# Performance", ""]
+    out += [
+        "<!-- Written by `python -m bench` from performance.json; change bench/report.py, not this file. -->",
+        "",
+        *_header(meta),
+        "Timings are never asserted in tests: the machines are shared and absolute numbers swing from run to",
+        "run. So every benchmark measures its baselines in the same run and the targets are ratios to them",
+        "where the issues set ratios. Before anything is timed, every contender is checked to decide exactly",
+        "as the reference does; a disagreement stops the run.",
+        "",
+    ]
+    out += _targets_section(targets, images)
+    if "decide" in results:
+        out += _decide_section(results["decide"], images)
+    if "decide" in results or "memory" in results:
+        out += _compile_section(results.get("decide"), results.get("memory") or [], images)
+    if "parse" in results:
+        out += _parse_section(results["parse"])
+    if "oracle" in results:
+        out += _oracle_section(results["oracle"], images)
+    if "models" in results:
+        out += _models_section(results["models"])
+    if "serve" in results:
+        out += _serve_section(results["serve"], images)
+    if "reload" in results:
+        out += _reload_section(results["reload"])
+    out += _reproduce_section(meta)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _header(meta: dict[str, Any]) -> list[str]:
+    machine, versions = meta["machine"], meta["versions"]
+    shown = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+    missing = [name for name, version in versions.items() if not version]
+    lines = [
+        f"**Command:** `{meta['command']}` (took {meta['seconds'] / 60:.1f} min)  ",
+        f"**Date:** {meta['date']}  ",
+        f"**Machine:** {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']:.0f} GiB, "
+        f"{machine['system']} {machine['arch']}, load average {machine['load_average']} at the start  ",
+        f"**Software:** Python {machine['python']}, {shown}",
+    ]
+    if missing:
+        lines[-1] += f" ({', '.join(missing)} not installed: left out)"
+    if meta.get("quick"):
+        lines += ["", "**This is a `--quick` run:** fewer rule counts, requests and repeats; its figures are rough."]
+    return [*lines, ""]
+
+
+def _targets_section(targets: Sequence[tuple[str, Target]], images: dict[str, str]) -> list[str]:
+    out = ["## Targets", ""]
+    met = sum(1 for _, t in targets if t.met)
+    measured = sum(1 for _, t in targets if t.met is not None)
+    out += [f"{met} of {measured} measured targets met.", ""]
+    if "targets" in images:
+        out += [f"![Each target's measured value over its limit]({_img(images['targets'])})", ""]
+    rows = [
+        [AREAS.get(area, area), t.name, t.shown(), f"**{t.verdict}**" if t.met is False else t.verdict]
+        for area, t in targets
+    ]
+    out += _table(["from the", "target", "measured", "verdict"], rows)
+    missed = [t for _, t in targets if t.met is False]
+    if missed:
+        out += ["Missed, by how much, and why:", ""]
+        for t in missed:
+            reason = t.why or "No cause found yet; the run's other figures may say whether the machine was busy."
+            out.append(f"- **{t.name}**: {t.shown()} against {t.shown(t.limit)} ({t.verdict.lower()}). {reason}")
+        out.append("")
+    return out
+
+
+def _img(name: str) -> str:
+    return f"img/{name}"
+
+
+def _decide_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
+    cases = result["cases"]
+    out = [
+        "## Deciding in process (`python -m bench.decide`)",
+        "",
+        "The compiler issue's workload (`bench/workload.py`): rules over a handful of categorical context and",
+        "profile attributes and 48 counters, three slots, 2-4 predicates per rule (`==`, `in`, `>`), each rule",
+        f"true for about 0.35% of requests. {result['requests']:,} requests with every feature supplied, all three",
+        "slots per decision. The contenders: a hand-written-style Python if-chain (one `if` per rule in priority",
+        "order), a naive interpreter walking each rule's tree, GoRules zen-engine decision tables (one table per",
+        "slot, hit policy first; only `evaluate` is timed), and the compiled engine (`Engine.decide`). Each is",
+        "first checked to decide every request as the naive interpreter does. Median of repeated batches with",
+        "the cyclic collector paused, contenders interleaved; the two slow ones on the first few hundred requests.",
+        "",
+    ]
+    if "decide" in images:
+        out += [f"![Per-decision time against rule count]({_img(images['decide'])})", ""]
+    header = ["per decision (median)"] + [f"{case['rules']:,} rules" for case in cases]
+    rows = []
+    for name in (IF_CHAIN, NAIVE, ZEN, COMPILED):
+        if not any(name in case["us"] for case in cases):
+            continue
+        cells = []
+        for case in cases:
+            value = case["us"].get(name)
+            if value is None:
+                cells.append("-")
+            elif name == IF_CHAIN:
+                cells.append(_us(value))
+            else:
+                cells.append(f"{_us(value)} ({value / case['us'][IF_CHAIN]:.2f}x)")
+        label = f"**{LABELS[name]}**" if name == COMPILED else LABELS[name]
+        rows.append([label, *cells])
+    out += _table(header, rows)
+    out += [
+        "In brackets: the time as a multiple of the if-chain's at the same rule count.",
+        "Slots left to their default: "
+        + ", ".join(f"{case['default_share'] * 100:.0f}% at {case['rules']:,} rules" for case in cases)
+        + " (with few rules most requests match none).",
+        "",
+    ]
+    if not result.get("zen"):
+        out += ["zen-engine was not installed for this run, so it is left out (`pip install zen-engine`).", ""]
+    for case in cases:
+        out += [f"Note ({case['rules']:,} rules): {note}" for note in case["notes"]]
+    return out
+
+
+def _compile_section(
+    decide_result: dict[str, Any] | None, memory: Sequence[dict[str, Any]], images: dict[str, str]
+) -> list[str]:
+    out = [
+        "## Compile time and memory (`python -m bench.memory`)",
+        "",
+        "Compile time is `tailor.loads` plus `Engine` on text not seen before: parse, check, plan, generate",
+        "code (the median of three runs, one above 10,000 rules). Memory is measured in a fresh process per",
+        "rule count: the resident set size a compiled ruleset adds once compiling is over and freed memory is",
+        "handed back, and the high-water mark while compiling (a hot reload holds it beside the served version).",
+        "",
+    ]
+    if "compile" in images:
+        out += [f"![Compile time and memory against rule count]({_img(images['compile'])})", ""]
+    compile_s = {case["rules"]: case.get("compile_s") for case in (decide_result or {}).get("cases", [])}
+    held = {row["rules"]: row for row in memory}
+    rows = []
+    for n in sorted(set(compile_s) | set(held)):
+        row = held.get(n)
+        seconds = compile_s.get(n)
+        rows.append(
+            [
+                f"{n:,}",
+                f"{seconds:.2f} s" if seconds is not None else "-",
+                _mb(row["retained_bytes"]) if row else "-",
+                f"{row['retained_per_1000_mb']:.1f} MB" if row else "-",
+                _mb(row["peak_bytes"]) if row else "-",
+            ]
+        )
+    out += _table(["rules", "compile", "held while serving", "per 1,000 rules", "peak while compiling"], rows)
+    if memory:
+        largest = max(memory, key=lambda row: row["rules"])
+        out += [
+            f"**Memory per 1,000 rules: {largest['retained_per_1000_mb']:.1f} MB** (at {largest['rules']:,} rules).",
+            "Most of it is the checked program, which the server keeps for explanations and the rule list: every",
+            "rule's syntax tree with its source spans, next to the plan's conjunctions and predicate tables.",
+            "",
+        ]
+    return out
+
+
+def _parse_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    out = [
+        "## Parsing (`python -m bench.parse`)",
+        "",
+        "Cold parses of generated files (median of five; one in a quick run); the 10,000-rule file with 3-5",
+        "conditions per rule is about the size of the reference file in the language issue. A cached re-parse",
+        "is a reload of an unchanged file, which only hashes it.",
+        "",
+    ]
+    table = [
+        [
+            f"{int(row['rules']):,}",
+            f"{row['bytes'] / 1e6:.2f} MB",
+            f"{int(row['tokens']):,}",
+            f"{row['parse_s']:.2f} s",
+            f"{row['cached_s'] * 1000:.1f} ms",
+        ]
+        for row in rows
+    ]
+    return out + _table(["rules", "size", "tokens", "parse", "cached re-parse"], table)
+
+
+def _oracle_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
+    out = [
+        "## Fetches and model runs against a perfect oracle (`python -m bench.oracle`)",
+        "",
+        "The compiler promises one store round trip per decision and a model run only when cheaper conditions",
+        "cannot settle the answer. To hold it to that, an oracle that knows every value (it reads all of a",
+        "user's features and runs every model, uncounted) works out the least each decision needs: a proof",
+        "that the winning rule of every slot is true and every rule ranked above it is not, under the",
+        "language's three-valued logic, with no store read if one exists, and with the fewest models. Its",
+        "feature count is that of a small proof found greedily, an upper bound on the least.",
+        "",
+        f"The engine is the serving path (`DecisionService` over `RedisStore`), on {result['users']:,} seeded",
+        f"users ({result['events']:,} events), every slot requested. Two rulesets: the retail example (9 rules,",
+        "one model, `p_click`), and a generated one of 1,000 rules of which "
+        f"{result['generated_model_share'] * 100:.0f}% also require `p_click` above a threshold.",
+        "The engine's decisions equal the oracle's on every request (checked), and it never needs less than",
+        "the oracle's least (checked: that would be a bug in one of them).",
+        "",
+    ]
+    if "oracle" in images:
+        out += [f"![The engine's fetches and model runs beside the oracle's least]({_img(images['oracle'])})", ""]
+    rows = []
+    for name, w in result["workloads"].items():
+        engine, least, excess = w["engine"], w["oracle"], w["excess"]
+        rows.append(
+            [
+                f"{name} ({w['rules']:,} rules), {w['requests']:,} requests",
+                f"{engine['round_trips']:.3f} / {least['round_trips']:.3f}",
+                f"{engine['models']:.3f} / {least['models']:.3f}",
+                f"{engine['inferences']:.3f}",
+                f"{engine['features']:.1f} / {least['features']:.1f}",
+                f"{excess['round_trips']} / {excess['models']}",
+            ]
+        )
+    out += _table(
+        [
+            "per decision: engine / oracle",
+            "round trips",
+            "models needed",
+            "inferences run",
+            "store features",
+            "decisions above the oracle (trips / models)",
+        ],
+        rows,
+    )
+    out += [
+        '"Inferences run" is below "models needed" where the prediction cache (60 s per user and input row)',
+        "answered. The engine reads more features than a minimal proof: stage 1 fetches, in its one round trip,",
+        "every feature a surviving candidate might need, because learning which ones matter would take a",
+        "second round trip. The extra features ride in the same Lua script, so they cost Redis CPU, not latency.",
+        "",
+    ]
+    return out
+
+
+def _models_section(result: dict[str, Any]) -> list[str]:
+    rows = [
+        ["one inference, one row", _us(result["inference_us"])],
+        ["a decision that runs the model", _us(result["with_model_us"])],
+        ["the same decision when the model is not needed", _us(result["without_model_us"])],
+        ["**extra cost of a decision that needs one model**", f"**{_us(result['extra_us'])}**"],
+    ]
+    return [
+        "## Models (`python -m bench.models`)",
+        "",
+        "The retail example's `p_click` (LightGBM, 100 trees, 14 inputs, ONNX Runtime with one thread), with",
+        "the prediction cache off so every decision that needs it runs it.",
+        "",
+        *_table(["", "median"], rows),
+        "The extra cost is the inference plus assembling its inputs from values the decision already fetched.",
+        "",
+    ]
+
+
+def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
+    s, floor, server, local = result["settings"], result["floor"], result["server"], result["in_process"]
+    seeded = result["seed"]
+    out = [
+        "## Serving over HTTP (`python -m bench.serve`)",
+        "",
+        f"`tailor serve` with Redis and {result['rules']:,} rules, against a *floor* measured in the same run: a",
+        "minimal FastAPI app that parses the same request model and makes one pipelined Redis call",
+        f"({floor_app.COMMANDS} `HMGET`s on the user's keys), served the same way (uvicorn, uvloop, httptools, one",
+        f"worker, orjson). Redis holds {seeded['users']:,} users and {seeded['events']:,} events. The load generator",
+        "(raw keep-alive HTTP/1.1 on loopback) shares the cores with both servers and Redis. Saturation:",
+        f"{s['saturation_connections']} connections back to back for {s['saturation_seconds']:g} s. Latency: open",
+        f"loop at {s['rate']:g} requests/s for {s['open_seconds']:g} s, from each request's scheduled send time.",
+        f"{s['rounds']} round(s), floor and server back to back; ratios are the median of the rounds' ratios.",
+        "",
+    ]
+    if "serve" in images:
+        out += [f"![Latency CDF and saturation throughput, server and floor]({_img(images['serve'])})", ""]
+    rows = [
+        [
+            "decisions/s at saturation",
+            f"{floor['throughput']:,.0f}",
+            f"{server['throughput']:,.0f}",
+            f"{server['throughput'] / floor['throughput']:.2f}x",
+        ],
+        [
+            f"p50 at {s['rate']:g}/s",
+            _ms(floor["p50_ms"]),
+            _ms(server["p50_ms"]),
+            f"{server['p50_ms'] / floor['p50_ms']:.2f}x",
+        ],
+        [
+            f"p99 at {s['rate']:g}/s",
+            _ms(floor["p99_ms"]),
+            _ms(server["p99_ms"]),
+            f"{server['p99_ms'] / floor['p99_ms']:.2f}x",
+        ],
+    ]
+    out += _table(["", "floor", "`/v1/decide`", "ratio"], rows)
+    agreed = result["agreement"]
+    out += [
+        f"Redis round trips per decision: {server['round_trips_per_decision']:.3f} ({server['round_trips']:,} for",
+        f"{server['decisions']:,} decisions, from the server's `/metrics`). Degraded decisions: {server['degraded']}.",
+        f"Answers that were not 200: floor {floor['not_ok']}, server {server['not_ok']}. Other processes' load on",
+        f"the machine during the rounds: {result['other_load_cores']:.2f} cores.",
+        "",
+        f"Server overhead over the in-process engine: the engine decides these requests in "
+        f"{local['engine_p50_ms'] * 1000:.0f} µs (p50) with features supplied ({local['features_per_decision']:.0f}"
+        f" per decision); over HTTP with Redis the p50 is {_ms(server['p50_ms'])}, of which the store read",
+        f"(one Lua script) is about {_ms(local['store_read_p50_ms'])}. {agreed['agreed']} of {agreed['checked']}",
+        "HTTP decisions checked against the in-process engine on the same stored features agree.",
+        "",
+    ]
+    return out
+
+
+def _reload_section(result: dict[str, Any]) -> list[str]:
+    times = result["times_s"]
+    return [
+        "## Hot reload (`python -m bench.reload`)",
+        "",
+        f"A real `tailor serve` on a {result['rules']:,}-rule ruleset in one file; each save changes one rule's",
+        "priority, and the time runs from the write until the first decision that names the new version. Most of",
+        "it is the compile; the watcher waits 50 ms of quiet before it reports a batch of changes.",
+        "",
+        *_table(
+            ["saves", "median", "fastest", "slowest"],
+            [[str(len(times)), _ms(result["median_s"] * 1000), _ms(min(times) * 1000), _ms(max(times) * 1000)]],
+        ),
+    ]
+
+
+def _reproduce_section(meta: dict[str, Any]) -> list[str]:
+    return [
+        "## Reproducing",
+        "",
+        'After `pip install -e ".[dev]"`, with Redis on 127.0.0.1:6379 (the benchmarks use database '
+        f"{meta['db']} and empty it):",
+        "",
+        "```",
+        "python -m bench            # everything, about ten minutes; rewrites this page and docs/img/perf-*.png",
+        "python -m bench --quick    # under a minute, into build/bench/; CI runs it",
+        "python -m bench --from docs/performance.json   # redraw the page and pictures without measuring",
+        "```",
+        "",
+        "Each section's module also runs alone and prints its own figures: "
+        + ", ".join(f"`python -m bench.{name}`" for name in ("decide", "memory", "parse", "oracle", "models", "serve"))
+        + ", `python -m bench.reload`.",
+        "",
+    ]
+
+
+def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
+    """Every target the result can speak to, with its area."""
+    found: list[tuple[str, Target]] = []
+    if "parse" in results:
+        found += [("language", t) for t in parse.targets(results["parse"])]
+    if "decide" in results:
+        found += [("compiler", t) for t in decide.targets(results["decide"])]
+    if "oracle" in results:
+        found += [("compiler", t) for t in oracle.targets(results["oracle"])]
+    if "serve" in results:
+        found += [("runtime", t) for t in serve.targets(results["serve"])]
+    if "reload" in results:
+        found += [("runtime", t) for t in reload.targets(results["reload"]["times_s"])]
+    if "models" in results:
+        found += [("models", t) for t in models.targets(results["models"])]
+    return found
