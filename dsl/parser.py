@@ -1,24 +1,34 @@
 """Source text to a typed AST, with Lark's LALR parser.
 
 The tree is built during the parse (Lark calls ``_TreeBuilder`` on every
-reduction), so no intermediate parse tree is ever allocated. After a syntax
-error the token stream is re-parsed one declaration at a time so that every
-independent mistake in a file is reported, not only the first.
+reduction), so no intermediate parse tree is ever allocated. A well-formed
+file is parsed by a small loop over Lark's own tables (``_FastParser``); any
+syntax error hands the whole parse back to Lark, so error messages come from
+Lark's parser state exactly as before. After a syntax error the token stream
+is re-parsed one declaration at a time so that every independent mistake in
+a file is reported, not only the first.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import re
 import threading
 from bisect import bisect_left
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
+from itertools import chain
 from typing import Any
 
 from lark import Lark
 from lark.exceptions import UnexpectedInput, UnexpectedToken
+from lark.grammar import Rule
 from lark.lexer import Lexer
+from lark.parse_tree_builder import ExpandSingleChild
+from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from .diagnostics import Diagnostic, RulesError, did_you_mean, error, sorted_unique
@@ -34,6 +44,10 @@ class _TokenStream(Lexer):
 
     def lex(self, tokens: list[Token]):  # type: ignore[override]
         return iter(tokens)
+
+
+# A string token with no escapes and no control characters (which JSON rejects).
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
 
 
 def _start(item: Any) -> int:
@@ -58,6 +72,8 @@ class _TreeBuilder:
         return Span(self.source, token.start_pos, token.end_pos)
 
     def _string(self, token: Token) -> str:
+        if _PLAIN_STRING.fullmatch(token.value):
+            return token.value[1:-1]  # what json.loads returns, without its cost
         try:
             return json.loads(token.value)
         except ValueError as exc:
@@ -298,36 +314,159 @@ _LARK = Lark(
 _LOCK = threading.Lock()
 
 
+class _NoAction(Exception):
+    """The fast loop met a token the tables have no action for: a syntax error."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reduce:
+    """A reduction: pop ``size`` values, build a node with ``callback``, go to ``origin``'s state.
+
+    ``callback`` is None for a ``?rule`` with one child, which Lark passes through
+    unchanged (``ExpandSingleChild``): more than half of all reductions.
+    """
+
+    size: int
+    callback: Callable[[list], Any] | None
+    origin: str
+
+
+_END = Token("$END", "", 0, 0)
+
+
+class _FastParser:
+    """Lark's LALR(1) tables and tree callbacks, driven by a plain loop.
+
+    Lark's own loop costs most of a large file's parse: per token it re-reads
+    its configuration and asserts, it looks states up by nonterminal names that
+    are ``lark.Token`` objects (a Python-level ``__eq__`` on every goto), and it
+    calls a wrapper for each of the many one-child reductions. Here every
+    action is resolved once, up front. The loop only handles input that
+    parses; on a syntax error it raises ``_NoAction`` and the caller parses
+    again with Lark, which reports the error.
+    """
+
+    def __init__(self, lark: Lark):
+        parser = lark.parser.parser.parser  # frontend -> LALR_Parser -> _Parser
+        table = parser.parse_table
+        callbacks = parser.callbacks
+        assert all(isinstance(key, Rule) for key in callbacks), "no terminal callbacks"
+        reductions: dict[Rule, _Reduce] = {}
+
+        def action(kind: Any, arg: Any) -> int | _Reduce:
+            if kind is Shift:
+                return arg
+            if arg not in reductions:
+                size, callback = len(arg.expansion), callbacks[arg]
+                passes_through = size == 1 and isinstance(callback, ExpandSingleChild)
+                reductions[arg] = _Reduce(size, None if passes_through else callback, str(arg.origin.name))
+            return reductions[arg]
+
+        assert sorted(table.states) == list(range(len(table.states)))
+        self._actions: list[dict[str, int | _Reduce]] = [
+            {str(symbol): action(kind, arg) for symbol, (kind, arg) in table.states[state].items()}
+            for state in range(len(table.states))
+        ]
+        self._start_states: dict[str, int] = dict(table.start_states)
+        self._end_states: dict[str, int] = dict(table.end_states)
+
+    def parse(self, tokens: list[Token], start: str) -> Any:
+        actions: list[dict[str, Any]] = self._actions  # a shift's next state (an int), or a _Reduce
+        end_state = self._end_states[start]
+        states = [self._start_states[start]]
+        values: list[Any] = []
+        for token in chain(tokens, (_END,)):
+            kind = token.type
+            while True:
+                action = actions[states[-1]].get(kind)
+                if action.__class__ is int:
+                    if token is _END:
+                        raise _NoAction  # Lark asserts: nothing is shifted after the end
+                    states.append(action)
+                    values.append(token)
+                    break
+                if action is None:
+                    raise _NoAction
+                if action.callback is None:
+                    del states[-1]
+                else:
+                    size = action.size
+                    if size:
+                        children = values[-size:]
+                        del states[-size:]
+                        del values[-size:]
+                    else:
+                        children = []
+                    values.append(action.callback(children))
+                state = actions[states[-1]][action.origin]
+                states.append(state)
+                if state == end_state and token is _END:
+                    return values[-1]
+        raise AssertionError("unreachable: the end token either finishes the parse or fails it")
+
+
+def _fast_parser() -> _FastParser | None:
+    """The fast loop, or None (Lark's own loop) if this Lark keeps its tables otherwise.
+
+    It reads Lark's internals, so a Lark release that moves them costs speed,
+    not correctness; a test checks that the fast loop is in use.
+    """
+    try:
+        return _FastParser(_LARK)
+    except (AttributeError, AssertionError, KeyError, TypeError):
+        return None
+
+
+_FAST = _fast_parser()
+
+
+def _parse_tokens(tokens: list[Token], start: str, problems: list[Diagnostic]) -> Any:
+    """Parse with the fast loop; on a syntax error, parse again with Lark so that it raises.
+
+    Problems the tree callbacks reported during the failed attempt are dropped
+    (from ``problems``, the builder's list) so that Lark's pass reports them once.
+    """
+    if _FAST is None:
+        return _LARK.parse(tokens, start=start)  # type: ignore[arg-type]
+    reported = len(problems)
+    try:
+        return _FAST.parse(tokens, start)
+    except _NoAction:
+        del problems[reported:]
+        return _LARK.parse(tokens, start=start)  # type: ignore[arg-type]
+
+
 def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
     """Parse what can be parsed; return the module and every problem found.
 
     Declarations with a syntax error are left out of the module, so later
     stages can still check the rest of the file.
     """
-    lexed = tokenize(source)
-    comments = tuple(ast.Comment(c.value, Span(source, c.start_pos, c.end_pos)) for c in lexed.comments)
-    with _LOCK, collector_paused():
-        _BUILDER.source = source
-        _BUILDER.problems = problems = list(lexed.diagnostics)
-        try:
-            declarations = _LARK.parse(lexed.tokens, start="start")
-        except UnexpectedInput:
-            declarations = []
-            # A declaration with a lexical error (say, a string never closed that
-            # swallowed the rest of its line) gets no second, consequential error.
-            lexical = [problem.span.start for problem in lexed.diagnostics]
-            chunks = _declaration_chunks(lexed.tokens)
-            for index, chunk in enumerate(chunks):
-                try:
-                    declarations.extend(_LARK.parse(chunk, start="start"))
-                except UnexpectedToken as exc:
-                    following = chunks[index + 1][0] if index + 1 < len(chunks) else None
-                    problem = _syntax_error(source, exc, chunk, following)
-                    first = bisect_left(lexical, chunk[0].start_pos)
-                    if first == len(lexical) or lexical[first] > problem.span.start:
-                        problems.append(problem)
-        _BUILDER.source = Source("<string>", "")
-        _BUILDER.problems = []
+    with collector_paused():  # the tokens are as many objects as the tree's nodes
+        lexed = tokenize(source)
+        comments = tuple(ast.Comment(c.value, Span(source, c.start_pos, c.end_pos)) for c in lexed.comments)
+        with _LOCK:
+            _BUILDER.source = source
+            _BUILDER.problems = problems = list(lexed.diagnostics)
+            try:
+                declarations = _parse_tokens(lexed.tokens, "start", problems)
+            except UnexpectedInput:
+                declarations = []
+                # A declaration with a lexical error (say, a string never closed that
+                # swallowed the rest of its line) gets no second, consequential error.
+                lexical = [problem.span.start for problem in lexed.diagnostics]
+                chunks = _declaration_chunks(lexed.tokens)
+                for index, chunk in enumerate(chunks):
+                    try:
+                        declarations.extend(_parse_tokens(chunk, "start", problems))
+                    except UnexpectedToken as exc:
+                        following = chunks[index + 1][0] if index + 1 < len(chunks) else None
+                        problem = _syntax_error(source, exc, chunk, following)
+                        first = bisect_left(lexical, chunk[0].start_pos)
+                        if first == len(lexical) or lexical[first] > problem.span.start:
+                            problems.append(problem)
+            _BUILDER.source = Source("<string>", "")
+            _BUILDER.problems = []
     module = ast.Module(tuple(declarations), source.name, comments)
     return module, sorted_unique(problems)
 
@@ -364,7 +503,7 @@ def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
         _BUILDER.source = source
         _BUILDER.problems = problems
         try:
-            expr = _LARK.parse(lexed.tokens, start="expression")
+            expr = _parse_tokens(lexed.tokens, "expression", problems)
         except UnexpectedToken as exc:
             problems.append(_syntax_error(source, exc, lexed.tokens or [Token("$END", "", 0, 0)], None))
         except UnexpectedInput as exc:  # an empty text

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
+from bench.workload import ruleset_text
 from tailor import RulesError
 from tailor.dsl import ast
+from tailor.dsl import parser as parser_module
 from tailor.dsl.parser import parse, parse_source
 from tailor.dsl.source import Source
 
@@ -587,3 +592,42 @@ def test_parse_raises_with_the_file_name() -> None:
         parse("segment = x", "broken.rules")
     assert info.value.diagnostics[0].file == "broken.rules"
     assert parse("segment s = x").name == "<string>"
+
+
+# --- the fast parse loop agrees with Lark's ---
+
+
+def _flat(node: object) -> object:
+    """A node as nested tuples, spans included (node equality leaves spans out)."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return (type(node).__name__, *(_flat(getattr(node, f.name)) for f in dataclasses.fields(node)))
+    if isinstance(node, tuple | list):
+        return tuple(_flat(item) for item in node)
+    if isinstance(node, dict):
+        return tuple((key, _flat(value)) for key, value in node.items())
+    if isinstance(node, Source):
+        return node.name
+    return node
+
+
+def test_the_fast_parse_loop_is_in_use() -> None:
+    assert parser_module._FAST is not None, "this Lark keeps its tables elsewhere: parsing falls back to Lark's loop"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(ruleset_text(300, conditions=(2, 5), model_share=0.2), id="generated"),
+        *(
+            pytest.param(path.read_text(), id=path.name)
+            for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
+        ),
+        pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
+    ],
+)
+def test_the_fast_loop_builds_what_lark_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = parse_source(Source("t.rules", text))
+    monkeypatch.setattr(parser_module, "_FAST", None)
+    lark = parse_source(Source("t.rules", text))
+    assert _flat(fast[0]) == _flat(lark[0])
+    assert [d.to_dict() for d in fast[1]] == [d.to_dict() for d in lark[1]]
