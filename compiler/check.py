@@ -17,7 +17,7 @@ from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sor
 from tailor.dsl.printer import expression_text
 from tailor.dsl.source import Span
 
-from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, call_ref
+from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, FeatureRef, call_key, call_ref
 from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
 
 
@@ -80,6 +80,7 @@ class _Checker:
         self.defaults: dict[str, ast.DefaultDecl] = {}
         self.rules: list[CheckedRule] = []
         self.attributes: dict[str, tuple[Type, Span | None]] = {}
+        self._call_refs: dict[str, FeatureRef] = {}  # valid calls, by ``call_key``
 
     def report(self, message: str, span: Span | None, **extra) -> None:
         self.problems.append(error(message, span, **extra))
@@ -244,7 +245,7 @@ class _Checker:
         """Fix an untyped attribute's type from how it is used; return its type."""
         if kind is None or not isinstance(expr, ast.Attribute) or expr.scope not in SCOPES:
             return self._type_of(expr)
-        text = expression_text(expr)
+        text = _attribute_text(expr)
         known = self.attributes.get(text)
         if known is None:
             self.attributes[text] = (kind, expr.span)
@@ -262,14 +263,14 @@ class _Checker:
         """Where the attributes among ``exprs`` got their types."""
         related = []
         for expr in exprs:
-            entry = self.attributes.get(expression_text(expr)) if isinstance(expr, ast.Attribute) else None
+            entry = self.attributes.get(_attribute_text(expr)) if isinstance(expr, ast.Attribute) else None
             if entry is not None and entry[1] is not None and entry[1] != expr.span:
                 related.append(Related(f"{expression_text(expr)} is {entry[0].article} because of this use", entry[1]))
         return related
 
     def _type_of(self, expr: ast.Expr) -> Type | None:
         if isinstance(expr, ast.Attribute):
-            entry = self.attributes.get(expression_text(expr))
+            entry = self.attributes.get(_attribute_text(expr))
             return entry[0] if entry else None
         return None
 
@@ -298,8 +299,7 @@ class _Checker:
             case ast.Name(name):
                 return self._name(expr, name)
             case ast.Call():
-                ref, problems = call_ref(expr)
-                self.problems.extend(problems)
+                ref = self._call_ref(expr)
                 if ref is None:
                     return None
                 return DURATION if ref.kind is FeatureKind.SINCE else NUMBER
@@ -325,6 +325,17 @@ class _Checker:
                 self._infer(operand)
                 return BOOL
         raise TypeError(f"not an expression: {expr!r}")
+
+    def _call_ref(self, expr: ast.Call) -> FeatureRef | None:
+        """``call_ref``, reporting its problems; a valid call's reference is remembered."""
+        key = call_key(expr)
+        ref = self._call_refs.get(key) if key is not None else None
+        if ref is None:
+            ref, problems = call_ref(expr)
+            self.problems.extend(problems)
+            if ref is not None and key is not None:
+                self._call_refs[key] = ref
+        return ref
 
     def _name(self, expr: ast.Name, name: str) -> Type | None:
         if name in self.segments:
@@ -438,6 +449,11 @@ def _comparison_hint(left: Type, right: Type) -> str:
     if DURATION in (left, right) and NUMBER in (left, right):
         return "write the number as a duration, such as 30d or 12h"
     return ""
+
+
+def _attribute_text(expr: ast.Attribute) -> str:
+    """What ``expression_text`` prints for an attribute, without its dispatch (a hot path)."""
+    return f"{expr.scope}.{expr.name}"
 
 
 def _span(expr: ast.Expr) -> Span | None:

@@ -74,6 +74,17 @@ def model_ref(name: str) -> FeatureRef:
     return FeatureRef(FeatureKind.MODEL, name, name=name)
 
 
+def call_key(call: ast.Call) -> str | None:
+    """A key under which to remember ``call_ref(call)``: the call's source text.
+
+    A large ruleset repeats a few hundred calls thousands of times, and
+    ``call_ref`` prints each one. The same text parses to the same call, so it
+    keeps apart what equality of nodes would not (``1h`` and ``1.0h`` are
+    equal nodes but different features). None for a node built without a span.
+    """
+    return call.span.text if call.span is not None else None
+
+
 def call_ref(call: ast.Call) -> tuple[FeatureRef | None, list[Diagnostic]]:
     """Check a feature function call; return its reference and any problems."""
     function, args = call.function, call.args

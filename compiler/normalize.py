@@ -22,7 +22,7 @@ from typing import Any
 from tailor.dsl import ast
 
 from .check import Program
-from .features import FeatureRef, attribute_ref, call_ref, model_ref
+from .features import FeatureRef, attribute_ref, call_key, call_ref, model_ref
 from .ir import (
     FALSE,
     MIRRORED_OP,
@@ -47,6 +47,11 @@ from .ir import (
 
 DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
 
+# Node classes tested on every node, as tuples: ``isinstance(x, A | B)`` would
+# build the union anew on each call.
+_CONDITION_NODES = (ast.And, ast.Or, ast.Not, ast.Compare, ast.IsMissing, ast.Boolean)
+_TRUTH_LITERALS = (ast.ListLiteral, ast.Boolean)
+
 
 class Normalizer:
     """Normalizes the conditions of one program, sharing predicates between them."""
@@ -54,9 +59,31 @@ class Normalizer:
     def __init__(self, program: Program):
         self.program = program
         self._interned: dict[Any, Any] = {}
+        self._attributes: dict[tuple[str, str], FeatureRef] = {}
+        self._calls: dict[str, FeatureRef] = {}
 
     def intern(self, node: Any) -> Any:
         return self._interned.setdefault(node, node)
+
+    def attribute(self, expr: ast.Attribute) -> FeatureRef:
+        """The (interned) reference of ``user.x`` or ``context.x``, computed once per attribute."""
+        key = (expr.scope, expr.name)
+        ref = self._attributes.get(key)
+        if ref is None:
+            ref = self._attributes[key] = self.intern(attribute_ref(expr))
+        return ref
+
+    def call(self, expr: ast.Call) -> FeatureRef:
+        """The (interned) reference of a feature call, computed once per ``call_key``."""
+        key = call_key(expr)
+        ref = self._calls.get(key) if key is not None else None
+        if ref is None:
+            found, _problems = call_ref(expr)
+            assert found is not None, "checked programs have valid calls"
+            ref = self.intern(found)
+            if key is not None:
+                self._calls[key] = ref
+        return ref
 
     def condition(self, expr: ast.Expr) -> Condition:
         return self.simplify(self._condition(expr, negated=False))
@@ -77,7 +104,7 @@ class Normalizer:
             case ast.Boolean(value):
                 return TRUE if value != negated else FALSE
             case ast.Attribute():
-                return self.predicate("==", Feature(attribute_ref(expr)), Const(not negated), exact)
+                return self.predicate("==", Feature(self.attribute(expr)), Const(not negated), exact)
             case ast.Compare(op, left, right) if self._is_condition(left) or self._is_condition(right):
                 return self._compare_conditions(op, left, right, negated, exact)
             case ast.Compare(op, left, right):
@@ -91,7 +118,7 @@ class Normalizer:
 
     def _is_condition(self, expr: ast.Expr) -> bool:
         """Whether an expression is true/false/unknown rather than a number, string or duration."""
-        if isinstance(expr, ast.And | ast.Or | ast.Not | ast.Compare | ast.IsMissing | ast.Boolean):
+        if isinstance(expr, _CONDITION_NODES):
             return True
         if isinstance(expr, ast.Name):
             return expr.name in self.program.segments
@@ -102,7 +129,7 @@ class Normalizer:
 
     def _compare_conditions(self, op: str, left: ast.Expr, right: ast.Expr, negated: bool, exact: bool) -> Condition:
         """``A == B`` between truth values, rewritten exactly in Kleene logic."""
-        if isinstance(left, ast.ListLiteral | ast.Boolean) and not isinstance(right, ast.ListLiteral | ast.Boolean):
+        if isinstance(left, _TRUTH_LITERALS) and not isinstance(right, _TRUTH_LITERALS):
             left, right = right, left
         if op in ("in", "not in"):
             assert isinstance(right, ast.ListLiteral)
@@ -134,13 +161,11 @@ class Normalizer:
                 values = [self.term(item) for item in items]
                 return Const(frozenset(v.value for v in values if isinstance(v, Const)))
             case ast.Attribute():
-                return Feature(self.intern(attribute_ref(expr)))
+                return Feature(self.attribute(expr))
             case ast.Name(name):
                 return Feature(self.intern(model_ref(name)))
             case ast.Call():
-                ref, _problems = call_ref(expr)
-                assert ref is not None, "checked programs have valid calls"
-                return Feature(self.intern(ref))
+                return Feature(self.call(expr))
             case ast.Negate(operand):
                 inner = self.term(operand)
                 if isinstance(inner, Const):

@@ -205,6 +205,15 @@ def build_plan(
     rules: list[PlannedRule] = []
     conjunctions: list[Conjunction] = []
     slot_bits: dict[str, list[int]] = {slot: [] for slot in program.slots}
+    orders: dict[Predicate, tuple[tuple[float, float], str]] = {}
+
+    def order_of(predicate: Predicate) -> tuple[tuple[float, float], str]:
+        """Rank, then text: computed once per distinct predicate, as rules share most of them."""
+        order = orders.get(predicate)
+        if order is None:
+            order = orders[predicate] = (rank(predicate, stats), predicate.text())
+        return order
+
     for checked in ordered:
         condition = normalizer.condition(checked.decl.condition)
         rule = PlannedRule(
@@ -229,10 +238,10 @@ def build_plan(
             atoms = tuple(
                 sorted(
                     (p for p in terms if isinstance(p, Atom) and feature_stage(p.feature) != STAGE_MODEL),
-                    key=lambda p: (feature_stage(p.feature), rank(p, stats), p.text()),
+                    key=lambda p: (feature_stage(p.feature), *order_of(p)),
                 )
             )
-            residual = tuple(sorted((p for p in terms if p not in atoms), key=lambda p: (rank(p, stats), p.text())))
+            residual = tuple(sorted((p for p in terms if p not in atoms), key=order_of))
             conjunctions.append(Conjunction(bit, rule, atoms, residual))
             slot_bits[rule.slot].append(bit)
     all_bits = (1 << len(conjunctions)) - 1
@@ -289,9 +298,10 @@ def _tables(
     for conjunction in conjunctions:
         bit = 1 << conjunction.bit
         for atom in conjunction.atoms:
-            atoms_by_feature.setdefault(atom.feature, {}).setdefault(atom, 0)
-            atoms_by_feature[atom.feature][atom] |= bit
-            uses[atom.feature] = uses.get(atom.feature, 0) | bit
+            feature = atom.feature
+            by_atom = atoms_by_feature.setdefault(feature, {})
+            by_atom[atom] = by_atom.get(atom, 0) | bit
+            uses[feature] = uses.get(feature, 0) | bit
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
                 uses[ref] = uses.get(ref, 0) | bit
