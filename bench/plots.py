@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
+from .report import PICTURES, pictures
 from .targets import Target
 
 COLOURS = {COMPILED: "#1f77b4", IF_CHAIN: "#555555", NAIVE: "#d62728", ZEN: "#ff7f0e"}
@@ -73,7 +74,7 @@ def decide(result: dict[str, Any], directory: Path) -> str:
     ratios.set_ylabel("multiple of the if-chain's time (lower is better)")
     ratios.set_title("Relative to the hand-written if-chain")
     ratios.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    return _save(figure, directory, "perf-decide.png")
+    return _save(figure, directory, PICTURES["decide"])
 
 
 def compile_and_memory(decide_result: dict[str, Any], memory: Sequence[dict[str, Any]], directory: Path) -> str:
@@ -106,7 +107,7 @@ def compile_and_memory(decide_result: dict[str, Any], memory: Sequence[dict[str,
         axes.xaxis.set_major_formatter(_thousands)
         axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axes.grid(True, which="major", alpha=0.3)
-    return _save(figure, directory, "perf-compile-memory.png")
+    return _save(figure, directory, PICTURES["compile"])
 
 
 def oracle(result: dict[str, Any], directory: Path) -> str:
@@ -131,7 +132,7 @@ def oracle(result: dict[str, Any], directory: Path) -> str:
         axes.margins(y=0.15)
         axes.grid(True, axis="y", alpha=0.3)
     axes_row[-1].legend(fontsize=8, loc="upper left")
-    return _save(figure, directory, "perf-oracle.png")
+    return _save(figure, directory, PICTURES["oracle"])
 
 
 def serving(result: dict[str, Any], directory: Path) -> str:
@@ -157,7 +158,7 @@ def serving(result: dict[str, Any], directory: Path) -> str:
     bar_axes.set_title("Decisions/s at saturation")
     bar_axes.yaxis.set_major_formatter(_thousands)
     bar_axes.margins(y=0.12)
-    return _save(figure, directory, "perf-serving.png")
+    return _save(figure, directory, PICTURES["serve"])
 
 
 def scoreboard(targets: Sequence[Target], directory: Path) -> str:
@@ -183,22 +184,16 @@ def scoreboard(targets: Sequence[Target], directory: Path) -> str:
     axes.set_xlabel("measured ÷ target (below 1 is met; for 'at least' targets, target ÷ measured)")
     axes.set_xlim(0, max([1.3, *(s * 1.25 for s in shares if math.isfinite(s))]))
     axes.set_title("Targets from the language, compiler, runtime and model issues")
-    return _save(figure, directory, "perf-targets.png")
+    return _save(figure, directory, PICTURES["targets"])
 
 
 def draw_all(results: dict[str, Any], targets: Sequence[Target], directory: Path) -> dict[str, str]:
-    """Every picture the results allow: section name -> file name."""
-    drawn: dict[str, str] = {}
-    plans: list[tuple[str, Callable[[], str]]] = [
-        ("targets", lambda: scoreboard(targets, directory)),
-    ]
-    if "decide" in results:
-        plans.append(("decide", lambda: decide(results["decide"], directory)))
-        plans.append(("compile", lambda: compile_and_memory(results["decide"], results.get("memory") or [], directory)))
-    if "oracle" in results:
-        plans.append(("oracle", lambda: oracle(results["oracle"], directory)))
-    if "serve" in results:
-        plans.append(("serve", lambda: serving(results["serve"], directory)))
-    for section, draw in plans:
-        drawn[section] = draw()
-    return drawn
+    """Every picture the report links (``report.pictures``): section name -> file name."""
+    draw: dict[str, Callable[[], str]] = {
+        "targets": lambda: scoreboard(targets, directory),
+        "decide": lambda: decide(results["decide"], directory),
+        "compile": lambda: compile_and_memory(results["decide"], results.get("memory") or [], directory),
+        "oracle": lambda: oracle(results["oracle"], directory),
+        "serve": lambda: serving(results["serve"], directory),
+    }
+    return {section: draw[section]() for section in pictures(results)}

@@ -23,6 +23,27 @@ AREAS = {
 }
 
 
+# The pictures, by the section they illustrate (``bench.plots`` draws them).
+PICTURES = {
+    "targets": "perf-targets.png",
+    "decide": "perf-decide.png",
+    "compile": "perf-compile-memory.png",
+    "oracle": "perf-oracle.png",
+    "serve": "perf-serving.png",
+}
+# The result each picture is drawn from.
+_DRAWN_FROM = {"targets": None, "decide": "decide", "compile": "decide", "oracle": "oracle", "serve": "serve"}
+
+
+def pictures(results: dict[str, Any]) -> dict[str, str]:
+    """The pictures these results allow: section -> file name."""
+    return {
+        section: name
+        for section, name in PICTURES.items()
+        if _DRAWN_FROM[section] is None or _DRAWN_FROM[section] in results
+    }
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
