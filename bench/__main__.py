@@ -126,7 +126,9 @@ def write(results: dict[str, Any], out: Path) -> Path:
     from . import plots  # matplotlib is slow to import: only when drawing
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "performance.json").write_text(json.dumps(results, indent=1, default=_plain) + "\n")
+    text = json.dumps(results, indent=1, default=_plain) + "\n"
+    (out / "performance.json").write_text(text)
+    results = json.loads(text)  # the page is what --from would draw from the file
     targets = report_page.target_list(results)
     images = plots.draw_all(results, [t for _, t in targets], out / "img")
     page = out / "performance.md"

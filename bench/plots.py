@@ -52,7 +52,7 @@ def decide(result: dict[str, Any], directory: Path) -> str:
         width = 2.5 if name == COMPILED else 1.5
         times.plot(xs, ys, marker="o", color=COLOURS[name], linewidth=width, label=LABELS[name])
         if name != IF_CHAIN:
-            ratio = [y / case["us"][IF_CHAIN] for y, case in zip(ys, cases, strict=False)]
+            ratio = [case["ratio"][name] for case in cases if name in case["ratio"]]
             ratios.plot(xs, ratio, marker="o", color=COLOURS[name], linewidth=width, label=LABELS[name])
     for axes in (times, ratios):
         axes.set_xscale("log")
