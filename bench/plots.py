@@ -85,10 +85,12 @@ def compile_and_memory(decide_result: dict[str, Any], memory: Sequence[dict[str,
         xs, ys = zip(*points, strict=True)
         compile_axes.plot(xs, ys, marker="o", color=COLOURS[COMPILED], linewidth=2.5)
         for x, y in points:
-            compile_axes.annotate(f"{y:.2f} s", (x, y), textcoords="offset points", xytext=(-10, 8), fontsize=8)
+            compile_axes.annotate(f"{y:.2f} s", (x, y), textcoords="offset points", xytext=(8, -10), fontsize=8)
         if 10_000 in xs:
             compile_axes.plot([10_000], [5.0], marker="_", markersize=22, color=MISSED, markeredgewidth=2)
-            compile_axes.annotate("target < 5 s", (10_000, 5.0), textcoords="offset points", xytext=(8, -3), fontsize=8)
+            compile_axes.annotate(
+                "target < 5 s", (10_000, 5.0), textcoords="offset points", xytext=(-30, 8), fontsize=8
+            )
     compile_axes.set_title("Compile: source text to a ready engine")
     compile_axes.set_ylabel("seconds")
     if memory:
@@ -100,9 +102,11 @@ def compile_and_memory(decide_result: dict[str, Any], memory: Sequence[dict[str,
         memory_axes.legend(fontsize=8)
     memory_axes.set_title("Resident memory of a compiled ruleset")
     memory_axes.set_ylabel("MB (RSS)")
+    rules = sorted({case["rules"] for case in decide_result["cases"]} | {row["rules"] for row in memory})
     for axes in (compile_axes, memory_axes):
         axes.set_xscale("log")
         axes.set_yscale("log")
+        axes.set_xticks(rules)
         axes.set_xlabel("rules")
         axes.xaxis.set_major_formatter(_thousands)
         axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
