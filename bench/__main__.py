@@ -9,8 +9,8 @@ trips and model runs against a perfect oracle, the cost of a model, serving
 over HTTP against the framework floor, and hot reload. Then it writes
 ``performance.md``, ``performance.json`` (every figure, to redraw from) and
 ``img/perf-*.png`` into the output directory: the repository's docs/ for a
-full run, build/bench/ for a quick one, so a quick run never overwrites the
-published report.
+full run, build/bench/ for a quick or partial one (``--quick``, ``--only``),
+so that such a run never overwrites the published report.
 
 A run fails (exit status 1, no report written) when a contender decides
 differently from the reference, when the served decisions differ from the
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer rule counts, requests and repeats: under a minute")
-    parser.add_argument("--out", type=Path, help="where to write (default: docs/; build/bench/ with --quick)")
+    parser.add_argument("--out", type=Path, help="where to write (default: docs/; build/bench/ with --quick or --only)")
     parser.add_argument(
         "--redis", metavar="URL", help=f"Redis (default: $TAILOR_TEST_REDIS_URL or {serve.DEFAULT_REDIS})"
     )
@@ -158,7 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--from", dest="source", type=Path, metavar="FILE", help="redraw from a performance.json")
     args = parser.parse_args(argv)
-    out = args.out or (ROOT / "build" / "bench" if args.quick else ROOT / "docs")
+    partial = args.quick or args.only is not None
+    out = args.out.resolve() if args.out else ROOT / "build" / "bench" if partial else ROOT / "docs"
+    if args.source is not None:
+        args.source = args.source.resolve()
     os.chdir(ROOT)  # the benchmarks start servers and read the example ruleset relative to the repository
 
     if args.source is not None:
