@@ -667,7 +667,12 @@ def build_app(options: ServeOptions) -> FastAPI:
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
     store = open_store(options.redis, options.retention)
     service = DecisionService(
-        options.path, store, deadline_ms=options.deadline_ms, stats=stats, sample_every=options.sample_every
+        options.path,
+        store,
+        deadline_ms=options.deadline_ms,
+        stats=stats,
+        sample_every=options.sample_every,
+        freeze_heap=True,
     )
     served = service.open()
     where = f"Redis at {_without_password(options.redis)}" if options.redis else "the memory store"

@@ -32,6 +32,7 @@ from tailor.compiler.ruleset import Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
 from tailor.dsl.loader import ParseCache, display_name, rules_files
 
+from . import heap
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .loading import load
@@ -108,8 +109,10 @@ class DecisionService:
         sample_every: int = DEFAULT_SAMPLE_EVERY,
         keep: int = KEEP_VERSIONS,
         metrics: Metrics | None = None,
+        freeze_heap: bool = False,
     ):
         self.path = Path(path)
+        self.freeze_heap = freeze_heap  # see runtime/heap.py: for a server process, not a library user
         self.store = store
         self.deadline = deadline_ms / 1000.0
         self.stats = stats
@@ -165,6 +168,8 @@ class DecisionService:
         if current is not None:
             self.previous.append(current)
         self.current = served  # one assignment: requests see the old pair or the new one, never a mix
+        if self.freeze_heap:
+            log.debug("heap collected and frozen in %.0f ms", heap.settle() * 1000)
         return True
 
     def failed(self, diagnostics: Sequence[Diagnostic]) -> None:
