@@ -84,8 +84,7 @@ def targets(result: dict[str, float]) -> list[Target]:
         f"An absolute time, so it moves with the machine's speed: in this run one inference took {inference:.0f} µs, "
         f"against {EARLIER_INFERENCE_US:g} µs (and an extra cost of {EARLIER_EXTRA_US:g} µs) in an earlier run on "
         f"the same kind of machine. The rest of the extra cost, {max(0.0, extra - inference):.0f} µs here, is "
-        "mostly Python: loading the model's 14 inputs into the decision's values, building the input row, and "
-        "the checks of the rules the model's rule lets through."
+        "mostly Python: loading the model's 14 inputs into the decision's values and building its input row."
     )
     return [Target(f"a decision that runs a model costs ≤ {TARGET_US:g} µs more", extra, TARGET_US, " µs", why=why)]
 
