@@ -301,7 +301,8 @@ def _oracle_section(result: dict[str, Any], images: dict[str, str]) -> list[str]
         '"Inferences run" is below "models needed" where the prediction cache (60 s per user and input row)',
         "answered. The engine reads more features than a minimal proof: stage 1 fetches, in its one round trip,",
         "every feature a surviving candidate might need, because learning which ones matter would take a",
-        "second round trip. The extra features ride in the same Lua script, so they cost Redis CPU, not latency.",
+        "second round trip. The extra features ride in the same Lua script: they cost Redis CPU and a little",
+        "script time, not another round trip.",
         "",
     ]
     return out
@@ -406,7 +407,7 @@ def _reproduce_section(meta: dict[str, Any]) -> list[str]:
         f"{meta['db']} and empty it):",
         "",
         "```",
-        "python -m bench            # everything, about ten minutes; rewrites this page and docs/img/perf-*.png",
+        "python -m bench            # everything, 7 to 10 minutes; rewrites this page and docs/img/perf-*.png",
         "python -m bench --quick    # under a minute, into build/bench/; CI runs it",
         "python -m bench --from docs/performance.json   # redraw the page and pictures without measuring",
         "```",
