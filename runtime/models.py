@@ -47,8 +47,8 @@ ADD_METADATA_HINT = (
 )
 
 
-class ModelError(Exception):
-    """A model file tailor cannot use: what is wrong, and what to do about it."""
+class HintedError(Exception):
+    """What is wrong, and what to do about it: the two parts a message to a user needs."""
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
@@ -57,6 +57,10 @@ class ModelError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ModelError(HintedError):
+    """A model file tailor cannot use."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from tailor.dsl.printer import duration_text, expression_text
 
 from .events import DEFAULT_RETENTION, Event
 from .memory_store import MemoryStore
-from .models import ModelError, read_model
+from .models import HintedError, ModelError, read_model
 
 LABEL_WINDOW = 1800.0
 AGREEMENT = 1e-5  # how closely ONNX Runtime must reproduce LightGBM
@@ -51,16 +51,8 @@ IMPRESSION = "impression"
 PROFILE = "profile"
 
 
-class TrainError(Exception):
-    """Training cannot go on: what is wrong, and what to do about it."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message} ({self.hint})"
+class TrainError(HintedError):
+    """Training cannot go on."""
 
 
 # --- features ------------------------------------------------------------------------
