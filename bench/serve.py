@@ -72,7 +72,7 @@ import orjson
 import redis
 
 import tailor
-from tailor.compiler.evaluate import Decider
+from tailor.compiler.decide import Decider
 from tailor.compiler.features import COUNTER_EVENTS
 from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tailor.compiler.evaluate import Decider, Decision, Explanation, Outcomes, explain
+from tailor.compiler.decide import Decider, Decision, Outcomes
+from tailor.compiler.explain import Explanation, explain
 from tailor.compiler.ruleset import Ruleset
 
 from .events import Event, RecordResult

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tailor.compiler.evaluate import Decision, SlotDecision
+from tailor.compiler.decide import Decision, SlotDecision
 from tailor.compiler.features import FeatureKind
 from tailor.compiler.frontend import has_errors, read_and_check
 from tailor.compiler.plan import value_type
@@ -470,7 +470,7 @@ def render_junit(report: Report) -> str:
 
 def render_explain_json(data: Mapping[str, Any]) -> str:
     """The text ``Explanation.render()`` gives, from the JSON of POST /v1/explain."""
-    from tailor.compiler.evaluate import CandidateTrace, Explanation, SlotTrace
+    from tailor.compiler.explain import CandidateTrace, Explanation, SlotTrace
 
     explain = data.get("explain") or {}
     ref = data.get("ruleset")

@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tailor.compiler.evaluate import Decider, Outcomes, explain, predicate_outcomes
+from tailor.compiler.decide import Decider, Outcomes
+from tailor.compiler.explain import explain
+from tailor.compiler.feedback import predicate_outcomes
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all

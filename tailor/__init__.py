@@ -7,7 +7,8 @@ decision = engine.decide(user_id="u42", context={"page": "home"}, features={"use
 decision.slots["hero"].content
 """
 
-from tailor.compiler.evaluate import CandidateTrace, Decision, Explanation, SlotDecision, SlotTrace
+from tailor.compiler.decide import Decision, SlotDecision
+from tailor.compiler.explain import CandidateTrace, Explanation, SlotTrace
 from tailor.compiler.ruleset import RuleInfo, Ruleset, loads
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
 from tailor.dsl.parser import parse

@@ -18,7 +18,7 @@ import lightgbm
 import numpy as np
 import pytest
 
-from tailor.compiler.evaluate import Decider
+from tailor.compiler.decide import Decider
 from tailor.runtime.inference import ModelRunner
 from tailor.runtime.loading import load
 from tailor.runtime.memory_store import MemoryStore

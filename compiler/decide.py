@@ -1,0 +1,188 @@
+"""Running a compiled plan for one request: the hot path.
+
+Stage 0 on the context, one fetch of the store features still needed,
+stage 1, then per slot a best-first walk over the surviving candidates.
+The caller does the fetch (sync or async), so this module does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .features import FeatureKind, FeatureRef
+from .ir import predicate_features
+from .ruleset import Ruleset
+from .values import Values
+
+NEEDED_CACHE_SIZE = 4096
+
+RunModel = Callable[[str, Values], Any]  # (model name, the decision's values) -> probability or None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDecision:
+    content: str | None
+    payload: dict[str, Any] | None
+    rule: str | None
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if self.content is None:
+            return None
+        return {"content": self.content, "payload": self.payload, "rule": self.rule}
+
+
+NOTHING = SlotDecision(None, None, None)
+
+
+class Decision(NamedTuple):
+    """One decision. A named tuple: immutable, and the cheapest object to build per request."""
+
+    slots: dict[str, SlotDecision]
+    ruleset: str
+    version: str
+    models_run: tuple[str, ...] = ()
+    fetched: tuple[str, ...] = ()
+    degraded: bool = False
+
+
+class Outcomes:
+    """What a decision knew: its values and which candidates survived the tables.
+
+    The values are built only when something reads them (a stage-2 check,
+    explain): most decisions are settled by the tables alone.
+    """
+
+    __slots__ = ("_factory", "_values", "alive", "decision")
+
+    def __init__(self, decision: Decision, values: Values | None, alive: int, factory: Callable[[], Values]):
+        self.decision = decision
+        self.alive = alive
+        self._values = values
+        self._factory = factory
+
+    @property
+    def values(self) -> Values:
+        if self._values is None:
+            self._values = self._factory()
+        return self._values
+
+
+class Decider:
+    """Precomputed per-ruleset state for deciding fast."""
+
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        plan = ruleset.plan
+        self._plan = plan
+        self._compiled = ruleset.compiled
+        self._types = {text: _type_of(plan, text) for text in plan.features}
+        # One immutable answer per rule and per default, shared by every decision.
+        self._answers = [
+            SlotDecision(c.rule.content, ruleset.payload(c.rule.content), c.rule.name) for c in plan.conjunctions
+        ]
+        self._slot_masks = {name: slot.mask for name, slot in plan.slots.items()}
+        self._defaults = {
+            name: SlotDecision(slot.default, ruleset.payload(slot.default), None) if slot.default else NOTHING
+            for name, slot in plan.slots.items()
+        }
+        self._slot_plans = tuple((name, self._slot_masks[name], self._defaults[name]) for name in plan.slots)
+        self._needed_by_alive: dict[int, tuple[str, ...]] = {}
+        # For sampling: each predicate with its text and the non-context features it reads.
+        self.predicate_index = [
+            (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind is not FeatureKind.CONTEXT))
+            for p in plan.predicates
+        ]
+
+    def _needed(self, alive: int) -> tuple[str, ...]:
+        """Store features to fetch; requests with the same context share the answer."""
+        cache = self._needed_by_alive
+        needed = cache.get(alive)
+        if needed is None:
+            if len(cache) >= NEEDED_CACHE_SIZE:
+                cache.clear()
+            needed = cache[alive] = tuple(self._compiled.needed(alive))
+        return needed
+
+    def begin(self, context: Mapping[str, Any], slots: Iterable[str] | None = None) -> tuple[int, tuple[str, ...]]:
+        """Stage 0: the surviving candidates of the requested slots, and the store features they still need."""
+        alive = self._compiled.stage0(context)
+        if slots is not None:
+            masks = self._slot_masks
+            alive &= sum(masks.get(slot, 0) for slot in set(slots))
+        needed = self._needed_by_alive.get(alive)
+        return alive, needed if needed is not None else self._needed(alive)
+
+    def refs(self, texts: Iterable[str]) -> list[FeatureRef]:
+        features = self._plan.features
+        return [features[text] for text in texts]
+
+    def finish(
+        self,
+        context: Mapping[str, Any],
+        alive: int,
+        needed: tuple[str, ...],
+        fetched: Mapping[str, Any],
+        slots: Iterable[str] | None = None,
+        run_model: RunModel | None = None,
+        degraded: bool = False,
+    ) -> Outcomes:
+        """Stages 1 and 2, once the store features have been fetched."""
+        alive = self._compiled.stage1(alive, fetched)
+        values: Values | None = None
+
+        def make_values() -> Values:
+            return Values(context, fetched, self._plan.features, self._types, run_model)
+
+        checks = self._compiled.checks
+        answers = self._answers
+        result: dict[str, SlotDecision] = {}
+        for slot, mask, default in self._slot_plans if slots is None else self._requested(slots):
+            candidates = alive & mask
+            answer = default
+            while candidates:
+                lowest = candidates & -candidates
+                bit = lowest.bit_length() - 1
+                check = checks[bit]
+                if check is None:
+                    answer = answers[bit]
+                    break
+                if values is None:
+                    values = make_values()
+                if check(values):
+                    answer = answers[bit]
+                    break
+                candidates ^= lowest
+            result[slot] = answer
+        ruleset = self.ruleset
+        if values is not None:
+            models_run = tuple(values.models_run)
+            degraded = degraded or bool(values.models_failed)
+        else:
+            models_run = ()
+        decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
+        return Outcomes(decision, values, alive, make_values)
+
+    def _requested(self, slots: Iterable[str]) -> list[tuple[str, int, SlotDecision]]:
+        masks, defaults = self._slot_masks, self._defaults
+        return [(slot, masks.get(slot, 0), defaults.get(slot, NOTHING)) for slot in slots]
+
+    def decide(
+        self,
+        context: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None,
+        slots: Iterable[str] | None = None,
+        run_model: RunModel | None = None,
+    ) -> Outcomes:
+        """The whole decision with every store feature supplied by the caller."""
+        context = context if context is not None else {}
+        slots = tuple(slots) if slots is not None else None
+        alive, needed = self.begin(context, slots)
+        return self.finish(context, alive, needed, features if features is not None else {}, slots, run_model)
+
+
+def _type_of(plan: Any, text: str) -> str:
+    from .plan import value_type
+
+    return value_type(plan.features[text], plan.attribute_types)

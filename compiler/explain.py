@@ -1,0 +1,189 @@
+"""Why a decision came out as it did: per slot, the better-ranked rules and what stopped each.
+
+``explain`` replays a decision with the values it read (it never fetches
+more) and reports the winner, the rules ranked above it that did not fire
+with the value that stopped each one, and how many lower rules were never
+looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decide import Decider, Decision, Outcomes, SlotDecision
+from .features import FeatureKind
+from .ir import Atom, Predicate, Test, value_text
+from .plan import Conjunction, PlannedRule
+from .values import Values, condition_value, predicate_value
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateTrace:
+    rule: str
+    priority: int
+    content: str
+    won: bool
+    reason: str  # e.g. 'p_click = 0.62, needed > 0.7'
+    file: str = ""
+    line: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "priority": self.priority,
+            "content": self.content,
+            "won": self.won,
+            "reason": self.reason,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SlotTrace:
+    slot: str
+    decision: SlotDecision
+    served: str  # "rule", "default" or "nothing"
+    candidates: tuple[CandidateTrace, ...]
+    outranked: int  # rules ranked below the winner, never looked at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "served": self.served,
+            "decision": self.decision.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "outranked": self.outranked,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    slots: dict[str, SlotTrace]
+    values: dict[str, Any] = field(default_factory=dict)  # every feature value the decision read
+    model_inputs: dict[str, dict[str, float]] = field(default_factory=dict)  # per model run: input -> value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slots": {name: trace.to_dict() for name, trace in self.slots.items()},
+            "fetched": list(self.decision.fetched),
+            "models": {name: self.values.get(name) for name in self.decision.models_run},
+            "model_inputs": self.model_inputs,
+            "values": self.values,
+        }
+
+    def render(self) -> str:
+        """Plain text for people: per slot, the answer and why better rules lost."""
+        lines = []
+        for name, trace in self.slots.items():
+            answer = trace.decision.content or "nothing"
+            how = {"rule": f"rule {trace.decision.rule}", "default": "the slot's default", "nothing": "no rule fired"}
+            lines.append(f"{name}: {answer}  (by {how[trace.served]})")
+            for candidate in trace.candidates:
+                mark = "✓" if candidate.won else "✗"
+                where = f"  [{candidate.file}:{candidate.line}]" if candidate.file else ""
+                lines.append(
+                    f"  {mark} {candidate.rule} (priority {candidate.priority}) -> {candidate.content}: "
+                    f"{candidate.reason}{where}"
+                )
+            if trace.outranked:
+                lines.append(f"  … {trace.outranked} lower-ranked rule(s) not considered")
+        if self.decision.fetched:
+            lines.append("fetched: " + ", ".join(self.decision.fetched))
+        for model in self.decision.models_run:
+            lines.append(f"model {model} = {_show(self.values.get(model))}")
+            for text, value in self.model_inputs.get(model, {}).items():
+                lines.append(f"  {text} = {'unknown' if value != value else _show(value)}")
+        return "\n".join(lines)
+
+
+def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
+    plan = decider.ruleset.plan
+    decision = outcomes.decision
+    values = outcomes.values
+    traces: dict[str, SlotTrace] = {}
+    for slot, answer in decision.slots.items():
+        slot_plan = plan.slots.get(slot)
+        if slot_plan is None:
+            traces[slot] = SlotTrace(slot, answer, "nothing", (), 0)
+            continue
+        by_rule: dict[str, list[Conjunction]] = {}
+        for bit in range(slot_plan.first_bit, slot_plan.last_bit + 1):
+            conjunction = plan.conjunctions[bit]
+            by_rule.setdefault(conjunction.rule.name, []).append(conjunction)
+        candidates = []
+        outranked = 0
+        won = False
+        for conjunctions in by_rule.values():
+            rule = conjunctions[0].rule
+            if won:
+                outranked += 1
+                continue
+            if answer.rule == rule.name:
+                won = True
+                candidates.append(_trace(rule, True, _holds_reason(conjunctions, values, outcomes.alive)))
+            else:
+                candidates.append(_trace(rule, False, _failure_reason(conjunctions, values)))
+        served = "rule" if answer.rule else ("default" if answer.content else "nothing")
+        traces[slot] = SlotTrace(slot, answer, served, tuple(candidates), outranked)
+    return Explanation(decision, traces, dict(values), dict(values.model_inputs))
+
+
+def _trace(rule: PlannedRule, won: bool, reason: str) -> CandidateTrace:
+    return CandidateTrace(rule.name, rule.priority, rule.content, won, reason, rule.file, rule.line)
+
+
+def _failure_reason(conjunctions: list[Conjunction], values: Values) -> str:
+    reasons = []
+    for conjunction in conjunctions:
+        if conjunction.formula is not None:
+            verdict = condition_value(conjunction.formula, values)
+            reasons.append("its condition is " + ("unknown" if verdict is None else "false"))
+            continue
+        # Tables first, as the decision did; a model is only read if the tables let this rule through.
+        for predicate in (*conjunction.atoms, *conjunction.residual):
+            verdict = predicate_value(predicate, values)
+            if verdict is not True:
+                reasons.append(_why_not(predicate, values, verdict))
+                break
+        else:
+            reasons.append("its condition holds")
+    unique = list(dict.fromkeys(reasons))
+    return "; or ".join(unique) if unique else "its condition can never be true"
+
+
+def _holds_reason(conjunctions: list[Conjunction], values: Values, alive: int) -> str:
+    for conjunction in conjunctions:
+        if not (alive >> conjunction.bit) & 1:
+            continue
+        if conjunction.formula is not None:
+            return "its condition is true"
+        shown = [_shown(p, values) for p in (*conjunction.atoms, *conjunction.residual)]
+        return ", ".join(shown) if shown else "it always applies"
+    return "its condition is true"
+
+
+def _shown(predicate: Predicate, values: Values) -> str:
+    if isinstance(predicate, Atom):
+        return f"{predicate.feature.text} = {_show(values[predicate.feature.text])}"
+    return predicate.text()
+
+
+def _why_not(predicate: Predicate, values: Values, verdict: bool | None) -> str:
+    if isinstance(predicate, Atom):
+        text = predicate.feature.text
+        value = values[text]
+        need = predicate.text()[len(text) + 1 :]
+        if value is None and predicate.op not in ("missing", "present"):
+            return f"{text} is unknown, needed {need}"
+        if predicate.feature.kind is FeatureKind.MODEL and isinstance(value, float):
+            return f"{text} = {round(value, 4)}, needed {need}"  # a score's float32 tail says nothing
+        return f"{text} = {_show(value)}, needed {need}"
+    assert isinstance(predicate, Test)
+    return f"{predicate.text()} is " + ("unknown" if verdict is None else "false")
+
+
+def _show(value: Any) -> str:
+    return "unknown" if value is None else value_text(value)
