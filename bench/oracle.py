@@ -48,7 +48,7 @@ from typing import Any
 
 from tailor.compiler.check import Program
 from tailor.compiler.features import FeatureKind, FeatureRef
-from tailor.compiler.models import input_vector
+from tailor.compiler.model_inputs import input_vector
 from tailor.compiler.ruleset import Ruleset
 from tailor.dsl import ast
 from tailor.dsl.printer import expression_text

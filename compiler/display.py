@@ -1,11 +1,90 @@
-"""A decision plan shown to people: as text, or as a Graphviz DAG."""
+"""Each compiler stage's product shown to people (``tailor compile --emit STAGE``).
+
+The program as checked, the rules in normal form, the models' inputs, the
+decision plan as text or as a Graphviz DAG, and the generated Python.
+"""
 
 from __future__ import annotations
 
 import json
 
-from .ir import Predicate, predicate_features
+from tailor.dsl.printer import expression_text
+
+from .check import Program
+from .ir import Predicate, condition_text, predicate_features
+from .model_inputs import ModelInputs
+from .normalize import DNF_LIMIT, NormalProgram
+from .pipeline import Compilation
 from .plan import STAGE_CONTEXT, STAGE_MODEL, STAGE_STORE, DecisionPlan, feature_stage
+
+EMITS = ("check", "normalize", "model_inputs", "plan", "dot", "python")
+
+
+def stage_text(compilation: Compilation, emit: str, version: str = "") -> str:
+    """What ``--emit`` prints: ``emit`` is a stage's name, ``dot`` (the plan as a graph) or ``python``."""
+    if emit == "check":
+        return program_text(compilation.program)
+    if emit == "normalize":
+        return normal_text(compilation.normal)
+    if emit == "model_inputs":
+        return model_inputs_text(compilation.model_inputs or {})
+    if emit == "plan":
+        return plan_text(compilation.plan, version)
+    if emit == "dot":
+        return plan_dot(compilation.plan)
+    if emit in ("python", "generate"):
+        return compilation.compiled.source
+    raise ValueError(f"nothing to emit called {emit!r}; choose one of {', '.join(EMITS)}")
+
+
+def program_text(program: Program) -> str:
+    """The checked program: its declarations by kind, and every attribute's type."""
+    lines = [f"ruleset {program.name}", ""]
+    lines += [f"content {name}" for name in program.contents]
+    lines += [f"segment {name} = {expression_text(decl.condition)}" for name, decl in program.segments.items()]
+    lines += [f'model {name} = "{decl.path.value}"' for name, decl in program.models.items()]
+    lines.append("")
+    for slot in program.slots:
+        default = program.defaults.get(slot)
+        lines.append(f"slot {slot}  (default: {default.content.name if default else 'nothing'})")
+        for rule in program.rules:
+            if rule.slot == slot:
+                condition = expression_text(rule.decl.condition)
+                lines.append(f"  rule {rule.name} (priority {rule.priority}) -> {rule.decl.content.name}: {condition}")
+    if program.attribute_types:
+        lines += ["", "attribute types"]
+        lines += [f"  {text}: {kind}" for text, kind in sorted(program.attribute_types.items())]
+    return "\n".join(lines) + "\n"
+
+
+def normal_text(normal: NormalProgram) -> str:
+    """One line per rule's normal form, then one per conjunction of its DNF when there are several."""
+    lines = [f"ruleset {normal.program.name}: {len(normal.rules)} rules in normal form", ""]
+    for normal_rule in normal.rules:
+        rule = normal_rule.rule
+        lines.append(f"rule {rule.name}  (slot {rule.slot}, priority {rule.priority})")
+        lines.append(f"  when {condition_text(normal_rule.condition)}")
+        if normal_rule.disjuncts is None:
+            lines.append(f"  dnf: more than {DNF_LIMIT} conjunctions, kept whole")
+        elif len(normal_rule.disjuncts) > 1:
+            for conjunction in normal_rule.disjuncts:
+                lines.append("  or: " + (" and ".join(p.text() for p in conjunction) or "true"))
+    return "\n".join(lines) + "\n"
+
+
+def model_inputs_text(inputs: ModelInputs) -> str:
+    """Each model's inputs in order, with the features each reads."""
+    if not inputs:
+        return "no models\n"
+    lines = []
+    for model, model_inputs in inputs.items():
+        lines.append(f"model {model}: {len(model_inputs)} inputs")
+        for index, model_input in enumerate(model_inputs):
+            kind = "true/false" if model_input.condition is not None else "number"
+            reads = ", ".join(ref.text for ref in model_input.refs)
+            lines.append(f"  {index}: {model_input.text}  [{kind}; reads {reads}]")
+    return "\n".join(lines) + "\n"
+
 
 STAGE_NAMES = {
     STAGE_CONTEXT: "stage 0: request context (free)",

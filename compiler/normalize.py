@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from tailor.dsl import ast
 
-from .check import Program
+from .check import CheckedRule, Program
 from .features import FeatureRef, attribute_ref, call_key, call_ref, model_ref
 from .ir import (
     FALSE,
@@ -51,6 +52,34 @@ DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
 # build the union anew on each call.
 _CONDITION_NODES = (ast.And, ast.Or, ast.Not, ast.Compare, ast.IsMissing, ast.Boolean)
 _TRUTH_LITERALS = (ast.ListLiteral, ast.Boolean)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalRule:
+    """A rule with its condition in normal form, and that form's DNF."""
+
+    rule: CheckedRule
+    condition: Condition
+    disjuncts: tuple[tuple[Predicate, ...], ...] | None  # None: larger than DNF_LIMIT, kept whole
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NormalProgram:
+    """The normalize stage's product: every rule's condition in normal form, in the program's order."""
+
+    program: Program
+    rules: tuple[NormalRule, ...]
+
+
+def normalize(program: Program) -> NormalProgram:
+    """Every rule's condition in normal form, sharing (interning) predicates between rules."""
+    normalizer = Normalizer(program)
+    rules = []
+    for checked in program.rules:
+        condition = normalizer.condition(checked.decl.condition)
+        disjuncts = normalizer.dnf(condition)
+        rules.append(NormalRule(checked, condition, None if disjuncts is None else tuple(disjuncts)))
+    return NormalProgram(program, tuple(rules))
 
 
 class Normalizer:
@@ -86,7 +115,12 @@ class Normalizer:
         return ref
 
     def condition(self, expr: ast.Expr) -> Condition:
+        """A rule's condition: what matters is only when it is *true*."""
         return self.simplify(self._condition(expr, negated=False))
+
+    def exact_condition(self, expr: ast.Expr) -> Condition:
+        """A condition used as a value (a model's true/false input): unknown stays unknown."""
+        return self._condition(expr, False, exact=True)
 
     # --- negation normal form ---
 

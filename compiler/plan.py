@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from .check import Program
 from .features import FeatureKind, FeatureRef
 from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features, predicates
+from .normalize import NormalProgram, compare
 
 if TYPE_CHECKING:
-    from .models import ModelInput
-from .normalize import Normalizer, compare
+    from .model_inputs import ModelInput
 
 # Cost tiers: what it takes to learn a predicate's value.
 COST_CONTEXT = 0.0  # sent with the request
@@ -192,16 +192,16 @@ class DecisionPlan:
 
 
 def build_plan(
-    program: Program,
+    normal: NormalProgram,
     stats: PredicateStats | None = None,
     model_inputs: Mapping[str, tuple[ModelInput, ...]] | None = None,
 ) -> DecisionPlan:
-    """``model_inputs`` names what each model reads, so stage 1 fetches it with everything else."""
+    """The plan stage. ``model_inputs`` names what each model reads, so stage 1 fetches it with everything else."""
+    program = normal.program
     model_inputs = dict(model_inputs or {})
     stats = stats or PredicateStats()
-    normalizer = Normalizer(program)
     slot_index = {slot: index for index, slot in enumerate(program.slots)}
-    ordered = sorted(program.rules, key=lambda r: (slot_index[r.slot], -r.priority, r.order))
+    ordered = sorted(normal.rules, key=lambda n: (slot_index[n.rule.slot], -n.rule.priority, n.rule.order))
     rules: list[PlannedRule] = []
     conjunctions: list[Conjunction] = []
     slot_bits: dict[str, list[int]] = {slot: [] for slot in program.slots}
@@ -214,8 +214,9 @@ def build_plan(
             order = orders[predicate] = (rank(predicate, stats), predicate.text())
         return order
 
-    for checked in ordered:
-        condition = normalizer.condition(checked.decl.condition)
+    for normal_rule in ordered:
+        checked = normal_rule.rule
+        condition = normal_rule.condition
         rule = PlannedRule(
             checked.name,
             checked.slot,
@@ -227,7 +228,7 @@ def build_plan(
             checked.decl.span.line if checked.decl.span else 0,
         )
         rules.append(rule)
-        expanded = normalizer.dnf(condition)
+        expanded = normal_rule.disjuncts
         if expanded is None:
             bit = len(conjunctions)
             conjunctions.append(Conjunction(bit, rule, (), (), condition))

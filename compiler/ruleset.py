@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
-from tailor.dsl.loader import ParsedFile
-from tailor.dsl.parser import collector_paused, parse_source
+from tailor.dsl.loader import RULES_SUFFIX, ParsedFile
+from tailor.dsl.parser import parse_source
 from tailor.dsl.source import Source
 
 from .check import Program
-from .codegen import CompiledPlan, generate
-from .frontend import check_files
-from .models import ModelInput
-from .plan import DecisionPlan, PredicateStats, build_plan
+from .codegen import CompiledPlan
+from .pipeline import Compilation, compile_ruleset
+from .plan import DecisionPlan, PredicateStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +51,20 @@ class Ruleset:
     def slots(self) -> tuple[str, ...]:
         return self.program.slots
 
+    @classmethod
+    def of(
+        cls,
+        compilation: Compilation,
+        version: str,
+        files: tuple[str, ...] = (),
+        models: Mapping[str, Any] | None = None,
+    ) -> Ruleset:
+        """A complete compilation as a ruleset to serve; ``models`` are the loaded model files."""
+        program, plan, compiled = compilation.program, compilation.plan, compilation.compiled
+        if program is None or plan is None or compiled is None:
+            raise ValueError("the compilation did not complete: " + ", ".join(compilation.completed))
+        return cls(program.name, version, program, plan, compiled, files, models=dict(models or {}))
+
     def payload(self, content: str) -> dict[str, Any] | None:
         decl = self.program.contents.get(content)
         return decl.payload if decl is not None else None
@@ -65,20 +78,6 @@ def _line(node: Any) -> int:
     return node.span.line if node.span is not None else 0
 
 
-def compile_program(
-    program: Program,
-    version: str,
-    files: tuple[str, ...] = (),
-    stats: PredicateStats | None = None,
-    model_inputs: Mapping[str, tuple[ModelInput, ...]] | None = None,
-    models: Mapping[str, Any] | None = None,
-) -> Ruleset:
-    """``models`` are the loaded model files (the runtime reads them); ``model_inputs`` what each reads."""
-    with collector_paused():
-        plan = build_plan(program, stats, model_inputs)
-        return Ruleset(program.name, version, program, plan, generate(plan), files, models=dict(models or {}))
-
-
 def source_version(files: Sequence[ParsedFile | tuple[str, str]]) -> str:
     digest = hashlib.sha256()
     for entry in files:
@@ -90,15 +89,21 @@ def source_version(files: Sequence[ParsedFile | tuple[str, str]]) -> str:
 def loads(
     text: str, name: str = "ruleset", *, filename: str | None = None, stats: PredicateStats | None = None
 ) -> Ruleset:
-    """Check and compile one file's text; raise ``RulesError`` on errors."""
-    filename = filename or f"{name}.rules"
+    """Check and compile one file's text; raise ``RulesError`` on errors.
+
+    ``name`` is the ruleset's name when the text declares none; a name ending
+    in ``.rules`` is the file's name, and the ruleset is named after its stem.
+    """
+    if name.endswith(RULES_SUFFIX):
+        filename = filename or name
+        name = name.removesuffix(RULES_SUFFIX)
+    filename = filename or f"{name}{RULES_SUFFIX}"
     module, problems = parse_source(Source(filename, text))
     digest = hashlib.sha256(text.encode()).hexdigest()
     parsed = ParsedFile(Path(filename), module, tuple(problems), digest)
-    with collector_paused():
-        program, diagnostics = check_files([parsed], name)
-    raise_on_errors(diagnostics)
-    return compile_program(program, source_version([parsed]), (filename,), stats)
+    compilation = compile_ruleset([parsed], name=name, stats=stats)
+    raise_on_errors(compilation.diagnostics)
+    return Ruleset.of(compilation, source_version([parsed]), (filename,))
 
 
 def raise_on_errors(diagnostics: list[Diagnostic]) -> None:

@@ -170,3 +170,7 @@ def render_github(diag: Diagnostic) -> str:
     if diag.span is None:
         return f"::{kind} file={diag.file}::{message}"
     return f"::{kind} file={diag.file},line={diag.line},col={diag.column}::{message}"
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)

@@ -98,3 +98,10 @@ def read_file(path: Path, cache: ParseCache | None = None) -> ParsedFile:
 
 def read_ruleset(root: Path, cache: ParseCache | None = None) -> list[ParsedFile]:
     return [read_file(path, cache) for path in rules_files(root)]
+
+
+def ruleset_name(root: Path) -> str:
+    """A ruleset's name when its files declare none: the file's stem, or the directory's name."""
+    if root.is_file():
+        return root.name.removesuffix(RULES_SUFFIX) if root.name.endswith(RULES_SUFFIX) else root.stem
+    return root.resolve().name

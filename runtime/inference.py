@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from tailor.compiler.models import input_vector
+from tailor.compiler.model_inputs import input_vector
 from tailor.compiler.ruleset import Ruleset
 from tailor.compiler.values import Values
 

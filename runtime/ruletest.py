@@ -21,17 +21,16 @@ from typing import Any
 
 from tailor.compiler.decide import Decision, SlotDecision
 from tailor.compiler.features import FeatureKind
-from tailor.compiler.frontend import has_errors, read_and_check
 from tailor.compiler.plan import value_type
-from tailor.compiler.ruleset import RuleInfo, Ruleset, compile_program, source_version
+from tailor.compiler.ruleset import RuleInfo, Ruleset
 from tailor.compiler.values import Values, predicate_value
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
-from tailor.dsl.loader import ParsedFile, display_name, is_test_file, read_file, rules_files
-from tailor.dsl.parser import collector_paused
+from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, has_errors, sorted_unique
+from tailor.dsl.loader import ParsedFile, is_test_file, read_file, rules_files
 from tailor.dsl.printer import expression_text
 
 from .engine import Engine
+from .ruleset_loader import compile_path
 
 NOTHING, DEFAULT = "nothing", "default"
 
@@ -122,13 +121,10 @@ def test_files(root: Path) -> tuple[Path, list[Path]]:
 def prepare(root: Path) -> tuple[Suite | None, list[Diagnostic]]:
     """Compile the ruleset (without its models) and check its tests; None when anything has errors."""
     ruleset_root, paths = test_files(root)
-    with collector_paused():
-        files, program, diagnostics = read_and_check(ruleset_root)
-    if program is None or has_errors(diagnostics):
-        return None, diagnostics
-    version = source_version(files)
-    with collector_paused():
-        ruleset = compile_program(program, version, tuple(display_name(f.path) for f in files))
+    loaded = compile_path(ruleset_root, models=False)
+    if not loaded.compilation.ok:
+        return None, loaded.diagnostics
+    ruleset = loaded.ruleset()
     parsed = [read_file(path) for path in paths]
     problems = [d for f in parsed for d in f.diagnostics]
     if has_errors(problems):

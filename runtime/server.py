@@ -39,8 +39,8 @@ from tailor.compiler.plan import PredicateStats
 
 from .buckets import Scheme
 from .events import DEFAULT_RETENTION, Event, EventRejected
-from .loading import load
 from .reload import Reloader
+from .ruleset_loader import load
 from .service import (
     DEFAULT_DEADLINE_MS,
     DEFAULT_SAMPLE_EVERY,

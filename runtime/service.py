@@ -37,8 +37,8 @@ from tailor.dsl.loader import ParseCache, display_name, rules_files
 from . import heap
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
-from .loading import load
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
+from .ruleset_loader import load
 from .store import FeatureStore
 
 log = logging.getLogger("tailor.runtime")

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from tailor.compiler.check import check
 from tailor.compiler.features import FeatureKind, FeatureRef
-from tailor.compiler.models import ModelInput, compile_inputs, input_vector
+from tailor.compiler.model_inputs import ModelInput, input_vector
+from tailor.compiler.pipeline import compile_ruleset
 from tailor.compiler.plan import value_type
 from tailor.compiler.values import Values
 from tailor.dsl.diagnostics import RulesError
@@ -81,13 +81,12 @@ def parse_feature(text: str) -> ModelInput:
         raise TrainError(
             f"feature {source} is not an expression of the rules language: {first.message}", first.hint
         ) from None
-    program, _ = check([], FEATURES)
-    inputs, problems = compile_inputs(program, FEATURES, [canonical], None)
-    if problems:
-        first = problems[0]
+    compilation = compile_ruleset([], name=FEATURES, model_features={FEATURES: [canonical]}, until="model_inputs")
+    if compilation.diagnostics:
+        first = compilation.diagnostics[0]
         problem = first.message.removeprefix(f"model {FEATURES}: input 1 ({canonical}): ")
         raise TrainError(f"feature {source}: {problem}", first.hint or FEATURE_HINT)
-    return inputs[0]
+    return compilation.model_inputs[FEATURES][0]
 
 
 def parse_features(texts: Iterable[str]) -> list[ModelInput]:

@@ -14,8 +14,8 @@ from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity
 from tailor.dsl.parser import parse
 from tailor.runtime.engine import Engine
 from tailor.runtime.events import Event
-from tailor.runtime.loading import load
 from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.ruleset_loader import load
 
 __all__ = [
     "CandidateTrace",

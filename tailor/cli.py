@@ -15,12 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailor.compiler.frontend import has_errors, lint_path
 from tailor.dsl.ast import DURATION_UNITS
-from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity, render, render_github
+from tailor.dsl.diagnostics import Diagnostic, RulesError, Severity, has_errors, render, render_github
 from tailor.dsl.formatter import format_text
 from tailor.dsl.loader import display_name, rules_files
-from tailor.runtime.loading import check_models
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -79,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "  tailor compile rulesets/retail --emit dot | dot -Tsvg > plan.svg",
     )
     compile_.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
-    compile_.add_argument("--emit", choices=("plan", "dot", "python"), default="plan", help="what to print")
+    compile_.add_argument(
+        "--emit",
+        choices=("check", "normalize", "model_inputs", "plan", "dot", "python"),
+        default="plan",
+        help="which stage's product to print: the checked program, the rules in normal form, the models' inputs, "
+        "the decision plan (as text or as a Graphviz graph), or the generated Python",
+    )
+    compile_.add_argument("--timings", action="store_true", help="print each stage's time on stderr")
     compile_.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
     compile_.set_defaults(run=_compile)
 
@@ -265,12 +270,13 @@ def _missing(paths: Sequence[Path]) -> list[Path]:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    from tailor.runtime.ruleset_loader import lint_path
+
     if _missing(args.paths):
         return EXIT_USAGE
     diagnostics: list[Diagnostic] = []
     for path in args.paths:
         diagnostics.extend(lint_path(path, retention=args.retention))
-        diagnostics.extend(check_models(path))
     _print_diagnostics(diagnostics, args.format)
     failing = has_errors(diagnostics) or (args.strict and diagnostics)
     return EXIT_PROBLEMS if failing else EXIT_OK
@@ -338,26 +344,33 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from tailor.compiler.display import plan_dot, plan_text
-    from tailor.runtime.loading import load
+    from tailor.compiler.display import stage_text
+    from tailor.compiler.plan import PredicateStats
+    from tailor.runtime.ruleset_loader import compile_path
 
     if _missing([args.path]) or (args.stats is not None and _missing([args.stats])):
         return EXIT_USAGE
     try:
-        ruleset = load(args.path, stats=args.stats)
-    except RulesError as exc:
-        _print_diagnostics(exc.diagnostics, "text")
-        return EXIT_PROBLEMS
+        stats = PredicateStats.load(args.stats) if args.stats is not None else None
     except (ValueError, KeyError) as exc:
         print(f"tailor: {args.stats}: not a statistics file ({exc})", file=sys.stderr)
         return EXIT_USAGE
-    if args.emit == "python":
-        sys.stdout.write(ruleset.compiled.source)
-    elif args.emit == "dot":
-        sys.stdout.write(plan_dot(ruleset.plan))
-    else:
-        sys.stdout.write(plan_text(ruleset.plan, ruleset.version))
+    loaded = compile_path(args.path, stats=stats)
+    if args.timings:
+        _print_timings(loaded.compilation.timings)
+    if not loaded.compilation.ok:
+        _print_diagnostics(loaded.diagnostics, "text")
+        return EXIT_PROBLEMS
+    sys.stdout.write(stage_text(loaded.compilation, args.emit, loaded.version()))
     return EXIT_OK
+
+
+def _print_timings(timings: dict[str, float]) -> None:
+    """Per-stage times on stderr, so that stdout stays the emitted product."""
+    width = max(len(name) for name in timings)
+    for name, seconds in timings.items():
+        print(f"{name:<{width}}  {seconds * 1000:9.1f} ms", file=sys.stderr)
+    print(f"{'total':<{width}}  {sum(timings.values()) * 1000:9.1f} ms", file=sys.stderr)
 
 
 # --- serve and stats ---
@@ -533,7 +546,7 @@ def _explain(args: argparse.Namespace) -> int:
     if _missing([args.path]):
         return EXIT_USAGE
     from tailor.runtime.engine import Engine
-    from tailor.runtime.loading import load
+    from tailor.runtime.ruleset_loader import load
 
     try:
         ruleset = load(args.path)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tailor.compiler.check import check
-from tailor.compiler.frontend import check_path
 from tailor.dsl.parser import parse
+from tailor.runtime.ruleset_loader import compile_path
 
 PRELUDE = """
 content accessories = {"kind": "banner"}
@@ -116,7 +116,8 @@ def test_directory_rulesets_share_one_namespace(tmp_path: Path) -> None:
     sub.mkdir()
     (sub / "home.rules").write_text('when context.page == "home" then show generic in hero\n')
     (sub / "home_test.rules").write_text('test "t" expect hero = generic\n')
-    program, found = check_path(tmp_path)
+    compilation = compile_path(tmp_path, until="check").compilation
+    program, found = compilation.program, compilation.diagnostics
     assert found == []
     assert program is not None and program.name == "shop"
     assert [r.name for r in program.rules] == ["home:1"]

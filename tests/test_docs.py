@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from tailor.compiler.check import check, walk
-from tailor.compiler.frontend import lint_path
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import RulesError, Severity, render, render_all
 from tailor.dsl.formatter import format_text
 from tailor.dsl.parser import parse, parse_source
 from tailor.dsl.source import Source
 from tailor.dsl.tokenizer import KEYWORDS
+from tailor.runtime.ruleset_loader import lint_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "language.md"

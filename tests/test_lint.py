@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tailor.compiler.frontend import lint_path
+from tailor.runtime.ruleset_loader import lint_path
 
 TEXT = """
 content a = {}

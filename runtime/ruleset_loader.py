@@ -1,0 +1,130 @@
+"""A ruleset on disk, with the model files it declares, through the compiler pipeline.
+
+The compiler reads only rules; model files are the runtime's. The model
+declarations are read off the parsed files, each declared file is read with
+ONNX Runtime, and the feature lists the files carry go to the pipeline's
+``model_inputs`` stage as data. A problem with a file is a diagnostic on its
+``model`` line. A ruleset's version covers its models, so a retrained model
+is a new version.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tailor.compiler.check import Program
+from tailor.compiler.lint import DEFAULT_RETENTION, lint
+from tailor.compiler.pipeline import STAGE_NAMES, Compilation, compile_ruleset, resume
+from tailor.compiler.plan import PredicateStats
+from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
+from tailor.dsl.diagnostics import Diagnostic, error, sorted_unique
+from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, ruleset_name
+
+
+@dataclass(slots=True)
+class LoadedRuleset:
+    """A compilation of the files at a path, with the model files it read and their problems."""
+
+    path: Path
+    files: list[ParsedFile]
+    compilation: Compilation
+    models: dict[str, Any] = field(default_factory=dict)  # name -> a loaded model (predict_one, version)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self.compilation.diagnostics
+
+    def version(self) -> str:
+        models = ((f"model:{n}", m.version) for n, m in sorted(self.models.items()))
+        return source_version([*self.files, *models])
+
+    def ruleset(self) -> Ruleset:
+        """The compiled ruleset; raises ``RulesError`` on errors."""
+        raise_on_errors(self.diagnostics)
+        names = tuple(display_name(f.path) for f in self.files)
+        return Ruleset.of(self.compilation, self.version(), names, self.models)
+
+
+def compile_path(
+    path: str | Path,
+    *,
+    stats: PredicateStats | None = None,
+    cache: ParseCache | None = None,
+    models: bool = True,
+    until: str = STAGE_NAMES[-1],
+) -> LoadedRuleset:
+    """Read the ruleset at ``path`` and compile it up to ``until``.
+
+    With ``models``, once the rules check, the model files their program
+    declares are read and their feature lists handed to the pipeline.
+    """
+    root = Path(path)
+    if not root.exists():
+        return _unreadable(root, [], "no such file or directory")
+    started = time.perf_counter()
+    files = read_ruleset(root, cache)
+    if not files:
+        return _unreadable(root, files, "no .rules files here")
+    parsed = time.perf_counter()
+    compilation = compile_ruleset(files, name=ruleset_name(root), stats=stats, until="check")
+    compilation.timings = {"parse": parsed - started, **compilation.timings}
+    loaded: dict[str, Any] = {}
+    if models and compilation.ok and compilation.program is not None and compilation.program.models:
+        started = time.perf_counter()
+        loaded, problems = read_models(compilation.program)
+        compilation.timings["read models"] = time.perf_counter() - started
+        features = {name: model.features for name, model in loaded.items()}
+        compilation = resume(compilation, until=until, model_features=features)
+        # The rules compile without the unreadable models' inputs, so lint still sees the plan.
+        compilation.diagnostics = sorted_unique([*compilation.diagnostics, *problems])
+        return LoadedRuleset(root, files, compilation, loaded)
+    return LoadedRuleset(root, files, resume(compilation, until=until), loaded)
+
+
+def _unreadable(root: Path, files: list[ParsedFile], message: str) -> LoadedRuleset:
+    compilation = Compilation(root.name, tuple(files))
+    compilation.diagnostics.append(error(message, None, file_name=display_name(root)))
+    return LoadedRuleset(root, files, compilation)
+
+
+def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache: ParseCache | None = None) -> Ruleset:
+    """Read, check and compile the ruleset at ``path`` with its models; raise ``RulesError`` on errors."""
+    if isinstance(stats, Path):
+        stats = PredicateStats.load(stats)
+    return compile_path(path, stats=stats, cache=cache).ruleset()
+
+
+def lint_path(
+    path: str | Path, *, retention: float = DEFAULT_RETENTION, cache: ParseCache | None = None
+) -> list[Diagnostic]:
+    """Errors (model files included), then, for a ruleset without errors, the lint analyses' warnings."""
+    loaded = compile_path(path, cache=cache, until="plan")
+    compilation = loaded.compilation
+    if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
+        return compilation.diagnostics
+    return sorted_unique([*compilation.diagnostics, *lint(compilation.plan, retention)])
+
+
+def read_models(program: Program) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Every model file a checked program declares, read and validated; problems on the model lines."""
+    from .models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
+
+    models: dict[str, Any] = {}
+    problems: list[Diagnostic] = []
+    for name, decl in program.models.items():
+        model_path = model_file(decl.span.file if decl.span else ".", decl.path.value)
+        try:
+            models[name] = read_model(name, model_path)
+        except ModelError as exc:
+            problems.append(
+                error(f"model {name}: {exc.message}", decl.span, hint=exc.hint, code="model", file_name=str(model_path))
+            )
+    return models, problems
+
+
+def model_file(declaring_file: str, relative: str) -> Path:
+    """A model's path is relative to the file that declares it."""
+    return Path(declaring_file).parent / relative
