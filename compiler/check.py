@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
@@ -19,6 +20,10 @@ from tailor.dsl.source import Span
 
 from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, FeatureRef, call_key, call_ref
 from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
+
+# Content payloads are served as JSON in every response; JSON writers refuse deep nesting
+# (orjson at 255 levels), so a ruleset that checks can never make a response fail.
+MAX_CONTENT_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,23 @@ def check_expression(program: Program, expr: ast.Expr) -> tuple[Type | None, lis
     checker.attributes = {text: (kind, None) for text, kind in program.attribute_types.items()}
     kind = checker._infer(expr)
     return kind, sorted_unique(checker.problems)
+
+
+def payload_depth(payload: Any) -> int:
+    """How deeply objects and lists nest in a content's JSON (the object itself is level 1); no recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def rule_name(rule: ast.RuleDecl, module_name: str) -> str:
@@ -141,6 +163,7 @@ class _Checker:
                 match decl:
                     case ast.ContentDecl(name):
                         self._declare(self.contents, name, decl, "content")
+                        self._content_depth(decl)
                     case ast.SegmentDecl(name) | ast.ModelDecl(name):
                         other = self.models if isinstance(decl, ast.SegmentDecl) else self.segments
                         if name.name in other:
@@ -196,6 +219,16 @@ class _Checker:
             code="duplicate",
             related=[Related("first declared here", first.span)] if first.span else [],
         )
+
+    def _content_depth(self, decl: ast.ContentDecl) -> None:
+        depth = payload_depth(decl.payload)
+        if depth > MAX_CONTENT_DEPTH:
+            self.report(
+                f"content '{decl.name.name}' is nested {depth} levels deep; the limit is {MAX_CONTENT_DEPTH}",
+                decl.name.span,
+                code="content-too-deep",
+                hint="flatten the payload: every response carries it as JSON",
+            )
 
     def _content(self, content: ast.Ident) -> None:
         if content.name not in self.contents:

@@ -122,3 +122,33 @@ def test_directory_rulesets_share_one_namespace(tmp_path: Path) -> None:
     assert program is not None and program.name == "shop"
     assert [r.name for r in program.rules] == ["home:1"]
     assert program.slots == ("hero",)
+
+
+def _nested(levels: int) -> str:
+    """A payload of ``levels`` objects, each inside the one before."""
+    payload = "1"
+    for _ in range(levels):
+        payload = '{"a": ' + payload + "}"
+    return payload
+
+
+def test_content_nested_deeper_than_the_limit_is_an_error_at_the_content() -> None:
+    from tailor.compiler.check import MAX_CONTENT_DEPTH
+
+    text = f"\ncontent deep = {_nested(250)}\nwhen true then show deep in hero\n"
+    found = problems(text)
+    assert [(d.code, d.span.column) for d in found] == [("content-too-deep", 9)]
+    assert (PRELUDE + text).splitlines()[found[0].span.line - 1].startswith("content deep = ")
+    assert f"the limit is {MAX_CONTENT_DEPTH}" in found[0].message
+
+
+def test_content_at_the_depth_limit_is_served_as_json() -> None:
+    import orjson
+
+    import tailor
+    from tailor.compiler.check import MAX_CONTENT_DEPTH, payload_depth
+
+    text = f"content deep = {_nested(MAX_CONTENT_DEPTH)}\nwhen true then show deep in hero\n"
+    assert payload_depth(tailor.loads(text).payload("deep")) == MAX_CONTENT_DEPTH
+    decision = tailor.Engine(tailor.loads(text)).decide()
+    assert orjson.loads(orjson.dumps(decision.slots["hero"].to_dict()))["content"] == "deep"
