@@ -166,7 +166,7 @@ def test_features_are_parsed_into_canonical_text():
         ("electronics_fan", "unknown name 'electronics_fan'"),  # no segments or models
         ("session.page", "unknown attribute scope 'session'"),
         ("views(24h) >", "is not an expression of the rules language"),
-        ("user.tier", "inputs are numbers, durations or true/false"),  # text: compare it instead
+        ('"gold"', "inputs are numbers, durations or true/false"),  # text: compare it instead
         ('views("Books", 7d) > "many"', "cannot compare a number with a string"),
         ("", "empty"),
     ],
@@ -177,6 +177,13 @@ def test_features_the_language_cannot_compute(text: str, says: str):
     if text and "rules language" not in says:
         assert raised.value.hint, "a problem the compiler finds comes with a hint"
         assert raised.value.message.startswith(f"feature {text}"), "the message names the feature"
+
+
+def test_a_bare_attribute_is_a_number_feature():
+    """As the server compiles a model's inputs: an attribute read only by the model is a number (NaN if not one)."""
+    feature = parse_feature("user.age")
+    assert feature.term is not None and feature.condition is None
+    assert [ref.text for ref in feature.refs] == ["user.age"]
 
 
 def test_features_listed_twice():
