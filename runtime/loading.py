@@ -38,7 +38,7 @@ def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache:
 
 def read_models(program: Program) -> tuple[dict[str, Any], dict[str, tuple[ModelInput, ...]], list[Diagnostic]]:
     """Every declared model file, read and validated; problems are reported on the model lines."""
-    from .models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
+    from .onnx_models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
 
     models: dict[str, Any] = {}
     inputs: dict[str, tuple[ModelInput, ...]] = {}

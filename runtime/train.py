@@ -43,7 +43,7 @@ from tailor.dsl.printer import duration_text, expression_text
 
 from .events import DEFAULT_RETENTION, Event
 from .memory_store import MemoryStore
-from .models import HintedError, ModelError, read_model
+from .onnx_models import HintedError, ModelError, read_model
 
 LABEL_WINDOW = 1800.0
 AGREEMENT = 1e-5  # how closely ONNX Runtime must reproduce LightGBM

@@ -22,7 +22,7 @@ from tailor.compiler.evaluate import Decider
 from tailor.runtime.inference import ModelRunner
 from tailor.runtime.loading import load
 from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.models import read_model
+from tailor.runtime.onnx_models import read_model
 from tailor.runtime.simulate import ACCESSORIES, HERO_CONTENTS, simulate, simulate_to
 from tailor.runtime.train import (
     Dataset,
