@@ -110,7 +110,7 @@ def lint_path(
 
 def read_models(program: Program) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Every model file a checked program declares, read and validated; problems on the model lines."""
-    from .models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
+    from .onnx_models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
 
     models: dict[str, Any] = {}
     problems: list[Diagnostic] = []

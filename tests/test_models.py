@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from onnxmltools.convert import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 
-from tailor.runtime.models import TRAINING_KEYS, ModelError, ModelFile, read_model
+from tailor.runtime.onnx_models import TRAINING_KEYS, ModelError, ModelFile, read_model
 from tailor.runtime.train import parse_feature
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ import pytest
 from tailor.compiler.decide import Decider
 from tailor.runtime.inference import ModelRunner
 from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.models import read_model
+from tailor.runtime.onnx_export import to_onnx, verify
+from tailor.runtime.onnx_models import read_model
 from tailor.runtime.ruleset_loader import load
 from tailor.runtime.simulate import ACCESSORIES, HERO_CONTENTS, simulate, simulate_to
 from tailor.runtime.train import (
@@ -29,8 +30,6 @@ from tailor.runtime.train import (
     FeatureRows,
     TrainError,
     TrainOptions,
-    _to_onnx,
-    _verify,
     auc,
     build_dataset,
     fit,
@@ -324,7 +323,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset, list
     path = tmp_path_factory.mktemp("small") / "events.jsonl"
     simulate_to(path, 500, 14, seed=3)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tailor.runtime.train.MemoryStore", RecordingStore)
+        patch.setattr("tailor.runtime.dataset.MemoryStore", RecordingStore)
         patch.setattr(RecordingStore, "answers", [])
         dataset = build_dataset(read_events(path), parse_features(RETAIL_FEATURES), "click", [ACCESSORIES])
         answers = RecordingStore.answers
@@ -380,14 +379,14 @@ def test_verification_refuses_a_model_that_disagrees(tmp_path: Path, small):
     params = {"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1, "deterministic": True}
     trained = lightgbm.train(params, lightgbm.Dataset(rows, labels), num_boost_round=10)
     other = lightgbm.train(params, lightgbm.Dataset(rows, 1 - labels), num_boost_round=10)
-    model = _to_onnx(other, rows.shape[1])
+    model = to_onnx(other, rows.shape[1])
     import onnx
 
     onnx.helper.set_model_props(model, {"tailor.features": json.dumps(list(dataset.features))})
     with pytest.raises(TrainError, match="ONNX Runtime and LightGBM disagree"):
-        _verify(trained, model.SerializeToString(), rows[:200], tmp_path / "m.onnx")
+        verify(trained, model.SerializeToString(), rows[:200], tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
-    assert _verify(other, model.SerializeToString(), rows[:200], tmp_path / "m.onnx") <= 1e-5
+    assert verify(other, model.SerializeToString(), rows[:200], tmp_path / "m.onnx") <= 1e-5
 
 
 def test_train_and_simulate_commands_end_to_end(tmp_path: Path):
