@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from tailor.dsl.ast import DURATION_UNITS
+from tailor.dsl.printer import duration_text
 
 MIN_RETENTION = 86400.0  # the event store keeps day buckets: a shorter --retention is refused
+RETENTION_TOO_SHORT = f"--retention must be at least {duration_text(MIN_RETENTION)}"
 
 
 def duration(text: str) -> float:

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from tailor.compiler.frontend import has_errors, lint_path
+from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.diagnostics import Diagnostic
+from tailor.dsl.printer import duration_text
 from tailor.runtime.loading import check_models
 
 from .durations import duration
@@ -29,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument(
         "--retention",
         type=duration,
-        default="30d",
+        default=duration_text(DEFAULT_RETENTION),
         metavar="DURATION",
-        help="how long the server keeps events; longer windows are flagged (default: 30d)",
+        help="how long the server keeps events; longer windows are flagged (default: %(default)s)",
     )
     return parser
 

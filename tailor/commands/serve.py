@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
+from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.diagnostics import RulesError
+from tailor.dsl.printer import duration_text
 
-from .durations import MIN_RETENTION, duration
+from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from .parser import Parser
+from .parser import Parser, typed
 from .paths import missing
 from .remote import api_key
 from .terminal import print_diagnostics
@@ -27,23 +30,40 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
     parser.add_argument("--redis", metavar="URL", help="keep events and profiles in Redis (redis://host:port/db)")
-    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="the port to listen on (default: 8080)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes (more than 1 needs --redis)")
+    parser.add_argument("--host", help="the address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, help="the port to listen on (default: %(default)s)")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes (more than 1 needs --redis)")
     parser.add_argument(
-        "--deadline-ms", type=float, default=50.0, metavar="MS", help="time for a decision's store read (default: 50)"
+        "--deadline-ms", type=float, metavar="MS", help="time for a decision's store read (default: %(default)s)"
     )
     parser.add_argument(
-        "--retention", type=duration, default="30d", metavar="DURATION", help="how long events count (default: 30d)"
+        "--retention",
+        type=duration,
+        default=duration_text(DEFAULT_RETENTION),
+        metavar="DURATION",
+        help="how long events count (default: %(default)s)",
     )
     parser.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
-    parser.add_argument(
-        "--stats-sample", type=int, default=16, metavar="N", help="sample 1 decision in N for statistics (0: none)"
-    )
+    parser.add_argument("--stats-sample", type=int, metavar="N", help="sample 1 decision in N for statistics (0: none)")
     parser.add_argument("--api-key", metavar="KEY", help="require it for writes (default: $TAILOR_API_KEY)")
     parser.add_argument("--protect-reads", action="store_true", help="require the API key for reads too")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.defaults_from(_server_defaults)
     return parser
+
+
+def _server_defaults() -> dict[str, str]:
+    """The server's own defaults (``ServeOptions``), read once serve is used: the server imports FastAPI."""
+    from tailor.runtime.server import ServeOptions
+
+    default = {field.name: field.default for field in fields(ServeOptions)}
+    return {
+        "host": default["host"],
+        "port": typed(default["port"]),
+        "workers": typed(default["workers"]),
+        "deadline_ms": typed(default["deadline_ms"]),
+        "stats_sample": typed(default["sample_every"]),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     elif not 0 < args.deadline_ms < float("inf"):
         problem = "--deadline-ms must be a positive number"
     elif args.retention < MIN_RETENTION:
-        problem = "--retention must be at least 1d"
+        problem = RETENTION_TOO_SHORT
     elif args.stats_sample < 0:
         problem = "--stats-sample must be 0 or more"
     if problem:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
 from .exit_codes import EXIT_OK, EXIT_USAGE
-from .parser import Parser
+from .parser import Parser, typed
 from .terminal import plural
 
 
@@ -23,8 +24,16 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--users", type=int, required=True, metavar="N", help="how many users")
     parser.add_argument("--days", type=int, required=True, metavar="D", help="how many days, from 2026-01-01")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the JSON-lines file to write")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="the random seed (default: 0)")
+    parser.add_argument("--seed", type=int, metavar="S", help="the random seed (default: %(default)s)")
+    parser.defaults_from(_simulation_defaults)
     return parser
+
+
+def _simulation_defaults() -> dict[str, str]:
+    """The simulation's own default seed, read once simulate is used, as the runtime is."""
+    from tailor.runtime.simulate import simulate_to
+
+    return {"seed": typed(inspect.signature(simulate_to).parameters["seed"].default)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from .durations import MIN_RETENTION, duration
+from tailor.compiler.lint import DEFAULT_RETENTION
+from tailor.dsl.printer import duration_text
+
+from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from .parser import Parser
+from .parser import Parser, typed
 from .paths import missing
 from .terminal import plural
 
@@ -45,22 +49,40 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the model file to write (.onnx)")
     parser.add_argument(
-        "--holdout", type=float, default=0.2, metavar="FRACTION", help="the latest rows kept for scoring (default: 0.2)"
+        "--holdout", type=float, metavar="FRACTION", help="the latest rows kept for scoring (default: %(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="LightGBM's random seed (default: 0)")
+    parser.add_argument("--seed", type=int, metavar="N", help="LightGBM's random seed (default: %(default)s)")
     parser.add_argument(
         "--label-window",
         type=duration,
-        default="30m",
         metavar="DURATION",
-        help="how long after an impression a click counts (default: 30m)",
+        help="how long after an impression a click counts (default: %(default)s)",
     )
     parser.add_argument(
-        "--retention", type=duration, default="30d", metavar="DURATION", help="as for tailor serve (default: 30d)"
+        "--retention",
+        type=duration,
+        default=duration_text(DEFAULT_RETENTION),
+        metavar="DURATION",
+        help="as for tailor serve (default: %(default)s)",
     )
-    parser.add_argument("--trees", type=int, default=100, metavar="N", help="boosting rounds (default: 100)")
-    parser.add_argument("--leaves", type=int, default=15, metavar="N", help="leaves per tree (default: 15)")
+    parser.add_argument("--trees", type=int, metavar="N", help="boosting rounds (default: %(default)s)")
+    parser.add_argument("--leaves", type=int, metavar="N", help="leaves per tree (default: %(default)s)")
+    parser.defaults_from(_training_defaults)
     return parser
+
+
+def _training_defaults() -> dict[str, str]:
+    """Training's own defaults (``TrainOptions``), read once train is used: training imports numpy."""
+    from tailor.runtime.train import TrainOptions
+
+    default = {field.name: field.default for field in fields(TrainOptions)}
+    return {
+        "holdout": typed(default["holdout"]),
+        "seed": typed(default["seed"]),
+        "label_window": duration_text(default["label_window"]),
+        "trees": typed(default["trees"]),
+        "leaves": typed(default["leaves"]),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.holdout < 1:
         problem = "--holdout must be between 0 and 1 (0.2 scores on the latest fifth of the rows)"
     elif args.retention < MIN_RETENTION:
-        problem = "--retention must be at least 1d"
+        problem = RETENTION_TOO_SHORT
     elif args.trees < 1 or args.leaves < 2:
         problem = "--trees must be at least 1 and --leaves at least 2"
     if problem:
