@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .ports import free_port
 from .targets import Target
 from .workload import ruleset_text
 
@@ -44,12 +44,6 @@ def split(text: str, files: int) -> list[str]:
     for index, block in enumerate(blocks):
         parts[index % files] += block.rstrip("\n") + "\n\n"
     return parts
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def served_version(url: str) -> str | None:

@@ -53,7 +53,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -78,6 +77,7 @@ from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore
 
 from . import floor_app, loadgen
+from .ports import free_port
 from .targets import Target
 from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
 
@@ -262,12 +262,6 @@ def make_requests(users: int, n: int, seed: int = 13) -> list[dict[str, Any]]:
 
 
 # --- processes ---
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

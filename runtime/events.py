@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tailor.compiler.lint import DEFAULT_RETENTION as DEFAULT_RETENTION  # defined where lint flags longer windows
+
 FUTURE_TOLERANCE = 300.0  # seconds: events further ahead than this are rejected
 DEDUPE_SECONDS = 86400.0  # an event id seen in the last 24 h is ignored
-DEFAULT_RETENTION = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -17,11 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.ports import free_port
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:

@@ -17,6 +17,7 @@ import pytest
 
 from bench import loadgen
 from bench import serve as bench_serve
+from bench.ports import free_port
 from bench.workload import ruleset_text
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ def processes(tmp_path: Path, redis_url: str) -> Iterator[dict[str, bench_serve.
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bench.rules").write_text(ruleset_text(50))
-    server_port, floor_port = bench_serve.free_port(), bench_serve.free_port()
+    server_port, floor_port = free_port(), free_port()
     started = {
         "server": bench_serve.start(
             "server",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -102,3 +103,55 @@ def test_shell_completion_lists_commands_and_options(tmp_path: Path) -> None:
     completed = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
     assert completed.stdout.split("\n")[:2] == ["lint", "--strict"]
     assert tailor("completion", "zsh", cwd=tmp_path).stdout.startswith("autoload -U +X bashcompinit")
+
+
+def test_defaults_are_the_runtimes_own(tmp_path: Path) -> None:
+    """Each default is read where the runtime defines it, so a change there changes the command line too."""
+    from tailor.cli import build_parser
+    from tailor.compiler.lint import DEFAULT_RETENTION
+    from tailor.runtime.server import ServeOptions
+    from tailor.runtime.simulate import simulate_to
+    from tailor.runtime.train import TrainOptions
+
+    parser = build_parser()
+    serve = parser.parse_args(["serve", "rules"])
+    served = ServeOptions(path="rules")
+    assert (serve.host, serve.port, serve.workers, serve.deadline_ms, serve.stats_sample) == (
+        served.host,
+        served.port,
+        served.workers,
+        served.deadline_ms,
+        served.sample_every,
+    )
+    train = parser.parse_args(["train", *train_required()])
+    trained = TrainOptions(Path("e"), "click", ("t",), ("f",), Path("o"))
+    assert (train.holdout, train.seed, train.label_window, train.trees, train.leaves) == (
+        trained.holdout,
+        trained.seed,
+        trained.label_window,
+        trained.trees,
+        trained.leaves,
+    )
+    simulate = parser.parse_args(["simulate", "--users", "1", "--days", "1", "--out", "o"])
+    assert simulate.seed == inspect.signature(simulate_to).parameters["seed"].default
+    for argv in (["lint", "rules"], ["serve", "rules"], ["train", *train_required()]):
+        assert parser.parse_args(argv).retention == DEFAULT_RETENTION == served.retention == trained.retention
+    help_text = tailor("serve", "--help", cwd=tmp_path).stdout
+    assert f"(default: {served.port})" in help_text and f"(default: {served.host})" in help_text
+
+
+def train_required() -> list[str]:
+    return ["--events", "e", "--label", "click", "--target", "t", "--features", "f", "--out", "o"]
+
+
+def test_help_imports_neither_the_server_nor_training(tmp_path: Path) -> None:
+    """``tailor --help`` and the light commands stay quick: FastAPI, numpy and LightGBM load only when used."""
+    probe = (
+        "import sys\nfrom tailor.cli import main\n"
+        "for argv in (['--help'], ['lint', '--help'], ['completion', 'bash']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "heavy = ('fastapi', 'numpy', 'onnxruntime', 'lightgbm', 'tailor.runtime.server', 'tailor.runtime.train')\n"
+        "print(sorted(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stderr.strip() == "[]", result.stderr

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from bench.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TOUR = README.split("## A five-minute tour", 1)[1].split("\n## ", 1)[0]
 BLOCKS = re.findall(r"```sh\n(.*?)```", TOUR, flags=re.S)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tour_script(port: int, *, with_training: bool) -> str:

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from conftest import free_port, no_redis, start_redis
+from conftest import no_redis, start_redis
 
+from bench.ports import free_port
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.reload import Reloader
 from tailor.runtime.service import DecisionService

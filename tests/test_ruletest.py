@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.ports import free_port
 from tailor.compiler.ruleset import loads
 from tailor.runtime.engine import Engine
 from tailor.runtime.ruletest import render_explain_json
@@ -214,15 +214,9 @@ def test_a_server_explanation_renders_like_a_local_one() -> None:
     assert render_explain_json(body) == explanation.render()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_explain_asks_a_running_server_with_url(tmp_path: Path) -> None:
     shop(tmp_path, PASSING)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tailor.cli", "serve", ".", "--port", str(port)],
         cwd=tmp_path,

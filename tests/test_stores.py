@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import redis
 import redis.exceptions
-from conftest import free_port, no_redis, start_redis
+from conftest import no_redis, start_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.ports import free_port
 from tailor.compiler.features import ANY_KEY, FeatureKind, FeatureRef
 from tailor.runtime import memory_store
 from tailor.runtime.buckets import MAX_BATCH, Scheme

@@ -1,0 +1,48 @@
+"""``tailor lint``: check rules for errors and likely mistakes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tailor.compiler.lint import DEFAULT_RETENTION
+from tailor.dsl.diagnostics import Diagnostic, has_errors
+from tailor.dsl.printer import duration_text
+from tailor.runtime.ruleset_loader import lint_path
+
+from .durations import duration
+from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from .parser import Parser
+from .paths import missing
+from .terminal import print_diagnostics
+
+
+def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
+    parser = subparsers.add_parser(
+        "lint",
+        help="check rules for errors and likely mistakes",
+        description="Check .rules files for errors and likely mistakes.",
+        epilog="example:\n  tailor lint rulesets/retail\n  tailor lint --format github rulesets/",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a .rules file or a directory of them")
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text", help="output format")
+    parser.add_argument("--strict", action="store_true", help="fail on warnings too")
+    parser.add_argument(
+        "--retention",
+        type=duration,
+        default=duration_text(DEFAULT_RETENTION),
+        metavar="DURATION",
+        help="how long the server keeps events; longer windows are flagged (default: %(default)s)",
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if missing(args.paths):
+        return EXIT_USAGE
+    diagnostics: list[Diagnostic] = []
+    for path in args.paths:
+        diagnostics.extend(lint_path(path, retention=args.retention))
+    print_diagnostics(diagnostics, args.format)
+    failing = has_errors(diagnostics) or (args.strict and diagnostics)
+    return EXIT_PROBLEMS if failing else EXIT_OK

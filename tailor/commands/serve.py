@@ -1,0 +1,113 @@
+"""``tailor serve``: serve decisions over HTTP, reloading the rules as they change."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from tailor.compiler.lint import DEFAULT_RETENTION
+from tailor.dsl.diagnostics import RulesError
+from tailor.dsl.printer import duration_text
+
+from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
+from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from .parser import Parser, typed
+from .paths import missing
+from .remote import api_key
+from .terminal import print_diagnostics
+
+
+def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve decisions over HTTP, reloading the rules as they change",
+        description="Serve decisions over HTTP. Edits to the rules are picked up without a restart; "
+        "without --redis, events and profiles live in memory.",
+        epilog="example:\n  tailor serve rulesets/retail\n"
+        "  tailor serve rulesets/retail --redis redis://localhost:6379/0 --host 0.0.0.0 --api-key $KEY",
+    )
+    parser.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
+    parser.add_argument("--redis", metavar="URL", help="keep events and profiles in Redis (redis://host:port/db)")
+    parser.add_argument("--host", help="the address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, help="the port to listen on (default: %(default)s)")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes (more than 1 needs --redis)")
+    parser.add_argument(
+        "--deadline-ms", type=float, metavar="MS", help="time for a decision's store read (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--retention",
+        type=duration,
+        default=duration_text(DEFAULT_RETENTION),
+        metavar="DURATION",
+        help="how long events count (default: %(default)s)",
+    )
+    parser.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
+    parser.add_argument("--stats-sample", type=int, metavar="N", help="sample 1 decision in N for statistics (0: none)")
+    parser.add_argument("--api-key", metavar="KEY", help="require it for writes (default: $TAILOR_API_KEY)")
+    parser.add_argument("--protect-reads", action="store_true", help="require the API key for reads too")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.defaults_from(_server_defaults)
+    return parser
+
+
+def _server_defaults() -> dict[str, str]:
+    """The server's own defaults (``ServeOptions``), read once serve is used: the server imports FastAPI."""
+    from tailor.runtime.server import ServeOptions
+
+    default = {field.name: field.default for field in fields(ServeOptions)}
+    return {
+        "host": default["host"],
+        "port": typed(default["port"]),
+        "workers": typed(default["workers"]),
+        "deadline_ms": typed(default["deadline_ms"]),
+        "stats_sample": typed(default["sample_every"]),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if missing([args.path]) or (args.stats is not None and missing([args.stats])):
+        return EXIT_USAGE
+    key = api_key(args)
+    problem = None
+    if args.workers < 1:
+        problem = "--workers must be at least 1"
+    elif args.workers > 1 and not args.redis:
+        problem = "--workers above 1 needs --redis: each worker would have its own memory store"
+    elif args.protect_reads and not key:
+        problem = "--protect-reads needs an API key (--api-key or TAILOR_API_KEY)"
+    elif not 0 < args.deadline_ms < float("inf"):
+        problem = "--deadline-ms must be a positive number"
+    elif args.retention < MIN_RETENTION:
+        problem = RETENTION_TOO_SHORT
+    elif args.stats_sample < 0:
+        problem = "--stats-sample must be 0 or more"
+    if problem:
+        print(f"tailor: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from tailor.runtime.server import ServeOptions, serve
+
+    options = ServeOptions(
+        path=str(args.path),
+        redis=args.redis,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        deadline_ms=args.deadline_ms,
+        retention=args.retention,
+        stats=str(args.stats) if args.stats is not None else None,
+        sample_every=args.stats_sample,
+        api_key=key,
+        protect_reads=args.protect_reads,
+        access_log=args.access_log,
+    )
+    try:
+        serve(options)
+    except RulesError as exc:
+        print_diagnostics(exc.diagnostics, "text")
+        return EXIT_PROBLEMS
+    except (ValueError, KeyError) as exc:
+        print(f"tailor: {args.stats}: not a statistics file ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
