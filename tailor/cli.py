@@ -401,7 +401,7 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"tailor: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from tailor.runtime.server import ServeOptions, serve
+    from tailor.runtime.launch import ServeOptions, serve
 
     options = ServeOptions(
         path=str(args.path),
