@@ -30,8 +30,9 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 
 from tailor.compiler.features import COUNTER_EVENTS
+from tailor.runtime.http.responses import OrjsonResponse
+from tailor.runtime.http.schemas import DecideRequest
 from tailor.runtime.redis_store import TIMEOUT, RedisStore
-from tailor.runtime.server import DecideRequest, OrjsonResponse
 
 from .workload import CATEGORIES, EVENTS, SLOTS
 

@@ -8,8 +8,9 @@ looked at.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .decide import Decider, Decision, Outcomes, SlotDecision
 from .features import FeatureKind
@@ -20,6 +21,8 @@ from .values import Values, condition_value, predicate_value
 
 @dataclass(frozen=True, slots=True)
 class CandidateTrace:
+    """A rule ranked at or above the winner of its slot, and why it won or lost."""
+
     rule: str
     priority: int
     content: str
@@ -39,14 +42,28 @@ class CandidateTrace:
             "line": self.line,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CandidateTrace:
+        return cls(
+            data["rule"],
+            data["priority"],
+            data["content"],
+            data["won"],
+            data["reason"],
+            data.get("file", ""),
+            data.get("line", 0),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SlotTrace:
+    """One slot's answer and the candidates that were looked at for it, best first."""
+
     slot: str
     decision: SlotDecision
-    served: str  # "rule", "default" or "nothing"
+    served: Literal["rule", "default", "nothing"]
     candidates: tuple[CandidateTrace, ...]
-    outranked: int  # rules ranked below the winner, never looked at
+    outranked: int = field(metadata={"doc": "rules ranked below the winner, never looked at"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,22 +74,53 @@ class SlotTrace:
             "outranked": self.outranked,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlotTrace:
+        return cls(
+            data["slot"],
+            SlotDecision.from_dict(data.get("decision")),
+            data.get("served", "nothing"),
+            tuple(CandidateTrace.from_dict(c) for c in data.get("candidates", ())),
+            data.get("outranked", 0),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    decision: Decision
+    """Why a decision came out as it did. Its fields are what ``POST /v1/explain`` sends.
+
+    ``decision`` is the decision explained, for callers in the same process;
+    it takes no part in equality, since the JSON does not carry its ruleset,
+    version or degraded flag (the response around it does).
+    """
+
     slots: dict[str, SlotTrace]
-    values: dict[str, Any] = field(default_factory=dict)  # every feature value the decision read
-    model_inputs: dict[str, dict[str, float]] = field(default_factory=dict)  # per model run: input -> value
+    fetched: tuple[str, ...]  # the store features the decision read
+    models: dict[str, Any]  # each model run, in the order it ran, with its score
+    model_inputs: dict[str, dict[str, float | None]]  # per model run: input -> value (NaN, null in JSON: unknown)
+    values: dict[str, Any] = field(metadata={"doc": "every feature value the decision read, by feature text"})
+    decision: Decision = field(compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "slots": {name: trace.to_dict() for name, trace in self.slots.items()},
-            "fetched": list(self.decision.fetched),
-            "models": {name: self.values.get(name) for name in self.decision.models_run},
+            "fetched": list(self.fetched),
+            "models": self.models,
             "model_inputs": self.model_inputs,
             "values": self.values,
         }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, ruleset: str = "", version: str = "", degraded: bool = False
+    ) -> Explanation:
+        """``ruleset``, ``version`` and ``degraded`` are not in the explanation's JSON: give them for ``decision``."""
+        slots = {name: SlotTrace.from_dict({"slot": name, **trace}) for name, trace in data.get("slots", {}).items()}
+        fetched = tuple(data.get("fetched", ()))
+        models = dict(data.get("models", {}))
+        answers = {name: trace.decision for name, trace in slots.items()}
+        decision = Decision(answers, ruleset, version, tuple(models), fetched, degraded)
+        return cls(slots, fetched, models, dict(data.get("model_inputs", {})), dict(data.get("values", {})), decision)
 
     def render(self) -> str:
         """Plain text for people: per slot, the answer and why better rules lost."""
@@ -90,10 +138,10 @@ class Explanation:
                 )
             if trace.outranked:
                 lines.append(f"  … {trace.outranked} lower-ranked rule(s) not considered")
-        if self.decision.fetched:
-            lines.append("fetched: " + ", ".join(self.decision.fetched))
-        for model in self.decision.models_run:
-            lines.append(f"model {model} = {_show(self.values.get(model))}")
+        if self.fetched:
+            lines.append("fetched: " + ", ".join(self.fetched))
+        for model, score in self.models.items():
+            lines.append(f"model {model} = {_show(score)}")
             for text, value in self.model_inputs.get(model, {}).items():
                 lines.append(f"  {text} = {'unknown' if value != value else _show(value)}")
         return "\n".join(lines)
@@ -128,7 +176,8 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
                 candidates.append(_trace(rule, False, _failure_reason(conjunctions, values)))
         served = "rule" if answer.rule else ("default" if answer.content else "nothing")
         traces[slot] = SlotTrace(slot, answer, served, tuple(candidates), outranked)
-    return Explanation(decision, traces, dict(values), dict(values.model_inputs))
+    models = {name: values.get(name) for name in decision.models_run}
+    return Explanation(traces, decision.fetched, models, dict(values.model_inputs), dict(values), decision)
 
 
 def _trace(rule: PlannedRule, won: bool, reason: str) -> CandidateTrace:

@@ -21,12 +21,28 @@ from .plan import DecisionPlan, PredicateStats
 
 @dataclass(frozen=True, slots=True)
 class RuleInfo:
+    """One rule as ``GET /v1/ruleset`` lists it."""
+
     name: str
     slot: str
     priority: int
     content: str
     file: str
     line: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "slot": self.slot,
+            "priority": self.priority,
+            "content": self.content,
+            "file": self.file,
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RuleInfo:
+        return cls(data["name"], data["slot"], data["priority"], data["content"], data["file"], data["line"])
 
 
 @dataclass(frozen=True, slots=True, eq=False)

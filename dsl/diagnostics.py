@@ -8,9 +8,10 @@ them (text with a caret, JSON, CI annotations).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .source import Span
 
@@ -25,39 +26,72 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Related:
-    """A second location that explains a diagnostic (the other side of a conflict)."""
+    """A second location that explains a diagnostic (the other side of a conflict).
+
+    Its value is the message and the place; the span, when there is one, is
+    kept for drawing the source line and takes no part in equality.
+    """
 
     message: str
-    span: Span
+    span: Span | None = field(compare=False, repr=False)
+    file: str = ""
+    line: int = 0
+    column: int = 0
+
+    def __post_init__(self) -> None:
+        if self.span is not None:
+            line, column = self.span.source.position(self.span.start)
+            object.__setattr__(self, "file", self.span.file)
+            object.__setattr__(self, "line", line)
+            object.__setattr__(self, "column", column)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "file": self.file, "line": self.line, "column": self.column}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Related:
+        return cls(data["message"], None, data["file"], data["line"], data["column"])
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """A problem at a place in the sources.
+
+    Its value is what ``to_dict`` writes: the place is resolved to lines and
+    columns when the diagnostic is made, so one read back from JSON equals
+    the original. The span, when there is one, is kept for drawing the
+    source line and takes no part in equality.
+    """
+
     severity: Severity
     message: str
-    span: Span | None
+    span: Span | None = field(compare=False, repr=False)
     code: str = ""
-    hint: str = ""
-    related: tuple[Related, ...] = field(default=())
-    file_name: str = ""  # for problems with no span (a missing file)
+    hint: str = field(default="", metadata={"optional": True})
+    related: tuple[Related, ...] = field(default=(), metadata={"optional": True})
+    file: str = ""  # given for problems with no span (a missing file); the span's file otherwise
+    line: int = 0
+    column: int = 0
+    end_line: int | None = field(default=None, metadata={"optional": True})
+    end_column: int | None = field(default=None, metadata={"optional": True})  # one past the last character
 
-    @property
-    def file(self) -> str:
-        return self.span.file if self.span is not None else self.file_name
-
-    @property
-    def line(self) -> int:
-        return self.span.line if self.span is not None else 0
-
-    @property
-    def column(self) -> int:
-        return self.span.column if self.span is not None else 0
+    def __post_init__(self) -> None:
+        span = self.span
+        if span is not None:
+            line, column = span.source.position(span.start)
+            end_line, end_column = span.end_position
+            object.__setattr__(self, "file", span.file)
+            object.__setattr__(self, "line", line)
+            object.__setattr__(self, "column", column)
+            object.__setattr__(self, "end_line", end_line)
+            object.__setattr__(self, "end_column", end_column + 1)
 
     def sort_key(self) -> tuple[str, int, int]:
         return (self.file, self.span.start if self.span else -1, 0)
 
-    def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``tailor lint --format json`` and of ``last_error``: optional keys only when set."""
+        data: dict[str, Any] = {
             "file": self.file,
             "line": self.line,
             "column": self.column,
@@ -65,18 +99,30 @@ class Diagnostic:
             "code": self.code,
             "message": self.message,
         }
-        if self.span is not None:
-            end_line, end_column = self.span.end_position
-            data["end_line"] = end_line
-            data["end_column"] = end_column + 1
+        if self.end_line is not None:
+            data["end_line"] = self.end_line
+            data["end_column"] = self.end_column
         if self.hint:
             data["hint"] = self.hint
         if self.related:
-            data["related"] = [
-                {"message": r.message, "file": r.span.file, "line": r.span.line, "column": r.span.column}
-                for r in self.related
-            ]
+            data["related"] = [r.to_dict() for r in self.related]
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Diagnostic:
+        return cls(
+            Severity(data["severity"]),
+            data["message"],
+            None,
+            data.get("code", ""),
+            data.get("hint", ""),
+            tuple(Related.from_dict(r) for r in data.get("related", ())),
+            data["file"],
+            data["line"],
+            data["column"],
+            data.get("end_line"),
+            data.get("end_column"),
+        )
 
 
 def error(
@@ -127,18 +173,16 @@ def render(diag: Diagnostic, *, color: bool = False) -> str:
         return f"{_COLORS[style]}{text}{_COLORS['reset']}" if color else text
 
     severity = paint(diag.severity.value, diag.severity.value)
-    where = f"{diag.file}:{diag.line}:{diag.column}" if diag.span else diag.file
+    where = f"{diag.file}:{diag.line}:{diag.column}" if diag.line else diag.file
     lines = [f"{paint(where, 'bold')}: {severity}: {paint(diag.message, 'bold')}"]
     if diag.span is not None:
         lines.extend(_snippet(diag.span, diag.hint, paint))
     elif diag.hint:
         lines.append(f"  = {diag.hint}")
     for related in diag.related:
-        lines.append(
-            f"  {paint('note', 'blue')}: {related.message}"
-            f" at {related.span.file}:{related.span.line}:{related.span.column}"
-        )
-        lines.extend(_snippet(related.span, "", paint))
+        lines.append(f"  {paint('note', 'blue')}: {related.message} at {related.file}:{related.line}:{related.column}")
+        if related.span is not None:  # a diagnostic read back from JSON has no source to show
+            lines.extend(_snippet(related.span, "", paint))
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tailor.compiler.decide import Decision, SlotDecision
+from tailor.compiler.decide import SlotDecision
 from tailor.compiler.features import FeatureKind
 from tailor.compiler.plan import value_type
 from tailor.compiler.ruleset import RuleInfo, Ruleset
@@ -466,31 +466,9 @@ def render_junit(report: Report) -> str:
 
 def render_explain_json(data: Mapping[str, Any]) -> str:
     """The text ``Explanation.render()`` gives, from the JSON of POST /v1/explain."""
-    from tailor.compiler.explain import CandidateTrace, Explanation, SlotTrace
+    from tailor.compiler.explain import Explanation
 
-    explain = data.get("explain") or {}
-    ref = data.get("ruleset")
-    traces = {}
-    for name, trace in (explain.get("slots") or {}).items():
-        answer = trace.get("decision") or {}
-        decision = SlotDecision(answer.get("content"), answer.get("payload"), answer.get("rule"))
-        candidates = tuple(
-            CandidateTrace(
-                c["rule"], c["priority"], c["content"], c["won"], c["reason"], c.get("file", ""), c.get("line", 0)
-            )
-            for c in trace.get("candidates", ())
-        )
-        traces[name] = SlotTrace(name, decision, trace.get("served", "nothing"), candidates, trace.get("outranked", 0))
-    models = explain.get("models") or {}
-    decision = Decision(
-        {name: trace.decision for name, trace in traces.items()},
-        str(ref.get("name", "")) if isinstance(ref, Mapping) else str(ref or ""),
-        str(ref.get("version", "")) if isinstance(ref, Mapping) else "",
-        tuple(models),
-        tuple(explain.get("fetched") or ()),
-    )
-    values = {**(explain.get("values") or {}), **models}
-    return Explanation(decision, traces, values, dict(explain.get("model_inputs") or {})).render()
+    return Explanation.from_dict(data.get("explain") or {}).render()
 
 
 def dumps(data: Any) -> str:

@@ -30,7 +30,7 @@ from tailor.compiler.decide import Decider, Outcomes
 from tailor.compiler.explain import explain
 from tailor.compiler.feedback import predicate_outcomes
 from tailor.compiler.plan import PredicateStats
-from tailor.compiler.ruleset import Ruleset
+from tailor.compiler.ruleset import RuleInfo, Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
 from tailor.dsl.loader import ParseCache, display_name, rules_files
 
@@ -71,26 +71,21 @@ class Served:
     decider: Decider
     loaded_at: datetime
     ref: dict[str, str]  # {"name", "version"}: shared by every response, never mutated
-    rules: list[dict[str, Any]]
+    rules: tuple[RuleInfo, ...]  # built once: the property on Ruleset builds them anew
     slots: frozenset[str]
     models: ModelRunner
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> Served:
-        rules = [
-            {
-                "name": r.name,
-                "slot": r.slot,
-                "priority": r.priority,
-                "content": r.content,
-                "file": r.file,
-                "line": r.line,
-            }
-            for r in ruleset.rules
-        ]
         ref = {"name": ruleset.name, "version": ruleset.version}
         return cls(
-            ruleset, Decider(ruleset), datetime.now(UTC), ref, rules, frozenset(ruleset.slots), ModelRunner(ruleset)
+            ruleset,
+            Decider(ruleset),
+            datetime.now(UTC),
+            ref,
+            ruleset.rules,
+            frozenset(ruleset.slots),
+            ModelRunner(ruleset),
         )
 
     @property

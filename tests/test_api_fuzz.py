@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.server import (
+from tailor.runtime.http import create_app
+from tailor.runtime.http.schemas import (
     DecideResponse,
     EventsResponse,
     ExplainResponse,
     ProfileResponse,
     RulesetResponse,
     StatsResponse,
-    create_app,
 )
+from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.service import DecisionService
 
 with warnings.catch_warnings():  # the test client's own deprecation notice about its HTTP library

@@ -109,7 +109,7 @@ def test_defaults_are_the_runtimes_own(tmp_path: Path) -> None:
     """Each default is read where the runtime defines it, so a change there changes the command line too."""
     from tailor.cli import build_parser
     from tailor.compiler.lint import DEFAULT_RETENTION
-    from tailor.runtime.server import ServeOptions
+    from tailor.runtime.launch import ServeOptions
     from tailor.runtime.simulate import simulate_to
     from tailor.runtime.train import TrainOptions
 
@@ -150,7 +150,8 @@ def test_help_imports_neither_the_server_nor_training(tmp_path: Path) -> None:
         "import sys\nfrom tailor.cli import main\n"
         "for argv in (['--help'], ['lint', '--help'], ['completion', 'bash']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "heavy = ('fastapi', 'numpy', 'onnxruntime', 'lightgbm', 'tailor.runtime.server', 'tailor.runtime.train')\n"
+        "heavy = ('fastapi', 'numpy', 'onnxruntime', 'lightgbm',\n"
+        "         'tailor.runtime.launch', 'tailor.runtime.http', 'tailor.runtime.train')\n"
         "print(sorted(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -82,7 +82,7 @@ def test_a_burst_of_requests_makes_one_reload_and_a_change_during_one_makes_one_
             await asyncio.sleep(0.005)
         assert reloader.attempts == 1
         assert service.current is not None
-        assert service.current.rules[0]["priority"] == 49
+        assert service.current.rules[0].priority == 49
 
         started = asyncio.Event()
         release = asyncio.Event()
@@ -104,7 +104,7 @@ def test_a_burst_of_requests_makes_one_reload_and_a_change_during_one_makes_one_
         while reloader.busy:
             await asyncio.sleep(0.005)
         assert reloader.attempts == 3
-        assert service.current.rules[0]["priority"] == 64
+        assert service.current.rules[0].priority == 64
         await reloader.stop()
 
     asyncio.run(scenario())
@@ -148,7 +148,7 @@ def test_the_watcher_reloads_a_single_file_ruleset(tmp_path: Path) -> None:
         await reloader.stop()
 
     asyncio.run(scenario())
-    assert service.current is not None and service.current.rules[0]["priority"] == 31
+    assert service.current is not None and service.current.rules[0].priority == 31
 
 
 # --- a real server ---

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from tailor.compiler.plan import PredicateStats
-from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.redis_store import RedisStore
-from tailor.runtime.server import (
+from tailor.runtime.http import create_app
+from tailor.runtime.http.schemas import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
     DecideResponse,
@@ -25,8 +24,9 @@ from tailor.runtime.server import (
     ProfileResponse,
     RulesetResponse,
     StatsResponse,
-    create_app,
 )
+from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.service import DecisionService
 from tailor.runtime.store import FeatureStore
 

@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
 
 def _server_defaults() -> dict[str, str]:
     """The server's own defaults (``ServeOptions``), read once serve is used: the server imports FastAPI."""
-    from tailor.runtime.server import ServeOptions
+    from tailor.runtime.launch import ServeOptions
 
     default = {field.name: field.default for field in fields(ServeOptions)}
     return {
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"tailor: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from tailor.runtime.server import ServeOptions, serve
+    from tailor.runtime.launch import ServeOptions, serve
 
     options = ServeOptions(
         path=str(args.path),

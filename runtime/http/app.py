@@ -1,0 +1,195 @@
+"""The HTTP API: a FastAPI app over a ``DecisionService``, and its routes.
+
+Every request body is a typed model with limits (``schemas``); responses are
+built as plain dicts by the ``to_dict`` of what they hold and written with
+orjson, and the response models describe them in the OpenAPI schema without
+re-validating every response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from ..events import Event
+from ..reload import Reloader
+from ..service import DecisionService
+from ..status import RulesetStatus
+from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
+from .responses import OrjsonResponse, error_response
+from .schemas import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS,
+    MAX_ID,
+    DecideRequest,
+    DecideResponse,
+    EventsRequest,
+    EventsResponse,
+    ExplainResponse,
+    ProfileRequest,
+    ProfileResponse,
+    RulesetResponse,
+    StatsResponse,
+    Status,
+)
+
+
+def create_app(
+    service: DecisionService,
+    *,
+    api_key: str | None = None,
+    protect_reads: bool = False,
+    watch: bool = True,
+    max_body: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The API over ``service``, which must already be open; ``watch`` starts hot reload."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reloader = Reloader(service) if watch else None
+        if reloader is not None:
+            reloader.start()
+        app.state.reloader = reloader
+        try:
+            yield
+        finally:
+            if reloader is not None:
+                await reloader.stop()
+            await service.close()
+
+    app = FastAPI(
+        title="tailor",
+        summary="Real-time personalization decisions steered by rules.",
+        version="1",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit=max_body)
+    install_error_handlers(app)
+    guard = [Depends(require_key(api_key))] if api_key else []
+    read_guard = guard if protect_reads else []
+    auth = (401,) if api_key else ()
+    read_auth = auth if protect_reads else ()
+
+    @app.post(
+        "/v1/decide",
+        response_model=DecideResponse,
+        dependencies=read_guard,
+        responses=error_responses(*read_auth, 413, 422, 503),
+        tags=["decisions"],
+        summary="What each slot shows for one request",
+    )
+    async def decide(body: DecideRequest) -> Response:
+        served, outcomes = await service.decide(body.user_id, body.context, body.slots, body.features, body.at)
+        return OrjsonResponse(service.response(served, outcomes))
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        dependencies=read_guard,
+        responses=error_responses(*read_auth, 413, 422, 503),
+        tags=["decisions"],
+        summary="A decision and, per slot, why better-ranked rules did not win",
+    )
+    async def explain(body: DecideRequest) -> Response:
+        served, outcomes = await service.decide(body.user_id, body.context, body.slots, body.features, body.at)
+        return OrjsonResponse(service.response(served, outcomes, explained=True))
+
+    @app.post(
+        "/v1/events",
+        response_model=EventsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary=f"Record up to {MAX_EVENTS} behavioural events in one round trip",
+    )
+    async def events(body: EventsRequest) -> Response:
+        batch = [Event(e.user_id, e.type, e.key, e.value, e.ts, e.id) for e in body.events]
+        result = await service.record(batch)
+        return OrjsonResponse({"accepted": result.accepted, "duplicates": result.duplicates, "expired": result.expired})
+
+    @app.put(
+        "/v1/users/{user_id:path}",
+        response_model=ProfileResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary="Set (or, with null, delete) profile attributes",
+    )
+    async def set_profile(
+        user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)], body: ProfileRequest
+    ) -> Response:
+        await service.set_profile(user_id, body.attributes)
+        deleted = sum(value is None for value in body.attributes.values())
+        return OrjsonResponse({"user_id": user_id, "updated": len(body.attributes) - deleted, "deleted": deleted})
+
+    @app.get(
+        "/v1/ruleset",
+        response_model=RulesetResponse,
+        dependencies=read_guard,
+        responses=error_responses(*read_auth, 503),
+        tags=["ruleset"],
+        summary="The version being served, its rules, and the last failed edit",
+    )
+    async def ruleset() -> Response:
+        return OrjsonResponse(RulesetStatus.of(service).to_dict())
+
+    @app.post(
+        "/v1/ruleset/rollback",
+        response_model=RulesetResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 409, 503),
+        tags=["ruleset"],
+        summary="Serve the previous good version again",
+    )
+    async def rollback() -> Response:
+        if service.rollback() is None:
+            raise HTTPException(409, "there is no previous version to roll back to")
+        return OrjsonResponse(RulesetStatus.of(service).to_dict())
+
+    @app.get(
+        "/v1/stats",
+        response_model=StatsResponse,
+        dependencies=read_guard,
+        responses=error_responses(*read_auth),
+        tags=["ruleset"],
+        summary="Predicate pass rates sampled from decisions (for tailor compile --stats)",
+    )
+    async def stats() -> Response:
+        return OrjsonResponse(service.statistics())
+
+    @app.get("/healthz", response_model=Status, tags=["operations"], summary="The process is up")
+    async def healthz() -> Response:
+        return OrjsonResponse({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=Status,
+        responses=error_responses(503),
+        tags=["operations"],
+        summary="A ruleset is loaded and the store answers",
+    )
+    async def readyz() -> Response:
+        problem = await service.ready()
+        if problem is not None:
+            return error_response(503, problem)
+        return OrjsonResponse({"status": "ready"})
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}},
+        tags=["operations"],
+        summary="Prometheus metrics",
+    )
+    async def metrics() -> Response:  # async: it reads counters only the event loop writes
+        data, content_type = service.metrics.exposition()
+        return Response(data, media_type=content_type)
+
+    return app

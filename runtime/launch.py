@@ -1,0 +1,138 @@
+"""Starting the server: options, the store, the app, logging, and uvicorn.
+
+``serve`` runs the app with uvicorn on uvloop and httptools; ``tailor serve``
+is a thin layer over it. With more than one worker, each worker process
+rebuilds the app from the options in ``OPTIONS_ENV`` (``app_from_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import FastAPI
+
+from tailor.compiler.plan import PredicateStats
+
+from .buckets import Scheme
+from .events import DEFAULT_RETENTION
+from .http import create_app
+from .ruleset_loader import load
+from .service import DEFAULT_DEADLINE_MS, DEFAULT_SAMPLE_EVERY, DecisionService
+from .store import FeatureStore
+
+log = logging.getLogger("tailor.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """Everything ``tailor serve`` takes; JSON-able, so worker processes can rebuild the app."""
+
+    path: str
+    redis: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    deadline_ms: float = DEFAULT_DEADLINE_MS
+    retention: float = DEFAULT_RETENTION
+    stats: str | None = None
+    sample_every: int = DEFAULT_SAMPLE_EVERY
+    api_key: str | None = None
+    protect_reads: bool = False
+    log_level: str = "info"
+    access_log: bool = False
+
+
+OPTIONS_ENV = "TAILOR_SERVE_OPTIONS"
+
+
+def open_store(redis: str | None, retention: float = DEFAULT_RETENTION) -> FeatureStore:
+    """Redis when a URL is given, else the in-process memory store."""
+    if redis:
+        from .redis_store import RedisStore
+
+        return RedisStore(redis, retention=retention)
+    from .memory_store import MemoryStore
+
+    return MemoryStore(retention=retention)
+
+
+def build_app(options: ServeOptions) -> FastAPI:
+    """Load the ruleset (``RulesError`` when it does not compile) and build the app."""
+    stats = PredicateStats.load(Path(options.stats)) if options.stats else None
+    store = open_store(options.redis, options.retention)
+    service = DecisionService(
+        options.path,
+        store,
+        deadline_ms=options.deadline_ms,
+        stats=stats,
+        sample_every=options.sample_every,
+        freeze_heap=True,
+    )
+    served = service.open()
+    where = f"Redis at {_without_password(options.redis)}" if options.redis else "the memory store"
+    log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
+    return create_app(service, api_key=options.api_key, protect_reads=options.protect_reads)
+
+
+def check(options: ServeOptions) -> None:
+    """Raise what starting would raise (``RulesError``, a bad statistics file), without a store."""
+    stats = PredicateStats.load(Path(options.stats)) if options.stats else None
+    load(options.path, stats=stats)
+    Scheme.for_retention(options.retention)
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may appear in a log: no user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def app_from_env() -> FastAPI:
+    """The app factory each worker process calls when ``--workers`` is above 1."""
+    options = ServeOptions(**json.loads(os.environ[OPTIONS_ENV]))
+    _configure_logging(options.log_level)
+    return build_app(options)
+
+
+def _configure_logging(level: str) -> None:
+    from uvicorn.logging import DefaultFormatter
+
+    logger = logging.getLogger("tailor")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))  # uvicorn's own look
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def serve(options: ServeOptions) -> None:
+    """Run the server until interrupted; raises ``RulesError`` if the ruleset does not compile."""
+    import uvicorn
+
+    _configure_logging(options.log_level)
+    speed = {
+        "loop": "uvloop" if find_spec("uvloop") else "asyncio",
+        "http": "httptools" if find_spec("httptools") else "h11",
+    }
+    common = {
+        "host": options.host,
+        "port": options.port,
+        "log_level": options.log_level,
+        "access_log": options.access_log,
+        "timeout_graceful_shutdown": 5,
+        **speed,
+    }
+    if options.workers > 1:
+        check(options)  # fail fast, with diagnostics, before starting workers
+        os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
+        uvicorn.run("tailor.runtime.launch:app_from_env", factory=True, workers=options.workers, **common)
+        return
+    uvicorn.run(build_app(options), **common)

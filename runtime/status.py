@@ -1,0 +1,86 @@
+"""What is being served: the version, its rules, the versions a rollback returns to, and the last failed edit.
+
+``GET /v1/ruleset`` (and a rollback) answer with a ``RulesetStatus``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tailor.compiler.ruleset import RuleInfo
+from tailor.dsl.diagnostics import Diagnostic
+
+from .service import DecisionService, NotReady
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """A version kept for rollback."""
+
+    version: str
+    loaded_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "loaded_at": self.loaded_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionInfo:
+        return cls(data["version"], datetime.fromisoformat(data["loaded_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetStatus:
+    name: str
+    version: str
+    files: tuple[str, ...]
+    loaded_at: datetime
+    rules: tuple[RuleInfo, ...]
+    last_error: tuple[Diagnostic, ...] | None = field(
+        metadata={"doc": "why the newest edit did not compile, if it did not"}
+    )
+    previous: tuple[VersionInfo, ...] = field(metadata={"doc": "versions a rollback returns to, newest first"})
+
+    @classmethod
+    def of(cls, service: DecisionService) -> RulesetStatus:
+        """The service's status; ``NotReady`` before a version is served."""
+        served = service.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        ruleset = served.ruleset
+        last_error = service.last_error
+        return cls(
+            ruleset.name,
+            ruleset.version,
+            ruleset.files,
+            served.loaded_at,
+            served.rules,
+            None if last_error is None else tuple(Diagnostic.from_dict(d) for d in last_error),
+            tuple(VersionInfo(old.version, old.loaded_at) for old in reversed(service.previous)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "files": list(self.files),
+            "loaded_at": self.loaded_at.isoformat(),
+            "rules": [rule.to_dict() for rule in self.rules],
+            "last_error": None if self.last_error is None else [d.to_dict() for d in self.last_error],
+            "previous": [old.to_dict() for old in self.previous],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RulesetStatus:
+        last_error = data["last_error"]
+        return cls(
+            data["name"],
+            data["version"],
+            tuple(data["files"]),
+            datetime.fromisoformat(data["loaded_at"]),
+            tuple(RuleInfo.from_dict(rule) for rule in data["rules"]),
+            None if last_error is None else tuple(Diagnostic.from_dict(d) for d in last_error),
+            tuple(VersionInfo.from_dict(old) for old in data["previous"]),
+        )
