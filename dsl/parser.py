@@ -31,9 +31,10 @@ from lark.parse_tree_builder import ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from .diagnostics import Diagnostic, RulesError, did_you_mean, error, sorted_unique
+from .diagnostics import Diagnostic, RulesError, error, sorted_unique
 from .source import Source, Span
-from .tokenizer import DECLARATION_STARTS, KEYWORDS, Token, tokenize
+from .syntax_errors import NAME_EXPECTED_AFTER, syntax_error
+from .tokenizer import DECLARATION_STARTS, Token, tokenize
 
 
 class _TokenStream(Lexer):
@@ -461,7 +462,7 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
                         declarations.extend(_parse_tokens(chunk, "start", problems))
                     except UnexpectedToken as exc:
                         following = chunks[index + 1][0] if index + 1 < len(chunks) else None
-                        problem = _syntax_error(source, exc, chunk, following)
+                        problem = syntax_error(source, exc, chunk, following)
                         first = bisect_left(lexical, chunk[0].start_pos)
                         if first == len(lexical) or lexical[first] > problem.span.start:
                             problems.append(problem)
@@ -505,7 +506,7 @@ def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
         try:
             expr = _parse_tokens(lexed.tokens, "expression", problems)
         except UnexpectedToken as exc:
-            problems.append(_syntax_error(source, exc, lexed.tokens or [Token("$END", "", 0, 0)], None))
+            problems.append(syntax_error(source, exc, lexed.tokens or [Token("$END", "", 0, 0)], None))
         except UnexpectedInput as exc:  # an empty text
             problems.append(error(f"not an expression: {exc}", Span(source, 0, len(text)), code="syntax"))
         finally:
@@ -516,16 +517,12 @@ def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
     return expr
 
 
-# Tokens after which a declaration keyword is a misused name, not a new declaration.
-_NAME_EXPECTED_AFTER = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "_SHOW", "_IN"})
-
-
 def _declaration_chunks(tokens: list[Token]) -> list[list[Token]]:
     chunks: list[list[Token]] = []
     current: list[Token] = []
     for token in tokens:
         starts = token.type in DECLARATION_STARTS and current
-        if starts and current[-1].type in _NAME_EXPECTED_AFTER:
+        if starts and current[-1].type in NAME_EXPECTED_AFTER:
             starts = False
         if starts and token.type == "WHEN" and len(current) == 2 and current[0].type == "RULE":
             starts = False
@@ -536,121 +533,3 @@ def _declaration_chunks(tokens: list[Token]) -> list[list[Token]]:
     if current:
         chunks.append(current)
     return chunks
-
-
-# --- syntax error messages, in words rather than token names ---
-
-_EXPRESSION_STARTS = frozenset(
-    {"NAME", "STRING", "NUMBER", "PERCENT", "DURATION", "TRUE", "FALSE", "LSQB", "_LPAR", "MINUS", "NOT"}
-)
-_OPERATORS = frozenset({"COMP", "PLUS", "MINUS", "STAR", "SLASH", "_AND", "_OR", "_IN", "_IS", "NOT"})
-_WORDS = {
-    "NAME": "a name",
-    "STRING": 'a string in double quotes ("...")',
-    "NUMBER": "a number",
-    "PERCENT": "a percentage",
-    "DURATION": "a duration (like 24h or 7d)",
-    "COMP": "a comparison (==, !=, <, <=, >, >=)",
-    "_EQUAL": "'='",
-    "_COMMA": "','",
-    "_COLON": "':'",
-    "_DOT": "'.'",
-    "_LPAR": "'('",
-    "RPAR": "')'",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "LBRACE": "'{'",
-    "RBRACE": "'}'",
-    "PLUS": "'+'",
-    "MINUS": "'-'",
-    "STAR": "'*'",
-    "SLASH": "'/'",
-    "$END": "the end of the file",
-}
-_WORDS.update({token_type: f"'{word}'" for word, token_type in KEYWORDS.items()})
-
-
-def _describe_expected(expected: set[str]) -> str:
-    expected = set(expected)
-    phrases: list[str] = []
-    if len(expected & _EXPRESSION_STARTS) >= 6:
-        expected -= _EXPRESSION_STARTS
-        phrases.append("a condition or a value")
-    if len(expected & DECLARATION_STARTS) >= 5:
-        expected -= DECLARATION_STARTS
-        phrases.append("a declaration (rule, when, segment, content, model, default)")
-    operators = expected & _OPERATORS
-    if len(operators) >= 3:
-        expected -= _OPERATORS
-    ordered = sorted(expected, key=lambda t: (t not in KEYWORDS.values(), _WORDS.get(t, t)))
-    phrases = [_WORDS.get(t, t.lower()) for t in ordered] + phrases
-    if len(operators) >= 3:
-        phrases.append("an operator such as 'and', 'or' or '>'")
-    if not phrases:
-        return "something else"
-    if len(phrases) == 1:
-        return phrases[0]
-    return ", ".join(phrases[:-1]) + " or " + phrases[-1]
-
-
-def _describe_found(token: Any) -> str:
-    if token.type == "$END":
-        return "the end of the file"
-    if token.type == "STRING":
-        return f"the string {token.value}"
-    return f"'{token.value}'"
-
-
-def _acceptable(exc: UnexpectedToken) -> set[str]:
-    """The tokens that could really come next.
-
-    LALR tables merge look-aheads, so the set Lark reports can name tokens that
-    are not valid here; replaying each candidate on a copy of the parser state
-    is slower but exact, and only runs on the error path.
-    """
-    if exc.interactive_parser is not None:
-        try:
-            return set(exc.interactive_parser.accepts())
-        except Exception:  # an unusual parser state: fall back to Lark's set
-            pass
-    return set(exc.expected)
-
-
-def _syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token], following: Token | None) -> Diagnostic:
-    """The error of one declaration; ``following`` starts the next one (None at the end of the file)."""
-    token = exc.token
-    expected = _acceptable(exc)
-    if token.type == "$END":
-        last = chunk[-1]
-        span = (
-            Span(source, last.end_pos, last.end_pos + 1)
-            if last.end_pos < len(source.text)
-            else Span(source, last.start_pos, last.end_pos)
-        )
-        if following is not None:  # the declaration stops short, but the file goes on
-            message = (
-                f"expected {_describe_expected(expected)} after '{last.value}', found {_describe_found(following)}"
-            )
-        else:
-            message = f"unexpected end of input after '{last.value}', expected {_describe_expected(expected)}"
-        return error(message, span, code="syntax")
-    span = Span(source, token.start_pos, token.end_pos)
-    hint = ""
-    if expected == {"NAME"} and token.value in KEYWORDS:
-        return error(
-            f"'{token.value}' is a reserved word and cannot be used as a name",
-            span,
-            code="syntax",
-            hint=f"choose another name, such as '{token.value}_1'",
-        )
-    if token.type == "_EQUAL" and "_EQUAL" not in expected:
-        hint = "use == to compare two values"
-    elif token.type == "NAME":
-        keywords = [word for word, token_type in KEYWORDS.items() if token_type in expected]
-        hint = did_you_mean(token.value, keywords)
-    return error(
-        f"expected {_describe_expected(expected)}, found {_describe_found(token)}",
-        span,
-        code="syntax",
-        hint=hint,
-    )
