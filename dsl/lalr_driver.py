@@ -73,7 +73,11 @@ class _Reduce:
 
 @dataclass(frozen=True, slots=True)
 class _Recipe:
-    """How one rule's callback is made for a tree builder: Lark's wrappers around the builder's method."""
+    """How one rule's callback is made for a tree builder: Lark's wrappers around the builder's method.
+
+    It is what Lark's ``create_callback`` does for one rule, done only for the
+    rules a parse reduces; the fast loop's agreement test compares the two.
+    """
 
     name: str
     wrappers: tuple[Callable[[Callback], Callback], ...]
@@ -206,6 +210,7 @@ class LalrDriver:
 
     @classmethod
     def build(cls, grammar: str) -> LalrDriver:
+        """Lark's tables for ``grammar`` (the slow part), then everything read from them once."""
         lark = Lark(grammar, parser="lalr", lexer=_TokenStream, maybe_placeholders=True, start=list(STARTS))
         rule_builders = lark._parse_tree_builder.rule_builders  # (rule, Lark's wrappers for its callback)
         own = lark.parser.parser.parser.callbacks  # what Lark made with no transformer: small Lark trees

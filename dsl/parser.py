@@ -95,6 +95,7 @@ def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
 
 
 def _declaration_chunks(tokens: list[Token]) -> list[list[Token]]:
+    """The tokens cut where each declaration starts, so that each can be parsed on its own."""
     chunks: list[list[Token]] = []
     current: list[Token] = []
     for token in tokens:
