@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,8 @@ import pytest
 from bench.workload import ruleset_text
 from tailor import RulesError
 from tailor.dsl import ast
-from tailor.dsl import parser as parser_module
-from tailor.dsl.parser import parse, parse_source
+from tailor.dsl import lalr_driver as driver_module
+from tailor.dsl.parser import parse, parse_expression, parse_source
 from tailor.dsl.source import Source
 
 SPEC_EXAMPLE = """\
@@ -611,7 +614,8 @@ def _flat(node: object) -> object:
 
 
 def test_the_fast_parse_loop_is_in_use() -> None:
-    assert parser_module._FAST is not None, "this Lark keeps its tables elsewhere: parsing falls back to Lark's loop"
+    fast = driver_module.lalr_driver().fast
+    assert fast is not None, "this Lark keeps its tables elsewhere: parsing falls back to Lark's loop"
 
 
 @pytest.mark.parametrize(
@@ -627,7 +631,55 @@ def test_the_fast_parse_loop_is_in_use() -> None:
 )
 def test_the_fast_loop_builds_what_lark_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = parse_source(Source("t.rules", text))
-    monkeypatch.setattr(parser_module, "_FAST", None)
+    lark_only = dataclasses.replace(driver_module.lalr_driver(), fast=None)
+    monkeypatch.setattr(driver_module, "_DRIVER", lark_only)
     lark = parse_source(Source("t.rules", text))
     assert _flat(fast[0]) == _flat(lark[0])
     assert [d.to_dict() for d in fast[1]] == [d.to_dict() for d in lark[1]]
+
+
+# --- parses in several threads at once ---
+
+
+def _parsed(name: str, text: str) -> object:
+    """What one parse call returns, spans and diagnostics included, as comparable data."""
+    if name.endswith(".expr"):
+        try:
+            return _flat(parse_expression(text, name))
+        except RulesError as exc:
+            return [d.to_dict() for d in exc.diagnostics]
+    module, problems = parse_source(Source(name, text))
+    return _flat(module), [d.to_dict() for d in problems]
+
+
+def test_parses_in_several_threads_at_once_give_what_sequential_parses_give() -> None:
+    retail = sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
+    files = [(path.name, path.read_text()) for path in retail]
+    files += [(f"generated-{seed}.rules", ruleset_text(60, seed=seed, model_share=0.2)) for seed in (1, 2, 3)]
+    files += [
+        ("errors.rules", 'rule r when user.tier == "gold" and then show a in hero\nrule s when true show'),
+        ("escapes.rules", 'segment s = x == "a\\q"\ncontent c = {"a": 1, "a": nul}\nwhen x then show c priority 1.5'),
+        ("feature.expr", 'views("Electronics", 24h) > 2 and user.tier in ["gold", "platinum"]'),
+        ("broken.expr", "user.tier == and"),
+    ]
+    sequential = [_parsed(name, text) for name, text in files]
+    escapes_problems = sequential[[name for name, _text in files].index("escapes.rules")][1]
+    assert len(escapes_problems) == 4, "each of the tree builder's own problems, reported during the parse"
+    threads = 6
+    ready = threading.Barrier(threads)
+
+    def parse_all(offset: int) -> list[object]:
+        ready.wait()
+        order = [(index + offset) % len(files) for index in range(len(files))]
+        return [(index, _parsed(*files[index])) for index in order]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # 50 times as often as by default: threads take turns within parses
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(parse_all, range(threads)))
+    finally:
+        sys.setswitchinterval(interval)
+    for result in results:
+        for index, parsed in result:
+            assert parsed == sequential[index], files[index][0]
