@@ -171,11 +171,11 @@ def _walk(
     code.indent()
     code.line('"""Stage 2: per slot, the best surviving candidate whose checks hold, else the default.')
     code.line()
-    code.line("Returns {slot: choices[index]}, the index being the winning bit or, for the")
-    code.line("default, the slot's entry in CHOICES after the bits (choices=CHOICES gives")
-    code.line("(content, rule), choices=range(len(CHOICES)) the index itself); and the values")
-    code.line("the checks read: make_values() builds them once, when the first check runs;")
-    code.line('None when no check ran."""')
+    code.line("Returns {slot: choices[index]}, where index is the winning bit or, for the")
+    code.line("default, the slot's entry after the bits in CHOICES: choices=CHOICES gives")
+    code.line("(content, rule). Also returns the values the checks read, which")
+    code.line("make_values() builds when the first check runs (None if none ran).")
+    code.line('"""')
     if checked_slots:
         code.line("V = None")
     for index, slot in enumerate(plan.slots.values()):
