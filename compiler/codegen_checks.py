@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .codegen_names import Namer
-from .codegen_source import CodeWriter, one_line, value_literal
+from .codegen_source import COMMENT_LENGTH, CodeWriter, one_line, value_literal
 from .ir import All, Any_, Arith, Atom, Condition, CondTerm, Const, Feature, Neg, Predicate, Term, Truth, condition_text
 from .plan import Conjunction
-
-COMMENT_LENGTH = 110
 
 
 class CheckWriter:

@@ -22,6 +22,8 @@ INLINE_LENGTH = 64
 MASK_LENGTH = 42
 # A dictionary constant longer than this has one entry per line.
 DICT_LENGTH = 100
+# A comment quoting rules is cut at this length.
+COMMENT_LENGTH = 110
 
 
 class CodeWriter:
@@ -128,7 +130,8 @@ class Constants:
         literal = mask_literal(mask, self.width)
         if len(literal) <= MASK_LENGTH:
             return literal
-        return self.define(f"{name.upper()}_{role}", [f"{name.upper()}_{role} = {literal}"])
+        constant = f"{name.upper()}_{role}"
+        return self.define(constant, [f"{constant} = {literal}"])
 
     def fits(self, mask: int) -> bool:
         """Whether the mask is written in place."""

@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .codegen_source import INLINE_LENGTH, CodeWriter, Constants, dict_lines, mask_literal, one_line, value_literal
+from .codegen_source import (
+    COMMENT_LENGTH,
+    INLINE_LENGTH,
+    CodeWriter,
+    Constants,
+    dict_lines,
+    mask_literal,
+    one_line,
+    value_literal,
+)
 from .features import FeatureKind
 from .plan import FeatureTable
 
@@ -25,9 +34,8 @@ SMALL_INTEGER_LIMIT = 64
 # comparisons: cheaper than a lookup at this size, and readable in place.
 CHAIN_GROUPS = 3
 CHAIN_BRANCHES = 4
-# How many of a table's predicates its comment shows, in at most how many characters.
+# How many of a table's predicates its comment shows.
 SHOWN_PREDICATES = 4
-COMMENT_LENGTH = 110
 
 
 class TableWriter:

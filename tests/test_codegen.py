@@ -192,6 +192,7 @@ def test_names_fall_back_to_an_index_when_the_text_gives_none() -> None:
     assert namer.name("class", "feature", 6) == "class_6"  # a keyword
     assert namer.name("type", "feature", 7) == "type_7"  # a builtin the code uses
     assert namer.name("alive", "slot", 8) == "alive_8"  # a name of the generated code
+    assert namer.name("choices", "slot", 10) == "choices_10"
     assert namer.name("check_x", "feature", 9) == "feature_9"  # the prefix of the check functions
 
 
