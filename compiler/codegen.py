@@ -1,45 +1,33 @@
-"""Python source for a decision plan, compiled with ``compile()``.
+"""Python source for a decision plan: one self-contained, readable module.
 
-The generator writes plain, readable Python (``tailor compile --emit
-python`` shows it): one straight-line function per stage that applies each
-feature's predicate table, and one small function per conjunction whose
-remaining predicates the tables could not settle. Tables and constants are
-bound as default arguments, so the hot code reads only fast locals. No
-generated function grows with the number of rules: the rules live in the
-tables, which keeps CPython's compiler far from its recursion limits.
+The generator writes plain Python in the manner of Jinja2's code generator,
+and the engine runs that very source (``tailor compile --emit python`` prints
+it): ``stage0`` and ``stage1`` apply each feature's predicate table in one
+straight-line function per stage (codegen_tables), ``needed`` names the store
+features to fetch, one function per distinct stage-2 check decides what the
+tables could not (codegen_checks), and ``walk`` picks each slot's best
+surviving candidate. A legend maps every candidate bit to its rule, and
+``decide`` runs the whole plan on supplied values, so the module works on its
+own; it imports only ``bisect`` and the value helpers of ``tailor.compiler``.
+
+No generated function grows with the number of rules: the rules live in the
+tables, which keeps CPython's compiler far from its recursion limits. The
+source depends on the plan alone, never on hashing: every process writes the
+same bytes.
 """
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .features import FeatureKind
-from .ir import Arith, CondTerm, Const, Feature, Neg, Predicate, Term, Test
-from .plan import STAGE_CONTEXT, STAGE_STORE, DecisionPlan, FeatureTable
-from .values import arith_value, condition_value
-
-
-class CodeWriter:
-    """Indentation-aware source builder, after Jinja2's code generator."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._indent = 0
-
-    def line(self, text: str = "") -> None:
-        self.lines.append(("    " * self._indent + text) if text else "")
-
-    def indent(self) -> None:
-        self._indent += 1
-
-    def outdent(self) -> None:
-        self._indent -= 1
-
-    def source(self) -> str:
-        return "\n".join(self.lines) + "\n"
+from .codegen_checks import CheckWriter
+from .codegen_names import Namer
+from .codegen_source import CodeWriter, Constants, block_literal, dict_lines, mask_literal, one_line
+from .codegen_tables import TableWriter
+from .features import FeatureRef
+from .plan import STAGE_CONTEXT, STAGE_STORE, DecisionPlan, value_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,240 +35,245 @@ class CompiledPlan:
     """The generated functions and the source they came from."""
 
     source: str
-    stage0: Any  # (context) -> alive bits
-    needed: Any  # (alive) -> texts of store features still needed
-    stage1: Any  # (alive, fetched) -> alive bits
+    stage0: Callable[..., int]  # (context) -> alive bits
+    needed: Callable[..., list[str]]  # (alive) -> texts of store features still needed
+    stage1: Callable[..., int]  # (alive, fetched) -> alive bits
+    walk: Callable[..., tuple[dict[str, Any], Any]]  # (alive, make_values, choices) -> ({slot: choice}, values)
     checks: tuple[Any, ...]  # by bit: None, or (values) -> bool, for what the tables could not settle
 
 
 def generate(plan: DecisionPlan) -> CompiledPlan:
-    constants: dict[str, Any] = {"_bisect": bisect_left, "ALL": plan.all_bits}
-    writer = CodeWriter()
-    writer.line(f"# Decision plan for ruleset {plan.program.name!r}: generated code, do not edit.")
-    writer.line(f"# {len(plan.rules)} rules, {len(plan.conjunctions)} conjunctions, {len(plan.tables)} features.")
-    writer.line()
-    context_tables = [t for t in plan.tables_for(STAGE_CONTEXT) if t.atoms]
-    store_tables = plan.tables_for(STAGE_STORE)
-    names = {t.ref.text: f"F{i}" for i, t in enumerate(plan.tables)}
-    for table in plan.tables:
-        _bind_table(constants, names[table.ref.text], table)
-
-    _function(writer, "stage0", ["context"], context_tables, names, constants, source="context")
-    writer.line()
-    bound = [f"{names[t.ref.text]}_{suffix}" for t in store_tables for suffix in ("USES", "TEXT")]
-    writer.line(_signature("needed", ["alive"], bound, constants))
-    writer.indent()
-    writer.line('"""Store features that a surviving candidate still reads: the one fetch of stage 1."""')
-    writer.line("out = []")
-    for table in store_tables:
-        name = names[table.ref.text]
-        writer.line(f"if alive & {name}_USES:")
-        writer.indent()
-        writer.line(f"out.append({name}_TEXT)")
-        writer.outdent()
-    writer.line("return out")
-    writer.outdent()
-    writer.line()
-    _function(writer, "stage1", ["alive", "fetched"], [t for t in store_tables if t.atoms], names, constants, "store")
-    writer.line()
-
-    check_names: list[str | None] = []
-    for conjunction in plan.conjunctions:
-        if conjunction.formula is not None:
-            name = f"check_{conjunction.bit}"
-            constants[f"{name}_FORMULA"] = conjunction.formula
-            constants["_condition_value"] = condition_value
-            writer.line(f"def {name}(V, _f={name}_FORMULA, _cv=_condition_value):")
-            writer.indent()
-            writer.line(f"# {conjunction.rule.name}: too large to expand; evaluated as a whole")
-            writer.line("return _cv(_f, V) is True")
-            writer.outdent()
-            writer.line()
-            check_names.append(name)
-        elif conjunction.residual:
-            name = f"check_{conjunction.bit}"
-            _check(writer, name, conjunction.rule.name, conjunction.residual, constants)
-            writer.line()
-            check_names.append(name)
-        else:
-            check_names.append(None)
-    writer.line(
-        "CHECKS = (" + ", ".join(n or "None" for n in check_names) + ("," if len(check_names) == 1 else "") + ")"
-    )
-    source = writer.source()
-    namespace = dict(constants)
+    """Write the plan's module and run it: the engine calls the functions it defines."""
+    source = plan_source(plan)
+    namespace: dict[str, Any] = {"__name__": f"tailor_plan_{plan.program.name}"}
     exec(compile(source, f"<plan {plan.program.name}>", "exec"), namespace)
-    return CompiledPlan(source, namespace["stage0"], namespace["needed"], namespace["stage1"], namespace["CHECKS"])
+    checks = namespace["CHECKS"]
+    return CompiledPlan(
+        source,
+        namespace["stage0"],
+        namespace["needed"],
+        namespace["stage1"],
+        namespace["walk"],
+        tuple(checks.get(bit) for bit in range(len(plan.conjunctions))),
+    )
 
 
-def _signature(name: str, params: list[str], bound: list[str], constants: dict[str, Any]) -> str:
-    defaults = [f"{b}={b}" for b in bound if b in constants]
-    return f"def {name}(" + ", ".join(params + defaults) + "):"
+def plan_source(plan: DecisionPlan) -> str:
+    """The module's text: what ``tailor compile --emit python`` prints."""
+    width = len(plan.conjunctions)
+    namer = Namer()
+    features = {text: namer.name(text, "feature", i) for i, text in enumerate(plan.features)}
+    slots = {slot: namer.name(slot, "slot", i) for i, slot in enumerate(plan.slots)}
+    constants = Constants(width, plan.all_bits)
+    code = CodeWriter()
+    tables = TableWriter(features, constants, code)
+    store_tables = plan.tables_for(STAGE_STORE)
+    for write, stage_tables in (
+        (tables.stage0, [t for t in plan.tables_for(STAGE_CONTEXT) if t.atoms]),
+        (tables.needed, store_tables),
+        (tables.stage1, [t for t in store_tables if t.atoms]),
+    ):
+        code.line()
+        code.line()
+        write(stage_tables)
+    checker = CheckWriter(features)
+    checks = {c.bit: name for c in plan.conjunctions if (name := checker.check_for(c)) is not None}
+    code.line()
+    code.line()
+    _walk(code, plan, slots, constants, checks)
+    code.line()
+    code.line()
+    _decide(code, bool(checks))
+    slot_masks = [(repr(s.name), constants.mask(s.mask, slots[s.name], "SLOT"), "") for s in plan.slots.values()]
+
+    out = CodeWriter()
+    _head(out, plan, tables.uses_bisect, checker if checks else None)
+    _legend(out, plan, features)
+    out.line()
+    out.line(f"ALL = {mask_literal(plan.all_bits, width)}")
+    out.line()
+    out.comment("What each bit serves, then each slot's default: (content, rule).")
+    entries = [(f"({c.rule.content!r}, {c.rule.name!r})", f"bit {c.bit}") for c in plan.conjunctions]
+    entries += [(f"({s.default!r}, None)", f"{s.name}: default") for s in plan.slots.values()]
+    out.lines.extend(block_literal("CHOICES = (", entries, ")") if entries else ["CHOICES = ()"])
+    for block in constants.blocks:
+        out.line()
+        out.lines.extend(block)
+    out.line()
+    out.comment("Each slot's candidate bits.")
+    out.lines.extend(dict_lines("SLOTS", slot_masks))
+    if checks:
+        read = [(text, ref) for text, ref in plan.features.items() if text in checker.reads]
+        out.line()
+        out.comment("The features the checks read, and the type a value must have to be known (see decide).")
+        out.lines.extend(dict_lines("FEATURES", [(repr(text), _ref_source(ref), "") for text, ref in read], True))
+        types = [(repr(text), repr(value_type(ref, plan.attribute_types)), "") for text, ref in read]
+        out.lines.extend(dict_lines("VALUE_TYPES", types))
+    for function in checker.functions:
+        out.line()
+        out.line()
+        out.lines.extend(function)
+    out.line()
+    out.line()
+    out.comment("Checks by candidate bit: what the tables left open for it.")
+    out.lines.extend(dict_lines("CHECKS", [(str(bit), name, "") for bit, name in checks.items()]))
+    out.lines.extend(code.lines)
+    return out.source()
 
 
-def _bind_table(constants: dict[str, Any], name: str, table: FeatureTable) -> None:
-    constants[f"{name}_TEXT"] = table.ref.text
-    constants[f"{name}_USES"] = table.uses
-    constants[f"{name}_UNKNOWN"] = table.keep_unknown
-    if table.numeric:
-        constants[f"{name}_CUTS"] = table.cuts
-        constants[f"{name}_REGIONS"] = table.keep_by_region
-        constants[f"{name}_N"] = len(table.cuts)
-        small = _small_integers(table)
-        if small:
-            constants[f"{name}_SMALL"] = small
-            constants[f"{name}_SMALL_N"] = len(small)
-    else:
-        constants[f"{name}_BY_VALUE"] = table.keep_by_value
-        constants[f"{name}_OTHER"] = table.keep_other
+def _head(out: CodeWriter, plan: DecisionPlan, uses_bisect: bool, checker: CheckWriter | None) -> None:
+    """What the module is and how to use it, and its imports."""
+    name = plan.program.name
+    out.comment(f"Decision plan for ruleset {name!r}: generated code, do not edit.")
+    out.line(f'"""The decision plan of ruleset {name!r}: {_counts(plan)}.')
+    out.line()
+    out.line("Each conjunction of a rule's condition owns one bit of the candidate set")
+    out.line("``alive``. stage0 narrows it with the request context, needed names the")
+    out.line("store features a survivor still reads, stage1 narrows it with them, and")
+    out.line("walk serves per slot the best survivor whose checks hold (CHOICES).")
+    out.line()
+    out.line("On its own: decide(context, features, slots=None) -> {slot: (content, rule)},")
+    out.line("with every store feature and model score in ``features`` by its text.")
+    out.line('"""')
+    out.line()
+    if uses_bisect:
+        out.line("from bisect import bisect_left")
+        out.line()
+    if checker is not None:
+        out.line("from tailor.compiler.features import FeatureKind, FeatureRef")
+        helpers = "Values, arith_value" if checker.uses_arithmetic else "Values"
+        out.line(f"from tailor.compiler.values import {helpers}")
+        out.line()
+    out.line()
 
 
-def _function(
-    writer: CodeWriter,
-    function: str,
-    params: list[str],
-    tables: list[FeatureTable] | tuple[FeatureTable, ...],
-    names: dict[str, str],
-    constants: dict[str, Any],
-    source: str,
+def _legend(out: CodeWriter, plan: DecisionPlan, features: dict[str, str]) -> None:
+    out.comment("Candidates by bit: within a slot a lower bit ranks higher (priority, then source order).")
+    rows = [("bit", "slot", "priority", "rule", "source")]
+    rows += [
+        (str(c.bit), c.rule.slot, str(c.rule.priority), c.rule.name, f"{c.rule.file}:{c.rule.line}")
+        for c in plan.conjunctions
+    ]
+    _columns(out, rows, right=(0, 2))
+    out.comment("")
+    out.comment("Features by their names in this code.")
+    rows = [("name", "feature", "kind")]
+    rows += [(features[text], text, ref.kind.value) for text, ref in plan.features.items()]
+    _columns(out, rows)
+
+
+def _walk(
+    code: CodeWriter, plan: DecisionPlan, slots: dict[str, str], constants: Constants, checks: dict[int, str]
 ) -> None:
-    bound = ["ALL", "_bisect"]
-    for table in tables:
-        name = names[table.ref.text]
-        bound += [
-            f"{name}_{suffix}"
-            for suffix in ("TEXT", "USES", "UNKNOWN", "CUTS", "REGIONS", "N", "SMALL", "SMALL_N", "BY_VALUE", "OTHER")
-        ]
-    writer.line(_signature(function, params, bound, constants))
-    writer.indent()
-    if source == "context":
-        writer.line('"""Stage 0: what the request context alone settles."""')
-        writer.line("alive = ALL")
-    else:
-        writer.line('"""Stage 1: the store features fetched in one round trip."""')
-        writer.line("# A feature no survivor reads keeps every surviving bit, so tables apply unconditionally.")
-    for table in tables:
-        name = names[table.ref.text]
-        writer.line(
-            f"# {table.ref.text}: "
-            + "; ".join(a.text() for a in table.atoms[:4])
-            + (" ..." if len(table.atoms) > 4 else "")
+    """Stage 2: per slot, the lowest surviving bit, unless its check fails; then the next."""
+    checked_slots = {plan.conjunctions[bit].rule.slot for bit in checks}
+    code.line("def walk(alive, make_values, choices):")
+    code.indent()
+    code.line('"""Stage 2: per slot, the best surviving candidate whose checks hold, else the default.')
+    code.line()
+    code.line("Returns {slot: choices[index]}, where index is the winning bit or, for the")
+    code.line("default, the slot's entry after the bits in CHOICES: choices=CHOICES gives")
+    code.line("(content, rule). Also returns the values the checks read, which")
+    code.line("make_values() builds when the first check runs (None if none ran).")
+    code.line('"""')
+    if checked_slots:
+        code.line("V = None")
+    for index, slot in enumerate(plan.slots.values()):
+        name = slots[slot.name]
+        default = constants.width + index
+        bits = [bit for bit in checks if slot.first_bit <= bit <= slot.last_bit]
+        code.comment(
+            f"{slot.name}: "
+            + (_bit_range(slot.first_bit, slot.last_bit) if slot.mask else "no rules")
+            + (f", {len(bits)} with checks" if bits else "")
+            + f"; the default ({slot.default or 'nothing'}) is {default}"
         )
-        if source == "context":
-            writer.line(f"v = context.get({table.ref.name!r})")
-        elif table.ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
-            writer.line(f"v = fetched.get({name}_TEXT, 0)")
-        else:
-            writer.line(f"v = fetched.get({name}_TEXT)")
-        _apply_table(writer, name, table)
-    writer.line("return alive")
-    writer.outdent()
+        if not slot.mask:
+            code.line(f"{name} = {default}")
+            continue
+        code.line(f"candidates = alive & {constants.mask(slot.mask, name, 'SLOT')}")
+        if not bits:
+            code.line(f"{name} = (candidates & -candidates).bit_length() - 1 if candidates else {default}")
+            continue
+        checked = constants.mask(sum(1 << bit for bit in bits), name, "CHECKED")
+        code.line(f"{name} = {default}")
+        code.line("while candidates:")
+        code.indent()
+        code.line("lowest = candidates & -candidates")
+        code.line("bit = lowest.bit_length() - 1")
+        code.line(f"if lowest & {checked}:")
+        code.indent()
+        code.line("if V is None:")
+        code.indent()
+        code.line("V = make_values()")
+        code.outdent()
+        code.line("if not CHECKS[bit](V):")
+        code.indent()
+        code.line("candidates ^= lowest")
+        code.line("continue")
+        code.outdent()
+        code.outdent()
+        code.line(f"{name} = bit")
+        code.line("break")
+        code.outdent()
+    chosen = ", ".join(f"{s!r}: choices[{slots[s]}]" for s in plan.slots)
+    code.line(f"return {{{chosen}}}, {'V' if checked_slots else 'None'}")
+    code.outdent()
 
 
-# Counts are small integers: a list indexed by the count answers most lookups
-# without bisecting. Thresholds above this fall back to bisection.
-SMALL_INTEGER_LIMIT = 64
-
-
-def _small_integers(table: FeatureTable) -> tuple[int, ...]:
-    if not table.cuts or max(table.cuts) > SMALL_INTEGER_LIMIT:
-        return ()
-    return tuple(table.keep_for_number(v) for v in range(int(max(table.cuts)) + 2))
-
-
-def _apply_table(writer: CodeWriter, name: str, table: FeatureTable) -> None:
-    if table.numeric:
-        if _small_integers(table):
-            writer.line(f"if type(v) is int and 0 <= v < {name}_SMALL_N:")
-            writer.indent()
-            writer.line(f"alive &= {name}_SMALL[v]")
-            writer.outdent()
-            writer.line("elif (type(v) is int or type(v) is float) and v == v:")
-        else:
-            writer.line("if (type(v) is int or type(v) is float) and v == v:")
-        writer.indent()
-        writer.line(f"i = _bisect({name}_CUTS, v)")
-        writer.line(
-            f"alive &= {name}_REGIONS[2 * i + 1] if i < {name}_N and {name}_CUTS[i] == v else {name}_REGIONS[2 * i]"
-        )
-        writer.outdent()
+def _decide(code: CodeWriter, has_checks: bool) -> None:
+    """The module's own entry point: the engine's decision, on values supplied by the caller."""
+    code.line("def decide(context, features, slots=None):")
+    code.indent()
+    code.line('"""One decision on supplied values: {slot: (content, rule)}; a default has rule None.')
+    code.line()
+    code.line("``features`` holds the store features and model scores by their text, e.g.")
+    code.line("``{'user.tier': 'gold', 'p_click': 0.8}``; an absent count is 0, anything else")
+    code.line("absent is unknown. ``slots`` limits the decision to those slots.")
+    code.line('"""')
+    code.line("alive = stage0(context)")
+    code.line("if slots is not None:")
+    code.indent()
+    code.line("alive &= sum(SLOTS.get(slot, 0) for slot in set(slots))")
+    code.outdent()
+    code.line("alive = stage1(alive, features)")
+    if has_checks:
+        code.line("decisions, _ = walk(alive, lambda: Values(context, features, FEATURES, VALUE_TYPES), CHOICES)")
     else:
-        check = {"string": "type(v) is str", "bool": "type(v) is bool"}.get(table.value_type, "v is not None")
-        writer.line(f"if {check}:")
-        writer.indent()
-        if table.keep_by_value:
-            writer.line(f"alive &= {name}_BY_VALUE.get(v, {name}_OTHER)")
-        else:
-            writer.line(f"alive &= {name}_OTHER")
-        writer.outdent()
-    writer.line("else:")
-    writer.indent()
-    writer.line(f"alive &= {name}_UNKNOWN")
-    writer.outdent()
+        code.line("decisions, _ = walk(alive, None, CHOICES)")
+    code.line("if slots is None:")
+    code.indent()
+    code.line("return decisions")
+    code.outdent()
+    code.line("return {slot: decisions.get(slot, (None, None)) for slot in slots}")
+    code.outdent()
 
 
-def _check(
-    writer: CodeWriter, name: str, rule: str, residual: tuple[Predicate, ...], constants: dict[str, Any]
-) -> None:
-    """A function that is True when every residual predicate holds (unknown is not true)."""
-    writer.line(f"def {name}(V):")
-    writer.indent()
-    writer.line(f"# {rule}: " + " and ".join(p.text() for p in residual))
-    for index, predicate in enumerate(residual):
-        left, right = _predicate_sides(predicate, constants, f"{name}_{index}")
-        op = predicate.op
-        writer.line(f"a = {left}")
-        if op == "missing":
-            writer.line("if a is not None:")
-        elif op == "present":
-            writer.line("if a is None:")
-        else:
-            if isinstance(predicate, Test):
-                writer.line(f"b = {right}")
-                writer.line(f"if a is None or b is None or not (a {op} b):")
-            else:
-                writer.line(f"if a is None or not (a {op} {right}):")
-        writer.indent()
-        writer.line("return False")
-        writer.outdent()
-    writer.line("return True")
-    writer.outdent()
+def _bit_range(first: int, last: int) -> str:
+    return f"bit {first}" if first == last else f"bits {first}-{last}"
 
 
-def _predicate_sides(predicate: Predicate, constants: dict[str, Any], prefix: str) -> tuple[str, str]:
-    if isinstance(predicate, Test):
-        right = _term_code(predicate.right, constants, prefix + "r") if predicate.right is not None else "None"
-        return _term_code(predicate.left, constants, prefix + "l"), right
-    value_name = f"{prefix}_VALUE"
-    constants[value_name] = predicate.value
-    return f"V[{predicate.feature.text!r}]", _constant(value_name, predicate.value)
+def _counts(plan: DecisionPlan) -> str:
+    return (
+        f"{len(plan.rules)} rules, {len(plan.conjunctions)} conjunctions, "
+        f"{len(plan.slots)} slots, {len(plan.features)} features"
+    )
 
 
-def _constant(name: str, value: Any) -> str:
-    """A literal for plain finite values; otherwise the name it is bound to."""
-    if isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value)):
-        return repr(value)
-    return name
+def _columns(out: CodeWriter, rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+    """Rows as aligned comment columns."""
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    template = "#   " + "  ".join(f"{{:{'>' if i in right else '<'}{w}}}" for i, w in enumerate(widths))
+    out.lines.extend(one_line(template.format(*row)).rstrip() for row in rows)
 
 
-def _term_code(term: Term, constants: dict[str, Any], prefix: str) -> str:
-    """An expression that is None when the term is unknown."""
-    constants.setdefault("_arith", arith_value)
-    if isinstance(term, Const):
-        return _constant(_bind(constants, prefix, term.value), term.value)
-    if isinstance(term, Feature):
-        return f"V[{term.ref.text!r}]"
-    if isinstance(term, Neg):
-        return f"_arith('neg', {_term_code(term.operand, constants, prefix + 'n')}, 0)"
-    if isinstance(term, CondTerm):
-        constants.setdefault("_condition_value", condition_value)
-        return f"_condition_value({_bind(constants, prefix + '_COND', term.condition)}, V)"
-    assert isinstance(term, Arith)
-    left = _term_code(term.left, constants, prefix + "a")
-    right = _term_code(term.right, constants, prefix + "b")
-    return f"_arith({term.op!r}, {left}, {right})"
-
-
-def _bind(constants: dict[str, Any], name: str, value: Any) -> str:
-    constants[name] = value
-    return name
+def _ref_source(ref: FeatureRef) -> str:
+    """The expression that builds ``ref``, naming only what differs from the defaults."""
+    default = FeatureRef(ref.kind, ref.text)
+    fields = [f"FeatureKind.{ref.kind.name}", repr(ref.text)]
+    fields += [
+        f"{field}={getattr(ref, field)!r}"
+        for field in ("event", "key", "window", "name")
+        if getattr(ref, field) != getattr(default, field)
+    ]
+    return f"FeatureRef({', '.join(fields)})"

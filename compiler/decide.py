@@ -108,17 +108,18 @@ class Decider:
         plan = ruleset.plan
         self._plan = plan
         self._compiled = ruleset.compiled
+        self._walk = ruleset.compiled.walk
         self._types = {text: _type_of(plan, text) for text in plan.features}
-        # One immutable answer per rule and per default, shared by every decision.
-        self._answers = [
-            SlotDecision(c.rule.content, ruleset.payload(c.rule.content), c.rule.name) for c in plan.conjunctions
-        ]
         self._slot_masks = {name: slot.mask for name, slot in plan.slots.items()}
-        self._defaults = {
-            name: SlotDecision(slot.default, ruleset.payload(slot.default), None) if slot.default else NOTHING
-            for name, slot in plan.slots.items()
-        }
-        self._slot_plans = tuple((name, self._slot_masks[name], self._defaults[name]) for name in plan.slots)
+        # One immutable answer per rule and per default, shared by every decision, indexed as
+        # the generated walk's choices are: by bit, then each slot's default.
+        self._choices = (
+            *(SlotDecision(c.rule.content, ruleset.payload(c.rule.content), c.rule.name) for c in plan.conjunctions),
+            *(
+                SlotDecision(slot.default, ruleset.payload(slot.default), None) if slot.default else NOTHING
+                for slot in plan.slots.values()
+            ),
+        )
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
         # For sampling: each predicate with its text and the non-context features it reads.
         self.predicate_index = [
@@ -161,31 +162,13 @@ class Decider:
     ) -> Outcomes:
         """Stages 1 and 2, once the store features have been fetched."""
         alive = self._compiled.stage1(alive, fetched)
-        values: Values | None = None
 
         def make_values() -> Values:
             return Values(context, fetched, self._plan.features, self._types, run_model)
 
-        checks = self._compiled.checks
-        answers = self._answers
-        result: dict[str, SlotDecision] = {}
-        for slot, mask, default in self._slot_plans if slots is None else self._requested(slots):
-            candidates = alive & mask
-            answer = default
-            while candidates:
-                lowest = candidates & -candidates
-                bit = lowest.bit_length() - 1
-                check = checks[bit]
-                if check is None:
-                    answer = answers[bit]
-                    break
-                if values is None:
-                    values = make_values()
-                if check(values):
-                    answer = answers[bit]
-                    break
-                candidates ^= lowest
-            result[slot] = answer
+        result, values = self._walk(alive, make_values, self._choices)
+        if slots is not None:
+            result = {slot: result.get(slot, NOTHING) for slot in slots}
         ruleset = self.ruleset
         if values is not None:
             models_run = tuple(values.models_run)
@@ -194,10 +177,6 @@ class Decider:
             models_run = ()
         decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
         return Outcomes(decision, values, alive, make_values)
-
-    def _requested(self, slots: Iterable[str]) -> list[tuple[str, int, SlotDecision]]:
-        masks, defaults = self._slot_masks, self._defaults
-        return [(slot, masks.get(slot, 0), defaults.get(slot, NOTHING)) for slot in slots]
 
     def decide(
         self,
