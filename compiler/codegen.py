@@ -107,7 +107,7 @@ def plan_source(plan: DecisionPlan) -> str:
         out.line()
         out.comment("The features the checks read, and the type a value must have to be known (see decide).")
         out.lines.extend(dict_lines("FEATURES", [(repr(text), _ref_source(ref), "") for text, ref in read], True))
-        types = [(repr(text), repr(value_type(ref, plan.attribute_types)), "") for text, ref in read]
+        types = [(repr(text), repr(value_type(ref, plan.attribute_kinds)), "") for text, ref in read]
         out.lines.extend(dict_lines("VALUE_TYPES", types))
     for function in checker.functions:
         out.line()

@@ -195,4 +195,4 @@ class Decider:
 def _type_of(plan: Any, text: str) -> str:
     from .plan import value_type
 
-    return value_type(plan.features[text], plan.attribute_types)
+    return value_type(plan.features[text], plan.attribute_kinds)

@@ -184,7 +184,7 @@ class DecisionPlan:
     all_bits: int
     features: dict[str, FeatureRef]  # every feature the plan reads, by text
     predicates: tuple[Predicate, ...]  # every distinct predicate
-    attribute_types: dict[str, str]
+    attribute_kinds: dict[str, str]  # attribute text -> its type's name (Program.attribute_types holds the Types)
     model_inputs: dict[str, tuple[ModelInput, ...]] = field(default_factory=dict)
 
     def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
@@ -254,8 +254,8 @@ def build_plan(
         slots[slot] = SlotPlan(
             slot, mask, default.content.name if default else None, bits[0] if bits else 0, bits[-1] if bits else -1
         )
-    attribute_types = {text: kind.name for text, kind in program.attribute_types.items()}
-    tables = _tables(conjunctions, attribute_types, stats, model_inputs)
+    attribute_kinds = {text: kind.name for text, kind in program.attribute_types.items()}
+    tables = _tables(conjunctions, attribute_kinds, stats, model_inputs)
     features: dict[str, FeatureRef] = {ref.text: ref for table in tables for ref in (table.ref,)}
     distinct: dict[Predicate, None] = {}
     for conjunction in conjunctions:
@@ -272,7 +272,7 @@ def build_plan(
         all_bits,
         features,
         tuple(distinct),
-        attribute_types,
+        attribute_kinds,
         model_inputs,
     )
 
@@ -281,9 +281,9 @@ def _formula_predicates(conjunction: Conjunction) -> list[Predicate]:
     return predicates(conjunction.formula) if conjunction.formula is not None else []
 
 
-def value_type(ref: FeatureRef, attribute_types: Mapping[str, str]) -> str:
+def value_type(ref: FeatureRef, attribute_kinds: Mapping[str, str]) -> str:
     if ref.kind in (FeatureKind.PROFILE, FeatureKind.CONTEXT):
-        kind = attribute_types.get(ref.text, "any")
+        kind = attribute_kinds.get(ref.text, "any")
         return "number" if kind == "duration" else kind
     return "number"
 

@@ -199,7 +199,7 @@ class _Checker:
             value = self._value(item.value)
             if value is None:
                 continue
-            expected = value_type(ref, self.plan.attribute_types)
+            expected = value_type(ref, self.plan.attribute_kinds)
             if not _fits(value, expected):
                 self._report(
                     f"{text} is {_article(expected)} in the rules, but this test gives {expression_text(item.value)}",
@@ -306,7 +306,7 @@ def run(suite: Suite, pattern: str | None = None) -> Report:
     ruleset = suite.ruleset
     engine = Engine(ruleset)  # the ruleset carries no models: nothing is inferred, a score not given is unknown
     plan = ruleset.plan
-    types = {text: value_type(ref, plan.attribute_types) for text, ref in plan.features.items()}
+    types = {text: value_type(ref, plan.attribute_kinds) for text, ref in plan.features.items()}
     seen: dict[str, set[bool]] = {p.text(): set() for p in plan.predicates}
     winners: set[str] = set()
     results = []
