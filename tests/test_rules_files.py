@@ -1,19 +1,18 @@
 """Which files make a ruleset, and what an empty one means.
 
-A Kubernetes ConfigMap volume is the layout to get right: the kubelet keeps
-the files in a hidden timestamped directory, points ``..data`` at it, and
-shows each key as a symlink through ``..data``; an update writes a new
-directory and swaps ``..data`` atomically. Each file must be read once, by
-its link. An empty file is what a save caught half-way looks like, so it is
+A Kubernetes ConfigMap volume (see configmap_volume.py) is the layout to get
+right: each file must be read once, by its link, never again in the hidden
+directory the links point into. An empty file is what a save caught half-way looks like, so it is
 an error, for ``tailor lint`` as for hot reload.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from configmap_volume import configmap
 
 from tailor.dsl.loader import read_file, rules_files
 from tailor.runtime.ruleset_loader import compile_path, lint_path
@@ -37,27 +36,6 @@ test "gold users see the vip hero"
   given user.tier = "gold"
   expect hero = hero_vip
 """
-
-
-def configmap(mount: Path, files: dict[str, str], stamp: str = "..2026_11_29_12_00_00.123") -> Path:
-    """Write ``files`` the way the kubelet mounts a ConfigMap (or updates one) at ``mount``."""
-    mount.mkdir(exist_ok=True)
-    data = mount / stamp
-    data.mkdir()
-    for name, text in files.items():
-        (data / name).write_text(text)
-    link = mount / "..data_tmp"
-    link.symlink_to(stamp)
-    old = os.readlink(mount / "..data") if (mount / "..data").is_symlink() else None
-    os.replace(link, mount / "..data")  # the atomic swap
-    for name in files:
-        if not (mount / name).is_symlink():
-            (mount / name).symlink_to(Path("..data") / name)
-    if old is not None:
-        for stale in (mount / old).iterdir():
-            stale.unlink()
-        (mount / old).rmdir()
-    return mount
 
 
 def test_a_configmap_volume_is_read_once_by_its_links(tmp_path: Path) -> None:
