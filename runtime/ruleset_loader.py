@@ -112,10 +112,14 @@ def load(
 
 
 def lint_path(
-    path: str | Path, *, retention: float = DEFAULT_RETENTION, cache: ParseCache | None = None
+    path: str | Path,
+    *,
+    retention: float = DEFAULT_RETENTION,
+    cache: ParseCache | None = None,
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
 ) -> list[Diagnostic]:
     """Errors (model files included), then, for a ruleset without errors, the lint analyses' warnings."""
-    loaded = compile_path(path, cache=cache, until="plan")
+    loaded = compile_path(path, cache=cache, until="plan", model_limits=model_limits)
     compilation = loaded.compilation
     if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
         return compilation.diagnostics

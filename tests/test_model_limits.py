@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tailor.dsl.diagnostics import Severity
 from tailor.runtime import onnx_models
 from tailor.runtime.daemon_thread import call_within, run_in_thread
 from tailor.runtime.model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
 from tailor.runtime.onnx_models import ModelError, read_model
+from tailor.runtime.ruleset_loader import lint_path
 
 SHIPPED = Path(__file__).resolve().parents[1] / "rulesets" / "retail" / "models" / "p_click.onnx"
 RULES = """\
@@ -72,6 +74,15 @@ def test_a_file_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
         read_model("p", SHIPPED, ModelLimits(max_bytes=64 * 1024))
     assert caught.value.message == f"model file {SHIPPED} is larger than 64 KB"
     assert read_model("p", SHIPPED, ModelLimits(max_bytes=SHIPPED.stat().st_size)).version
+
+
+def test_lint_takes_the_limits(tmp_path: Path) -> None:
+    shutil.copy(SHIPPED, tmp_path / "p.onnx")
+    (tmp_path / "r.rules").write_text(RULES.replace("MODEL", "p.onnx"))
+    assert not [d for d in lint_path(tmp_path / "r.rules") if d.severity is Severity.ERROR]
+    limited = lint_path(tmp_path / "r.rules", model_limits=ModelLimits(max_bytes=1024))
+    (problem,) = [d for d in limited if d.severity is Severity.ERROR]
+    assert problem.message.endswith("is larger than 1 KB")
 
 
 def test_a_read_that_does_not_finish_in_time_is_abandoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
