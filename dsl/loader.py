@@ -3,13 +3,20 @@
 A ruleset is one file or a directory of ``*.rules`` files (recursively), in
 path order; ``*_test.rules`` files hold rule tests and are never part of it.
 Hot reload re-reads every file but re-parses only those whose bytes changed.
+
+Hidden entries (a name starting with ``.``) are skipped: a Kubernetes
+ConfigMap volume keeps its files in a hidden ``..2026_…`` directory and shows
+them through symlinks, so a file is named by the link that reaches it, and a
+file reached twice counts once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +37,46 @@ def rules_files(root: Path, *, tests: bool = False) -> list[Path]:
     """The ruleset's files under ``root`` in path order (or its test files)."""
     if root.is_file():
         return [root]
-    found = [p for p in root.rglob("*" + RULES_SUFFIX) if p.is_file() and is_test_file(p) == tests]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    found = sorted(
+        ((path, identity) for path, identity in _visible_files(root) if path.name.endswith(RULES_SUFFIX)),
+        key=lambda found: found[0].relative_to(root).as_posix(),
+    )
+    seen: set[tuple[int, int]] = set()
+    files = []
+    for path, identity in found:  # a file two links reach counts once, by the first of them
+        if identity not in seen:
+            seen.add(identity)
+            if is_test_file(path) == tests:
+                files.append(path)
+    return files
+
+
+def _visible_files(
+    folder: Path, ancestors: frozenset[tuple[int, int]] = frozenset()
+) -> Iterator[tuple[Path, tuple[int, int]]]:
+    """Every file under ``folder`` with its (device, inode), through symlinks, hidden entries skipped.
+
+    A symlink to a folder is followed unless it leads back to one being walked.
+    """
+    try:
+        folder_stat = folder.stat()
+        entries = list(os.scandir(folder))
+    except OSError:  # vanished or unreadable mid-walk: reading the files reports it
+        return
+    ancestors = ancestors | {(folder_stat.st_dev, folder_stat.st_ino)}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            stat = entry.stat()  # follows a symlink; a dangling one raises
+        except OSError:
+            continue
+        path = folder / entry.name
+        if entry.is_dir():
+            if (stat.st_dev, stat.st_ino) not in ancestors:
+                yield from _visible_files(path, ancestors)
+        elif entry.is_file():
+            yield path, (stat.st_dev, stat.st_ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +126,15 @@ def display_name(path: Path) -> str:
         return path.as_posix()
 
 
+EMPTY_FILE = "the file is empty; delete a file to remove its rules"
+
+
 def read_file(path: Path, cache: ParseCache | None = None) -> ParsedFile:
+    """Read and parse one file; a file that cannot be read, is not UTF-8 or is empty is an error.
+
+    An empty file is usually one caught mid-save (truncated, not yet
+    written): compiled as "no rules", it would take its slots off the air.
+    """
     cache = cache or _DEFAULT_CACHE
     name = display_name(path)
     try:
@@ -92,6 +145,8 @@ def read_file(path: Path, cache: ParseCache | None = None) -> ParsedFile:
     except OSError as exc:
         problem = error(f"cannot read this file: {exc.strerror}", None, file_name=name)
         return ParsedFile(path, ast.Module((), name), (problem,), "")
+    if not text.strip():
+        return ParsedFile(path, ast.Module((), name), (error(EMPTY_FILE, None, file_name=name),), "")
     module, problems, digest = cache.parse(name, text)
     return ParsedFile(path, module, problems, digest)
 

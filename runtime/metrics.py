@@ -43,6 +43,8 @@ NO_RULE = "(nothing)"  # nothing was served
 
 #: Label values for the ruleset currently served: (name, version), or None.
 RulesetInfo = Callable[[], tuple[str, str] | None]
+#: Seconds since hot reload last found the files in step with what is served, or None.
+ReloadCheckAge = Callable[[], float | None]
 
 
 class _Live(Collector):
@@ -68,6 +70,23 @@ class _Live(Collector):
         if current is not None:
             info.add_metric(current, 1)
         yield info
+
+
+class _ReloadCheck(Collector):
+    """The age of the newest reload check, read at scrape time: alert when it keeps growing."""
+
+    def __init__(self, age: ReloadCheckAge):
+        self._age = age
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "tailor_reload_check_age_seconds",
+            "Seconds since hot reload last confirmed the files on disk are in step with the version served.",
+        )
+        age = self._age()
+        if age is not None:
+            family.add_metric((), age)
+        yield family
 
 
 class LoopHistogram:
@@ -116,9 +135,16 @@ class _Stages(Collector):
 class Metrics:
     """The service's metric objects; label children are resolved once, here."""
 
-    def __init__(self, round_trips: Callable[[], int] = lambda: 0, ruleset: RulesetInfo = lambda: None):
+    def __init__(
+        self,
+        round_trips: Callable[[], int] = lambda: 0,
+        ruleset: RulesetInfo = lambda: None,
+        *,
+        reload_check_age: ReloadCheckAge = lambda: None,
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        registry.register(_ReloadCheck(reload_check_age))
         #: (slot, rule or DEFAULT_RULE or NO_RULE) -> decisions; incremented on the request path
         self.decisions: Tally[tuple[str, str]] = Tally()
         registry.register(_Live(self.decisions, round_trips, ruleset))

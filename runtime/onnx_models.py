@@ -8,6 +8,10 @@ fed as 1/0 and unknown values as NaN. ``read_model`` checks all of that when
 the file is loaded, so a broken file is refused with a message its author can
 act on, never discovered by the first request that runs it.
 
+The file itself must be a regular file no larger than ``ModelLimits.max_bytes``,
+read within ``ModelLimits.read_timeout`` (see ``model_limits``): a FIFO, a
+device or a stuck mount is an error, never a read that hangs.
+
 The probability output is the one float tensor output (or, of several, the one
 named like ``probabilities``): a column ``[N]`` or ``[N, 1]``, or ``[N, 2]``
 for a binary classifier, whose second column is the positive class.
@@ -18,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +33,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
+
+from .daemon_thread import call_within
+from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 
 FEATURES_KEY = "tailor.features"
 TRAINING_KEYS = (
@@ -110,10 +119,10 @@ class ModelFile:
         return float(output[0] if self.column < 0 else output[0, self.column])
 
 
-def read_model(name: str, path: Path) -> ModelFile:
+def read_model(name: str, path: Path, limits: ModelLimits = DEFAULT_MODEL_LIMITS) -> ModelFile:
     """Load and check the model file at ``path``; raise ``ModelError`` when tailor cannot use it."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, limits)
     session = _session(data)
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     features = _features(metadata)
@@ -138,20 +147,75 @@ def read_model(name: str, path: Path) -> ModelFile:
 # --- the checks, in the order a file is read -------------------------------------------
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
+def _read_bytes(path: Path, limits: ModelLimits) -> bytes:
+    """The file's bytes, read in a thread that is abandoned if the file system does not answer in time."""
+    try:
+        return call_within(lambda: _read_regular_file(path, limits.max_bytes), limits.read_timeout, name="model read")
+    except TimeoutError:
+        raise ModelError(
+            f"model file {path} took longer than {limits.read_timeout:g} s to read",
+            "check the file system it is on (a network mount that stopped answering?)",
+        ) from None
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         raise ModelError(
             f"model file {path} does not exist",
             "the path is relative to the .rules file that declares the model; train one with tailor train",
-        )
-    if path.is_dir():
-        raise ModelError(f"{path} is a directory, not a model file", "point the model at the .onnx file inside")
-    try:
-        return path.read_bytes()
+        ) from None
     except OSError as exc:
         raise ModelError(
             f"cannot read model file {path}: {exc.strerror or exc}", "check the file's permissions"
         ) from None
+    try:
+        info = os.fstat(fd)  # of what was opened: the path may have been swapped since
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelError(f"{path} is a directory, not a model file", "point the model at the .onnx file inside")
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelError(
+                f"model file {path} is not a regular file (it is a {_file_kind(info.st_mode)})",
+                "point the model at an .onnx file",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    too_big = ModelError(
+        f"model file {path} is larger than {_bytes(max_bytes)}",
+        "check that the path names the model; a larger model needs a higher model size limit",
+    )
+    with open(fd, "rb", closefd=True) as file:
+        if info.st_size > max_bytes:
+            raise too_big
+        try:
+            data = file.read(max_bytes + 1)  # the file may grow while it is read
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}", "check the file") from None
+    if len(data) > max_bytes:
+        raise too_big
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.4g} {unit}"
+    return _plural(count, "byte")
 
 
 def _session(data: bytes) -> Any:

@@ -5,7 +5,8 @@ declarations are read off the parsed files, each declared file is read with
 ONNX Runtime, and the feature lists the files carry go to the pipeline's
 ``model_inputs`` stage as data. A problem with a file is a diagnostic on its
 ``model`` line. A ruleset's version covers its models, so a retrained model
-is a new version.
+is a new version. Model files are read within ``ModelLimits``, so a path to a
+FIFO, a device or a stuck mount is an error on its line, never a hang.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
 from tailor.dsl.diagnostics import Diagnostic, error, sorted_unique
 from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, ruleset_name
 
+from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
+
 
 @dataclass(slots=True)
 class LoadedRuleset:
@@ -32,6 +35,7 @@ class LoadedRuleset:
     files: list[ParsedFile]
     compilation: Compilation
     models: dict[str, Any] = field(default_factory=dict)  # name -> a loaded model (predict_one, version)
+    model_files: tuple[Path, ...] | None = None  # every model file declared; None when the rules did not check
 
     @property
     def diagnostics(self) -> list[Diagnostic]:
@@ -55,11 +59,13 @@ def compile_path(
     cache: ParseCache | None = None,
     models: bool = True,
     until: str = STAGE_NAMES[-1],
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
 ) -> LoadedRuleset:
     """Read the ruleset at ``path`` and compile it up to ``until``.
 
     With ``models``, once the rules check, the model files their program
-    declares are read and their feature lists handed to the pipeline.
+    declares are read (within ``model_limits``) and their feature lists
+    handed to the pipeline.
     """
     root = Path(path)
     if not root.exists():
@@ -72,16 +78,18 @@ def compile_path(
     compilation = compile_ruleset(files, name=ruleset_name(root), stats=stats, until="check")
     compilation.timings = {"parse": parsed - started, **compilation.timings}
     loaded: dict[str, Any] = {}
-    if models and compilation.ok and compilation.program is not None and compilation.program.models:
+    program = compilation.program if compilation.ok else None
+    declared = tuple(declared_model_files(program).values()) if program is not None else None
+    if models and program is not None and program.models:
         started = time.perf_counter()
-        loaded, problems = read_models(compilation.program)
+        loaded, problems = read_models(program, model_limits)
         compilation.timings["read models"] = time.perf_counter() - started
         features = {name: model.features for name, model in loaded.items()}
         compilation = resume(compilation, until=until, model_features=features)
         # The rules compile without the unreadable models' inputs, so lint still sees the plan.
         compilation.diagnostics = sorted_unique([*compilation.diagnostics, *problems])
-        return LoadedRuleset(root, files, compilation, loaded)
-    return LoadedRuleset(root, files, resume(compilation, until=until), loaded)
+        return LoadedRuleset(root, files, compilation, loaded, declared)
+    return LoadedRuleset(root, files, resume(compilation, until=until), loaded, declared)
 
 
 def _unreadable(root: Path, files: list[ParsedFile], message: str) -> LoadedRuleset:
@@ -90,39 +98,59 @@ def _unreadable(root: Path, files: list[ParsedFile], message: str) -> LoadedRule
     return LoadedRuleset(root, files, compilation)
 
 
-def load(path: str | Path, *, stats: PredicateStats | Path | None = None, cache: ParseCache | None = None) -> Ruleset:
+def load(
+    path: str | Path,
+    *,
+    stats: PredicateStats | Path | None = None,
+    cache: ParseCache | None = None,
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+) -> Ruleset:
     """Read, check and compile the ruleset at ``path`` with its models; raise ``RulesError`` on errors."""
     if isinstance(stats, Path):
         stats = PredicateStats.load(stats)
-    return compile_path(path, stats=stats, cache=cache).ruleset()
+    return compile_path(path, stats=stats, cache=cache, model_limits=model_limits).ruleset()
 
 
 def lint_path(
-    path: str | Path, *, retention: float = DEFAULT_RETENTION, cache: ParseCache | None = None
+    path: str | Path,
+    *,
+    retention: float = DEFAULT_RETENTION,
+    cache: ParseCache | None = None,
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
 ) -> list[Diagnostic]:
     """Errors (model files included), then, for a ruleset without errors, the lint analyses' warnings."""
-    loaded = compile_path(path, cache=cache, until="plan")
+    loaded = compile_path(path, cache=cache, until="plan", model_limits=model_limits)
     compilation = loaded.compilation
     if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
         return compilation.diagnostics
     return sorted_unique([*compilation.diagnostics, *lint(compilation.plan, retention)])
 
 
-def read_models(program: Program) -> tuple[dict[str, Any], list[Diagnostic]]:
+def read_models(
+    program: Program, limits: ModelLimits = DEFAULT_MODEL_LIMITS
+) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Every model file a checked program declares, read and validated; problems on the model lines."""
     from .onnx_models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
 
     models: dict[str, Any] = {}
     problems: list[Diagnostic] = []
+    paths = declared_model_files(program)
     for name, decl in program.models.items():
-        model_path = model_file(decl.span.file if decl.span else ".", decl.path.value)
+        model_path = paths[name]
         try:
-            models[name] = read_model(name, model_path)
+            models[name] = read_model(name, model_path, limits)
         except ModelError as exc:
             problems.append(
                 error(f"model {name}: {exc.message}", decl.span, hint=exc.hint, code="model", file_name=str(model_path))
             )
     return models, problems
+
+
+def declared_model_files(program: Program) -> dict[str, Path]:
+    """Each declared model's file, by model name."""
+    return {
+        name: model_file(decl.span.file if decl.span else ".", decl.path.value) for name, decl in program.models.items()
+    }
 
 
 def model_file(declaring_file: str, relative: str) -> Path:

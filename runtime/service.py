@@ -38,7 +38,8 @@ from . import heap
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
-from .ruleset_loader import load
+from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
+from .ruleset_loader import compile_path
 from .store import FeatureStore
 
 log = logging.getLogger("tailor.runtime")
@@ -107,8 +108,10 @@ class DecisionService:
         keep: int = KEEP_VERSIONS,
         metrics: Metrics | None = None,
         freeze_heap: bool = False,
+        model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
     ):
         self.path = Path(path)
+        self.model_limits = model_limits
         self.freeze_heap = freeze_heap  # see runtime/heap.py: for a server process, not a library user
         self.store = store
         self.deadline = deadline_ms / 1000.0
@@ -118,7 +121,13 @@ class DecisionService:
         self.current: Served | None = None
         self.previous: deque[Served] = deque(maxlen=keep)
         self.last_error: list[dict[str, Any]] | None = None
-        self.metrics = metrics or Metrics(lambda: self.store.round_trips, self._ruleset_labels)
+        # Hot reload's status: when the files were last known to be in step with what is served
+        # (time.monotonic()), and the model files to watch besides the ruleset's own.
+        self.reload_checked_at: float | None = None
+        self.model_files: tuple[Path, ...] = ()
+        self.metrics = metrics or Metrics(
+            lambda: self.store.round_trips, self._ruleset_labels, reload_check_age=self.reload_check_age
+        )
         self.predicates: dict[str, list[int]] = {}  # text -> [evaluated, held]
         self._sample_every = max(0, sample_every)
         self._until_sample = self._sample_every
@@ -136,7 +145,12 @@ class DecisionService:
     def prepare(self) -> Served:
         """Compile the ruleset on disk (raises ``RulesError``); slow, so reloads run it in a thread."""
         try:
-            ruleset = load(self.path, stats=self.stats, cache=self._parse_cache())
+            loaded = compile_path(
+                self.path, stats=self.stats, cache=self._parse_cache(), model_limits=self.model_limits
+            )
+            if loaded.model_files is not None:  # None: the rules did not check, so the models declared are unknown
+                self.model_files = loaded.model_files
+            ruleset = loaded.ruleset()
         except (OSError, ValueError) as exc:  # a file vanished mid-read, an unreadable directory
             problem = error(f"cannot load the ruleset: {exc}", None, file_name=display_name(self.path))
             raise RulesError([problem]) from exc
@@ -159,11 +173,20 @@ class DecisionService:
     def install(self, served: Served) -> bool:
         """Serve ``served`` from the next request on; False when it is the version already served."""
         self.last_error = None
+        self.reload_checked()
         current = self.current
         if current is not None and current.version == served.version:
             return False
         if current is not None:
             self.previous.append(current)
+            for slot in sorted(current.slots - served.slots):  # often a file caught half-written, or deleted
+                log.warning(
+                    "ruleset %s %s no longer serves slot %s, which %s served: requests for it get nothing",
+                    served.ruleset.name,
+                    served.version,
+                    slot,
+                    current.version,
+                )
         self.current = served  # one assignment: requests see the old pair or the new one, never a mix
         if self.freeze_heap:
             log.debug("heap collected and frozen in %.0f ms", heap.settle() * 1000)
@@ -174,6 +197,15 @@ class DecisionService:
         self.last_error = [d.to_dict() for d in diagnostics]
         version = self.current.version if self.current is not None else "nothing"
         log.error("ruleset reload failed, still serving %s:\n%s", version, render_all(diagnostics))
+
+    def reload_checked(self) -> None:
+        """The files on disk were found in step with what is served (or a reload just ran)."""
+        self.reload_checked_at = time.monotonic()
+
+    def reload_check_age(self) -> float | None:
+        """Seconds since the newest reload check; None before the first. Growing: hot reload is stuck."""
+        checked = self.reload_checked_at
+        return None if checked is None else time.monotonic() - checked
 
     def rollback(self) -> Served | None:
         """Serve the previous good version again; None when there is none."""

@@ -1,7 +1,9 @@
 """Hot reload and degradation, end to end: a real ``tailor serve`` process, real files, a real Redis.
 
 Waiting is always a bounded polling loop on what the API says, never a sleep
-of a guessed length and never an assertion on how long something took.
+of a guessed length and never an assertion on how long something took. How
+hot reload survives what files and file systems do to it is in
+test_reload_failures.py.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 from conftest import no_redis, start_redis
+from server_process import KEY, WAIT, Server, eventually, servers
 
 from bench.ports import free_port
 from tailor.runtime.memory_store import MemoryStore
@@ -46,24 +47,6 @@ rule electronics_fan
 
 default show generic in hero
 """
-KEY = "reload-test-key"
-WAIT = 60.0  # seconds: the bound of every polling loop (reached only when something is broken)
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
-    """Poll until ``probe`` returns something other than None (or False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
 # --- in process: coalescing ---
 
 
@@ -154,72 +137,10 @@ def test_the_watcher_reloads_a_single_file_ruleset(tmp_path: Path) -> None:
 # --- a real server ---
 
 
-class Server:
-    """``tailor serve`` in a subprocess on a free port, its output in a file."""
-
-    def __init__(self, path: Path, *args: str, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "TAILOR_API_KEY": KEY}
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tailor.cli", "serve", str(path), "--port", str(self.port), *args],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def wait_ready(self) -> None:
-        def up() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"tailor serve exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                return self.http.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(up, "the server to start")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def ruleset(self) -> dict[str, Any]:
-        response = self.http.get("/v1/ruleset")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def decide(self, **body: Any) -> dict[str, Any]:
-        response = self.http.post("/v1/decide", json={"user_id": "u", **body})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def stop(self) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(path: Path, *args: str) -> Server:
-        server = Server(path, *args, log=tmp_path / f"server-{len(servers)}.log")
-        servers.append(server)
-        server.wait_ready()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    with servers(tmp_path) as start:
+        yield start
 
 
 def test_edits_are_served_without_a_restart(tmp_path: Path, start_server: Callable[..., Server]) -> None:
