@@ -93,17 +93,15 @@ def finish(
     ``models`` is None when the ruleset has none; ``deadline`` (a ``time.perf_counter()``
     instant) bounds inference too.
     """
-    features = pending.features
+    decider, user_id, context, slots, features, alive, needed, _ = pending  # one unpacking: the hot path
     if fetched is None:
         values = features if features is not None else {}
     elif features:
         values = {**fetched, **features}
     else:
         values = fetched
-    run_model = models.for_decision(pending.user_id, deadline) if models is not None else None
-    return pending.decider.finish(
-        pending.context, pending.alive, pending.needed, values, pending.slots, run_model, degraded
-    )
+    run_model = models.for_decision(user_id, deadline) if models is not None else None
+    return decider.finish(context, alive, needed, values, slots, run_model, degraded)
 
 
 @dataclass(slots=True)

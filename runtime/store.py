@@ -39,7 +39,6 @@ class FeatureStore(Protocol):
         Profile attributes: the stored value, absent when not set. Counts and totals: a
         number, 0 when nothing happened. ``since``: seconds since the last such event,
         absent when there was none. Context and model features are not the store's.
-        The answer is a new dict, the caller's to keep or change.
         """
 
     @abstractmethod
