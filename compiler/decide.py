@@ -178,19 +178,6 @@ class Decider:
         decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
         return Outcomes(decision, values, alive, make_values)
 
-    def decide(
-        self,
-        context: Mapping[str, Any] | None = None,
-        features: Mapping[str, Any] | None = None,
-        slots: Iterable[str] | None = None,
-        run_model: RunModel | None = None,
-    ) -> Outcomes:
-        """The whole decision with every store feature supplied by the caller."""
-        context = context if context is not None else {}
-        slots = tuple(slots) if slots is not None else None
-        alive, needed = self.begin(context, slots)
-        return self.finish(context, alive, needed, features if features is not None else {}, slots, run_model)
-
 
 def _type_of(plan: Any, text: str) -> str:
     from .plan import value_type

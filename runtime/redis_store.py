@@ -16,10 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from redis import Redis as BlockingRedis
 from redis import exceptions
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.retry import Retry as BlockingRetry
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
@@ -161,6 +163,7 @@ class RedisStore(FeatureStore):
         self.round_trips = 0
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -182,6 +185,25 @@ class RedisStore(FeatureStore):
     async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
         """One script reads every feature; see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
+        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        if not keys:
+            return {}
+        replies = await self._script(FETCH_SCRIPT, FETCH_SHA, keys, args)
+        return self._fetch_values(reads, profile, replies, at)
+
+    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+        """``fetch`` through a blocking client, for the synchronous engine: any thread, no event loop."""
+        at = time.time() if at is None else at
+        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        if not keys:
+            return {}
+        replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, keys, args)
+        return self._fetch_values(reads, profile, replies, at)
+
+    def _fetch_args(
+        self, user_id: str, features: Sequence[FeatureRef], at: float
+    ) -> tuple[list[str], list[str], list[FeatureRef], list[FeatureRef]]:
+        """KEYS and ARGV for ``FETCH_SCRIPT``, and the features its replies answer, in order."""
         keys: list[str] = []
         args: list[str] = []
         reads: list[FeatureRef] = []
@@ -200,9 +222,12 @@ class RedisStore(FeatureStore):
         if profile:
             keys.append(self.profile_key(user_id))
             args += ["p", str(len(profile)), *(ref.name for ref in profile)]
-        if not keys:
-            return {}
-        replies = await self._script(FETCH_SCRIPT, FETCH_SHA, keys, args)
+        return keys, args, reads, profile
+
+    def _fetch_values(
+        self, reads: list[FeatureRef], profile: list[FeatureRef], replies: list[Any], at: float
+    ) -> dict[str, Any]:
+        """Values by feature text from ``FETCH_SCRIPT``'s replies."""
         values: dict[str, Any] = {}
         for ref, reply in zip(reads, replies, strict=False):
             if ref.kind is FeatureKind.COUNT:
@@ -260,6 +285,9 @@ class RedisStore(FeatureStore):
         client, self._client = self._client, None
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking.close()
 
     # --- internals ---------------------------------------------------------------------
 
@@ -279,6 +307,28 @@ class RedisStore(FeatureStore):
             )
             self._loop = loop
         return self._client
+
+    def _blocking_redis(self) -> BlockingRedis:
+        """The blocking client of ``fetch_now``, with ``_redis``'s timeouts and retry."""
+        if self._blocking is None:
+            self._blocking = BlockingRedis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+                health_check_interval=HEALTH_CHECK_SECONDS,
+                retry=BlockingRetry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+            )
+        return self._blocking
+
+    def _script_now(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
+        """``_script`` through the blocking client."""
+        client = self._blocking_redis()
+        try:
+            self.round_trips += 1
+            return client.evalsha(sha, len(keys), *keys, *args)
+        except exceptions.NoScriptError:
+            self.round_trips += 1
+            return client.eval(script, len(keys), *keys, *args)
 
     async def _script(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
         """One round trip: the script by its digest, or, when this Redis has not seen it

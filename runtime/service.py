@@ -34,7 +34,8 @@ from tailor.compiler.ruleset import RuleInfo, Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
 from tailor.dsl.loader import ParseCache, display_name, rules_files
 
-from . import heap
+from . import decision_flow, heap
+from .decision_flow import Pending, StoreHealth
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
@@ -132,7 +133,7 @@ class DecisionService:
         self._sample_every = max(0, sample_every)
         self._until_sample = self._sample_every
         self._sampled: list[tuple[Decider, Outcomes]] = []
-        self._store_down = False
+        self._health = StoreHealth()
         self._id_prefix = secrets.token_hex(8)  # per process: ids stay unique across workers
         self._ids = itertools.count()
 
@@ -227,31 +228,25 @@ class DecisionService:
         features: Mapping[str, Any] | None = None,
         at: float | None = None,
     ) -> tuple[Served, Outcomes]:
-        """One decision on the version current when it started."""
+        """One decision on the version current when it started: the flow of ``decision_flow.py``,
+        its fetch awaited within the deadline, timed stage by stage."""
         served = self.current
         if served is None:
             raise NotReady("no ruleset is loaded")
         metrics = self.metrics
         clock = time.perf_counter
         start = clock()
-        decider = served.decider
-        alive, needed = decider.begin(context, slots)
-        planned = clock()
+        pending = decision_flow.begin(served.decider, user_id, context, slots, features)
+        planned = fetch_done = clock()
         metrics.plan.observe(planned - start)
-        # Values the request supplies are not fetched: they would be overridden anyway.
-        missing = [text for text in needed if text not in features] if features else needed
+        fetched: dict[str, Any] | None = None
         degraded = False
-        fetched: dict[str, Any]
-        if missing:
-            fetched, degraded = await self._fetch(user_id, decider, missing, at, self.deadline - (planned - start))
+        if pending.missing:
+            fetched, degraded = await self._fetch(user_id, pending, at, self.deadline - (planned - start))
             fetch_done = clock()
             metrics.fetch.observe(fetch_done - planned)
-        else:
-            fetched, fetch_done = {}, planned
-        if features:
-            fetched = {**fetched, **features}
-        run_model = served.models.for_decision(user_id, start + self.deadline) if served.ruleset.models else None
-        outcomes = decider.finish(context, alive, needed, fetched, slots, run_model, degraded)
+        models = served.models if served.ruleset.models else None
+        outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded)
         if outcomes.decision.degraded and not degraded:
             metrics.degraded_model.inc()
         done = clock()
@@ -261,30 +256,23 @@ class DecisionService:
         return served, outcomes
 
     async def _fetch(
-        self, user_id: str, decider: Decider, missing: Sequence[str], at: float | None, remaining: float
+        self, user_id: str, pending: Pending, at: float | None, remaining: float
     ) -> tuple[dict[str, Any], bool]:
-        """One store round trip within the deadline; on failure every feature is unknown."""
+        """One store round trip within the deadline; on failure every missing feature is unknown."""
         try:
             async with asyncio.timeout(remaining):
-                fetched = await self.store.fetch(user_id, decider.refs(missing), at)
+                fetched = await self.store.fetch(user_id, pending.refs(), at)
         except TimeoutError:
             self.metrics.degraded_timeout.inc()
-            self._store_failed(f"no answer within {self.deadline * 1000:g} ms")
-            return dict.fromkeys(missing), True
+            self._health.failed(f"no answer within {self.deadline * 1000:g} ms")
+            return pending.unknown(), True
         except Exception as exc:  # any store failure degrades the decision; it never fails it
             self.metrics.degraded_error.inc()
-            self._store_failed(f"{type(exc).__name__}: {exc}")
-            return dict.fromkeys(missing), True
-        if self._store_down:
-            self._store_down = False
-            log.info("the feature store answers again; decisions are no longer degraded")
+            self._health.failed(f"{type(exc).__name__}: {exc}")
+            return pending.unknown(), True
+        if self._health.down:
+            self._health.answered()
         return fetched, False
-
-    def _store_failed(self, why: str) -> None:
-        """Log the transition, not every degraded decision: an outage must not flood the log."""
-        if not self._store_down:
-            self._store_down = True
-            log.warning("the feature store failed (%s); deciding without it until it answers", why)
 
     def _count(self, served: Served, outcomes: Outcomes) -> None:
         decision = outcomes.decision

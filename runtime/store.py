@@ -3,20 +3,30 @@
 Two implementations share it: ``MemoryStore`` (the embedded default) and
 ``RedisStore`` (production). Both keep counters in the same time buckets
 (see ``buckets.py``), so the same event sequence gives the same answers.
+
+Every store is read two ways, with the same answers. The server decides in an
+event loop and awaits ``fetch``; the in-process ``Engine`` is synchronous and
+calls ``fetch_now``. Both are in the protocol, so the engine can decide on
+either store: the memory store answers in process anyway, and ``RedisStore``
+runs the same script through a blocking client of its own (a notebook, a
+replay or a batch job can decide on production data). Writes are
+asynchronous in the protocol; only a store that also writes synchronously,
+``SyncWrites`` (the memory store), takes the engine's ``record`` and
+``set_profile``. Events for Redis go through the server or ``await record``.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
 from .events import Event, RecordResult
 
 
-class FeatureStore(ABC):
+class FeatureStore(Protocol):
     """Everything a decision's stage 1 reads, fetched in one round trip."""
 
     #: how many round trips (to Redis; calls, for memory) the store has made
@@ -32,6 +42,10 @@ class FeatureStore(ABC):
         """
 
     @abstractmethod
+    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+        """``fetch``, blocking the calling thread: for the synchronous engine, never for the event loop."""
+
+    @abstractmethod
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         """Apply a batch in one round trip; raise ``EventRejected`` (storing nothing) on a bad event."""
 
@@ -43,5 +57,18 @@ class FeatureStore(ABC):
     async def ping(self) -> bool:
         """Whether the store answers."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class SyncWrites(Protocol):
+    """A store that also writes synchronously, so the in-process engine can record into it."""
+
+    def record_now(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
+        """``record``, blocking the calling thread."""
+        ...
+
+    def set_profile_now(self, user_id: str, attributes: Mapping[str, Any]) -> None:
+        """``set_profile``, blocking the calling thread."""
+        ...

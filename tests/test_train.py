@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tailor.compiler.decide import Decider
+from tailor.runtime import decision_flow
 from tailor.runtime.inference import ModelRunner
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.onnx_export import to_onnx, verify
@@ -351,7 +352,8 @@ def test_a_trained_model_is_served_the_rows_it_was_trained_on(tmp_path: Path, sm
             contexts[event["user_id"], event["ts"]] = event["context"]
     served = []
     for user, ts, fetched in zip(dataset.users, dataset.times, answers, strict=True):
-        values = decider.decide(contexts[user, ts], fetched, run_model=runner.for_decision(user)).values
+        pending = decision_flow.begin(decider, user, contexts[user, ts], None, fetched, store=False)
+        values = decision_flow.finish(pending, None, runner).values
         assert values["p_click"] is not None
         served.append(list(values.model_inputs["p_click"].values()))
     np.testing.assert_array_equal(np.array(served, dtype=np.float32), dataset.rows)
