@@ -186,12 +186,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def ruleset(self) -> dict[str, Any]:
-        response = self.http.get("/v1/ruleset")
+        response = self.http.get("/v1/ruleset", headers={"Authorization": f"Bearer {KEY}"})
         assert response.status_code == 200, response.text
         return response.json()
 
     def decide(self, **body: Any) -> dict[str, Any]:
-        response = self.http.post("/v1/decide", json={"user_id": "u", **body})
+        response = self.http.post(
+            "/v1/decide", json={"user_id": "u", **body}, headers={"Authorization": f"Bearer {KEY}"}
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -270,6 +272,7 @@ def test_edits_are_served_without_a_restart(tmp_path: Path, start_server: Callab
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "TAILOR_API_KEY": KEY},
     )
     assert result.returncode == 0, result.stderr
     stats = json.loads(out.read_text())
