@@ -38,8 +38,8 @@ class InvalidFeatures(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Overrides:
-    """What became of the features a request supplied; its JSON is what a decision's response says of them."""
+class IgnoredFeatures:
+    """What a decision's response says of the features it was given and did not use."""
 
     ignored_features: tuple[str, ...] = field(
         default=(),
@@ -48,14 +48,13 @@ class Overrides:
             "doc": "supplied features the ruleset does not read, as they were sent: their values were not used",
         },
     )
-    values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # by the ruleset's texts
 
     def to_dict(self) -> dict[str, Any]:
         """Nothing when every supplied feature was used."""
         return {"ignored_features": list(self.ignored_features)} if self.ignored_features else {}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Overrides:
+    def from_dict(cls, data: Mapping[str, Any]) -> IgnoredFeatures:
         return cls(tuple(data.get("ignored_features", ())))
 
 
@@ -75,10 +74,10 @@ class SuppliedFeatures:
         self._direct = frozenset(texts[0] for texts in read.values() if len(texts) == 1)
         self._remembered: dict[str, tuple[str, ...] | str] = {}  # key -> its texts (none: ignored), or why not
 
-    def apply(self, supplied: Mapping[str, Any]) -> Overrides:
+    def apply(self, supplied: Mapping[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]]:
         """The values keyed by the ruleset's texts, and the keys ignored; ``InvalidFeatures`` for bad keys."""
-        if supplied.keys() <= self._direct:
-            return Overrides((), supplied)
+        if self._direct.issuperset(supplied):
+            return supplied, ()
         values: dict[str, Any] = {}
         given_by: dict[str, str] = {}
         ignored: list[str] = []
@@ -98,7 +97,7 @@ class SuppliedFeatures:
                 values[text] = value
         if problems:
             raise InvalidFeatures(problems)
-        return Overrides(tuple(ignored), values)
+        return values, tuple(ignored)
 
     def _texts(self, key: str) -> tuple[str, ...] | str:
         remembered = self._remembered.get(key)

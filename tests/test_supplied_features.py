@@ -10,7 +10,7 @@ from tailor import loads
 from tailor.compiler.features import FeatureKind, FeatureRef, supplied_feature, value_key
 from tailor.dsl.diagnostics import Diagnostic
 from tailor.runtime import supplied_features
-from tailor.runtime.supplied_features import InvalidFeatures, Overrides, SuppliedFeatures
+from tailor.runtime.supplied_features import IgnoredFeatures, InvalidFeatures, SuppliedFeatures
 
 RULES = """\
 ruleset keys
@@ -93,20 +93,20 @@ def reader() -> SuppliedFeatures:
 
 def test_keys_the_ruleset_writes_pass_through_untouched() -> None:
     supplied = {"user.tier": "gold"}
-    overrides = reader().apply(supplied)
-    assert overrides.values is supplied and overrides.ignored_features == ()
+    values, ignored = reader().apply(supplied)
+    assert values is supplied and ignored == ()
 
 
 def test_one_value_read_under_two_texts_is_given_to_both() -> None:
-    overrides = reader().apply({'views( "Shoes",24h)': 7})
-    assert overrides.values == {'views("Shoes", 1d)': 7, 'views("Shoes", 24h)': 7}
-    assert reader().apply({'views("Shoes", 1d)': 3}).values == {'views("Shoes", 1d)': 3, 'views("Shoes", 24h)': 3}
+    values, _ = reader().apply({'views( "Shoes",24h)': 7})
+    assert values == {'views("Shoes", 1d)': 7, 'views("Shoes", 24h)': 7}
+    assert reader().apply({'views("Shoes", 1d)': 3})[0] == {'views("Shoes", 1d)': 3, 'views("Shoes", 24h)': 3}
 
 
 def test_what_the_ruleset_does_not_read_is_ignored_in_order() -> None:
-    overrides = reader().apply({"user.age": 3, "user.tier": "gold", "context.page": "home", "nothing": 1})
-    assert overrides.ignored_features == ("user.age", "context.page", "nothing")
-    assert overrides.values == {"user.tier": "gold"}
+    values, ignored = reader().apply({"user.age": 3, "user.tier": "gold", "context.page": "home", "nothing": 1})
+    assert ignored == ("user.age", "context.page", "nothing")
+    assert values == {"user.tier": "gold"}
 
 
 def test_every_bad_key_is_named() -> None:
@@ -143,13 +143,13 @@ def test_the_memory_of_keys_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(keys._remembered) <= 4
 
 
-def test_overrides_read_back_what_they_write() -> None:
-    for overrides in (Overrides(), Overrides(("user.age", "views(7d)"))):
-        assert Overrides.from_dict(overrides.to_dict()) == overrides
-    assert Overrides().to_dict() == {}
+def test_ignored_features_read_back_what_they_write() -> None:
+    for ignored in (IgnoredFeatures(), IgnoredFeatures(("user.age", "views(7d)"))):
+        assert IgnoredFeatures.from_dict(ignored.to_dict()) == ignored
+    assert IgnoredFeatures().to_dict() == {}
 
 
 def test_context_features_are_never_taken_from_supplied_values() -> None:
     features = loads(RULES, "keys").plan.features
     assert features["context.page"].kind is FeatureKind.CONTEXT
-    assert reader().apply({"context.page": "home"}).ignored_features == ("context.page",)
+    assert reader().apply({"context.page": "home"}) == ({}, ("context.page",))

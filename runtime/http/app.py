@@ -26,7 +26,7 @@ from ..reload import Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import DecisionService, NotReady
 from ..status import RulesetStatus
-from ..supplied_features import Overrides, SuppliedFeatures
+from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
@@ -93,7 +93,7 @@ def create_app(
     root = RulesetRoot.of(service.path)
     readers: dict[str, SuppliedFeatures] = {}  # by version
 
-    def supplied(features: dict[str, Any]) -> Overrides:
+    def supplied(features: dict[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]]:
         """The request's features keyed as the version being served reads them.
 
         ``service.decide`` reads the same version: no await comes between.
@@ -110,14 +110,13 @@ def create_app(
 
     async def decision(body: DecideRequest, explained: bool) -> dict[str, Any]:
         features: Mapping[str, Any] = body.features
-        overrides = None
+        ignored: tuple[str, ...] = ()
         if features:
-            overrides = supplied(body.features)
-            features = overrides.values
+            features, ignored = supplied(features)
         served, outcomes = await service.decide(body.user_id, body.context, body.slots, features, body.at)
         answer = service.response(served, outcomes, explained=explained)
-        if overrides is not None and overrides.ignored_features:
-            answer.update(overrides.to_dict())
+        if ignored:
+            answer.update(IgnoredFeatures(ignored).to_dict())
         if explained:
             answer["explain"] = explanation_json(answer["explain"], root)
         return answer

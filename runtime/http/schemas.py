@@ -31,7 +31,7 @@ from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
 from ..status import RulesetStatus
-from ..supplied_features import Overrides
+from ..supplied_features import IgnoredFeatures
 from .explain_json import NON_FINITE
 
 # --- limits ---
@@ -244,7 +244,7 @@ DecideResponse = create_model(
             "degraded": "the store could not be read in time: rules needing it did not fire",
         },
     ),
-    **wire_fields(Overrides, "ignored_features"),
+    **wire_fields(IgnoredFeatures),
 )
 ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, explain=(model_of(Explanation), ...))
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")

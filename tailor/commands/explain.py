@@ -69,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"tailor: no slot {unknown[0]!r}; the slots are {', '.join(ruleset.slots)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        overrides = SuppliedFeatures(ruleset.plan.features).apply(features)
+        supplied, ignored = SuppliedFeatures(ruleset.plan.features).apply(features)
     except InvalidFeatures as exc:
         for key, why in exc.problems:
             print(f"tailor: --feature {key}: {why}", file=sys.stderr)
         return EXIT_USAGE
-    _say_ignored(overrides.ignored_features)
-    explanation = Engine(ruleset).explain(args.user, context, args.slot, overrides.values, args.at)
+    _say_ignored(ignored)
+    explanation = Engine(ruleset).explain(args.user, context, args.slot, supplied, args.at)
     print(f"ruleset {ruleset.name} (version {ruleset.version}), user {args.user}")
     print(explanation.render())
     return EXIT_OK
