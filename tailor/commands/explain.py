@@ -39,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--slot", action="append", metavar="SLOT", help="explain only this slot (repeatable)")
     parser.add_argument("--at", type=float, metavar="EPOCH", help="decide as of this time (epoch seconds)")
     parser.add_argument("--url", help="ask a running server (its base URL) instead of reading PATH")
-    parser.add_argument("--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)")
+    parser.add_argument(
+        "--api-key", metavar="KEY", help="the server's API key, if it has one (default: $TAILOR_API_KEY)"
+    )
     return parser
 
 
