@@ -3,16 +3,17 @@
 A ``FeatureRef`` names one value a decision may need: a behavioural counter,
 a profile or context attribute, or a model's prediction. Its ``text`` is the
 canonical source text (what the formatter prints), which is also how callers
-key supplied feature values.
+key supplied feature values; ``supplied_feature`` reads such a key written
+by hand, and ``value_key`` tells which texts name the same value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, did_you_mean, error
+from tailor.dsl.diagnostics import Diagnostic, RulesError, did_you_mean, error
 from tailor.dsl.printer import expression_text
 
 ANY_KEY = "any"
@@ -171,3 +172,55 @@ def _window_arg(arg: ast.Expr, function: str, problems: list[Diagnostic]) -> flo
         )
     )
     return None
+
+
+FEATURE_FORMS = (
+    'a feature is a function call like views("Electronics", 24h), user.NAME, context.NAME or a model\'s name'
+)
+
+
+def supplied_feature(text: str) -> FeatureRef | Diagnostic:
+    """The feature a key written by hand names, or why it names none.
+
+    The reference's ``text`` is canonical: ``views( "Electronics",24h )`` is
+    ``views("Electronics", 24h)``. Whether a ruleset reads it is the caller's
+    question (``value_key``): a bare name is a model's only if the ruleset
+    declares that model.
+    """
+    from tailor.dsl.parser import parse_expression  # here: modules that only decide never load the parser
+
+    try:
+        expr = parse_expression(text, "<feature>")
+        return _feature_of(expr)
+    except RulesError as exc:
+        return exc.diagnostics[0]
+    except RecursionError:
+        return error("not a feature: it is nested too deeply", None, code="feature", hint=FEATURE_FORMS)
+
+
+def _feature_of(expr: ast.Expr) -> FeatureRef | Diagnostic:
+    if isinstance(expr, ast.Call):
+        ref, problems = call_ref(expr)
+        return ref if ref is not None else problems[0]
+    if isinstance(expr, ast.Attribute):
+        if expr.scope not in SCOPES:
+            hint = did_you_mean(expr.scope, SCOPES) or "attributes are user.NAME or context.NAME"
+            return error(f"unknown attribute scope '{expr.scope}'", expr.span, code="unknown-name", hint=hint)
+        return attribute_ref(expr)
+    if isinstance(expr, ast.Name):
+        name = expr.name
+        if name in USAGE:
+            return error(f"{name} needs arguments", expr.span, code="arguments", hint=f"write it like {USAGE[name]}")
+        if name in SCOPES:
+            return error(f"'{name}' needs an attribute", expr.span, code="unknown-name", hint=f"write {name}.NAME")
+        return model_ref(name)
+    return error("not a feature", expr.span, code="feature", hint=FEATURE_FORMS)
+
+
+def value_key(ref: FeatureRef) -> FeatureRef:
+    """What ``ref`` reads, whatever its text: texts with equal keys name one value.
+
+    ``views("A", 1d)``, ``views("A", 24h)`` and ``count("view", "A", 24h)``
+    are one counter; ``views(24h)`` is ``views("any", 24h)``.
+    """
+    return replace(ref, text="")

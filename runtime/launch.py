@@ -22,6 +22,7 @@ from tailor.compiler.plan import PredicateStats
 from .buckets import Scheme
 from .events import DEFAULT_RETENTION
 from .http import create_app
+from .http.middleware import authentication
 from .ruleset_loader import load
 from .service import DEFAULT_DEADLINE_MS, DEFAULT_SAMPLE_EVERY, DecisionService
 from .store import FeatureStore
@@ -42,18 +43,32 @@ class ServeOptions:
     retention: float = DEFAULT_RETENTION
     stats: str | None = None
     sample_every: int = DEFAULT_SAMPLE_EVERY
-    api_key: str | None = None
-    protect_reads: bool = False
+    api_key: str | None = None  # None: no authentication; never empty
+    public_decisions: bool = False  # with a key: /v1/decide alone needs none
     log_level: str = "info"
     access_log: bool = False
 
 
 OPTIONS_ENV = "TAILOR_SERVE_OPTIONS"
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py connects to: TCP, TLS, a Unix socket
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a Redis URL, or None: with a wrong one every decision would be degraded."""
+    if "://" in url and urlsplit(url).scheme in REDIS_SCHEMES:
+        return None
+    shown = _without_password(url) if "://" in url else url
+    *others, last = (f"{name}://" for name in REDIS_SCHEMES)
+    accepted = f"{', '.join(others)} or {last}"
+    return f"{shown!r} is not a Redis URL: it must start with {accepted} (like redis://localhost:6379/0)"
 
 
 def open_store(redis: str | None, retention: float = DEFAULT_RETENTION) -> FeatureStore:
-    """Redis when a URL is given, else the in-process memory store."""
-    if redis:
+    """Redis when a URL is given, else the in-process memory store; ``ValueError`` for a URL of another scheme."""
+    if redis is not None:
+        problem = redis_url_problem(redis)
+        if problem is not None:
+            raise ValueError(problem)
         from .redis_store import RedisStore
 
         return RedisStore(redis, retention=retention)
@@ -77,7 +92,9 @@ def build_app(options: ServeOptions) -> FastAPI:
     served = service.open()
     where = f"Redis at {_without_password(options.redis)}" if options.redis else "the memory store"
     log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
-    return create_app(service, api_key=options.api_key, protect_reads=options.protect_reads)
+    app = create_app(service, api_key=options.api_key, public_decisions=options.public_decisions)
+    log.info("%s", authentication(options.api_key, options.public_decisions))
+    return app
 
 
 def check(options: ServeOptions) -> None:

@@ -1,18 +1,20 @@
 """What is being served: the version, its rules, the versions a rollback returns to, and the last failed edit.
 
-``GET /v1/ruleset`` (and a rollback) answer with a ``RulesetStatus``.
+``GET /v1/ruleset`` (and a rollback) answer with a ``RulesetStatus``. Its
+file names are relative to the ruleset's root (``RulesetRoot``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from tailor.compiler.ruleset import RuleInfo
 from tailor.dsl.diagnostics import Diagnostic
 
+from .ruleset_root import RulesetRoot
 from .service import DecisionService, NotReady
 
 
@@ -44,20 +46,21 @@ class RulesetStatus:
     previous: tuple[VersionInfo, ...] = field(metadata={"doc": "versions a rollback returns to, newest first"})
 
     @classmethod
-    def of(cls, service: DecisionService) -> RulesetStatus:
-        """The service's status; ``NotReady`` before a version is served."""
+    def of(cls, service: DecisionService, root: RulesetRoot | None = None) -> RulesetStatus:
+        """The service's status, its file names relative to ``root``; ``NotReady`` before a version is served."""
         served = service.current
         if served is None:
             raise NotReady("no ruleset is loaded")
+        root = root or RulesetRoot.of(service.path)
         ruleset = served.ruleset
         last_error = service.last_error
         return cls(
             ruleset.name,
             ruleset.version,
-            ruleset.files,
+            tuple(root.name(name) for name in ruleset.files),
             served.loaded_at,
-            served.rules,
-            None if last_error is None else tuple(Diagnostic.from_dict(d) for d in last_error),
+            tuple(replace(rule, file=root.name(rule.file)) for rule in served.rules),
+            None if last_error is None else tuple(_shown(Diagnostic.from_dict(d), root) for d in last_error),
             tuple(VersionInfo(old.version, old.loaded_at) for old in reversed(service.previous)),
         )
 
@@ -84,3 +87,14 @@ class RulesetStatus:
             None if last_error is None else tuple(Diagnostic.from_dict(d) for d in last_error),
             tuple(VersionInfo.from_dict(old) for old in data["previous"]),
         )
+
+
+def _shown(diagnostic: Diagnostic, root: RulesetRoot) -> Diagnostic:
+    """A diagnostic with its places relative to ``root``, and no absolute root in its words."""
+    return replace(
+        diagnostic,
+        message=root.text(diagnostic.message),
+        hint=root.text(diagnostic.hint),
+        file=root.name(diagnostic.file),
+        related=tuple(replace(r, message=root.text(r.message), file=root.name(r.file)) for r in diagnostic.related),
+    )

@@ -54,6 +54,7 @@ class Server:
                 env=env,
             )
         self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.auth = {"Authorization": f"Bearer {KEY}"}  # every endpoint but the probes needs the key
 
     def wait_ready(self) -> None:
         def up() -> bool:
@@ -70,12 +71,12 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def ruleset(self) -> dict[str, Any]:
-        response = self.http.get("/v1/ruleset")
+        response = self.http.get("/v1/ruleset", headers=self.auth)
         assert response.status_code == 200, response.text
         return response.json()
 
     def decide(self, **body: Any) -> dict[str, Any]:
-        response = self.http.post("/v1/decide", json={"user_id": "u", **body})
+        response = self.http.post("/v1/decide", json={"user_id": "u", **body}, headers=self.auth)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -120,6 +120,20 @@ def corrupted(draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]], odds: i
     return body
 
 
+known_features = st.sampled_from(FEATURES)
+# The ruleset's features as a caller may write them: other spacing, other window units.
+respelt_features = known_features.flatmap(
+    lambda text: st.sampled_from(
+        [
+            text.replace(", ", ","),
+            text.replace("(", "( ").replace(")", " )"),
+            text.replace("24h", "1d").replace("7d", "1w"),
+            text.replace("30d", "720h"),
+        ]
+    )
+)
+feature_keys = st.one_of(known_features, respelt_features, known_features, st.text(min_size=1, max_size=8))
+
 names = st.sampled_from(["page", "category", "cart_total", "device", "tier", "country"]) | st.text(
     min_size=1, max_size=12
 )
@@ -132,9 +146,7 @@ decide_bodies = corrupted(
         optional={
             "context": st.dictionaries(names, scalars, max_size=6),
             "slots": st.lists(slot_names, max_size=4),
-            "features": st.dictionaries(
-                st.sampled_from(FEATURES) | st.text(min_size=1, max_size=8), scalars, max_size=8
-            ),
+            "features": st.dictionaries(feature_keys, scalars, max_size=8),
             "at": epochs,
         },
     )

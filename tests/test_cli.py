@@ -156,3 +156,66 @@ def test_help_imports_neither_the_server_nor_training(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.stderr.strip() == "[]", result.stderr
+
+
+def test_lint_says_what_it_checked(tmp_path: Path) -> None:
+    """A clean ruleset gets one line on standard error; JSON and GitHub output stay machine-clean."""
+    rules = tmp_path / "rules"
+    (rules / "pages").mkdir(parents=True)
+    (rules / "home.rules").write_text(
+        'content generic = {"id": "g"}\nrule home when context.page == "home" then show generic in hero\n'
+        "default show generic in hero\n"
+    )
+    (rules / "pages" / "cart.rules").write_text(
+        'rule cart when context.page == "cart" then show generic in side\n'
+        'rule big when context.page == "cart" and context.total > 100 then show generic in side priority 2\n'
+        "default show generic in side\n"
+    )
+    (rules / "home_test.rules").write_text("# tests are not part of the ruleset\n")
+    result = tailor("lint", "rules", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == "rules: 3 rules in 2 files, no problems\n"
+    both = tailor("lint", "rules/home.rules", "rules/pages/cart.rules", cwd=tmp_path)
+    assert both.returncode == 1  # the cart file alone does not declare its content
+    single = tailor("lint", "rules/home.rules", cwd=tmp_path)
+    assert single.stderr == "rules/home.rules: 1 rule in 1 file, no problems\n"
+    for output, printed in (("json", "[]\n"), ("github", "")):
+        machine = tailor("lint", "--format", output, "rules", cwd=tmp_path)
+        assert (machine.returncode, machine.stdout, machine.stderr) == (0, printed, "")
+
+
+def test_lint_counts_the_problems_it_prints(tmp_path: Path) -> None:
+    (tmp_path / "bad.rules").write_text("when x > then show a\nwhen y = 1 then show b\n")
+    errors = tailor("lint", ".", cwd=tmp_path)
+    assert errors.returncode == 1
+    assert errors.stderr.splitlines()[-1] == "2 errors, 0 warnings"
+    (tmp_path / "bad.rules").write_text('content g = {"id": "g"}\nrule a when views(60d) > 2 then show g in hero\n')
+    warnings = tailor("lint", ".", cwd=tmp_path)
+    assert warnings.returncode == 0
+    assert warnings.stderr == "0 errors, 2 warnings\n"
+    assert "no problems" not in warnings.stderr
+
+
+def test_explain_reads_features_as_the_rules_write_them(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(
+        'content fan = {"id": "fan"}\ncontent generic = {"id": "g"}\n'
+        'rule electronics_fan when views("Electronics", 24h) > 2 then show fan in hero\n'
+        "default show generic in hero\n"
+    )
+    for key in ('views("Electronics",24h)', 'views( "Electronics", 1d )', 'count("view", "Electronics", 1440m)'):
+        result = tailor("explain", ".", "--feature", f"{key}=3", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "hero: fan  (by rule electronics_fan)" in result.stdout, key
+        assert result.stderr == ""
+    ignored = tailor("explain", ".", "--feature", "user.tier=gold", "--feature", "context.page=home", cwd=tmp_path)
+    assert ignored.returncode == 0
+    assert ignored.stderr.splitlines() == [
+        "tailor: --feature user.tier: not used, the ruleset does not read it",
+        "tailor: --feature context.page: not used, the ruleset does not read it (context attributes go in --context)",
+    ]
+    bad = tailor("explain", ".", "--feature", "views(24)=3", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "tailor: --feature views(24): the window of views() must be a duration, not 24 (did you mean 24h or 24d?)\n"
+    )

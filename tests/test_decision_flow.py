@@ -23,9 +23,9 @@ from tailor.compiler.decide import Decision
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.runtime.engine import Engine
 from tailor.runtime.events import Event
-from tailor.runtime.ruleset_loader import load
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.redis_store import RedisStore
+from tailor.runtime.ruleset_loader import load
 from tailor.runtime.service import DecisionService
 from tailor.runtime.store import FeatureStore
 

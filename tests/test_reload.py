@@ -191,6 +191,7 @@ def test_edits_are_served_without_a_restart(tmp_path: Path, start_server: Callab
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "TAILOR_API_KEY": KEY},
     )
     assert result.returncode == 0, result.stderr
     stats = json.loads(out.read_text())

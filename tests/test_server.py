@@ -171,6 +171,62 @@ def test_features_override_the_store(client: TestClient) -> None:
     assert hero(client, features={'views("Electronics", 24h)': 3, "user.tier": None}) == "fan"
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        'views("Electronics",24h)',
+        'views( "Electronics" , 24h )',
+        'views("Electronics", 1d)',
+        'views("Electronics", 1440m)',
+        'count("view", "Electronics", 24h)',
+    ],
+)
+def test_feature_keys_are_read_as_the_rules_write_them(client: TestClient, key: str) -> None:
+    """A key written by hand names the feature the rules name: spacing, window units and shorthands aside."""
+    body = decide(client, features={key: 3})
+    assert body["slots"]["hero"]["content"] == "fan"
+    assert "ignored_features" not in client.post("/v1/decide", json={"user_id": "u1", "features": {key: 3}}).json()
+    explained = client.post("/v1/explain", json={"user_id": "u1", "features": {key: 3}}).json()
+    assert explained["explain"]["values"]['views("Electronics", 24h)'] == 3
+
+
+def test_features_the_ruleset_does_not_read_are_listed(client: TestClient) -> None:
+    features = {"user.tier": "gold", "user.country": "FR", "views(7d)": 2, "context.page": "home", "p_click": 0.9}
+    for path in ("/v1/decide", "/v1/explain"):
+        body = client.post(path, json={"user_id": "u1", "features": features}).json()
+        assert body["ignored_features"] == ["user.country", "views(7d)", "context.page", "p_click"], path
+        assert body["slots"]["hero"]["content"] == "vip"  # context attributes come from the context
+    assert "ignored_features" not in client.post("/v1/decide", json={"user_id": "u1", "features": {}}).json()
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("views(24)", "the window of views() must be a duration, not 24 (did you mean 24h or 24d?)"),
+        ("views(", "unexpected end of input after '('"),
+        ("user.tier == 1", "not a feature (a feature is a function call like"),
+        ("wiews(24h)", "unknown function 'wiews' (did you mean 'views'?)"),
+        ("profile.tier", "unknown attribute scope 'profile'"),
+    ],
+)
+def test_a_key_that_is_no_feature_is_422(client: TestClient, key: str, why: str) -> None:
+    for path in ("/v1/decide", "/v1/explain"):
+        response = client.post(path, json={"user_id": "u1", "features": {"user.tier": "gold", key: 1}})
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["detail"].startswith(f"features.{key} (the key): {why}"), body
+        assert body["errors"] == [body["detail"]]
+
+
+def test_one_feature_supplied_twice_is_422(client: TestClient) -> None:
+    features = {'views("Electronics", 24h)': 3, 'views("Electronics", 1d)': 4}
+    response = client.post("/v1/decide", json={"user_id": "u1", "features": features})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        'features.views("Electronics", 1d) (the key): names the same value as views("Electronics", 24h); give it once'
+    )
+
+
 def test_events_change_decisions_and_are_deduplicated(client: TestClient) -> None:
     assert hero(client, user_id="v") == "generic"
     assert views(client, "v", 2) == {"accepted": 2, "duplicates": 0, "expired": 0}
@@ -230,7 +286,7 @@ def test_ruleset_endpoint(client: TestClient) -> None:
     body = RulesetResponse.model_validate(response.json()).model_dump()
     assert body["name"] == "shop"
     assert len(body["version"]) == 16
-    assert [f.rsplit("/", 1)[-1] for f in body["files"]] == ["shop.rules"]
+    assert body["files"] == ["shop.rules"]  # relative to the ruleset's root, wherever the server runs
     assert isinstance(body["loaded_at"], datetime)
     assert body["rules"][0] == {
         "name": "vip_banner",
@@ -280,8 +336,99 @@ def test_a_failed_reload_keeps_serving_and_reports(ruleset_dir: Path) -> None:
         assert body["version"] == decide(client)["ruleset"]["version"]
         (problem,) = body["last_error"]
         assert problem["severity"] == "error"
-        assert problem["file"].endswith("shop.rules")
+        assert problem["file"] == "shop.rules"
         assert problem["line"] == SHOP.count("\n") + 1
+
+
+def test_no_answer_shows_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are named relative to the ruleset's root: not where the server was started, not the machine's layout."""
+    from tailor.dsl.diagnostics import Related, error
+
+    root = tmp_path / "deploy" / "shop"
+    (root / "pages").mkdir(parents=True)
+    (root / "pages" / "shop.rules").write_text(SHOP)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the compiler names files relative to here, or absolute: outside, absolute
+    service = DecisionService(root, MemoryStore())
+    service.open()
+    gone = root / "pages" / "gone.rules"
+    where = Related("declared here", None, str(root / "pages" / "shop.rules"), 9, 1)
+    service.failed([error(f"cannot read {gone}: vanished", None, file_name=str(gone), related=[where])])
+    with TestClient(create_app(service, watch=False)) as client:
+        status = client.get("/v1/ruleset").text
+        explained = client.post("/v1/explain", json={"user_id": "u", "context": {"page": "home"}}).text
+        for answer in (status, explained, client.post("/v1/decide", json={"user_id": "u"}).text):
+            assert str(tmp_path) not in answer
+        body = client.get("/v1/ruleset").json()
+        assert body["files"] == ["pages/shop.rules"]
+        assert {rule["file"] for rule in body["rules"]} == {"pages/shop.rules"}
+        (problem,) = body["last_error"]
+        assert problem["file"] == "pages/gone.rules"
+        assert problem["message"] == "cannot read pages/gone.rules: vanished"
+        assert problem["related"][0]["file"] == "pages/shop.rules"
+        candidates = client.post("/v1/explain", json={"user_id": "u"}).json()["explain"]["slots"]["hero"]["candidates"]
+        assert {c["file"] for c in candidates} == {"pages/shop.rules"}
+
+
+def test_a_single_file_is_named_by_its_name(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(SHOP)
+    with serve(tmp_path / "shop.rules", MemoryStore()) as client:
+        assert client.get("/v1/ruleset").json()["files"] == ["shop.rules"]
+
+
+# --- numbers JSON cannot hold ---
+
+TOTALS = """\
+ruleset totals
+
+content big = {"id": "big"}
+content small = {"id": "small"}
+
+rule big_spender
+  when total("purchase", "any", 30d) > 500
+  then show big in hero
+
+default show small in hero
+"""
+
+
+def test_explain_names_an_infinite_total(tmp_path: Path) -> None:
+    """A total past the largest float is infinite: explain says "inf", not null, which means unknown."""
+    (tmp_path / "totals.rules").write_text(TOTALS)
+    with serve(tmp_path, MemoryStore()) as client:
+        for user, value in (("rich", 1e308), ("owing", -1e308)):
+            batch = [{"user_id": user, "type": "purchase", "value": value}] * 2
+            assert client.post("/v1/events", json={"events": batch}).status_code == 200
+        total = 'total("purchase", "any", 30d)'
+        rich = client.post("/v1/explain", json={"user_id": "rich"}).json()
+        assert rich["explain"]["values"][total] == "inf"
+        assert rich["slots"]["hero"]["content"] == "big"
+        ExplainResponse.model_validate(rich)
+        owing = client.post("/v1/explain", json={"user_id": "owing"}).json()
+        assert owing["explain"]["values"][total] == "-inf"
+        nobody = client.post("/v1/explain", json={"user_id": "nobody"}).json()
+        assert nobody["explain"]["values"][total] == 0
+        supplied = client.post("/v1/explain", json={"user_id": "x", "features": {"user.tier": None}}).json()
+        assert supplied["ignored_features"] == ["user.tier"]
+
+
+def test_model_inputs_keep_null_for_unknown() -> None:
+    from tailor.runtime.http.explain_json import explanation_json
+    from tailor.runtime.ruleset_root import RulesetRoot
+
+    explain = {
+        "slots": {},
+        "fetched": [],
+        "models": {"m": float("nan")},
+        "model_inputs": {"m": {"a": float("nan"), "b": float("inf"), "c": 2.0}},
+        "values": {"t": float("-inf"), "l": [1.0, float("inf")], "u": None},
+    }
+    sent = explanation_json(explain, RulesetRoot.of("."))
+    assert sent["models"] == {"m": "nan"}
+    assert sent["values"] == {"t": "-inf", "l": [1.0, "inf"], "u": None}
+    inputs = sent["model_inputs"]["m"]
+    assert inputs["a"] != inputs["a"] and (inputs["b"], inputs["c"]) == ("inf", 2.0)  # NaN is written as null
 
 
 # --- operations ---
@@ -344,41 +491,73 @@ def test_statistics_file_feeds_the_compiler(ruleset_dir: Path, tmp_path: Path) -
 
 # --- security ---
 
+AUTH = {"Authorization": f"Bearer {KEY}"}
+GUARDED = [
+    ("POST", "/v1/decide", {"user_id": "u"}),
+    ("POST", "/v1/explain", {"user_id": "u"}),
+    ("POST", "/v1/events", {"events": [{"user_id": "u", "type": "view"}]}),
+    ("PUT", "/v1/users/u", {"attributes": {}}),
+    ("GET", "/v1/ruleset", None),
+    ("POST", "/v1/ruleset/rollback", None),
+    ("GET", "/v1/stats", None),
+]
+OPEN = ("/healthz", "/readyz", "/metrics")
 
-def test_api_key_protects_writes(ruleset_dir: Path) -> None:
+
+def test_an_api_key_guards_every_endpoint_but_the_probes(ruleset_dir: Path) -> None:
+    """Explanations hold a user's totals and recency, the ruleset its files: none of it without the key."""
     with serve(ruleset_dir, MemoryStore(), api_key=KEY) as client:
-        batch = {"events": [{"user_id": "u", "type": "view"}]}
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
-            response = client.post("/v1/events", json=batch, headers=headers)
-            assert response.status_code == 401
-            assert response.headers["www-authenticate"] == "Bearer"
-            assert response.json() == {"detail": "a valid API key is required"}
-            assert client.put("/v1/users/u", json={"attributes": {}}, headers=headers).status_code == 401
-            assert client.post("/v1/ruleset/rollback", headers=headers).status_code == 401
-        auth = {"Authorization": f"Bearer {KEY}"}
-        assert client.post("/v1/events", json=batch, headers=auth).status_code == 200
-        assert client.put("/v1/users/u", json={"attributes": {}}, headers=auth).status_code == 200
-        assert client.post("/v1/ruleset/rollback", headers=auth).status_code == 409
-        for path in ("/v1/ruleset", "/v1/stats", "/healthz", "/readyz", "/metrics"):
+        for method, path, body in GUARDED:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
+                response = client.request(method, path, json=body, headers=headers)
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert response.json() == {"detail": "a valid API key is required"}
+            expected = 409 if path == "/v1/ruleset/rollback" else 200
+            assert client.request(method, path, json=body, headers=AUTH).status_code == expected, path
+        for path in OPEN:
             assert client.get(path).status_code == 200
+
+
+def test_public_decisions_opens_decide_alone(ruleset_dir: Path) -> None:
+    with serve(ruleset_dir, MemoryStore(), api_key=KEY, public_decisions=True) as client:
         assert client.post("/v1/decide", json={"user_id": "u"}).status_code == 200
-
-
-def test_protect_reads(ruleset_dir: Path) -> None:
-    with serve(ruleset_dir, MemoryStore(), api_key=KEY, protect_reads=True) as client:
-        auth = {"Authorization": f"Bearer {KEY}"}
-        for method, path, body in (
-            ("POST", "/v1/decide", {"user_id": "u"}),
-            ("POST", "/v1/explain", {"user_id": "u"}),
-            ("GET", "/v1/ruleset", None),
-            ("GET", "/v1/stats", None),
-        ):
-            assert client.request(method, path, json=body).status_code == 401
-            assert client.request(method, path, json=body, headers=auth).status_code == 200
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for method, path, body in GUARDED[1:]:
+            assert client.request(method, path, json=body).status_code == 401, path
+        assert client.post("/v1/explain", json={"user_id": "u"}, headers=AUTH).status_code == 200
+        for path in OPEN:
             assert client.get(path).status_code == 200
+
+
+def test_without_a_key_nothing_is_guarded(client: TestClient) -> None:
+    for method, path, body in GUARDED:
+        assert client.request(method, path, json=body).status_code in (200, 409), path
+    assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
+
+
+def test_an_empty_key_is_refused(ruleset_dir: Path) -> None:
+    """An empty secret must not mean "no authentication"."""
+    service = DecisionService(ruleset_dir, MemoryStore())
+    service.open()
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="empty"):
+            create_app(service, watch=False, api_key=empty)
+
+
+@pytest.mark.parametrize("public_decisions", [False, True])
+def test_the_schema_says_which_endpoints_need_the_key(ruleset_dir: Path, public_decisions: bool) -> None:
+    with serve(ruleset_dir, MemoryStore(), api_key=KEY, public_decisions=public_decisions) as client:
         schema = client.get("/openapi.json").json()
-        assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for method, path, _ in GUARDED:
+        operation = schema["paths"][path.replace("/users/u", "/users/{user_id}")][method.lower()]
+        if public_decisions and path == "/v1/decide":
+            assert "security" not in operation and "401" not in operation["responses"]
+        else:
+            assert operation["security"] == [{"HTTPBearer": []}], path
+            assert "401" in operation["responses"], path
+    for path in OPEN:
+        assert "security" not in schema["paths"][path]["get"]
 
 
 # --- bad input ---
@@ -525,3 +704,8 @@ def test_openapi_schema_is_complete(client: TestClient) -> None:
     assert decide_body["properties"]["user_id"]["maxLength"] == 256
     assert "413" in paths["/v1/decide"]["post"]["responses"]
     assert "409" in paths["/v1/ruleset/rollback"]["post"]["responses"]
+    for response in ("DecideResponse", "ExplainResponse"):
+        ignored = schema["components"]["schemas"][response]["properties"]["ignored_features"]
+        assert ignored["items"] == {"type": "string"} and "ignored_features" not in schema["components"]["schemas"][
+            response
+        ].get("required", [])

@@ -4,13 +4,18 @@ Every request body is a typed model with limits (``schemas``); responses are
 built as plain dicts by the ``to_dict`` of what they hold and written with
 orjson, and the response models describe them in the OpenAPI schema without
 re-validating every response.
+
+With an API key, every route but ``OPEN_PATHS`` needs it; ``public_decisions``
+opens ``/v1/decide`` alone (explanations, the ruleset and the statistics show
+per-user values and the rules: never without the key). File names in answers
+are relative to the ruleset's root.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi import Path as PathParam
@@ -18,8 +23,11 @@ from fastapi.responses import Response
 
 from ..events import Event
 from ..reload import Reloader
-from ..service import DecisionService
+from ..ruleset_root import RulesetRoot
+from ..service import DecisionService, NotReady
 from ..status import RulesetStatus
+from ..supplied_features import IgnoredFeatures, SuppliedFeatures
+from .explain_json import explanation_json
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
 from .schemas import (
@@ -38,16 +46,23 @@ from .schemas import (
     Status,
 )
 
+KEPT_FEATURE_READERS = 8  # versions whose supplied-feature keys are remembered: the current and recent ones
+
 
 def create_app(
     service: DecisionService,
     *,
     api_key: str | None = None,
-    protect_reads: bool = False,
+    public_decisions: bool = False,
     watch: bool = True,
     max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API over ``service``, which must already be open; ``watch`` starts hot reload."""
+    """The API over ``service``, which must already be open; ``watch`` starts hot reload.
+
+    ``api_key`` (None: no authentication; empty: ``ValueError``) guards every
+    route but health, readiness and metrics; ``public_decisions`` leaves
+    ``/v1/decide`` open.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,34 +87,61 @@ def create_app(
     app.state.service = service
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
-    guard = [Depends(require_key(api_key))] if api_key else []
-    read_guard = guard if protect_reads else []
-    auth = (401,) if api_key else ()
-    read_auth = auth if protect_reads else ()
+    guard = [Depends(require_key(api_key))] if api_key is not None else []
+    auth = (401,) if api_key is not None else ()
+    decide_guard, decide_auth = ([], ()) if public_decisions else (guard, auth)
+    root = RulesetRoot.of(service.path)
+    readers: dict[str, SuppliedFeatures] = {}  # by version
+
+    def supplied(features: dict[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+        """The request's features keyed as the version being served reads them.
+
+        ``service.decide`` reads the same version: no await comes between.
+        """
+        served = service.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        reader = readers.get(served.version)
+        if reader is None:
+            if len(readers) >= KEPT_FEATURE_READERS:
+                del readers[next(iter(readers))]
+            reader = readers[served.version] = SuppliedFeatures(served.ruleset.plan.features)
+        return reader.apply(features)
+
+    async def decision(body: DecideRequest, explained: bool) -> dict[str, Any]:
+        features: Mapping[str, Any] = body.features
+        ignored: tuple[str, ...] = ()
+        if features:
+            features, ignored = supplied(features)
+        served, outcomes = await service.decide(body.user_id, body.context, body.slots, features, body.at)
+        answer = service.response(served, outcomes, explained=explained)
+        if ignored:
+            answer.update(IgnoredFeatures(ignored).to_dict())
+        if explained:
+            answer["explain"] = explanation_json(answer["explain"], root)
+        return answer
 
     @app.post(
         "/v1/decide",
         response_model=DecideResponse,
-        dependencies=read_guard,
-        responses=error_responses(*read_auth, 413, 422, 503),
+        dependencies=decide_guard,
+        responses=error_responses(*decide_auth, 413, 422, 503),
         tags=["decisions"],
         summary="What each slot shows for one request",
     )
     async def decide(body: DecideRequest) -> Response:
-        served, outcomes = await service.decide(body.user_id, body.context, body.slots, body.features, body.at)
-        return OrjsonResponse(service.response(served, outcomes))
+        return OrjsonResponse(await decision(body, explained=False))
 
     @app.post(
         "/v1/explain",
         response_model=ExplainResponse,
-        dependencies=read_guard,
-        responses=error_responses(*read_auth, 413, 422, 503),
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
         tags=["decisions"],
         summary="A decision and, per slot, why better-ranked rules did not win",
     )
     async def explain(body: DecideRequest) -> Response:
-        served, outcomes = await service.decide(body.user_id, body.context, body.slots, body.features, body.at)
-        return OrjsonResponse(service.response(served, outcomes, explained=True))
+        return OrjsonResponse(await decision(body, explained=True))
 
     @app.post(
         "/v1/events",
@@ -132,13 +174,13 @@ def create_app(
     @app.get(
         "/v1/ruleset",
         response_model=RulesetResponse,
-        dependencies=read_guard,
-        responses=error_responses(*read_auth, 503),
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
         tags=["ruleset"],
         summary="The version being served, its rules, and the last failed edit",
     )
     async def ruleset() -> Response:
-        return OrjsonResponse(RulesetStatus.of(service).to_dict())
+        return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
 
     @app.post(
         "/v1/ruleset/rollback",
@@ -151,13 +193,13 @@ def create_app(
     async def rollback() -> Response:
         if service.rollback() is None:
             raise HTTPException(409, "there is no previous version to roll back to")
-        return OrjsonResponse(RulesetStatus.of(service).to_dict())
+        return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
 
     @app.get(
         "/v1/stats",
         response_model=StatsResponse,
-        dependencies=read_guard,
-        responses=error_responses(*read_auth),
+        dependencies=guard,
+        responses=error_responses(*auth),
         tags=["ruleset"],
         summary="Predicate pass rates sampled from decisions (for tailor compile --stats)",
     )

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..events import EventRejected
 from ..service import InvalidInput, NotReady, StoreUnavailable
+from ..supplied_features import InvalidFeatures
 from .responses import error_response
 from .schemas import MAX_BODY_BYTES, ErrorResponse
 
@@ -104,10 +105,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every failure is a JSON ``{"detail": ...}``; bad input is a 4xx, never a 500."""
 
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        messages = validation_messages(exc)
-        shown = messages[:MAX_LISTED_ERRORS]
-        detail = "; ".join(messages[:3]) + (f" (and {len(messages) - 3} more)" if len(messages) > 3 else "")
-        return error_response(422, detail, shown)
+        return _invalid(validation_messages(exc))
+
+    async def invalid_features(request: Request, exc: InvalidFeatures) -> Response:
+        return _invalid([f"features.{key} (the key): {why}" for key, why in exc.problems])
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
@@ -126,12 +127,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal error")
 
     app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidFeatures, invalid_features)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(EventRejected, rejected)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidInput, rejected)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(NotReady, not_ready)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, crashed)
+
+
+def _invalid(messages: list[str]) -> Response:
+    """A 422 naming every problem (the first few in ``detail``)."""
+    detail = "; ".join(messages[:3]) + (f" (and {len(messages) - 3} more)" if len(messages) > 3 else "")
+    return error_response(422, detail, messages[:MAX_LISTED_ERRORS])
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -148,11 +156,15 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # --- authentication ---
 
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # for probes and scrapers: never behind the key
+
 bearer = HTTPBearer(auto_error=False, description="the API key given to tailor serve, as a bearer token")
 
 
 def require_key(api_key: str):
     """A dependency that lets a request through only with ``Authorization: Bearer KEY``."""
+    if not api_key.strip():
+        raise ValueError("the API key is empty: a secret that failed to mount must not turn authentication off")
     expected = api_key.encode()
 
     async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> None:
@@ -161,3 +173,11 @@ def require_key(api_key: str):
             raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
 
     return check
+
+
+def authentication(api_key: str | None, public_decisions: bool = False) -> str:
+    """What the startup log says of who may call what, in one line."""
+    if api_key is None:
+        return "authentication: none (no API key set)"
+    line = f"authentication: API key required on every endpoint except {', '.join(OPEN_PATHS)}"
+    return line + ("; /v1/decide is public (--public-decisions)" if public_decisions else "")

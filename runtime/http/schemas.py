@@ -31,6 +31,8 @@ from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
 from ..status import RulesetStatus
+from ..supplied_features import IgnoredFeatures
+from .explain_json import NON_FINITE
 
 # --- limits ---
 
@@ -193,8 +195,15 @@ def _fields(shape: type) -> list[tuple[str, Any, dict[str, Any]]]:
     return [(name, shape._field_defaults.get(name), {}) for name in shape._fields]  # a named tuple
 
 
+# JSON has no infinity or NaN: a number that is not finite is sent as its name (see explain_json).
+NonFinite = Annotated[Literal[NON_FINITE], WithJsonSchema({"type": "string", "enum": list(NON_FINITE)})]
+
+
 def _wire_type(hint: Any) -> Any:
-    """The type of a value as JSON holds it: shapes are their models, tuples lists, enums their values."""
+    """The type of a value as JSON holds it: shapes are their models, tuples lists, enums their values,
+    floats numbers or the name of one that is not finite."""
+    if hint is float:
+        return float | NonFinite
     if isinstance(hint, type) and hasattr(hint, "to_dict"):
         model = model_of(hint)
         return model | None if NoneType in get_args(get_type_hints(hint.to_dict)["return"]) else model
@@ -235,6 +244,7 @@ DecideResponse = create_model(
             "degraded": "the store could not be read in time: rules needing it did not fire",
         },
     ),
+    **wire_fields(IgnoredFeatures),
 )
 ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, explain=(model_of(Explanation), ...))
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tailor.dsl.diagnostics import RulesError
@@ -21,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         "explain",
         help="show what a visitor would be shown, and why",
         description="Decide for one visitor and show, per slot, the candidate rules and the value that settled "
-        'each. VALUE is read as JSON when it is JSON (3, true, "gold", [1, 2]), else as text.',
+        'each. VALUE is read as JSON when it is JSON (3, true, "gold", [1, 2]), else as text. A feature is named '
+        "as in the rules, spacing and window unit aside (views(1d) is views(24h)).",
         epilog="example:\n  tailor explain rulesets/retail --user u1 --context page=home \\\n"
         "      --feature 'views(\"Electronics\", 24h)=3' --feature p_click=0.8 --slot hero\n"
         "  tailor explain --url http://127.0.0.1:8080 --user u1 --context page=home",
@@ -37,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--slot", action="append", metavar="SLOT", help="explain only this slot (repeatable)")
     parser.add_argument("--at", type=float, metavar="EPOCH", help="decide as of this time (epoch seconds)")
     parser.add_argument("--url", help="ask a running server (its base URL) instead of reading PATH")
-    parser.add_argument("--api-key", metavar="KEY", help="for a server that protects reads (default: $TAILOR_API_KEY)")
+    parser.add_argument(
+        "--api-key", metavar="KEY", help="the server's API key, if it has one (default: $TAILOR_API_KEY)"
+    )
     return parser
 
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from tailor.runtime.engine import Engine
     from tailor.runtime.ruleset_loader import load
+    from tailor.runtime.supplied_features import InvalidFeatures, SuppliedFeatures
 
     try:
         ruleset = load(args.path)
@@ -65,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"tailor: no slot {unknown[0]!r}; the slots are {', '.join(ruleset.slots)}", file=sys.stderr)
         return EXIT_USAGE
-    explanation = Engine(ruleset).explain(args.user, context, args.slot, features, args.at)
+    try:
+        supplied, ignored = SuppliedFeatures(ruleset.plan.features).apply(features)
+    except InvalidFeatures as exc:
+        for key, why in exc.problems:
+            print(f"tailor: --feature {key}: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    _say_ignored(ignored)
+    explanation = Engine(ruleset).explain(args.user, context, args.slot, supplied, args.at)
     print(f"ruleset {ruleset.name} (version {ruleset.version}), user {args.user}")
     print(explanation.render())
     return EXIT_OK
@@ -86,8 +98,17 @@ def _explain_remote(args: argparse.Namespace, context: dict[str, object], featur
     if not isinstance(data, dict) or not isinstance(data.get("explain"), dict):
         print(f"tailor: {url}: the answer is not an explanation", file=sys.stderr)
         return EXIT_PROBLEMS
+    ignored = data.get("ignored_features")
+    _say_ignored(ignored if isinstance(ignored, list) else ())
     ref = data.get("ruleset")
     name, version = (ref.get("name"), ref.get("version")) if isinstance(ref, dict) else (ref, "?")
     print(f"ruleset {name} (version {version}), user {args.user}")
     print(render_explain_json(data))
     return EXIT_OK
+
+
+def _say_ignored(keys: Sequence[str]) -> None:
+    """Features given that the ruleset does not read: a typo must not look like a value that changed nothing."""
+    for key in keys:
+        where = " (context attributes go in --context)" if key.lstrip().startswith("context") else ""
+        print(f"tailor: --feature {key}: not used, the ruleset does not read it{where}", file=sys.stderr)

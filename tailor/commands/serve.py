@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -15,8 +16,9 @@ from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from .parser import Parser, typed
 from .paths import missing
-from .remote import api_key
 from .terminal import print_diagnostics
+
+KEY_ENV = "TAILOR_API_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
@@ -45,8 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("--stats", type=Path, metavar="FILE", help="predicate statistics for ordering (JSON)")
     parser.add_argument("--stats-sample", type=int, metavar="N", help="sample 1 decision in N for statistics (0: none)")
-    parser.add_argument("--api-key", metavar="KEY", help="require it for writes (default: $TAILOR_API_KEY)")
-    parser.add_argument("--protect-reads", action="store_true", help="require the API key for reads too")
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require it on every endpoint but /healthz, /readyz and /metrics (default: $TAILOR_API_KEY)",
+    )
+    parser.add_argument(
+        "--public-decisions", action="store_true", help="with an API key, let /v1/decide alone be called without it"
+    )
+    # Reads need the key whenever there is one; the flag stays so that existing command lines still start.
+    parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.defaults_from(_server_defaults)
     return parser
@@ -66,26 +76,58 @@ def _server_defaults() -> dict[str, str]:
     }
 
 
+def _server_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The API key (None: no authentication) and, when it is set but empty, why that is refused.
+
+    An empty key is what a secret that failed to mount gives: it must stop
+    the server, not serve every endpoint without authentication.
+    """
+    given, source = args.api_key, "--api-key"
+    if given is None:
+        given, source = os.environ.get(KEY_ENV), KEY_ENV
+    if given is not None and not given.strip():
+        return None, f"{source} is set but empty; give the key, or unset {KEY_ENV} to serve without authentication"
+    return given, None
+
+
+def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
+    """The first option that cannot work, said plainly; None when they all can."""
+    from tailor.runtime.launch import redis_url_problem
+
+    if args.redis is not None and (why := redis_url_problem(args.redis)):
+        return f"--redis {why}"
+    if args.workers < 1:
+        return "--workers must be at least 1"
+    if args.workers > 1 and not args.redis:
+        return "--workers above 1 needs --redis: each worker would have its own memory store"
+    if (args.protect_reads or args.public_decisions) and key is None:
+        flag = "--public-decisions" if args.public_decisions else "--protect-reads"
+        return f"{flag} needs an API key (--api-key or {KEY_ENV})"
+    if args.protect_reads and args.public_decisions:
+        return "--protect-reads and --public-decisions contradict each other"
+    if not 0 < args.deadline_ms < float("inf"):
+        return "--deadline-ms must be a positive number"
+    if args.retention < MIN_RETENTION:
+        return RETENTION_TOO_SHORT
+    if args.stats_sample < 0:
+        return "--stats-sample must be 0 or more"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if missing([args.path]) or (args.stats is not None and missing([args.stats])):
         return EXIT_USAGE
-    key = api_key(args)
-    problem = None
-    if args.workers < 1:
-        problem = "--workers must be at least 1"
-    elif args.workers > 1 and not args.redis:
-        problem = "--workers above 1 needs --redis: each worker would have its own memory store"
-    elif args.protect_reads and not key:
-        problem = "--protect-reads needs an API key (--api-key or TAILOR_API_KEY)"
-    elif not 0 < args.deadline_ms < float("inf"):
-        problem = "--deadline-ms must be a positive number"
-    elif args.retention < MIN_RETENTION:
-        problem = RETENTION_TOO_SHORT
-    elif args.stats_sample < 0:
-        problem = "--stats-sample must be 0 or more"
+    key, problem = _server_key(args)
+    problem = problem or _usage_problem(args, key)
     if problem:
         print(f"tailor: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.protect_reads:
+        print(
+            "tailor: --protect-reads is the default now: every endpoint but /healthz, /readyz and /metrics "
+            "needs the API key",
+            file=sys.stderr,
+        )
     from tailor.runtime.launch import ServeOptions, serve
 
     options = ServeOptions(
@@ -99,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         stats=str(args.stats) if args.stats is not None else None,
         sample_every=args.stats_sample,
         api_key=key,
-        protect_reads=args.protect_reads,
+        public_decisions=args.public_decisions,
         access_log=args.access_log,
     )
     try:
