@@ -23,6 +23,8 @@ from .buckets import Scheme
 from .events import DEFAULT_RETENTION
 from .http import create_app
 from .http.middleware import authentication
+from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
+from .reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS
 from .ruleset_loader import load
 from .service import DEFAULT_DEADLINE_MS, DEFAULT_SAMPLE_EVERY, DecisionService
 from .store import FeatureStore
@@ -47,6 +49,14 @@ class ServeOptions:
     public_decisions: bool = False  # with a key: /v1/decide alone needs none
     log_level: str = "info"
     access_log: bool = False
+    reload_timeout: float = DEFAULT_RELOAD_TIMEOUT  # seconds a whole reload may take
+    settle_ms: float = DEFAULT_SETTLE_MS  # quiet time before an edit is compiled
+    model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
+    model_read_timeout: float = DEFAULT_MODEL_READ_TIMEOUT
+
+    @property
+    def model_limits(self) -> ModelLimits:
+        return ModelLimits(self.model_max_bytes, self.model_read_timeout)
 
 
 OPTIONS_ENV = "TAILOR_SERVE_OPTIONS"
@@ -88,11 +98,18 @@ def build_app(options: ServeOptions) -> FastAPI:
         stats=stats,
         sample_every=options.sample_every,
         freeze_heap=True,
+        model_limits=options.model_limits,
     )
     served = service.open()
     where = f"Redis at {_without_password(options.redis)}" if options.redis else "the memory store"
     log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
-    app = create_app(service, api_key=options.api_key, public_decisions=options.public_decisions)
+    app = create_app(
+        service,
+        api_key=options.api_key,
+        public_decisions=options.public_decisions,
+        reload_timeout=options.reload_timeout,
+        settle_ms=options.settle_ms,
+    )
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app
 
@@ -100,7 +117,7 @@ def build_app(options: ServeOptions) -> FastAPI:
 def check(options: ServeOptions) -> None:
     """Raise what starting would raise (``RulesError``, a bad statistics file), without a store."""
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
-    load(options.path, stats=stats)
+    load(options.path, stats=stats, model_limits=options.model_limits)
     Scheme.for_retention(options.retention)
 
 

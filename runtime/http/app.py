@@ -22,7 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from ..events import Event
-from ..reload import Reloader
+from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import DecisionService, NotReady
 from ..status import RulesetStatus
@@ -56,6 +56,8 @@ def create_app(
     public_decisions: bool = False,
     watch: bool = True,
     max_body: int = MAX_BODY_BYTES,
+    reload_timeout: float = DEFAULT_RELOAD_TIMEOUT,
+    settle_ms: float = DEFAULT_SETTLE_MS,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -66,7 +68,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reloader = Reloader(service) if watch else None
+        reloader = Reloader(service, reload_timeout=reload_timeout, settle_ms=settle_ms) if watch else None
         if reloader is not None:
             reloader.start()
         app.state.reloader = reloader
@@ -221,7 +223,7 @@ def create_app(
         problem = await service.ready()
         if problem is not None:
             return error_response(503, problem)
-        return OrjsonResponse({"status": "ready"})
+        return OrjsonResponse({"status": "ready", "reload_check_age_seconds": service.reload_check_age()})
 
     @app.get(
         "/metrics",

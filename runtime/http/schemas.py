@@ -275,6 +275,10 @@ class StatsResponse(BaseModel):
 
 class Status(BaseModel):
     status: str
+    reload_check_age_seconds: float | None = Field(
+        default=None,
+        description="seconds since hot reload last confirmed the files are in step (readiness only); growing: stuck",
+    )
 
 
 class ErrorResponse(BaseModel):

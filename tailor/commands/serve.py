@@ -58,6 +58,28 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     # Reads need the key whenever there is one; the flag stays so that existing command lines still start.
     parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--reload-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="abandon a reload that takes longer; the old version keeps serving and GET /v1/ruleset says why "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--settle-ms",
+        type=float,
+        metavar="MS",
+        help="compile an edit only once the files have not changed for this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model-max-bytes", type=int, metavar="N", help="refuse model files larger than this (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model-read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="refuse a model file that takes longer to read, as on a stuck mount (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -73,6 +95,10 @@ def _server_defaults() -> dict[str, str]:
         "workers": typed(default["workers"]),
         "deadline_ms": typed(default["deadline_ms"]),
         "stats_sample": typed(default["sample_every"]),
+        "reload_timeout": typed(default["reload_timeout"]),
+        "settle_ms": typed(default["settle_ms"]),
+        "model_max_bytes": typed(default["model_max_bytes"]),
+        "model_read_timeout": typed(default["model_read_timeout"]),
     }
 
 
@@ -111,6 +137,15 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return RETENTION_TOO_SHORT
     if args.stats_sample < 0:
         return "--stats-sample must be 0 or more"
+    for flag, value in (
+        ("--reload-timeout", args.reload_timeout),
+        ("--model-max-bytes", args.model_max_bytes),
+        ("--model-read-timeout", args.model_read_timeout),
+    ):
+        if not 0 < value < float("inf"):
+            return f"{flag} must be a positive number"
+    if not 0 <= args.settle_ms < float("inf"):
+        return "--settle-ms must be 0 or more"
     return None
 
 
@@ -143,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         api_key=key,
         public_decisions=args.public_decisions,
         access_log=args.access_log,
+        reload_timeout=args.reload_timeout,
+        settle_ms=args.settle_ms,
+        model_max_bytes=args.model_max_bytes,
+        model_read_timeout=args.model_read_timeout,
     )
     try:
         serve(options)
