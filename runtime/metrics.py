@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .memory_store import EVICTIONS
+
 STAGES = ("plan", "fetch", "finish", "total")
 # Decisions take tens of microseconds without a store and a few milliseconds with one.
 LATENCY_BUCKETS = (
@@ -46,7 +48,7 @@ RulesetInfo = Callable[[], tuple[str, str] | None]
 
 
 class _Live(Collector):
-    """Values read at scrape time: decisions by slot and rule, store round trips, the ruleset."""
+    """Values read at scrape time: decisions by slot and rule, store round trips and evictions, the ruleset."""
 
     def __init__(self, decisions: Tally, round_trips: Callable[[], int], ruleset: RulesetInfo):
         self._decisions = decisions
@@ -62,6 +64,11 @@ class _Live(Collector):
         yield decisions
         yield CounterMetricFamily(
             "tailor_store_round_trips", "Round trips made to the feature store.", value=self._round_trips()
+        )
+        yield CounterMetricFamily(
+            "tailor_memory_store_evicted_users",
+            "Users the memory store dropped, least recently written first, to stay within its max_users.",
+            value=EVICTIONS.users,
         )
         info = GaugeMetricFamily("tailor_ruleset", "The ruleset being served.", labels=("name", "version"))
         current = self._ruleset()
