@@ -172,11 +172,16 @@ def plan_events(events: Sequence[Event], times: Sequence[float], now: float, sch
             continue
         value = 1.0 if event.value is None else float(event.value)
         keys = (event.key, ANY_KEY) if event.key and event.key != ANY_KEY else (ANY_KEY,)
-        writes = tuple(
-            Write(event.user_id, event.type, key, resolution, bucket, value, ts, resolution.ttl(bucket, now))
-            for key in keys
+        # Each kept bucket once, its number and TTL shared by the event's keys (a store keeps them).
+        kept = [
+            (resolution, bucket, resolution.ttl(bucket, now))
             for resolution in scheme.resolutions
             if (bucket := resolution.bucket(ts)) >= resolution.oldest(now)
+        ]
+        writes = tuple(
+            Write(event.user_id, event.type, key, resolution, bucket, value, ts, ttl)
+            for key in keys
+            for resolution, bucket, ttl in kept
         )
         planned.append(Planned(event, ts, False, writes, None if event.id is None else fingerprint(event)))
     return planned
