@@ -40,7 +40,7 @@ from .buckets import (
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .store import FeatureStore
 
-DEFAULT_MAX_USERS = 1_000_000  # about 2.5 GB of one-event users; most servers never reach it
+DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
 SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
 SWEEP_USERS = 500  # users one sweep step looks at: 1 to 3 ms
 EVENTS_PER_STEP = 50  # events ``record`` applies before it lets the event loop run (2 to 3 ms)
