@@ -42,7 +42,7 @@ from .store import FeatureStore
 
 DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
 SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
-SWEEP_USERS = 500  # users one sweep step looks at: 1 to 3 ms
+SWEEP_USERS = 500  # users one sweep step looks at: 2 to 4 ms, under 8 ms at a million users
 EVENTS_PER_STEP = 50  # events ``record`` applies before it lets the event loop run (2 to 3 ms)
 
 SeriesId = tuple[str, str, str]  # event type, key, resolution name
