@@ -16,9 +16,10 @@ events of one bucket at the window's old edge (those at or before ``at - W``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,7 @@ class Planned:
     ts: float
     expired: bool
     writes: tuple[Write, ...]
+    fingerprint: str | None = None  # of the payload, for an event with an id: tells a retry from a conflict
 
 
 def plan_batch(events: Sequence[Event], now: float, scheme: Scheme) -> list[Planned]:
@@ -136,25 +138,63 @@ def plan_batch(events: Sequence[Event], now: float, scheme: Scheme) -> list[Plan
     whole or not at all. An event older than the retention is ``expired``: it is
     accepted and ignored, so replaying old logs is not an error.
     """
+    return plan_events(events, check_batch(events, now), now, scheme)
+
+
+def plan_in_chunks(events: Sequence[Event], now: float, scheme: Scheme, size: int) -> Iterator[list[Planned]]:
+    """Check the whole batch now, then plan it ``size`` events at a time, as the chunks are taken.
+
+    Raises ``EventRejected`` before the first chunk, so a bad event still stores
+    nothing; planning lazily lets a store yield to its event loop between chunks
+    instead of preparing 1,000 events in one go.
+    """
+    times = check_batch(events, now)
+    return (
+        plan_events(events[start : start + size], times[start : start + size], now, scheme)
+        for start in range(0, len(events), size)
+    )
+
+
+def check_batch(events: Sequence[Event], now: float) -> list[float]:
+    """Each event's time, or ``EventRejected`` for the first bad event (or an oversized batch)."""
     if len(events) > MAX_BATCH:
         raise EventRejected(f"a batch holds at most {MAX_BATCH} events; this one has {len(events)}")
-    checked = [(event, _check(index, event, now)) for index, event in enumerate(events)]
+    return [_check(index, event, now) for index, event in enumerate(events)]
+
+
+def plan_events(events: Sequence[Event], times: Sequence[float], now: float, scheme: Scheme) -> list[Planned]:
+    """What each checked event (at its time from ``check_batch``) writes."""
     horizon = now - scheme.retention
     planned: list[Planned] = []
-    for event, ts in checked:
+    for event, ts in zip(events, times, strict=True):
         if ts < horizon:
             planned.append(Planned(event, ts, True, ()))
             continue
         value = 1.0 if event.value is None else float(event.value)
         keys = (event.key, ANY_KEY) if event.key and event.key != ANY_KEY else (ANY_KEY,)
-        writes = tuple(
-            Write(event.user_id, event.type, key, resolution, bucket, value, ts, resolution.ttl(bucket, now))
-            for key in keys
+        # Each kept bucket once, its number and TTL shared by the event's keys (a store keeps them).
+        kept = [
+            (resolution, bucket, resolution.ttl(bucket, now))
             for resolution in scheme.resolutions
             if (bucket := resolution.bucket(ts)) >= resolution.oldest(now)
+        ]
+        writes = tuple(
+            Write(event.user_id, event.type, key, resolution, bucket, value, ts, ttl)
+            for key in keys
+            for resolution, bucket, ttl in kept
         )
-        planned.append(Planned(event, ts, False, writes))
+        planned.append(Planned(event, ts, False, writes, None if event.id is None else fingerprint(event)))
     return planned
+
+
+def fingerprint(event: Event) -> str:
+    """A short digest of what the event says, so a retry (the same) tells from a conflict (another
+    payload under the same id). Spellings that store the same thing (no key and ``"any"``; no value
+    and 1) agree; a missing ``ts`` stays missing, since it means "when it arrives"."""
+    key = event.key if event.key and event.key != ANY_KEY else ANY_KEY
+    value = 1.0 if event.value is None else float(event.value)
+    ts = None if event.ts is None else float(event.ts)
+    return hashlib.blake2b(repr((event.type, key, value, ts)).encode(), digest_size=8).hexdigest()
 
 
 def _check(index: int, event: Event, now: float) -> float:

@@ -25,8 +25,18 @@ class RecordResult:
     """What a store did with a batch."""
 
     accepted: int = 0
-    duplicates: int = 0  # ids already seen in the last 24 h
+    duplicates: int = 0  # ids already seen in the last 24 h, with the same payload
     expired: int = 0  # older than the retention horizon: accepted, ignored
+    conflicts: int = 0  # ids already seen in the last 24 h with another payload: ignored, the first stands
+
+    def __add__(self, other: RecordResult) -> RecordResult:
+        """The result of two parts of a batch (stores apply a batch in chunks)."""
+        return RecordResult(
+            self.accepted + other.accepted,
+            self.duplicates + other.duplicates,
+            self.expired + other.expired,
+            self.conflicts + other.conflicts,
+        )
 
 
 class EventRejected(ValueError):

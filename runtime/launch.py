@@ -23,6 +23,7 @@ from .buckets import Scheme
 from .events import DEFAULT_RETENTION
 from .http import create_app
 from .http.middleware import authentication
+from .memory_store import DEFAULT_MAX_USERS
 from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
 from .reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS
 from .ruleset_loader import load
@@ -53,6 +54,7 @@ class ServeOptions:
     settle_ms: float = DEFAULT_SETTLE_MS  # quiet time before an edit is compiled
     model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     model_read_timeout: float = DEFAULT_MODEL_READ_TIMEOUT
+    memory_max_users: int = DEFAULT_MAX_USERS  # without --redis: the least recently active users beyond it go
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -73,7 +75,9 @@ def redis_url_problem(url: str) -> str | None:
     return f"{shown!r} is not a Redis URL: it must start with {accepted} (like redis://localhost:6379/0)"
 
 
-def open_store(redis: str | None, retention: float = DEFAULT_RETENTION) -> FeatureStore:
+def open_store(
+    redis: str | None, retention: float = DEFAULT_RETENTION, memory_max_users: int = DEFAULT_MAX_USERS
+) -> FeatureStore:
     """Redis when a URL is given, else the in-process memory store; ``ValueError`` for a URL of another scheme."""
     if redis is not None:
         problem = redis_url_problem(redis)
@@ -84,13 +88,13 @@ def open_store(redis: str | None, retention: float = DEFAULT_RETENTION) -> Featu
         return RedisStore(redis, retention=retention)
     from .memory_store import MemoryStore
 
-    return MemoryStore(retention=retention)
+    return MemoryStore(retention=retention, max_users=memory_max_users)
 
 
 def build_app(options: ServeOptions) -> FastAPI:
     """Load the ruleset (``RulesError`` when it does not compile) and build the app."""
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
-    store = open_store(options.redis, options.retention)
+    store = open_store(options.redis, options.retention, options.memory_max_users)
     service = DecisionService(
         options.path,
         store,
@@ -101,7 +105,11 @@ def build_app(options: ServeOptions) -> FastAPI:
         model_limits=options.model_limits,
     )
     served = service.open()
-    where = f"Redis at {_without_password(options.redis)}" if options.redis else "the memory store"
+    where = (
+        f"Redis at {_without_password(options.redis)}"
+        if options.redis
+        else f"the memory store (at most {options.memory_max_users:,} users; its data is lost when the process exits)"
+    )
     log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
     app = create_app(
         service,

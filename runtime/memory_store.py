@@ -1,51 +1,169 @@
-"""The embedded feature store: the bucket scheme of ``buckets.py`` in a dict.
+"""The embedded feature store: the bucket scheme of ``buckets.py`` in dicts, one per user.
 
 It answers exactly as ``RedisStore`` does for the same events (totals up to
 floating-point rounding), so rules tested in process behave the same in
 production. Series expire like Redis keys: a write extends a series' life by
-its TTL in real (monotonic) time, and a sweep about once a minute drops the
-dead ones, so memory stays bounded by recent activity.
+its TTL in real (monotonic) time, and a sweep drops the dead ones.
+
+Two bounds keep a long-running server healthy. Memory: at most ``max_users``
+users are kept; a new user beyond that evicts the least recently written one
+(reads do not count: they must stay cheap), and ``EVICTIONS`` counts them for
+the service's metrics. Pauses: the event loop is never held for a whole batch
+or a whole sweep; ``record`` applies ``EVENTS_PER_STEP`` events at a time and
+yields between, and a sweep looks at ``SWEEP_USERS`` users per step, one step
+per applied chunk of events.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
-from .buckets import Scheme, Write, decode_attribute, is_duplicate, plan_batch, split_attributes
+from .buckets import (
+    Planned,
+    Scheme,
+    Write,
+    decode_attribute,
+    is_duplicate,
+    plan_batch,
+    plan_in_chunks,
+    split_attributes,
+)
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .store import FeatureStore
 
-SWEEP_SECONDS = 60.0
+DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
+SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
+SWEEP_USERS = 500  # users one sweep step looks at: 2 to 4 ms, under 8 ms at a million users
+EVENTS_PER_STEP = 50  # events ``record`` applies before it lets the event loop run (2 to 3 ms)
 
-SeriesId = tuple[str, str, str, str]  # user, event type, key, resolution name
+SeriesId = tuple[str, str, str]  # event type, key, resolution name
 
 
 @dataclass(slots=True)
-class _Series:
-    """One series' buckets; mutable, so not frozen, and only touched under the store's lock."""
+class Evictions:
+    """Users evicted to stay within ``max_users``, by every memory store of the process.
 
-    buckets: dict[int, list[float]] = field(default_factory=dict)  # bucket -> [count, total]
-    last: float | None = None  # latest event time (day series only)
-    deadline: float = 0.0  # monotonic time after which the series is gone, like a Redis TTL
+    Process-wide because the service's metrics read it and a store does not know
+    the service reporting on it; a server process has one store.
+    """
+
+    users: int = 0
+
+
+EVICTIONS = Evictions()
+
+
+class _Series(list[Any]):
+    """One series, flat: ``[deadline, last, bucket, count, total, bucket, count, total, ...]``.
+
+    ``deadline`` is the monotonic time after which the series is gone, like a
+    Redis TTL; ``last`` the latest event time (day series only, else None); then
+    the buckets that saw events, oldest first. Only touched under the store's
+    lock. One list, rather than an object holding a dict of two-item lists: most
+    series hold a bucket or two, and this takes half the memory and a fifth of
+    the objects the garbage collector has to walk.
+    """
+
+    __slots__ = ()
+
+    @property
+    def deadline(self) -> float:
+        return self[0]
+
+    @deadline.setter
+    def deadline(self, deadline: float) -> None:
+        self[0] = deadline
+
+    @property
+    def last(self) -> float | None:
+        return self[1]
+
+    @last.setter
+    def last(self, last: float) -> None:
+        self[1] = last
+
+    def add(self, bucket: int, value: float) -> None:
+        at = self._find(bucket)
+        if at < len(self) and self[at] == bucket:
+            self[at + 1] += 1
+            self[at + 2] += value
+        else:
+            self[at:at] = (bucket, 1, value)
+
+    def sum(self, first: int, last: int, slot: int) -> float:
+        """The counts (slot 1) or totals (slot 2) of buckets ``first`` to ``last``, oldest first."""
+        total = 0
+        for at in range(self._find(first), len(self), 3):
+            if self[at] > last:
+                break
+            total += self[at + slot]
+        return total
+
+    def buckets(self) -> int:
+        return (len(self) - 2) // 3
+
+    def prune(self, oldest: int) -> None:
+        """Drop the buckets before ``oldest``."""
+        del self[2 : self._find(oldest)]
+
+    def _find(self, bucket: int) -> int:
+        """The index of the cell of ``bucket`` or of the first later one (the length if none)."""
+        end = len(self)
+        if end == 2 or self[end - 3] < bucket:  # the usual cases: events arrive in order
+            return end
+        if self[end - 3] == bucket:
+            return end - 3
+        low, high = 0, (end - 2) // 3
+        while low < high:
+            middle = (low + high) // 2
+            if self[2 + 3 * middle] < bucket:
+                low = middle + 1
+            else:
+                high = middle
+        return 2 + 3 * low
+
+
+@dataclass(slots=True)
+class _User:
+    """Everything kept for one user; only touched under the store's lock."""
+
+    series: dict[SeriesId, _Series] = field(default_factory=dict)
+    seen: dict[str, tuple[float, str | None]] | None = None  # event id -> (first seen, payload fingerprint)
+    profile: dict[str, str] | None = None  # attribute -> JSON text
+    listed: int = 0  # the sweep pass whose list holds this user (see ``MemoryStore._sweep_step``)
 
 
 class MemoryStore(FeatureStore):
     """The default store: in process, thread-safe, with synchronous twins for the engine."""
 
-    def __init__(self, retention: float = DEFAULT_RETENTION):
+    def __init__(self, retention: float = DEFAULT_RETENTION, *, max_users: int = DEFAULT_MAX_USERS):
+        if not max_users >= 1:
+            raise ValueError(f"max_users must be at least 1, not {max_users}")
         self.scheme = Scheme.for_retention(retention)
+        self.max_users = max_users
         self.round_trips = 0
         self._lock = threading.Lock()
-        self._series: dict[SeriesId, _Series] = {}
-        self._seen: dict[str, dict[str, float]] = {}  # user -> event id -> when first seen
-        self._profiles: dict[str, dict[str, str]] = {}  # user -> attribute -> JSON text
-        self._swept = time.monotonic()
+        self._users: OrderedDict[str, _User] = OrderedDict()  # least recently written first
+        # The sweep walks lists of user ids, not the dict, which changes between its steps.
+        self._sweeping: list[str] = []  # the pass under way: the users it has yet to look at
+        self._unswept: list[str] = []  # the next pass's: users kept by this one, and new users
+        self._pass = 0  # the number of the pass walking ``_sweeping``
+        self._listing = 1  # the pass whose list new users join: the next one (one shared int)
+        self._swept = time.monotonic()  # when the last pass ended
+
+    @property
+    def users(self) -> int:
+        """How many users the store holds (at most ``max_users``)."""
+        return len(self._users)
 
     # --- the synchronous twins -------------------------------------------------------
 
@@ -54,22 +172,26 @@ class MemoryStore(FeatureStore):
         values: dict[str, Any] = {}
         with self._lock:
             self.round_trips += 1
+            user = self._users.get(user_id)
+            kept = {} if user is None else user.series
             clock = time.monotonic()
             for ref in features:
                 if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
                     resolution, buckets = self.scheme.window(ref.window, at)
-                    series = self._live((user_id, ref.event, ref.key, resolution.name), clock)
-                    slot = 0 if ref.kind is FeatureKind.COUNT else 1
-                    found = [] if series is None else [series.buckets.get(b) for b in buckets]
-                    total = sum(cell[slot] for cell in found if cell is not None)
-                    values[ref.text] = int(total) if slot == 0 else float(total)
+                    series = kept.get((ref.event, ref.key, resolution.name))
+                    live = series is not None and series.deadline > clock
+                    if ref.kind is FeatureKind.COUNT:
+                        values[ref.text] = int(series.sum(buckets.start, buckets.stop - 1, 1)) if live else 0
+                    else:
+                        values[ref.text] = float(series.sum(buckets.start, buckets.stop - 1, 2)) if live else 0.0
                 elif ref.kind is FeatureKind.SINCE:
-                    series = self._live((user_id, ref.event, ref.key, self.scheme.day.name), clock)
-                    since = self.scheme.since(None if series is None else series.last, at)
+                    series = kept.get((ref.event, ref.key, self.scheme.day.name))
+                    live = series is not None and series.deadline > clock
+                    since = self.scheme.since(series.last if live else None, at)
                     if since is not None:
                         values[ref.text] = since
-                elif ref.kind is FeatureKind.PROFILE:
-                    text = self._profiles.get(user_id, {}).get(ref.name)
+                elif ref.kind is FeatureKind.PROFILE and user is not None and user.profile is not None:
+                    text = user.profile.get(ref.name)
                     if text is not None:
                         values[ref.text] = decode_attribute(text)
         return values
@@ -77,38 +199,22 @@ class MemoryStore(FeatureStore):
     def record_now(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         now = time.time() if now is None else now
         planned = plan_batch(events, now, self.scheme)  # raises before anything is stored
-        accepted = duplicates = expired = 0
         with self._lock:
             self.round_trips += 1
-            clock = time.monotonic()
-            for item in planned:
-                if item.expired:
-                    expired += 1
-                    continue
-                event = item.event
-                if event.id is not None:
-                    seen = self._seen.setdefault(event.user_id, {})
-                    if is_duplicate(seen.get(event.id), now):
-                        duplicates += 1
-                        continue
-                    seen[event.id] = now
-                accepted += 1
-                for write in item.writes:
-                    self._apply(write, now, clock)
-            if clock - self._swept > SWEEP_SECONDS:
-                self._sweep(now, clock)
-        return RecordResult(accepted, duplicates, expired)
+        return self._apply(planned, now)
 
     def set_profile_now(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         sets, deletes = split_attributes(attributes)  # raises before anything changes
         with self._lock:
             self.round_trips += 1
-            profile = self._profiles.setdefault(user_id, {})
+            if not sets and user_id not in self._users:
+                return  # deleting from nobody: no need to make them somebody
+            user = self._written(user_id)
+            profile = user.profile or {}
             profile.update(sets)
             for name in deletes:
                 profile.pop(name, None)
-            if not profile:
-                del self._profiles[user_id]
+            user.profile = profile or None
 
     # --- the FeatureStore interface ----------------------------------------------------
 
@@ -116,7 +222,20 @@ class MemoryStore(FeatureStore):
         return self.fetch_now(user_id, features, at)
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
-        return self.record_now(events, now)
+        """Apply the batch ``EVENTS_PER_STEP`` events at a time, letting the event loop run between.
+
+        The whole batch is checked first, so a bad event still stores nothing.
+        """
+        now = time.time() if now is None else now
+        chunks = plan_in_chunks(events, now, self.scheme, EVENTS_PER_STEP)  # raises before anything is stored
+        with self._lock:
+            self.round_trips += 1
+        result = RecordResult()
+        for index, planned in enumerate(chunks):
+            if index:
+                await asyncio.sleep(0)  # decisions waiting for the loop go first
+            result += self._apply(planned, now)
+        return result
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         self.set_profile_now(user_id, attributes)
@@ -126,39 +245,107 @@ class MemoryStore(FeatureStore):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _live(self, series_id: SeriesId, clock: float) -> _Series | None:
-        series = self._series.get(series_id)
-        return series if series is not None and series.deadline > clock else None
+    def _apply(self, planned: Sequence[Planned], now: float) -> RecordResult:
+        """Store checked events, then take a step of the sweep if one is due."""
+        accepted = duplicates = expired = conflicts = 0
+        with self._lock:
+            clock = time.monotonic()
+            for item in planned:
+                if item.expired:
+                    expired += 1
+                    continue
+                event = item.event
+                user = self._written(event.user_id)
+                if event.id is not None:
+                    seen = user.seen
+                    if seen is None:
+                        seen = user.seen = {}
+                    first = seen.get(event.id)
+                    if first is not None and is_duplicate(first[0], now):
+                        if first[1] == item.fingerprint:
+                            duplicates += 1
+                        else:
+                            conflicts += 1
+                        continue
+                    seen[event.id] = (now, item.fingerprint)
+                accepted += 1
+                for write in item.writes:
+                    self._add(user, write, now, clock)
+            self._sweep_step(now, clock)
+        return RecordResult(accepted, duplicates, expired, conflicts)
 
-    def _apply(self, write: Write, now: float, clock: float) -> None:
+    def _written(self, user_id: str) -> _User:
+        """The user a write is for, now the most recently written; a new one may evict the least."""
+        users = self._users
+        user = users.get(user_id)
+        if user is not None:
+            users.move_to_end(user_id)
+            return user
+        while len(users) >= self.max_users:
+            users.popitem(last=False)
+            EVICTIONS.users += 1
+        user = users[user_id] = _User(listed=self._listing)
+        self._unswept.append(user_id)
+        return user
+
+    def _add(self, user: _User, write: Write, now: float, clock: float) -> None:
         """What the Redis script does for one write: bump, track the latest time, extend the TTL, prune."""
         resolution = write.resolution
-        series_id = (write.user_id, write.event, write.key, resolution.name)
-        series = self._live(series_id, clock)
-        if series is None:
-            series = self._series[series_id] = _Series()
-        cell = series.buckets.get(write.bucket)
-        if cell is None:
-            series.buckets[write.bucket] = [1, write.value]
-        else:
-            cell[0] += 1
-            cell[1] += write.value
-        if resolution == self.scheme.day and (series.last is None or write.ts > series.last):
+        series = user.series.get((write.event, write.key, resolution.name))
+        day = resolution is self.scheme.day
+        if series is None or series.deadline <= clock:
+            # Interned: a type or key sent in JSON is a new string per event, and users share them.
+            series_id = (sys.intern(write.event), sys.intern(write.key), resolution.name)
+            user.series[series_id] = _Series(
+                (clock + write.ttl, write.ts if day else None, write.bucket, 1, write.value)
+            )
+            return
+        series.add(write.bucket, write.value)
+        if day and (series.last is None or write.ts > series.last):
             series.last = write.ts
         series.deadline = max(series.deadline, clock + write.ttl)
-        if len(series.buckets) > resolution.prune_above:
-            oldest = resolution.oldest(now)
-            for bucket in [b for b in series.buckets if b < oldest]:
-                del series.buckets[bucket]
+        if series.buckets() > resolution.prune_above:
+            series.prune(resolution.oldest(now))
 
-    def _sweep(self, now: float, clock: float) -> None:
-        """Drop dead series and forgotten event ids: nothing grows without bound."""
-        self._swept = clock
-        for series_id in [k for k, series in self._series.items() if series.deadline <= clock]:
-            del self._series[series_id]
-        horizon = now - DEDUPE_SECONDS
-        for user_id, seen in list(self._seen.items()):
-            for event_id in [k for k, at in seen.items() if at <= horizon]:
+    def _sweep_step(self, now: float, clock: float) -> None:
+        """Look at up to ``SWEEP_USERS`` users: drop their dead series and forgotten ids, and the
+        users left with nothing. A pass over every user starts at most every ``SWEEP_SECONDS``.
+
+        A pass takes the ids of the users the previous one kept and of those made
+        since, and pops them a step at a time (so their memory goes a step at a time
+        too); an id whose user was evicted, dropped or made again is skipped, as
+        ``listed`` tells, so each user is looked at once per pass.
+        """
+        if not self._sweeping:
+            if clock - self._swept <= SWEEP_SECONDS:
+                return
+            self._sweeping, self._unswept = self._unswept, []
+            self._pass, self._listing = self._listing, self._listing + 1
+        users, sweeping, this, following = self._users, self._sweeping, self._pass, self._listing
+        for _ in range(min(SWEEP_USERS, len(sweeping))):
+            user_id = sweeping.pop()
+            user = users.get(user_id)
+            if user is None or user.listed != this:
+                continue
+            if self._forget(user, now, clock):
+                del users[user_id]
+            else:
+                user.listed = following
+                self._unswept.append(user_id)
+        if not sweeping:
+            self._swept = clock
+
+    @staticmethod
+    def _forget(user: _User, now: float, clock: float) -> bool:
+        """Drop the user's dead series and the ids older than a day; whether nothing is left."""
+        series = user.series
+        for series_id in [key for key, kept in series.items() if kept.deadline <= clock]:
+            del series[series_id]
+        seen = user.seen
+        if seen is not None:
+            horizon = now - DEDUPE_SECONDS
+            for event_id in [key for key, (at, _) in seen.items() if at <= horizon]:
                 del seen[event_id]
             if not seen:
-                del self._seen[user_id]
+                user.seen = None
+        return not series and user.seen is None and user.profile is None

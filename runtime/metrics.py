@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .memory_store import EVICTIONS
+
 STAGES = ("plan", "fetch", "finish", "total")
 # Decisions take tens of microseconds without a store and a few milliseconds with one.
 LATENCY_BUCKETS = (
@@ -48,7 +50,7 @@ ReloadCheckAge = Callable[[], float | None]
 
 
 class _Live(Collector):
-    """Values read at scrape time: decisions by slot and rule, store round trips, the ruleset."""
+    """Values read at scrape time: decisions by slot and rule, store round trips and evictions, the ruleset."""
 
     def __init__(self, decisions: Tally, round_trips: Callable[[], int], ruleset: RulesetInfo):
         self._decisions = decisions
@@ -64,6 +66,11 @@ class _Live(Collector):
         yield decisions
         yield CounterMetricFamily(
             "tailor_store_round_trips", "Round trips made to the feature store.", value=self._round_trips()
+        )
+        yield CounterMetricFamily(
+            "tailor_memory_store_evicted_users",
+            "Users the memory store dropped, least recently written first, to stay within its max_users.",
+            value=EVICTIONS.users,
         )
         info = GaugeMetricFamily("tailor_ruleset", "The ruleset being served.", labels=("name", "version"))
         current = self._ruleset()
@@ -164,7 +171,9 @@ class Metrics:
         reloads = Counter("tailor_reloads", "Ruleset reloads by outcome.", ("outcome",), registry=registry)
         self.reloads = {outcome: reloads.labels(outcome) for outcome in ("ok", "failed", "unchanged", "rollback")}
         events = Counter("tailor_events", "Behavioural events received, by outcome.", ("outcome",), registry=registry)
-        self.events = {outcome: events.labels(outcome) for outcome in ("accepted", "duplicate", "expired", "rejected")}
+        self.events = {
+            outcome: events.labels(outcome) for outcome in ("accepted", "duplicate", "conflict", "expired", "rejected")
+        }
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

@@ -1,7 +1,12 @@
 """The production feature store: profiles and time-bucketed counters in Redis.
 
-Every fetch and every batch of events is one Lua script, so a decision costs
-one round trip. The key layout and memory use are described in
+Every fetch is one Lua script, so a decision costs one round trip. A batch of
+events is one script call per ``EVENTS_PER_CALL`` events: Redis runs one
+script at a time, so a call must stay short for the decisions queued behind it
+to meet their deadline. Decisions and writes use separate connection pools,
+and writes at most ``WRITE_CONNECTIONS`` connections, so a burst of batches
+never holds the connections decisions need, nor queues more than a few
+scripts ahead of them. The key layout and memory use are described in
 docs/runtime.md; the bucket arithmetic lives in ``buckets.py``, shared with
 ``MemoryStore`` so both stores give the same answers.
 """
@@ -18,47 +23,69 @@ from urllib.parse import quote
 
 from redis import Redis as BlockingRedis
 from redis import exceptions
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry as BlockingRetry
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
-from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_batch, split_attributes
+from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .store import FeatureStore
 
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 HEALTH_CHECK_SECONDS = 30
+# Events per record script call. An event costs Redis about 50 to 80 microseconds
+# (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
+# arriving meanwhile waits that long, well within its 50 ms deadline.
+EVENTS_PER_CALL = 32
+# Connections for writes, per process: concurrent batches beyond this wait in the
+# process, not in Redis, so a decision never queues behind more than this many calls.
+WRITE_CONNECTIONS = 2
 
-# KEYS: every key the batch touches. ARGV[1]: now; ARGV[2]: the id set's TTL (ms);
+# KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
 # ARGV[3]: ids first seen at or before this time are forgotten. Then, per event:
-# the index of its user's id set (0 when the event has no id), the id, the number
-# of writes; and per write: the series key's index, the bucket, the value, the
+# the index of its user's id set (0 when the event has no id; the key after it is
+# the user's fingerprints hash), the id, the payload's fingerprint, the number of
+# writes; and per write: the series key's index, the bucket, the value, the
 # series' TTL (ms), its oldest kept bucket, the field count past which it is
 # pruned, and the event time ('' unless a day series, which keeps the latest).
+# An id seen with another fingerprint is a conflict; with the same, or with none
+# (stored before fingerprints were), a duplicate. Either way the first one stands.
+# A new id forgets at most 64 old ones, so a call's work stays bounded.
 RECORD_SCRIPT = """
-local accepted, duplicates = 0, 0
+local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
 local i = 4
 while i <= #ARGV do
-  local ids, id, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
-  local duplicate = false
+  local ids, id, fingerprint, n = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  local repeated = false
   if ids > 0 then
     local seen = redis.call('ZSCORE', KEYS[ids], id)
     if seen and tonumber(seen) > forget then
-      duplicate = true
+      repeated = true
+      local first = redis.call('HGET', KEYS[ids + 1], id)
+      if first and first ~= fingerprint then
+        conflicts = conflicts + 1
+      else
+        duplicates = duplicates + 1
+      end
     else
       redis.call('ZADD', KEYS[ids], ARGV[1], id)
-      redis.call('ZREMRANGEBYSCORE', KEYS[ids], '-inf', ARGV[3])
+      redis.call('HSET', KEYS[ids + 1], id, fingerprint)
+      local old = redis.call('ZRANGEBYSCORE', KEYS[ids], '-inf', ARGV[3], 'LIMIT', 0, 64)
+      if #old > 0 then
+        redis.call('ZREM', KEYS[ids], unpack(old))
+        redis.call('HDEL', KEYS[ids + 1], unpack(old))
+      end
       redis.call('PEXPIRE', KEYS[ids], ARGV[2])
+      redis.call('PEXPIRE', KEYS[ids + 1], ARGV[2])
     end
   end
-  if duplicate then
-    duplicates = duplicates + 1
+  if repeated then
     i = i + 7 * n
   else
     accepted = accepted + 1
@@ -90,7 +117,7 @@ while i <= #ARGV do
     end
   end
 end
-return {accepted, duplicates}
+return {accepted, duplicates, conflicts}
 """
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
@@ -144,6 +171,8 @@ class RedisStore(FeatureStore):
     When Redis is down, ``fetch`` and ``record`` raise redis-py's ``ConnectionError``
     or ``TimeoutError`` within about ``timeout`` seconds (the server turns them into
     degraded decisions); once Redis is back, the next call reconnects by itself.
+    Connections are named in ``CLIENT LIST``: ``tailor-reads`` for fetches and
+    pings, ``tailor-writes`` for events and profiles.
     """
 
     def __init__(
@@ -161,7 +190,7 @@ class RedisStore(FeatureStore):
         self.profile_ttl = profile_ttl
         self.timeout = timeout
         self.round_trips = 0
-        self._client: Redis | None = None
+        self._clients: tuple[Redis, Redis] | None = None  # reads, writes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
 
@@ -180,6 +209,9 @@ class RedisStore(FeatureStore):
     def ids_key(self, user_id: str) -> str:
         return f"{self._user(user_id)}:ids"
 
+    def fingerprints_key(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:fp"
+
     # --- the interface -------------------------------------------------------------------
 
     async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
@@ -188,7 +220,7 @@ class RedisStore(FeatureStore):
         keys, args, reads, profile = self._fetch_args(user_id, features, at)
         if not keys:
             return {}
-        replies = await self._script(FETCH_SCRIPT, FETCH_SHA, keys, args)
+        replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
         return self._fetch_values(reads, profile, replies, at)
 
     def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
@@ -245,27 +277,32 @@ class RedisStore(FeatureStore):
         return values
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
-        """One script applies the batch atomically: de-duplication, counters, TTLs, pruning.
+        """One script call per ``EVENTS_PER_CALL`` events: de-duplication, counters, TTLs, pruning.
 
-        The client retries once on a lost connection; give events ids and such a
-        retry (or the caller's) never counts a batch twice.
+        The whole batch is checked before the first call, so a bad event stores
+        nothing. Each call is atomic, the batch is not: when a call fails, the
+        chunks before it are stored. The client retries once on a lost connection;
+        give events ids and such a retry (or the caller's) never counts an event twice.
         """
         now = time.time() if now is None else float(now)
-        planned = plan_batch(events, now, self.scheme)  # raises before anything is sent
-        live = [item for item in planned if not item.expired]
-        expired = len(planned) - len(live)
-        if not live:
-            return RecordResult(expired=expired)
-        keys, args = self._script_args(live, now)
-        accepted, duplicates = await self._script(RECORD_SCRIPT, RECORD_SHA, keys, args)
-        return RecordResult(int(accepted), int(duplicates), expired)
+        result = RecordResult()
+        for planned in plan_in_chunks(events, now, self.scheme, EVENTS_PER_CALL):  # raises before anything is sent
+            live = [item for item in planned if not item.expired]
+            result += RecordResult(expired=len(planned) - len(live))
+            if live:
+                keys, args = self._script_args(live, now)
+                accepted, duplicates, conflicts = await self._script(
+                    self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args
+                )
+                result += RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
+        return result
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         sets, deletes = split_attributes(attributes)  # raises before anything is sent
         if not sets and not deletes:
             return
         key = self.profile_key(user_id)
-        async with self._redis().pipeline(transaction=True) as pipe:
+        async with self._writes().pipeline(transaction=True) as pipe:
             if sets:
                 pipe.hset(key, mapping=sets)
             if deletes:
@@ -277,46 +314,53 @@ class RedisStore(FeatureStore):
     async def ping(self) -> bool:
         try:
             self.round_trips += 1
-            return bool(await self._redis().ping())
+            return bool(await self._reads().ping())
         except Exception:  # any failure means "not answering"; ping never raises
             return False
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+        clients, self._clients = self._clients, None
+        if clients is not None and self._loop is asyncio.get_running_loop():
+            for client in clients:
+                await client.aclose()
         blocking, self._blocking = self._blocking, None
         if blocking is not None:
             blocking.close()
 
     # --- internals ---------------------------------------------------------------------
 
-    def _redis(self) -> Redis:
-        """The client of the running loop: connections belong to the loop that opened them."""
+    def _reads(self) -> Redis:
+        """The client decisions (and pings) use: its pool never waits for a write."""
+        return self._connected()[0]
+
+    def _writes(self) -> Redis:
+        """The client events and profiles use: at most ``WRITE_CONNECTIONS`` at once."""
+        return self._connected()[1]
+
+    def _connected(self) -> tuple[Redis, Redis]:
+        """The clients of the running loop: connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = Redis.from_url(
-                self.url,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                health_check_interval=HEALTH_CHECK_SECONDS,
-                # One immediate retry on a dropped connection: after a restart of
-                # Redis the first command meets a dead pooled socket. Timeouts are
-                # not retried, so a hung Redis costs one timeout, not several.
-                retry=Retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+        if self._clients is None or self._loop is not loop:
+            self._clients = (
+                Redis.from_url(self.url, client_name="tailor-reads", **self._options()),
+                Redis.from_pool(
+                    BlockingConnectionPool.from_url(
+                        self.url,
+                        client_name="tailor-writes",
+                        max_connections=WRITE_CONNECTIONS,
+                        timeout=None,  # a write waits its turn; the caller bounds how long
+                        **self._options(),
+                    )
+                ),
             )
             self._loop = loop
-        return self._client
+        return self._clients
 
     def _blocking_redis(self) -> BlockingRedis:
-        """The blocking client of ``fetch_now``, with ``_redis``'s timeouts and retry."""
+        """The blocking client of ``fetch_now``, with the same timeouts and retry as the others."""
         if self._blocking is None:
             self._blocking = BlockingRedis.from_url(
-                self.url,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                health_check_interval=HEALTH_CHECK_SECONDS,
-                retry=BlockingRetry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+                self.url, client_name="tailor-reads", **self._options(blocking=True)
             )
         return self._blocking
 
@@ -330,10 +374,21 @@ class RedisStore(FeatureStore):
             self.round_trips += 1
             return client.eval(script, len(keys), *keys, *args)
 
-    async def _script(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
+    def _options(self, *, blocking: bool = False) -> dict[str, Any]:
+        retry = BlockingRetry if blocking else Retry
+        return {
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": self.timeout,
+            "health_check_interval": HEALTH_CHECK_SECONDS,
+            # One immediate retry on a dropped connection: after a restart of
+            # Redis the first command meets a dead pooled socket. Timeouts are
+            # not retried, so a hung Redis costs one timeout, not several.
+            "retry": retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+        }
+
+    async def _script(self, client: Redis, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
         """One round trip: the script by its digest, or, when this Redis has not seen it
         (new, restarted or flushed), a second one that sends the script itself."""
-        client = self._redis()
         try:
             self.round_trips += 1
             return await client.evalsha(sha, len(keys), *keys, *args)
@@ -348,11 +403,19 @@ class RedisStore(FeatureStore):
         def key_index(key: str) -> str:
             return str(index.setdefault(key, len(index) + 1))
 
+        def ids_index(user_id: str) -> str:
+            """The id set's index; the fingerprints hash is the key after it."""
+            key = self.ids_key(user_id)
+            if key not in index:
+                index[key] = len(index) + 1
+                index[self.fingerprints_key(user_id)] = len(index) + 1
+            return str(index[key])
+
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
         for item in live:
             event = item.event
-            ids = key_index(self.ids_key(event.user_id)) if event.id is not None else "0"
-            args += [ids, event.id or "", str(len(item.writes))]
+            ids = ids_index(event.user_id) if event.id is not None else "0"
+            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes))]
             for write in item.writes:
                 resolution = write.resolution
                 args += [

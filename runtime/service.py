@@ -350,6 +350,7 @@ class DecisionService:
         events_metric = self.metrics.events
         events_metric["accepted"].inc(result.accepted)
         events_metric["duplicate"].inc(result.duplicates)
+        events_metric["conflict"].inc(result.conflicts)
         events_metric["expired"].inc(result.expired)
         return result
 

@@ -47,7 +47,12 @@ class FeatureStore(Protocol):
 
     @abstractmethod
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
-        """Apply a batch in one round trip; raise ``EventRejected`` (storing nothing) on a bad event."""
+        """Apply a batch, checked whole first: ``EventRejected`` (storing nothing) on a bad event.
+
+        Stores apply it in chunks, so decisions are not held up by a batch: a
+        failure part way leaves the chunks before it stored, and a retry with ids
+        counts each event once.
+        """
 
     @abstractmethod
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
 
+from bench.ports import free_port
 from tailor.compiler.decide import Decision
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.runtime.engine import Engine

@@ -56,7 +56,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     output = run_tour(tmp_path, with_training=False)
     # Before the events the sidebar shows its default; after them, the bundle rule fires and explain says why.
     assert '"sidebar":{"content":"sidebar_reviews"' in output
-    assert '{"accepted":3,"duplicates":0,"expired":0}' in output
+    assert '{"accepted":3,"duplicates":0,"conflicts":0,"expired":0}' in output
     assert '"rule":"electronics_bundle"' in output
     assert 'views(\\"Electronics\\", 24h) = 3' in output
     # Breaking a rule leaves the old version serving and reports where the error is.

@@ -61,3 +61,14 @@ def test_readiness_reports_the_age_of_the_last_reload_check(tmp_path: Path) -> N
         body = server.http.get("/readyz").json()
         assert body["status"] == "ready"
         assert isinstance(body["reload_check_age_seconds"], float) and body["reload_check_age_seconds"] >= 0
+
+
+def test_the_memory_store_bound_and_its_warning_reach_the_server(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "rulesets" / "retail", tmp_path / "retail")
+    with servers(tmp_path) as start:
+        server = start(tmp_path / "retail", "--memory-max-users", "2")
+        events = [{"user_id": f"u{n}", "type": "view", "key": "Books", "id": f"e{n}"} for n in range(5)]
+        answer = server.http.post("/v1/events", json={"events": events}, headers=server.auth)
+        assert answer.status_code == 200 and answer.json()["accepted"] == 5
+        assert server.metric("tailor_memory_store_evicted_users_total") == 3.0
+        assert "at most 2 users; its data is lost when the process exits" in server.output()

@@ -229,11 +229,11 @@ def test_one_feature_supplied_twice_is_422(client: TestClient) -> None:
 
 def test_events_change_decisions_and_are_deduplicated(client: TestClient) -> None:
     assert hero(client, user_id="v") == "generic"
-    assert views(client, "v", 2) == {"accepted": 2, "duplicates": 0, "expired": 0}
+    assert views(client, "v", 2) == {"accepted": 2, "duplicates": 0, "conflicts": 0, "expired": 0}
     assert hero(client, user_id="v") == "generic"
-    assert views(client, "v", 1, id="e-1") == {"accepted": 1, "duplicates": 0, "expired": 0}
+    assert views(client, "v", 1, id="e-1") == {"accepted": 1, "duplicates": 0, "conflicts": 0, "expired": 0}
     assert hero(client, user_id="v") == "fan"
-    assert views(client, "v", 1, id="e-1") == {"accepted": 0, "duplicates": 1, "expired": 0}
+    assert views(client, "v", 1, id="e-1") == {"accepted": 0, "duplicates": 1, "conflicts": 0, "expired": 0}
     assert hero(client, user_id="other") == "generic"
 
 
@@ -246,14 +246,19 @@ def test_at_replays_the_past(client: TestClient) -> None:
 
 
 def test_expired_and_future_events(client: TestClient) -> None:
-    assert views(client, "x", 1, ts=time.time() - 90 * 86400) == {"accepted": 0, "duplicates": 0, "expired": 1}
+    assert views(client, "x", 1, ts=time.time() - 90 * 86400) == {
+        "accepted": 0,
+        "duplicates": 0,
+        "conflicts": 0,
+        "expired": 1,
+    }
     response = client.post(
         "/v1/events",
         json={"events": [{"user_id": "x", "type": "view"}, {"user_id": "x", "type": "view", "ts": time.time() + 3600}]},
     )
     assert response.status_code == 422
     assert "future" in response.json()["detail"]
-    assert views(client, "x", 0) == {"accepted": 0, "duplicates": 0, "expired": 0}
+    assert views(client, "x", 0) == {"accepted": 0, "duplicates": 0, "conflicts": 0, "expired": 0}
     assert hero(client, user_id="x", features={}) == "generic"  # nothing of the rejected batch was stored
 
 
@@ -436,7 +441,8 @@ def test_model_inputs_keep_null_for_unknown() -> None:
 
 def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and set(ready) == {"status", "reload_check_age_seconds"}
     hero(client, features={"user.tier": "gold"})
     hero(client, context={"page": "home"})
     response = client.get("/metrics")

@@ -156,7 +156,14 @@ def create_app(
     async def events(body: EventsRequest) -> Response:
         batch = [Event(e.user_id, e.type, e.key, e.value, e.ts, e.id) for e in body.events]
         result = await service.record(batch)
-        return OrjsonResponse({"accepted": result.accepted, "duplicates": result.duplicates, "expired": result.expired})
+        return OrjsonResponse(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "conflicts": result.conflicts,
+                "expired": result.expired,
+            }
+        )
 
     @app.put(
         "/v1/users/{user_id:path}",

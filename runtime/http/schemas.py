@@ -255,6 +255,7 @@ RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
 class EventsResponse(BaseModel):
     accepted: int
     duplicates: int = Field(description="ids already seen in the last 24 h")
+    conflicts: int = Field(description="ids already seen in the last 24 h with a different payload: not stored again")
     expired: int = Field(description="older than the retention horizon: accepted and ignored")
 
 

@@ -59,6 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
+        "--memory-max-users",
+        type=int,
+        metavar="N",
+        help="without --redis: keep at most N users, dropping the least recently active (default: %(default)s)",
+    )
+    parser.add_argument(
         "--reload-timeout",
         type=float,
         metavar="SECONDS",
@@ -99,6 +105,7 @@ def _server_defaults() -> dict[str, str]:
         "settle_ms": typed(default["settle_ms"]),
         "model_max_bytes": typed(default["model_max_bytes"]),
         "model_read_timeout": typed(default["model_read_timeout"]),
+        "memory_max_users": typed(default["memory_max_users"]),
     }
 
 
@@ -144,6 +151,8 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
     ):
         if not 0 < value < float("inf"):
             return f"{flag} must be a positive number"
+    if args.memory_max_users < 1:
+        return "--memory-max-users must be at least 1"
     if not 0 <= args.settle_ms < float("inf"):
         return "--settle-ms must be 0 or more"
     return None
@@ -182,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         settle_ms=args.settle_ms,
         model_max_bytes=args.model_max_bytes,
         model_read_timeout=args.model_read_timeout,
+        memory_max_users=args.memory_max_users,
     )
     try:
         serve(options)
