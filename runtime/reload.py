@@ -53,6 +53,9 @@ DEBOUNCE_MS = 1600  # ... or after this long, during a continuous stream of chan
 DEFAULT_SETTLE_MS = 200.0  # a reload compiles once the files have not changed for this long
 DEFAULT_RELOAD_TIMEOUT = 120.0  # seconds a whole reload may take, settling included
 CHECK_INTERVAL = 2.0  # seconds between checks that the watch fits the path and the files are in step
+# Seconds between looks for a path that names nothing: a directory deleted and restored is served
+# within the 2 s an edit is, not a check interval plus the settle later.
+GONE_POLL = 0.25
 FIRST_RESTART_DELAY = 0.5  # seconds before restarting a watch that ended; doubled each time, up to
 LAST_RESTART_DELAY = 30.0
 
@@ -145,10 +148,12 @@ class Reloader:
                     if not self._gone:  # the reload reports it, once its files have settled
                         self._gone = True
                         self.request()
-                    await asyncio.sleep(self.check_interval)
+                    await asyncio.sleep(min(self.check_interval, GONE_POLL))
                     continue
-                self._gone = False
+                came_back, self._gone = self._gone, False
                 self._rearming(target)
+                if came_back:  # the path names a directory again, perhaps with the old one's inode: load it
+                    self.request()
                 self._armed = target
                 ended = await self._watch_until_changed(target)
             except Exception as exc:  # a bug here must not end hot reload without a word
@@ -192,8 +197,9 @@ class Reloader:
             while True:
                 done, _ = await asyncio.wait(watches, timeout=self.check_interval)
                 if done:
-                    exc = done.pop().exception()
-                    if not target.folder.exists():  # deleted under the watch: the next round says so
+                    watch = done.pop()
+                    exc = watch.exception()
+                    if (exc is None and watch.result()) or _moved(target):  # left its path: the next round says so
                         return None
                     return repr(exc) if exc is not None else "it stopped without being asked to"
                 if not await self._check(target):
@@ -206,8 +212,18 @@ class Reloader:
 
     async def _watch_folders(
         self, folders: tuple[Path, ...], target: WatchTarget, stop: asyncio.Event, *, recursive: bool
-    ) -> None:
+    ) -> bool:
+        """Ask for a reload on every batch of changes; True once the watched directory has left its path.
+
+        A deleted directory's watch hears nothing more, and one restored at the
+        path may even get the deleted one's inode, so the deletion itself ends
+        the watch: the next round arms one on what the path names then.
+        """
+        root = str(target.folder)
+
         def relevant(change: Change, path: str) -> bool:
+            if recursive and path == root and change == Change.deleted:
+                return True
             # Model files reload like rules: validated first, and a bad file keeps the old version
             # (and its model) serving.
             if path.endswith(MODEL_SUFFIX) or Path(path) in target.model_files:
@@ -216,7 +232,7 @@ class Reloader:
                 return Path(path) == target.file
             return path.endswith(RULES_SUFFIX) or Path(path).is_dir()
 
-        async for _changes in awatch(
+        async for changes in awatch(
             *folders,
             watch_filter=relevant,
             step=STEP_MS,
@@ -226,6 +242,9 @@ class Reloader:
             force_polling=self._force_polling,
         ):
             self.request()
+            if recursive and ((Change.deleted, root) in changes or _moved(target)):
+                return True
+        return False
 
     async def _check(self, target: WatchTarget) -> bool:
         """False when the path now names something else; else reload files that changed unseen, or note
@@ -354,6 +373,15 @@ TIMEOUT_HINT = (
     "the version loaded before keeps serving; a file system that stopped answering can cause this, "
     "and the next change tries again"
 )
+
+
+def _moved(target: WatchTarget) -> bool:
+    """Whether the directory ``target`` watches is no longer at its path (gone, or another one there)."""
+    try:
+        info = os.stat(target.folder)
+    except OSError:
+        return True
+    return (info.st_dev, info.st_ino) != target.identities[0]
 
 
 def _located(path: Path) -> Path:
