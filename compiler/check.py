@@ -15,6 +15,7 @@ from typing import Any
 
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
+from tailor.dsl.nesting import MAX_NESTING, NESTING_CODE, nesting_depth
 from tailor.dsl.printer import expression_text
 from tailor.dsl.source import Span
 
@@ -121,7 +122,7 @@ class _Checker:
                     self._content(decl.content)
                 elif isinstance(decl, ast.DefaultDecl):
                     self._content(decl.content)
-        self._segment_cycles()
+        self._segments()
         types = {text: entry[0] for text, entry in self.attributes.items()}
         slots = tuple({**dict.fromkeys(rule.slot for rule in self.rules), **dict.fromkeys(self.defaults)})
         return Program(
@@ -239,11 +240,19 @@ class _Checker:
                 hint=did_you_mean(content.name, self.contents) or "declare it with: content NAME = {...}",
             )
 
-    def _segment_cycles(self) -> None:
+    def _segments(self) -> None:
         uses = {name: _segment_uses(decl.condition, self.segments) for name, decl in self.segments.items()}
+        if not self._segment_cycles(uses):
+            self._segment_depths(uses)
+
+    def _segment_cycles(self, uses: dict[str, list[str]]) -> bool:
+        """Report each cycle of segments once; whether there was one."""
         reported: set[frozenset[str]] = set()
+        cyclic = cyclic_components(uses)
         for start in self.segments:
-            path = _find_cycle(start, uses)
+            if start not in cyclic:
+                continue  # on no cycle: searching from it would walk all it uses, for nothing
+            path = _find_cycle(start, uses, cyclic)
             if path is None or frozenset(path) in reported:
                 continue
             reported.add(frozenset(path))
@@ -253,6 +262,27 @@ class _Checker:
                 code="cycle",
                 hint="a segment cannot use itself, directly or through other segments",
             )
+        return bool(reported)
+
+    def _segment_depths(self, uses: dict[str, list[str]]) -> None:
+        """Report the segments nested too deeply once the segments they use are inlined.
+
+        The parser bounds each expression on its own, but the optimizer inlines
+        segments, so a long chain of segments each using the one before would
+        nest without bound. A segment counts each segment it uses at that
+        segment's levels plus one; only where a chain first crosses the limit
+        is reported, not at every segment above it.
+        """
+        depths = inlined_depths(self.segments, uses)
+        for name, depth in depths.items():
+            if depth > MAX_NESTING and all(depths[used] <= MAX_NESTING for used in uses[name]):
+                self.report(
+                    f"segment '{name}' is nested too deeply with the segments it uses: {depth} levels,"
+                    f" the limit is {MAX_NESTING}",
+                    self.segments[name].condition.span,
+                    code=NESTING_CODE,
+                    hint="each segment used counts with its own levels, plus one: use fewer segments within segments",
+                )
 
     # --- expressions ---
 
@@ -497,8 +527,89 @@ def _segment_uses(expr: ast.Expr, segments: dict[str, ast.SegmentDecl]) -> list[
     return [node.name for node in walk(expr) if isinstance(node, ast.Name) and node.name in segments]
 
 
-def _find_cycle(start: str, uses: dict[str, list[str]]) -> list[str] | None:
-    """The path of a cycle through ``start``, or None."""
+def inlined_depths(segments: dict[str, ast.SegmentDecl], uses: dict[str, list[str]]) -> dict[str, int]:
+    """How deeply each segment nests with the segments it uses inlined; no recursion.
+
+    ``uses`` must have no cycles. A use of a segment counts as one level more
+    than that segment's own depth.
+    """
+    depths: dict[str, int] = {}
+    for start in segments:
+        stack = [start]
+        while stack:
+            name = stack[-1]
+            if name in depths:
+                stack.pop()
+                continue
+            waiting = [used for used in uses[name] if used not in depths]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            levels = {used: depths[used] + 1 for used in uses[name]}
+            depths[name] = nesting_depth(segments[name].condition, levels)
+            stack.pop()
+    return depths
+
+
+def cyclic_components(uses: dict[str, list[str]]) -> dict[str, int]:
+    """The segments that lie on a cycle, each with its strongly connected component.
+
+    Tarjan's algorithm, without recursion: a chain of thousands of segments is
+    one pass, where searching for a cycle from every segment would walk the
+    rest of the chain from each.
+    """
+    order: dict[str, int] = {}  # when each segment was first reached
+    low: dict[str, int] = {}  # the earliest segment reachable from it that is still open
+    open_: list[str] = []
+    is_open: set[str] = set()
+    found: dict[str, int] = {}
+    components = 0
+    for root in uses:
+        if root in order:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, next_use = work[-1]
+            if next_use == 0:
+                order[node] = low[node] = len(order)
+                open_.append(node)
+                is_open.add(node)
+            used = uses.get(node, ())
+            while next_use < len(used):
+                child = used[next_use]
+                next_use += 1
+                if child not in order:
+                    work[-1] = (node, next_use)
+                    work.append((child, 0))
+                    break
+                if child in is_open:
+                    low[node] = min(low[node], order[child])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == order[node]:
+                    members = []
+                    while True:
+                        member = open_.pop()
+                        is_open.discard(member)
+                        members.append(member)
+                        if member == node:
+                            break
+                    if len(members) > 1 or node in used:
+                        found.update(dict.fromkeys(members, components))
+                    components += 1
+    return found
+
+
+def _find_cycle(start: str, uses: dict[str, list[str]], cyclic: dict[str, int]) -> list[str] | None:
+    """The path of a cycle through ``start``, or None.
+
+    Only segments of ``start``'s component can lead back to it; leaving the
+    others out changes no path found.
+    """
+    component = cyclic[start]
     stack: list[tuple[str, list[str]]] = [(start, [start])]
     seen: set[str] = set()
     while stack:
@@ -506,7 +617,7 @@ def _find_cycle(start: str, uses: dict[str, list[str]]) -> list[str] | None:
         for nxt in uses.get(node, ()):
             if nxt == start:
                 return path
-            if nxt not in seen:
+            if nxt not in seen and cyclic.get(nxt) == component:
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None

@@ -16,7 +16,7 @@ when the store could not be asked.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
 # build the union anew on each call.
 _CONDITION_NODES = (ast.And, ast.Or, ast.Not, ast.Compare, ast.IsMissing, ast.Boolean)
 _TRUTH_LITERALS = (ast.ListLiteral, ast.Boolean)
+_MEMBER_OPS = ("==", "in")  # the atoms a disjunction merges into one ``in``
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,16 +254,22 @@ class Normalizer:
         return condition
 
     def _all(self, items: list[Condition]) -> Condition:
-        flat: list[Condition] = []
+        # A dict keeps the first of equal items in order and finds repeats in
+        # constant time: a condition may have thousands of operands.
+        unique: dict[Condition, None] = {}
         for item in _flatten(items, All):
             if item == FALSE:
                 return FALSE
-            if item != TRUE and item not in flat:
-                flat.append(item)
+            if item != TRUE:
+                unique[item] = None
+        flat = list(unique)
         by_feature: dict[FeatureRef, list[Atom]] = {}
         for item in flat:
             if isinstance(item, Atom):
                 by_feature.setdefault(item.feature, []).append(item)
+        # Each feature whose atoms merge into fewer or other atoms: the merged
+        # atoms take the place of the feature's first atom, the others go.
+        replaced: dict[FeatureRef, list[Atom]] = {}
         for feature, atoms in by_feature.items():
             if len(atoms) == 1:
                 continue  # one atom alone has nothing to merge with
@@ -271,32 +278,34 @@ class Normalizer:
                 return FALSE
             merged = [self.intern(a) for a in merged]
             if merged != atoms:
-                first = flat.index(atoms[0])
-                flat = [x for x in flat if not (isinstance(x, Atom) and x.feature == feature)]
-                flat[first:first] = merged
+                replaced[feature] = merged
+        if replaced:
+            flat = _replace_atoms(flat, replaced, lambda atom: True)
         if not flat:
             return TRUE
         return flat[0] if len(flat) == 1 else All(tuple(flat))
 
     def _any(self, items: list[Condition]) -> Condition:
-        flat: list[Condition] = []
+        unique: dict[Condition, None] = {}  # as in _all: order kept, repeats found in constant time
         for item in _flatten(items, Any_):
             if item == TRUE:
                 return TRUE
-            if item != FALSE and item not in flat:
-                flat.append(item)
+            if item != FALSE:
+                unique[item] = None
+        flat = list(unique)
         # `x == "a" or x in ["b", "c"]` is `x in ["a", "b", "c"]`: one indexable atom.
         members: dict[FeatureRef, list[Atom]] = {}
         for item in flat:
-            if isinstance(item, Atom) and item.op in ("==", "in"):
+            if isinstance(item, Atom) and item.op in _MEMBER_OPS:
                 members.setdefault(item.feature, []).append(item)
+        replaced: dict[FeatureRef, list[Atom]] = {}
         for feature, atoms in members.items():
             if len(atoms) < 2:
                 continue
             values = frozenset(v for a in atoms for v in (a.value if a.op == "in" else (a.value,)))
-            first = flat.index(atoms[0])
-            flat = [x for x in flat if x not in atoms]
-            flat.insert(first, self.intern(Atom("in", feature, values)))
+            replaced[feature] = [self.intern(Atom("in", feature, values))]
+        if replaced:
+            flat = _replace_atoms(flat, replaced, lambda atom: atom.op in _MEMBER_OPS)
         if not flat:
             return FALSE
         return flat[0] if len(flat) == 1 else Any_(tuple(flat))
@@ -308,15 +317,15 @@ class Normalizer:
         if isinstance(condition, Atom | Test):
             return [(condition,)]
         if isinstance(condition, Any_):
-            result: list[tuple[Predicate, ...]] = []
+            result: dict[tuple[Predicate, ...], None] = {}  # in order, each conjunction once
             for item in condition.items:
                 part = self.dnf(item, limit)
                 if part is None:
                     return None
-                result.extend(c for c in part if c not in result)
+                result.update(dict.fromkeys(part))
                 if len(result) > limit:
                     return None
-            return result
+            return list(result)
         if all(isinstance(item, Atom | Test) for item in condition.items):
             return [condition.items]  # already a simplified conjunction
         product: list[tuple[Predicate, ...]] = [()]
@@ -324,7 +333,7 @@ class Normalizer:
             part = self.dnf(item, limit)
             if part is None:
                 return None
-            combined: list[tuple[Predicate, ...]] = []
+            combined: dict[tuple[Predicate, ...], None] = {}  # in order, each conjunction once
             for left in product:
                 for right in part:
                     conjunction = self._all([*left, *right])
@@ -335,12 +344,28 @@ class Normalizer:
                         if isinstance(conjunction, All)
                         else (() if conjunction == TRUE else (conjunction,))
                     )
-                    if flat not in combined:
-                        combined.append(flat)  # type: ignore[arg-type]
+                    combined[flat] = None  # type: ignore[index]
             if len(combined) > limit:
                 return None
-            product = combined
+            product = list(combined)
         return product
+
+
+def _replace_atoms(
+    flat: list[Condition], replaced: dict[FeatureRef, list[Atom]], merged: Callable[[Atom], bool]
+) -> list[Condition]:
+    """``flat`` with the ``merged`` atoms of each feature in ``replaced`` swapped for its
+    new atoms, which stand where the feature's first such atom stood; one pass."""
+    result: list[Condition] = []
+    done: set[FeatureRef] = set()
+    for item in flat:
+        if isinstance(item, Atom) and item.feature in replaced and merged(item):
+            if item.feature not in done:
+                done.add(item.feature)
+                result.extend(replaced[item.feature])
+        else:
+            result.append(item)
+    return result
 
 
 def _flatten(items: Iterable[Condition], kind: type) -> Iterable[Condition]:

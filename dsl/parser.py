@@ -3,7 +3,9 @@
 The tokens go to the grammar's LALR parser (``lalr_driver``), whose
 reductions build the AST directly (``tree_builder``). After a syntax error the
 token stream is re-parsed one declaration at a time so that every independent
-mistake in a file is reported, not only the first.
+mistake in a file is reported, not only the first. A declaration whose
+expression nests deeper than the language allows (``nesting``) is reported
+and left out, like one with a syntax error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lark import UnexpectedInput, UnexpectedToken
 from . import ast
 from .diagnostics import Diagnostic, RulesError, error, sorted_unique
 from .lalr_driver import lalr_driver
+from .nesting import nesting_problem, within_nesting_limit
 from .source import Source, Span
 from .syntax_errors import NAME_EXPECTED_AFTER, syntax_error
 from .tokenizer import DECLARATION_STARTS, Token, tokenize
@@ -26,8 +29,9 @@ from .tree_builder import TreeBuilder
 def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
     """Parse what can be parsed; return the module and every problem found.
 
-    Declarations with a syntax error are left out of the module, so later
-    stages can still check the rest of the file.
+    Declarations with a syntax error, or with an expression nested too
+    deeply, are left out of the module, so later stages can still check the
+    rest of the file.
     """
     with collector_paused():  # the tokens are as many objects as the tree's nodes
         lexed = tokenize(source)
@@ -51,6 +55,7 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
                     first = bisect_left(lexical, chunk[0].start_pos)
                     if first == len(lexical) or lexical[first] > problem.span.start:
                         problems.append(problem)
+        declarations = within_nesting_limit(declarations, problems)
     module = ast.Module(tuple(declarations), source.name, comments)
     return module, sorted_unique(problems)
 
@@ -89,6 +94,8 @@ def parse_expression(text: str, filename: str = "<expression>") -> ast.Expr:
         problems.append(syntax_error(source, exc, lexed.tokens or [Token("$END", "", 0, 0)], None))
     except UnexpectedInput as exc:  # an empty text
         problems.append(error(f"not an expression: {exc}", Span(source, 0, len(text)), code="syntax"))
+    if expr is not None and (too_deep := nesting_problem(expr)) is not None:
+        problems.append(too_deep)
     if problems or expr is None:
         raise RulesError(problems)
     return expr

@@ -85,3 +85,27 @@ def test_dnf_expansion() -> None:
         ["context.x == 1", "context.z == 3"],
         ["context.y == 2", "context.z == 3"],
     ]
+
+
+def test_merged_atoms_stand_where_their_feature_first_stood() -> None:
+    disjunction = normal(
+        'user.tier == "a" or views(1h) > 2 or user.country == "FR" or user.tier in ["b", "c"]'
+        ' or user.age > 3 or user.country == "BE" or views(1h) > 2'
+    )
+    assert texts(disjunction) == [
+        'user.tier in ["a", "b", "c"]',
+        "views(1h) > 2",
+        'user.country in ["BE", "FR"]',
+        "user.age > 3",
+    ]
+    conjunction = normal(
+        'views(1h) > 2 and user.age > 1 and user.tier != "a" and views(1h) > 5 and user.tier != "b"'
+        " and clicks(1h) > 0 and views(1h) < 9 and user.age > 1"
+    )
+    assert texts(conjunction) == [
+        "views(1h) > 5",
+        "views(1h) < 9",
+        "user.age > 1",
+        'user.tier not in ["a", "b"]',
+        "clicks(1h) > 0",
+    ]
