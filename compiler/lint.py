@@ -17,14 +17,19 @@ from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
 from .check import CheckedRule, Program, walk
+from .conjunction_index import ImplicationIndex, OverlapIndex, shape
 from .features import FeatureKind, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
 
-# Pairwise analyses compare each rule with those above it in its slot; past
-# this many rules in one slot they are skipped rather than made slow.
-PAIRWISE_LIMIT = 5000
+# Shadowing and ambiguity compare a rule only with the rules above it that the
+# indexes say can cover or overlap it, which for rules pinned to constants
+# (one per product, per page) is a handful. Rules that pin nothing (thousands
+# of thresholds on one counter at one priority, say) are still compared in
+# pairs; as a safety net, after this many exact comparisons in one ruleset the
+# remaining rules are left unanalysed rather than made slow.
+COMPARISON_LIMIT = 2_000_000
 
 
 DEFAULT_RETENTION = 30 * 86400.0  # seconds of event history the runtime keeps by default
@@ -98,6 +103,12 @@ def _satisfiable(predicates: Iterable[Predicate]) -> bool:
 
 
 def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagnostic]:
+    """Each rule against the rules above it in its slot: the first that covers it, and the ties before that.
+
+    The indexes propose only the rules that can cover or overlap it, in slot
+    order; each is then decided exactly, so the warnings are those of
+    comparing every pair.
+    """
     found = []
     by_slot: dict[str, list[tuple[str, list[tuple[Predicate, ...] | None]]]] = defaultdict(list)
     for conjunction in plan.conjunctions:
@@ -105,43 +116,60 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
         if not rules or rules[-1][0] != conjunction.rule.name:
             rules.append((conjunction.rule.name, []))
         rules[-1][1].append(_terms(conjunction))
+    compared = 0  # exact comparisons, against COMPARISON_LIMIT
+    model_rules = _rules_using_models(plan)
     for rules in by_slot.values():
-        if len(rules) > PAIRWISE_LIMIT:
-            continue
-        features = [
-            [frozenset(f.text for p in c for f in predicate_features(p)) if c is not None else None for c in conjs]
-            for _, conjs in rules
-        ]
+        shapes = [None if None in conjs else [shape(c) for c in conjs] for _, conjs in rules]
+        features = [[s.features for s in shaped] if shaped is not None else None for shaped in shapes]
+        implications = ImplicationIndex()
+        overlaps: dict[int, OverlapIndex] = defaultdict(OverlapIndex)
         for index, (name, conjunctions) in enumerate(rules):
+            shaped = shapes[index]
+            if shaped is None:
+                continue  # too large to expand: neither analysed nor compared with
             rule = checked[name]
-            if not conjunctions or None in conjunctions:
-                continue
-            for other_index in range(index):
-                other_name, other_conjunctions = rules[other_index]
-                other = checked[other_name]
-                if None in other_conjunctions:
-                    continue
-                if _covers(other_conjunctions, features[other_index], conjunctions, features[index]):
-                    found.append(_shadowed(rule, other, plan))
-                    break
-                if (
-                    other.priority == rule.priority
-                    and other.decl.content.name != rule.decl.content.name
-                    and _overlap(other_conjunctions, conjunctions)
-                ):
-                    found.append(
-                        warning(
-                            f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
-                            f" same priority ({rule.priority}) but different content; only file order decides",
-                            _rule_span(rule),
-                            code="ambiguous",
-                            hint="give one of them a higher priority",
-                            related=[Related(f"'{other.name}' is here", _rule_span(other))]
-                            if _rule_span(other)
-                            else [],
-                        )
-                    )
+            if shaped and compared < COMPARISON_LIMIT:
+                covering = None
+                for other_index in sorted(implications.candidates(shaped[0])):
+                    compared += 1
+                    if _covers(rules[other_index][1], features[other_index], conjunctions, features[index]):
+                        covering = other_index
+                        break
+                tied = overlaps.get(rule.priority)
+                for other_index in sorted(set().union(*(tied.candidates(s) for s in shaped)) if tied else ()):
+                    if covering is not None and other_index >= covering:
+                        break
+                    other = checked[rules[other_index][0]]
+                    if other.decl.content.name == rule.decl.content.name:
+                        continue
+                    compared += 1
+                    if _overlap(rules[other_index][1], conjunctions):
+                        found.append(_ambiguous(rule, other))
+                if covering is not None:
+                    found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
+            for conjunction in shaped:
+                implications.add(index, conjunction)
+                overlaps[rule.priority].add(index, conjunction)
     return found
+
+
+def _rules_using_models(plan: DecisionPlan) -> set[str]:
+    return {
+        c.rule.name
+        for c in plan.conjunctions
+        if any(f.kind is FeatureKind.MODEL for p in (*c.atoms, *c.residual) for f in predicate_features(p))
+    }
+
+
+def _ambiguous(rule: CheckedRule, other: CheckedRule) -> Diagnostic:
+    return warning(
+        f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
+        f" same priority ({rule.priority}) but different content; only file order decides",
+        _rule_span(rule),
+        code="ambiguous",
+        hint="give one of them a higher priority",
+        related=[Related(f"'{other.name}' is here", _rule_span(other))] if _rule_span(other) else [],
+    )
 
 
 def _covers(upper, upper_features, lower, lower_features) -> bool:
@@ -159,14 +187,7 @@ def _overlap(first, second) -> bool:
     return any(_satisfiable((*a, *b)) for a in first for b in second)
 
 
-def _shadowed(rule: CheckedRule, other: CheckedRule, plan: DecisionPlan) -> Diagnostic:
-    uses_model = any(
-        f.kind is FeatureKind.MODEL
-        for c in plan.conjunctions
-        if c.rule.name == rule.name
-        for p in (*c.atoms, *c.residual)
-        for f in predicate_features(p)
-    )
+def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagnostic:
     why = "a higher priority" if other.priority > rule.priority else "the same priority and comes first"
     if uses_model:
         message = (
