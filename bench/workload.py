@@ -292,3 +292,14 @@ def sku_ruleset_text(n_rules: int, seed: int = 7) -> str:
         lines.append(f"  priority {rng.randint(0, 100)}")
     lines.append("")
     return "\n".join(lines)
+
+
+# The shapes by name, as the benchmarks' rows call them, and the rule counts they are measured at.
+SHAPES = {"sku": sku_ruleset_text, "wide": wide_ruleset_text}
+SHAPE_LABELS = {"sku": "one rule per SKU", "wide": "the workload over 20 slots"}
+SHAPE_RULES = (1_000, 10_000, 100_000)
+QUICK_SHAPE_RULES = (1_000,)
+
+
+def shape_text(shape: str, n_rules: int) -> str:
+    return SHAPES[shape](n_rules)
