@@ -38,6 +38,8 @@ class Shape:
     """What the indexes need to know of one conjunction."""
 
     features: frozenset[str]  # the text of every feature its predicates read
+    atoms: dict[str, list[Atom]]  # feature text -> its atoms on that feature
+    consistent: bool  # the atoms on each feature can hold together (what the normalizer leaves)
     pins: dict[str, frozenset[Any]]  # feature text -> the constants its ``==``/``in`` atoms allow
     implied: dict[str, frozenset[Any] | bool]  # feature text -> what it implies of a pin there (see EVERY)
 
@@ -57,7 +59,34 @@ def shape(terms: tuple[Predicate, ...]) -> Shape:
                 constants = frozenset(atom.value) if atom.op == "in" else frozenset((atom.value,))
                 pins[text] = pins[text] & constants if text in pins else constants
     implied = {text: _implied(on_feature) for text, on_feature in atoms.items()}
-    return Shape(frozenset(features), pins, implied)
+    consistent = all(_consistent(on_feature) for on_feature in atoms.values())
+    return Shape(frozenset(features), atoms, consistent, pins, implied)
+
+
+# One atom with these operators always has a value that makes it true: no need to merge.
+_SATISFIABLE_ALONE = frozenset(("==", "!=", "not in", "missing", "present"))
+
+
+def _consistent(atoms: list[Atom]) -> bool:
+    if len(atoms) == 1 and (atoms[0].op in _SATISFIABLE_ALONE or (atoms[0].op == "in" and atoms[0].value)):
+        return True
+    return merge_conjunction(atoms[0].feature, atoms) is not None
+
+
+def meet(first: Shape, second: Shape) -> bool:
+    """Whether both conjunctions' atoms can hold at once, feature by feature (the exact test).
+
+    When each is consistent alone, only the features both constrain need merging.
+    """
+    if first.consistent and second.consistent:
+        texts = first.atoms.keys() & second.atoms.keys()
+    else:
+        texts = first.atoms.keys() | second.atoms.keys()
+    for text in texts:
+        atoms = [*first.atoms.get(text, ()), *second.atoms.get(text, ())]
+        if merge_conjunction(atoms[0].feature, atoms) is None:
+            return False
+    return True
 
 
 def _implied(atoms: list[Atom]) -> frozenset[Any] | bool:
@@ -169,8 +198,9 @@ class OverlapIndex:
             if not shared:
                 found.update(group.keys)
                 continue
-            # Both pin these features, so their constants meet on each: look up the most telling one.
-            text = min(shared, key=lambda t: sum(len(group.holding(t, c)) for c in pins[t]))
+            # Both pin these features, so their constants meet on each: look up the one that tells most
+            # apart, the fewest of its constants among the most the group has (a SKU before a page).
+            text = min(shared, key=lambda t: len(pins[t]) / (len(group.by_constant[t]) or 1))
             for constant in pins[text]:
                 found.update(group.holding(text, constant))
         return found

@@ -17,8 +17,8 @@ from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
 from .check import CheckedRule, Program, walk
-from .conjunction_index import ImplicationIndex, OverlapIndex, shape
-from .features import FeatureKind, call_ref
+from .conjunction_index import ImplicationIndex, OverlapIndex, Shape, meet, shape
+from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
@@ -41,10 +41,11 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
     found: list[Diagnostic] = []
     found += _constant_conditions(plan, checked)
     found += _shadowing_and_ambiguity(plan, checked)
-    found += _unused(program)
+    names, calls = _rule_nodes(program)
+    found += _unused(program, names)
     found += _slots_without_default(program)
     found += _unnamed(program)
-    found += _windows_beyond_retention(program, retention)
+    found += _windows_beyond_retention(program, calls, retention)
     return found
 
 
@@ -94,14 +95,6 @@ def _terms(conjunction: Conjunction) -> tuple[Predicate, ...] | None:
     return None if conjunction.formula is not None else (*conjunction.atoms, *conjunction.residual)
 
 
-def _satisfiable(predicates: Iterable[Predicate]) -> bool:
-    by_feature: dict = defaultdict(list)
-    for predicate in predicates:
-        if isinstance(predicate, Atom):
-            by_feature[predicate.feature].append(predicate)
-    return all(merge_conjunction(feature, atoms) is not None for feature, atoms in by_feature.items())
-
-
 def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagnostic]:
     """Each rule against the rules above it in its slot: the first that covers it, and the ties before that.
 
@@ -143,7 +136,7 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                     if other.decl.content.name == rule.decl.content.name:
                         continue
                     compared += 1
-                    if _overlap(rules[other_index][1], conjunctions):
+                    if _overlap(shapes[other_index], shaped):
                         found.append(_ambiguous(rule, other))
                 if covering is not None:
                     found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
@@ -183,8 +176,9 @@ def _covers(upper, upper_features, lower, lower_features) -> bool:
     return True
 
 
-def _overlap(first, second) -> bool:
-    return any(_satisfiable((*a, *b)) for a in first for b in second)
+def _overlap(first: list[Shape], second: list[Shape]) -> bool:
+    """Some way for one rule to fire can hold together with some way for the other."""
+    return any(meet(a, b) for a in first for b in second)
 
 
 def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagnostic:
@@ -210,11 +204,22 @@ def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagno
     )
 
 
-def _unused(program: Program) -> list[Diagnostic]:
-    shown = {r.decl.content.name for r in program.rules} | {d.content.name for d in program.defaults.values()}
-    referenced: set[str] = set()
+def _rule_nodes(program: Program) -> tuple[set[str], list[ast.Call]]:
+    """The names that rules' conditions use, and their feature calls in order: one walk for both analyses."""
+    names: set[str] = set()
+    calls: list[ast.Call] = []
     for rule in program.rules:
-        referenced |= _names(rule.decl.condition)
+        for node in walk(rule.decl.condition):
+            if isinstance(node, ast.Name):
+                names.add(node.name)
+            elif isinstance(node, ast.Call):
+                calls.append(node)
+    return names, calls
+
+
+def _unused(program: Program, rule_names: set[str]) -> list[Diagnostic]:
+    shown = {r.decl.content.name for r in program.rules} | {d.content.name for d in program.defaults.values()}
+    referenced = set(rule_names)
     pending = [n for n in referenced if n in program.segments]
     while pending:
         name = pending.pop()
@@ -277,22 +282,28 @@ def _unnamed(program: Program) -> list[Diagnostic]:
     ]
 
 
-def _windows_beyond_retention(program: Program, retention: float) -> list[Diagnostic]:
-    conditions = [r.decl.condition for r in program.rules] + [s.condition for s in program.segments.values()]
+def _windows_beyond_retention(program: Program, rule_calls: list[ast.Call], retention: float) -> list[Diagnostic]:
+    segment_calls = [
+        node for s in program.segments.values() for node in walk(s.condition) if isinstance(node, ast.Call)
+    ]
     found = []
-    for condition in conditions:
-        for node in walk(condition):
-            if not isinstance(node, ast.Call):
-                continue
+    refs: dict[str, FeatureRef | None] = {}  # by call_key: a large ruleset repeats a few hundred calls
+    for node in [*rule_calls, *segment_calls]:
+        key = call_key(node)
+        if key is None or key not in refs:
             ref, _problems = call_ref(node)
-            if ref is not None and ref.window > retention:
-                found.append(
-                    warning(
-                        f"{ref.text} looks back {duration_text(ref.window)}, but events are kept for only"
-                        f" {duration_text(retention)}",
-                        node.span,
-                        code="window-beyond-retention",
-                        hint="shorten the window, or run the server with a longer --retention",
-                    )
+            if key is not None:
+                refs[key] = ref
+        else:
+            ref = refs[key]
+        if ref is not None and ref.window > retention:
+            found.append(
+                warning(
+                    f"{ref.text} looks back {duration_text(ref.window)}, but events are kept for only"
+                    f" {duration_text(retention)}",
+                    node.span,
+                    code="window-beyond-retention",
+                    hint="shorten the window, or run the server with a longer --retention",
                 )
+            )
     return found

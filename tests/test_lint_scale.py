@@ -22,9 +22,23 @@ from bench.workload import ruleset_text, sku_ruleset_text, wide_ruleset_text
 from tailor.compiler import lint as lint_module
 from tailor.compiler.check import CheckedRule
 from tailor.compiler.frontend import lint_path
-from tailor.compiler.lint import _covers, _overlap, _shadowed, _shadowing_and_ambiguity, _terms, lint
+from tailor.compiler.ir import Atom
+from tailor.compiler.lint import _covers, _shadowed, _shadowing_and_ambiguity, _terms, lint
+from tailor.compiler.normalize import merge_conjunction
 from tailor.compiler.plan import DecisionPlan, build_plan
 from tailor.dsl.diagnostics import Diagnostic, Related, warning
+
+
+def satisfiable(predicates: Any) -> bool:
+    by_feature: dict = defaultdict(list)
+    for predicate in predicates:
+        if isinstance(predicate, Atom):
+            by_feature[predicate.feature].append(predicate)
+    return all(merge_conjunction(feature, atoms) is not None for feature, atoms in by_feature.items())
+
+
+def overlap(first: Any, second: Any) -> bool:
+    return any(satisfiable((*a, *b)) for a in first for b in second)
 
 
 def pairwise(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagnostic]:
@@ -60,7 +74,7 @@ def pairwise(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagno
                 if (
                     other.priority == rule.priority
                     and other.decl.content.name != rule.decl.content.name
-                    and _overlap(other_conjunctions, conjunctions)
+                    and overlap(other_conjunctions, conjunctions)
                 ):
                     span = lint_module._rule_span
                     found.append(
