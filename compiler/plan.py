@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,18 +293,25 @@ def _tables(
     stats: PredicateStats,
     model_inputs: Mapping[str, tuple[ModelInput, ...]],
 ) -> tuple[FeatureTable, ...]:
-    atoms_by_feature: dict[FeatureRef, dict[Atom, int]] = {}
-    uses: dict[FeatureRef, int] = {}
+    # Bit numbers first, masks once: OR-ing a bit at a time into a mask costs its width each time.
+    atom_bits: dict[FeatureRef, dict[Atom, list[int]]] = {}
+    use_bits: dict[FeatureRef, list[int]] = {}
     for conjunction in conjunctions:
-        bit = 1 << conjunction.bit
+        bit = conjunction.bit
         for atom in conjunction.atoms:
             feature = atom.feature
-            by_atom = atoms_by_feature.setdefault(feature, {})
-            by_atom[atom] = by_atom.get(atom, 0) | bit
-            uses[feature] = uses.get(feature, 0) | bit
+            by_atom = atom_bits.get(feature)
+            if by_atom is None:
+                by_atom = atom_bits[feature] = {}
+            by_atom.setdefault(atom, []).append(bit)
+            use_bits.setdefault(feature, []).append(bit)
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
-                uses[ref] = uses.get(ref, 0) | bit
+                use_bits.setdefault(ref, []).append(bit)
+    atoms_by_feature = {
+        ref: {atom: _mask(bits) for atom, bits in by_atom.items()} for ref, by_atom in atom_bits.items()
+    }
+    uses = {ref: _mask(bits) for ref, bits in use_bits.items()}
     # A conjunction that may run a model reads the model's inputs too: they are
     # fetched in the same round trip as everything else it needs.
     for model in [ref for ref in uses if ref.kind is FeatureKind.MODEL]:
@@ -318,10 +325,28 @@ def _tables(
         tables.append(_table(ref, atoms, used_by, all_bits, value_type(ref, attribute_types)))
 
     def order(table: FeatureTable) -> tuple:
-        best = min((rank(a, stats) for a in table.atoms), default=(math.inf, 1.0))
+        atoms: Iterable[Atom] = table.atoms
+        if not stats.counts:
+            # Without statistics an atom's rank is its prior's, which reads its operator and a list's
+            # size: one atom of each kind will do, rather than printing the text of every atom.
+            atoms = {(a.op, len(a.value) if a.op == "in" else 0): a for a in table.atoms}.values()
+        best = min((rank(a, stats) for a in atoms), default=(math.inf, 1.0))
         return (table.stage, best, table.ref.text)
 
     return tuple(sorted(tables, key=order))
+
+
+def _mask(bits: list[int]) -> int:
+    """The int with these bits set, built in one pass over a buffer when there are many."""
+    if len(bits) <= 16:
+        mask = 0
+        for bit in bits:
+            mask |= 1 << bit
+        return mask
+    buffer = bytearray(max(bits) // 8 + 1)
+    for bit in bits:
+        buffer[bit >> 3] |= 1 << (bit & 7)
+    return int.from_bytes(buffer, "little")
 
 
 def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
@@ -396,7 +421,8 @@ def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[Any], nume
                 continue
             index = members if op in _MEMBERSHIP else excluded
             for constant in constants:
-                index[constant] = index.get(constant, 0) | bits
+                before = index.get(constant)
+                index[constant] = bits if before is None else before | bits  # shared, not copied: masks are wide
             if op in _MEMBERSHIP:
                 shared |= membership_bits & bits
                 membership_bits |= bits
@@ -414,7 +440,9 @@ def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[Any], nume
     order_killed = _order_killed(ordered, values) if ordered else None
     kept = []
     for index, value in enumerate(values):
-        keep = base | members.get(value, 0)
+        keep = members.get(value, 0)
+        if base:
+            keep |= base
         killed = always_killed | excluded.get(value, 0)
         if order_killed is not None:
             killed |= order_killed[index]
