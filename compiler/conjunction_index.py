@@ -19,6 +19,7 @@ lint, deciding each candidate exactly, finds what comparing every pair finds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -65,11 +66,20 @@ def shape(terms: tuple[Predicate, ...]) -> Shape:
 
 # One atom with these operators always has a value that makes it true: no need to merge.
 _SATISFIABLE_ALONE = frozenset(("==", "!=", "not in", "missing", "present"))
+_ORDER = frozenset(("<", "<=", ">", ">="))
+
+
+def _bounded_alone(atom: Atom) -> bool:
+    """A comparison with a finite number: some number passes it, and it pins nothing."""
+    value = atom.value
+    return atom.op in _ORDER and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _consistent(atoms: list[Atom]) -> bool:
-    if len(atoms) == 1 and (atoms[0].op in _SATISFIABLE_ALONE or (atoms[0].op == "in" and atoms[0].value)):
-        return True
+    if len(atoms) == 1:
+        atom = atoms[0]
+        if atom.op in _SATISFIABLE_ALONE or (atom.op == "in" and atom.value) or _bounded_alone(atom):
+            return True
     return merge_conjunction(atoms[0].feature, atoms) is not None
 
 
@@ -83,8 +93,12 @@ def meet(first: Shape, second: Shape) -> bool:
     else:
         texts = first.atoms.keys() | second.atoms.keys()
     for text in texts:
-        atoms = [*first.atoms.get(text, ()), *second.atoms.get(text, ())]
-        if merge_conjunction(atoms[0].feature, atoms) is None:
+        mine, theirs = first.atoms.get(text, ()), second.atoms.get(text, ())
+        if len(mine) == 1 == len(theirs) and text in first.pins and text in second.pins:
+            # One ==/in atom each: they meet where their constants do (what merging would find).
+            if first.pins[text].isdisjoint(second.pins[text]):
+                return False
+        elif merge_conjunction((mine or theirs)[0].feature, [*mine, *theirs]) is None:
             return False
     return True
 
@@ -99,6 +113,8 @@ def _implied(atoms: list[Atom]) -> frozenset[Any] | bool:
             return frozenset(atom.value) if atom.value else EVERY
         if atom.op == "missing":
             return EVERY
+        if atom.op in ("!=", "not in", "present") or _bounded_alone(atom):
+            return NOTHING
     merged = merge_conjunction(atoms[0].feature, atoms)
     if merged is None:
         return EVERY
@@ -141,6 +157,7 @@ class ImplicationIndex:
 
     def __init__(self) -> None:
         self._groups: dict[frozenset[str], dict[frozenset[str], _Group]] = {}  # features -> pinned -> group
+        self._subsets: dict[frozenset[str], list[frozenset[str]]] = {}  # rules share a few feature sets
 
     def add(self, key: int, conjunction: Shape) -> None:
         by_pinned = self._groups.setdefault(conjunction.features, {})
@@ -154,7 +171,11 @@ class ImplicationIndex:
         """The keys of every conjunction ``conjunction`` may imply (and perhaps a few it does not)."""
         features = conjunction.features
         if 1 << len(features) <= len(self._groups):
-            subsets = (frozenset(c) for size in range(len(features) + 1) for c in combinations(features, size))
+            subsets = self._subsets.get(features)
+            if subsets is None:
+                subsets = self._subsets[features] = [
+                    frozenset(c) for size in range(len(features) + 1) for c in combinations(features, size)
+                ]
             found_groups = [groups for subset in subsets if (groups := self._groups.get(subset)) is not None]
         else:
             found_groups = [groups for subset, groups in self._groups.items() if subset <= features]
