@@ -17,7 +17,7 @@ from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
 from .check import CheckedRule, Program, walk
-from .conjunction_index import ImplicationIndex, OverlapIndex, Shape, meet, shape
+from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
 from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
 from .normalize import merge_conjunction
@@ -91,6 +91,26 @@ def implies(conjunction: Iterable[Predicate], predicate: Predicate) -> bool:
     return merge_conjunction(predicate.feature, [*same_feature, negated]) is None
 
 
+def _entails(conjunction: Shape, terms: tuple[Predicate, ...], predicate: Predicate) -> bool:
+    """``implies(terms, predicate)``, read off the conjunction's shape.
+
+    Only the atoms on the predicate's feature matter, and what they imply of
+    an ``==``/``in`` atom the shape already knows: the constants they allow.
+    """
+    if not isinstance(predicate, Atom):
+        return predicate in terms
+    text = predicate.feature.text
+    on_feature = conjunction.atoms.get(text)
+    if not on_feature:
+        return False
+    if predicate.op in ("==", "in"):
+        implied = conjunction.implied[text]
+        if implied is EVERY or implied is NOTHING:
+            return implied
+        return implied <= (predicate.value if predicate.op == "in" else frozenset((predicate.value,)))
+    return implies(on_feature, predicate)
+
+
 def _terms(conjunction: Conjunction) -> tuple[Predicate, ...] | None:
     return None if conjunction.formula is not None else (*conjunction.atoms, *conjunction.residual)
 
@@ -113,7 +133,6 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
     model_rules = _rules_using_models(plan)
     for rules in by_slot.values():
         shapes = [None if None in conjs else [shape(c) for c in conjs] for _, conjs in rules]
-        features = [[s.features for s in shaped] if shaped is not None else None for shaped in shapes]
         implications = ImplicationIndex()
         overlaps: dict[int, OverlapIndex] = defaultdict(OverlapIndex)
         for index, (name, conjunctions) in enumerate(rules):
@@ -125,7 +144,7 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                 covering = None
                 for other_index in sorted(implications.candidates(shaped[0])):
                     compared += 1
-                    if _covers(rules[other_index][1], features[other_index], conjunctions, features[index]):
+                    if _covers(shapes[other_index], rules[other_index][1], shaped, conjunctions):
                         covering = other_index
                         break
                 tied = overlaps.get(rule.priority)
@@ -165,12 +184,12 @@ def _ambiguous(rule: CheckedRule, other: CheckedRule) -> Diagnostic:
     )
 
 
-def _covers(upper, upper_features, lower, lower_features) -> bool:
+def _covers(upper: list[Shape], upper_terms: list, lower: list[Shape], lower_terms: list) -> bool:
     """Every way ``lower`` can fire is a way ``upper`` fires too."""
-    for conjunction, needs in zip(lower, lower_features, strict=True):
+    for conjunction, terms in zip(lower, lower_terms, strict=True):
         if not any(
-            features <= needs and all(implies(conjunction, p) for p in candidate)
-            for candidate, features in zip(upper, upper_features, strict=True)
+            candidate.features <= conjunction.features and all(_entails(conjunction, terms, p) for p in needs)
+            for candidate, needs in zip(upper, upper_terms, strict=True)
         ):
             return False
     return True

@@ -23,7 +23,7 @@ from tailor.compiler import lint as lint_module
 from tailor.compiler.check import CheckedRule
 from tailor.compiler.frontend import lint_path
 from tailor.compiler.ir import Atom
-from tailor.compiler.lint import _covers, _shadowed, _shadowing_and_ambiguity, _terms, lint
+from tailor.compiler.lint import _shadowed, _shadowing_and_ambiguity, _terms, implies, lint
 from tailor.compiler.normalize import merge_conjunction
 from tailor.compiler.plan import DecisionPlan, build_plan
 from tailor.dsl.diagnostics import Diagnostic, Related, warning
@@ -35,6 +35,16 @@ def satisfiable(predicates: Any) -> bool:
         if isinstance(predicate, Atom):
             by_feature[predicate.feature].append(predicate)
     return all(merge_conjunction(feature, atoms) is not None for feature, atoms in by_feature.items())
+
+
+def covers(upper: Any, upper_features: Any, lower: Any, lower_features: Any) -> bool:
+    for conjunction, needs in zip(lower, lower_features, strict=True):
+        if not any(
+            features <= needs and all(implies(conjunction, p) for p in candidate)
+            for candidate, features in zip(upper, upper_features, strict=True)
+        ):
+            return False
+    return True
 
 
 def overlap(first: Any, second: Any) -> bool:
@@ -68,7 +78,7 @@ def pairwise(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagno
                 other = checked[other_name]
                 if None in other_conjunctions:
                     continue
-                if _covers(other_conjunctions, features[other_index], conjunctions, features[index]):
+                if covers(other_conjunctions, features[other_index], conjunctions, features[index]):
                     found.append(_shadowed(rule, other, name in uses_model))
                     break
                 if (
