@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tailor.dsl.diagnostics import Diagnostic, Severity, error, sorted_unique
 from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset
+from tailor.dsl.parser import collector_paused
 
 from .check import Program, check
 
@@ -54,5 +55,6 @@ def lint_path(root: Path, cache: ParseCache | None = None, retention: float | No
     program, diagnostics = check_path(root, cache)
     if program is None or has_errors(diagnostics):
         return diagnostics
-    found = lint(build_plan(program), retention if retention is not None else DEFAULT_RETENTION)
+    with collector_paused():  # as compiling does: planning allocates much and frees little
+        found = lint(build_plan(program), retention if retention is not None else DEFAULT_RETENTION)
     return sorted_unique([*diagnostics, *found])

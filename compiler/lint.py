@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, warning
+from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
@@ -39,13 +40,16 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
     program = plan.program
     checked = {r.name: r for r in program.rules}
     found: list[Diagnostic] = []
-    found += _constant_conditions(plan, checked)
-    found += _shadowing_and_ambiguity(plan, checked)
-    names, calls = _rule_nodes(program)
-    found += _unused(program, names)
-    found += _slots_without_default(program)
-    found += _unnamed(program)
-    found += _windows_beyond_retention(program, calls, retention)
+    # The analyses allocate a few objects per rule and per warning, all kept or soon dropped:
+    # the cyclic collector would scan the whole program again and again (most of the time at scale).
+    with collector_paused():
+        found += _constant_conditions(plan, checked)
+        found += _shadowing_and_ambiguity(plan, checked)
+        names, calls = _rule_nodes(program)
+        found += _unused(program, names)
+        found += _slots_without_default(program)
+        found += _unnamed(program)
+        found += _windows_beyond_retention(program, calls, retention)
     return found
 
 
