@@ -1,6 +1,6 @@
 """Memory a compiled ruleset holds, per 1,000 rules.
 
-Run: python -m bench.memory [--rules 100 1000 10000]
+Run: python -m bench.memory [--rules 100 1000 10000] [--shape-rules 1000 10000 100000]
 
 Each rule count is measured in a fresh Python process, so nothing else the
 benchmark allocated is counted. The process imports tailor, compiles a tiny
@@ -16,6 +16,10 @@ which a hot reload needs once more beside the version being served.
 
 RSS is what an operator sees; it includes the allocator's slack, so it is
 larger than the sum of the objects' sizes.
+
+The scaling issue's shapes (``bench.workload.SHAPES``: one rule per SKU, and
+the workload over 20 slots) are measured the same way, up to 100,000 rules
+in a full run; their rows carry the shape's name.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .workload import ruleset_text
+from .workload import QUICK_SHAPE_RULES, SHAPE_RULES, SHAPES, ruleset_text, shape_text
 
 RULE_COUNTS = (100, 1_000, 10_000)
 TINY = "ruleset warmup\ncontent a = {}\ndefault show a in hero\n"
@@ -86,11 +90,11 @@ def measure_here(source: Path) -> dict[str, int]:
     return {"retained_bytes": after - before, "peak_bytes": max(0, peak - before)}
 
 
-def measure(n_rules: int) -> dict[str, Any]:
-    """One rule count, in a fresh process."""
+def measure(n_rules: int, shape: str | None = None) -> dict[str, Any]:
+    """One rule count of the workload (or of one of the scaling shapes), in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "bench.rules"
-        source.write_text(ruleset_text(n_rules))
+        source.write_text(ruleset_text(n_rules) if shape is None else shape_text(shape, n_rules))
         done = subprocess.run(
             [sys.executable, "-m", "bench.memory", "--child", str(source)],
             capture_output=True,
@@ -102,6 +106,7 @@ def measure(n_rules: int) -> dict[str, Any]:
         raise RuntimeError(f"measuring memory at {n_rules:,} rules failed:\n{done.stderr[-2000:]}")
     row = json.loads(done.stdout)
     return {
+        **({"shape": shape} if shape is not None else {}),
         "rules": n_rules,
         **row,
         "retained_per_1000_mb": row["retained_bytes"] / n_rules * 1000 / 1e6,
@@ -109,22 +114,35 @@ def measure(n_rules: int) -> dict[str, Any]:
 
 
 def run(
-    rule_counts: Sequence[int] = RULE_COUNTS, progress: Callable[[str], None] | None = None
+    rule_counts: Sequence[int] = RULE_COUNTS,
+    progress: Callable[[str], None] | None = None,
+    shape_counts: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
+    """The workload at ``rule_counts``, then each scaling shape at ``shape_counts``.
+
+    By default the shapes go up to 100,000 rules when the workload goes to
+    10,000 or more (a full run), and stay at 1,000 otherwise (a quick one).
+    """
     say = progress or (lambda message: None)
+    if shape_counts is None:
+        shape_counts = SHAPE_RULES if max(rule_counts, default=0) >= 10_000 else QUICK_SHAPE_RULES
     rows = []
     for n in rule_counts:
         say(f"memory at {n:,} rules")
         rows.append(measure(n))
+    for shape in SHAPES:
+        for n in shape_counts:
+            say(f"memory at {n:,} rules, shape {shape}")
+            rows.append(measure(n, shape))
     return rows
 
 
 def report(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'rules':>7} {'held (RSS)':>11} {'per 1,000 rules':>16} {'peak while compiling':>21}"]
+    lines = [f"{'shape':>8} {'rules':>7} {'held (RSS)':>11} {'per 1,000 rules':>16} {'peak while compiling':>21}"]
     for row in rows:
         lines.append(
-            f"{row['rules']:>7,} {row['retained_bytes'] / 1e6:>8.1f} MB {row['retained_per_1000_mb']:>13.2f} MB"
-            f" {row['peak_bytes'] / 1e6:>18.1f} MB"
+            f"{row.get('shape', 'workload'):>8} {row['rules']:>7,} {row['retained_bytes'] / 1e6:>8.1f} MB"
+            f" {row['retained_per_1000_mb']:>13.2f} MB {row['peak_bytes'] / 1e6:>18.1f} MB"
         )
     return "\n".join(lines)
 
@@ -132,12 +150,13 @@ def report(rows: Sequence[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", type=int, nargs="+", default=list(RULE_COUNTS))
+    parser.add_argument("--shape-rules", type=int, nargs="*", help="rule counts of the scaling shapes (none: skip)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(measure_here(args.child)))
         return
-    print(report(run(args.rules)))
+    print(report(run(args.rules, shape_counts=args.shape_rules)))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def decide(result: dict[str, Any], directory: Path) -> str:
 
 
 def compile_and_memory(decide_result: dict[str, Any], memory: Sequence[dict[str, Any]], directory: Path) -> str:
-    """Compile time and resident memory against rule count."""
+    """Compile time and resident memory against rule count (of the workload: the scaling shapes are tabled)."""
+    memory = [row for row in memory if "shape" not in row]
     figure, (compile_axes, memory_axes) = plt.subplots(1, 2, figsize=(11, 4))
     points = [(case["rules"], case["compile_s"]) for case in decide_result["cases"] if "compile_s" in case]
     if points:

@@ -14,12 +14,14 @@ from typing import Any
 from . import decide, floor_app, models, oracle, parse, reload, serve
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
+from .workload import SHAPE_LABELS
 
 AREAS = {
     "language": "language issue",
     "compiler": "compiler issue",
     "runtime": "runtime issue",
     "models": "model issue",
+    "scaling": "scaling issue",
 }
 
 
@@ -203,6 +205,8 @@ def _compile_section(
     ]
     if "compile" in images:
         out += [f"![Compile time and memory against rule count]({_img(images['compile'])})", ""]
+    shapes = [row for row in memory if "shape" in row]
+    memory = [row for row in memory if "shape" not in row]
     compile_s = {case["rules"]: case.get("compile_s") for case in (decide_result or {}).get("cases", [])}
     held = {row["rules"]: row for row in memory}
     rows = []
@@ -227,10 +231,30 @@ def _compile_section(
             "rule's syntax tree with its source spans, next to the plan's conjunctions and predicate tables.",
             "",
         ]
+    if shapes:
+        out += [
+            "The scaling issue's shapes, measured the same way (see the parsing section for what they are):",
+            "",
+            *_table(
+                ["shape", "rules", "held while serving", "per 1,000 rules", "peak while compiling"],
+                [
+                    [
+                        SHAPE_LABELS.get(row["shape"], row["shape"]),
+                        f"{row['rules']:,}",
+                        _mb(row["retained_bytes"]),
+                        f"{row['retained_per_1000_mb']:.1f} MB",
+                        _mb(row["peak_bytes"]),
+                    ]
+                    for row in shapes
+                ],
+            ),
+        ]
     return out
 
 
 def _parse_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    shapes = [row for row in rows if "shape" in row]
+    rows = [row for row in rows if "shape" not in row]
     out = [
         "## Parsing (`python -m bench.parse`)",
         "",
@@ -249,7 +273,35 @@ def _parse_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         ]
         for row in rows
     ]
-    return out + _table(["rules", "size", "tokens", "parse", "cached re-parse"], table)
+    out += _table(["rules", "size", "tokens", "parse", "cached re-parse"], table)
+    if shapes:
+        out += _shapes_section(shapes)
+    return out
+
+
+def _shapes_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    out = [
+        "### Compile and lint at scale",
+        "",
+        'The scaling issue\'s two shapes (`bench/workload.py`): one rule per SKU (`context.sku == "sku-N"`, an',
+        "attribute with as many values as there are rules, with some bundles written `in [...]`), and the",
+        "workload's low-cardinality rules spread over 20 slots. Compile is `tailor.loads` plus `Engine` on text",
+        "not seen before; lint is `tailor lint` on the file (read, parse, check, plan, analyses), the pre-commit",
+        "hook. One run of each.",
+        "",
+    ]
+    table = [
+        [
+            SHAPE_LABELS.get(row["shape"], row["shape"]),
+            f"{int(row['rules']):,}",
+            f"{row['bytes'] / 1e6:.2f} MB",
+            f"{row['compile_s']:.2f} s",
+            f"{row['lint_s']:.2f} s",
+            f"{int(row['warnings']):,}",
+        ]
+        for row in rows
+    ]
+    return out + _table(["shape", "rules", "size", "compile", "lint", "warnings"], table)
 
 
 def _oracle_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
@@ -424,6 +476,7 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
     found: list[tuple[str, Target]] = []
     if "parse" in results:
         found += [("language", t) for t in parse.targets(results["parse"])]
+        found += [("scaling", t) for t in parse.shape_targets(results["parse"])]
     if "decide" in results:
         found += [("compiler", t) for t in decide.targets(results["decide"])]
     if "oracle" in results:

@@ -206,12 +206,19 @@ MODEL_THRESHOLDS = (0.2, 0.4, 0.6)
 
 
 @functools.lru_cache(maxsize=8)
-def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 4), model_share: float = 0.0) -> str:
+def ruleset_text(
+    n_rules: int,
+    seed: int = 7,
+    conditions: tuple[int, int] = (2, 4),
+    model_share: float = 0.0,
+    slots: tuple[str, ...] = tuple(SLOTS),
+) -> str:
     """A ruleset of ``n_rules`` rules (plus contents and defaults) as source text.
 
     With ``model_share``, that share of the rules (drawn apart, so the rest of
     the ruleset is the same as without) end in ``and p_click > T``, and the
-    ruleset declares the model at ``MODEL_FILE``, relative to its file.
+    ruleset declares the model at ``MODEL_FILE``, relative to its file. Rules
+    go to ``slots``, drawn alike.
     """
     rng = random.Random(seed)
     model_rng = random.Random(seed + 1)
@@ -223,7 +230,7 @@ def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 
     lines.append("")
     if model_share:
         lines += [f'model {MODEL_NAME} = "{MODEL_FILE}"', ""]
-    for slot in SLOTS:
+    for slot in slots:
         lines.append(f"default show c0 in {slot}")
     lines.append("")
     for i in range(n_rules):
@@ -232,7 +239,67 @@ def ruleset_text(n_rules: int, seed: int = 7, conditions: tuple[int, int] = (2, 
             predicates += f" and {MODEL_NAME} > {model_rng.choice(MODEL_THRESHOLDS)}"
         lines.append(f"rule r{i}")
         lines.append(f"  when {predicates}")
-        lines.append(f"  then show c{rng.randrange(1, n_contents)} in {rng.choice(SLOTS)}")
+        lines.append(f"  then show c{rng.randrange(1, n_contents)} in {rng.choice(slots)}")
         lines.append(f"  priority {rng.randint(0, 100)}")
         lines.append("")
     return "\n".join(lines)
+
+
+# --- the shapes of the scaling issue: many rules, one per product ---
+
+# Slots of the wide shape: the workload's predicates spread thinly over many placements.
+WIDE_SLOTS = 20
+# Every this many rules of the SKU shape is a bundle: ``context.sku in [...]`` over a few SKUs.
+BUNDLE_EVERY = 10
+BUNDLE_SIZE = 3
+
+
+def wide_ruleset_text(n_rules: int, slots: int = WIDE_SLOTS, seed: int = 7) -> str:
+    """The workload's low-cardinality rules (``ruleset_text``) over ``slots`` slots."""
+    return ruleset_text(n_rules, seed=seed, slots=tuple(f"slot{i}" for i in range(slots)))
+
+
+@functools.lru_cache(maxsize=4)
+def sku_ruleset_text(n_rules: int, seed: int = 7) -> str:
+    """One rule per product: ``context.sku == "sku-N"``, a common personalization pattern.
+
+    The attribute has as many values as there are rules, which is what makes
+    this shape costly for anything that compares every constant with every
+    rule. Most rules pick a hero banner for one SKU; every ``BUNDLE_EVERY``-th
+    names a bundle of ``BUNDLE_SIZE`` SKUs (``in [...]``) for the sidebar, some
+    of them on the product page only, so bundles overlap one another and the
+    single-SKU rules of the footer, as real campaigns do.
+    """
+    rng = random.Random(seed)
+    n_contents = max(10, n_rules // 20)
+    lines = [f"ruleset sku_{n_rules}", ""]
+    for i in range(n_contents):
+        lines.append(f'content c{i} = {{"kind": "banner", "id": "c-{i}"}}')
+    lines.append("")
+    for slot in SLOTS:
+        lines.append(f"default show c0 in {slot}")
+    lines.append("")
+    for i in range(n_rules):
+        if i % BUNDLE_EVERY == BUNDLE_EVERY - 1:
+            skus = ", ".join(f'"sku-{rng.randrange(n_rules)}"' for _ in range(BUNDLE_SIZE))
+            page = ' and context.page == "product"' if rng.random() < 0.5 else ""
+            condition, slot = f"context.sku in [{skus}]{page}", "sidebar"
+        elif i % BUNDLE_EVERY == 0:
+            condition, slot = f'context.sku == "sku-{rng.randrange(n_rules)}" and user.tier == "gold"', "footer"
+        else:
+            condition, slot = f'context.sku == "sku-{i}"', "hero"
+        lines.append(f"rule p{i} when {condition} then show c{rng.randrange(1, n_contents)} in {slot}")
+        lines.append(f"  priority {rng.randint(0, 100)}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# The shapes by name, as the benchmarks' rows call them, and the rule counts they are measured at.
+SHAPES = {"sku": sku_ruleset_text, "wide": wide_ruleset_text}
+SHAPE_LABELS = {"sku": "one rule per SKU", "wide": "the workload over 20 slots"}
+SHAPE_RULES = (1_000, 10_000, 100_000)
+QUICK_SHAPE_RULES = (1_000,)
+
+
+def shape_text(shape: str, n_rules: int) -> str:
+    return SHAPES[shape](n_rules)

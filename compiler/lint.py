@@ -13,18 +13,24 @@ from collections.abc import Iterable
 
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, warning
+from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
 from .check import CheckedRule, Program, walk
-from .features import FeatureKind, call_ref
+from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
+from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
 
-# Pairwise analyses compare each rule with those above it in its slot; past
-# this many rules in one slot they are skipped rather than made slow.
-PAIRWISE_LIMIT = 5000
+# Shadowing and ambiguity compare a rule only with the rules above it that the
+# indexes say can cover or overlap it, which for rules pinned to constants
+# (one per product, per page) is a handful. Rules that pin nothing (thousands
+# of thresholds on one counter at one priority, say) are still compared in
+# pairs; as a safety net, after this many exact comparisons in one ruleset the
+# remaining rules are left unanalysed rather than made slow.
+COMPARISON_LIMIT = 2_000_000
 
 
 DEFAULT_RETENTION = 30 * 86400.0  # seconds of event history the runtime keeps by default
@@ -34,12 +40,16 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
     program = plan.program
     checked = {r.name: r for r in program.rules}
     found: list[Diagnostic] = []
-    found += _constant_conditions(plan, checked)
-    found += _shadowing_and_ambiguity(plan, checked)
-    found += _unused(program)
-    found += _slots_without_default(program)
-    found += _unnamed(program)
-    found += _windows_beyond_retention(program, retention)
+    # The analyses allocate a few objects per rule and per warning, all kept or soon dropped:
+    # the cyclic collector would scan the whole program again and again (most of the time at scale).
+    with collector_paused():
+        found += _constant_conditions(plan, checked)
+        found += _shadowing_and_ambiguity(plan, checked)
+        names, calls = _rule_nodes(program)
+        found += _unused(program, names)
+        found += _slots_without_default(program)
+        found += _unnamed(program)
+        found += _windows_beyond_retention(program, calls, retention)
     return found
 
 
@@ -85,19 +95,37 @@ def implies(conjunction: Iterable[Predicate], predicate: Predicate) -> bool:
     return merge_conjunction(predicate.feature, [*same_feature, negated]) is None
 
 
+def _entails(conjunction: Shape, terms: tuple[Predicate, ...], predicate: Predicate) -> bool:
+    """``implies(terms, predicate)``, read off the conjunction's shape.
+
+    Only the atoms on the predicate's feature matter, and what they imply of
+    an ``==``/``in`` atom the shape already knows: the constants they allow.
+    """
+    if not isinstance(predicate, Atom):
+        return predicate in terms
+    text = predicate.feature.text
+    on_feature = conjunction.atoms.get(text)
+    if not on_feature:
+        return False
+    if predicate.op in ("==", "in"):
+        implied = conjunction.implied[text]
+        if implied is EVERY or implied is NOTHING:
+            return implied
+        return implied <= (predicate.value if predicate.op == "in" else frozenset((predicate.value,)))
+    return implies(on_feature, predicate)
+
+
 def _terms(conjunction: Conjunction) -> tuple[Predicate, ...] | None:
     return None if conjunction.formula is not None else (*conjunction.atoms, *conjunction.residual)
 
 
-def _satisfiable(predicates: Iterable[Predicate]) -> bool:
-    by_feature: dict = defaultdict(list)
-    for predicate in predicates:
-        if isinstance(predicate, Atom):
-            by_feature[predicate.feature].append(predicate)
-    return all(merge_conjunction(feature, atoms) is not None for feature, atoms in by_feature.items())
-
-
 def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]) -> list[Diagnostic]:
+    """Each rule against the rules above it in its slot: the first that covers it, and the ties before that.
+
+    The indexes propose only the rules that can cover or overlap it, in slot
+    order; each is then decided exactly, so the warnings are those of
+    comparing every pair.
+    """
     found = []
     by_slot: dict[str, list[tuple[str, list[tuple[Predicate, ...] | None]]]] = defaultdict(list)
     for conjunction in plan.conjunctions:
@@ -105,68 +133,78 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
         if not rules or rules[-1][0] != conjunction.rule.name:
             rules.append((conjunction.rule.name, []))
         rules[-1][1].append(_terms(conjunction))
+    compared = 0  # exact comparisons, against COMPARISON_LIMIT
+    model_rules = _rules_using_models(plan)
     for rules in by_slot.values():
-        if len(rules) > PAIRWISE_LIMIT:
-            continue
-        features = [
-            [frozenset(f.text for p in c for f in predicate_features(p)) if c is not None else None for c in conjs]
-            for _, conjs in rules
-        ]
+        shapes = [None if None in conjs else [shape(c) for c in conjs] for _, conjs in rules]
+        implications = ImplicationIndex()
+        overlaps: dict[int, OverlapIndex] = defaultdict(OverlapIndex)
         for index, (name, conjunctions) in enumerate(rules):
+            shaped = shapes[index]
+            if shaped is None:
+                continue  # too large to expand: neither analysed nor compared with
             rule = checked[name]
-            if not conjunctions or None in conjunctions:
-                continue
-            for other_index in range(index):
-                other_name, other_conjunctions = rules[other_index]
-                other = checked[other_name]
-                if None in other_conjunctions:
-                    continue
-                if _covers(other_conjunctions, features[other_index], conjunctions, features[index]):
-                    found.append(_shadowed(rule, other, plan))
-                    break
-                if (
-                    other.priority == rule.priority
-                    and other.decl.content.name != rule.decl.content.name
-                    and _overlap(other_conjunctions, conjunctions)
-                ):
-                    found.append(
-                        warning(
-                            f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
-                            f" same priority ({rule.priority}) but different content; only file order decides",
-                            _rule_span(rule),
-                            code="ambiguous",
-                            hint="give one of them a higher priority",
-                            related=[Related(f"'{other.name}' is here", _rule_span(other))]
-                            if _rule_span(other)
-                            else [],
-                        )
-                    )
+            if shaped and compared < COMPARISON_LIMIT:
+                covering = None
+                for other_index in sorted(implications.candidates(shaped[0])):
+                    compared += 1
+                    if _covers(shapes[other_index], rules[other_index][1], shaped, conjunctions):
+                        covering = other_index
+                        break
+                tied = overlaps.get(rule.priority)
+                for other_index in sorted(set().union(*(tied.candidates(s) for s in shaped)) if tied else ()):
+                    if covering is not None and other_index >= covering:
+                        break
+                    other = checked[rules[other_index][0]]
+                    if other.decl.content.name == rule.decl.content.name:
+                        continue
+                    compared += 1
+                    if _overlap(shapes[other_index], shaped):
+                        found.append(_ambiguous(rule, other))
+                if covering is not None:
+                    found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
+            for conjunction in shaped:
+                implications.add(index, conjunction)
+                overlaps[rule.priority].add(index, conjunction)
     return found
 
 
-def _covers(upper, upper_features, lower, lower_features) -> bool:
+def _rules_using_models(plan: DecisionPlan) -> set[str]:
+    return {
+        c.rule.name
+        for c in plan.conjunctions
+        if any(f.kind is FeatureKind.MODEL for p in (*c.atoms, *c.residual) for f in predicate_features(p))
+    }
+
+
+def _ambiguous(rule: CheckedRule, other: CheckedRule) -> Diagnostic:
+    return warning(
+        f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
+        f" same priority ({rule.priority}) but different content; only file order decides",
+        _rule_span(rule),
+        code="ambiguous",
+        hint="give one of them a higher priority",
+        related=[Related(f"'{other.name}' is here", _rule_span(other))] if _rule_span(other) else [],
+    )
+
+
+def _covers(upper: list[Shape], upper_terms: list, lower: list[Shape], lower_terms: list) -> bool:
     """Every way ``lower`` can fire is a way ``upper`` fires too."""
-    for conjunction, needs in zip(lower, lower_features, strict=True):
+    for conjunction, terms in zip(lower, lower_terms, strict=True):
         if not any(
-            features <= needs and all(implies(conjunction, p) for p in candidate)
-            for candidate, features in zip(upper, upper_features, strict=True)
+            candidate.features <= conjunction.features and all(_entails(conjunction, terms, p) for p in needs)
+            for candidate, needs in zip(upper, upper_terms, strict=True)
         ):
             return False
     return True
 
 
-def _overlap(first, second) -> bool:
-    return any(_satisfiable((*a, *b)) for a in first for b in second)
+def _overlap(first: list[Shape], second: list[Shape]) -> bool:
+    """Some way for one rule to fire can hold together with some way for the other."""
+    return any(meet(a, b) for a in first for b in second)
 
 
-def _shadowed(rule: CheckedRule, other: CheckedRule, plan: DecisionPlan) -> Diagnostic:
-    uses_model = any(
-        f.kind is FeatureKind.MODEL
-        for c in plan.conjunctions
-        if c.rule.name == rule.name
-        for p in (*c.atoms, *c.residual)
-        for f in predicate_features(p)
-    )
+def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagnostic:
     why = "a higher priority" if other.priority > rule.priority else "the same priority and comes first"
     if uses_model:
         message = (
@@ -189,11 +227,22 @@ def _shadowed(rule: CheckedRule, other: CheckedRule, plan: DecisionPlan) -> Diag
     )
 
 
-def _unused(program: Program) -> list[Diagnostic]:
-    shown = {r.decl.content.name for r in program.rules} | {d.content.name for d in program.defaults.values()}
-    referenced: set[str] = set()
+def _rule_nodes(program: Program) -> tuple[set[str], list[ast.Call]]:
+    """The names that rules' conditions use, and their feature calls in order: one walk for both analyses."""
+    names: set[str] = set()
+    calls: list[ast.Call] = []
     for rule in program.rules:
-        referenced |= _names(rule.decl.condition)
+        for node in walk(rule.decl.condition):
+            if isinstance(node, ast.Name):
+                names.add(node.name)
+            elif isinstance(node, ast.Call):
+                calls.append(node)
+    return names, calls
+
+
+def _unused(program: Program, rule_names: set[str]) -> list[Diagnostic]:
+    shown = {r.decl.content.name for r in program.rules} | {d.content.name for d in program.defaults.values()}
+    referenced = set(rule_names)
     pending = [n for n in referenced if n in program.segments]
     while pending:
         name = pending.pop()
@@ -256,22 +305,28 @@ def _unnamed(program: Program) -> list[Diagnostic]:
     ]
 
 
-def _windows_beyond_retention(program: Program, retention: float) -> list[Diagnostic]:
-    conditions = [r.decl.condition for r in program.rules] + [s.condition for s in program.segments.values()]
+def _windows_beyond_retention(program: Program, rule_calls: list[ast.Call], retention: float) -> list[Diagnostic]:
+    segment_calls = [
+        node for s in program.segments.values() for node in walk(s.condition) if isinstance(node, ast.Call)
+    ]
     found = []
-    for condition in conditions:
-        for node in walk(condition):
-            if not isinstance(node, ast.Call):
-                continue
+    refs: dict[str, FeatureRef | None] = {}  # by call_key: a large ruleset repeats a few hundred calls
+    for node in [*rule_calls, *segment_calls]:
+        key = call_key(node)
+        if key is None or key not in refs:
             ref, _problems = call_ref(node)
-            if ref is not None and ref.window > retention:
-                found.append(
-                    warning(
-                        f"{ref.text} looks back {duration_text(ref.window)}, but events are kept for only"
-                        f" {duration_text(retention)}",
-                        node.span,
-                        code="window-beyond-retention",
-                        hint="shorten the window, or run the server with a longer --retention",
-                    )
+            if key is not None:
+                refs[key] = ref
+        else:
+            ref = refs[key]
+        if ref is not None and ref.window > retention:
+            found.append(
+                warning(
+                    f"{ref.text} looks back {duration_text(ref.window)}, but events are kept for only"
+                    f" {duration_text(retention)}",
+                    node.span,
+                    code="window-beyond-retention",
+                    hint="shorten the window, or run the server with a longer --retention",
                 )
+            )
     return found

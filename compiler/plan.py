@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_left
-from collections.abc import Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,7 +242,8 @@ def build_plan(
                     key=lambda p: (feature_stage(p.feature), *order_of(p)),
                 )
             )
-            residual = tuple(sorted((p for p in terms if p not in atoms), key=order_of))
+            settled = set(atoms)  # a set: a conjunction may have thousands of terms
+            residual = tuple(sorted((p for p in terms if p not in settled), key=order_of))
             conjunctions.append(Conjunction(bit, rule, atoms, residual))
             slot_bits[rule.slot].append(bit)
     all_bits = (1 << len(conjunctions)) - 1
@@ -294,18 +295,25 @@ def _tables(
     stats: PredicateStats,
     model_inputs: Mapping[str, tuple[ModelInput, ...]],
 ) -> tuple[FeatureTable, ...]:
-    atoms_by_feature: dict[FeatureRef, dict[Atom, int]] = {}
-    uses: dict[FeatureRef, int] = {}
+    # Bit numbers first, masks once: OR-ing a bit at a time into a mask costs its width each time.
+    atom_bits: dict[FeatureRef, dict[Atom, list[int]]] = {}
+    use_bits: dict[FeatureRef, list[int]] = {}
     for conjunction in conjunctions:
-        bit = 1 << conjunction.bit
+        bit = conjunction.bit
         for atom in conjunction.atoms:
             feature = atom.feature
-            by_atom = atoms_by_feature.setdefault(feature, {})
-            by_atom[atom] = by_atom.get(atom, 0) | bit
-            uses[feature] = uses.get(feature, 0) | bit
+            by_atom = atom_bits.get(feature)
+            if by_atom is None:
+                by_atom = atom_bits[feature] = {}
+            by_atom.setdefault(atom, []).append(bit)
+            use_bits.setdefault(feature, []).append(bit)
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
-                uses[ref] = uses.get(ref, 0) | bit
+                use_bits.setdefault(ref, []).append(bit)
+    atoms_by_feature = {
+        ref: {atom: _mask(bits) for atom, bits in by_atom.items()} for ref, by_atom in atom_bits.items()
+    }
+    uses = {ref: _mask(bits) for ref, bits in use_bits.items()}
     # A conjunction that may run a model reads the model's inputs too: they are
     # fetched in the same round trip as everything else it needs.
     for model in [ref for ref in uses if ref.kind is FeatureKind.MODEL]:
@@ -319,35 +327,176 @@ def _tables(
         tables.append(_table(ref, atoms, used_by, all_bits, value_type(ref, attribute_types)))
 
     def order(table: FeatureTable) -> tuple:
-        best = min((rank(a, stats) for a in table.atoms), default=(math.inf, 1.0))
+        atoms: Iterable[Atom] = table.atoms
+        if not stats.counts:
+            # Without statistics an atom's rank is its prior's, which reads its operator and a list's
+            # size: one atom of each kind will do, rather than printing the text of every atom.
+            atoms = {(a.op, len(a.value) if a.op == "in" else 0): a for a in table.atoms}.values()
+        best = min((rank(a, stats) for a in atoms), default=(math.inf, 1.0))
         return (table.stage, best, table.ref.text)
 
     return tuple(sorted(tables, key=order))
 
 
-def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
-    def keep(value: Any) -> int:
-        killed = 0
-        for atom, bits in atoms.items():
-            if atom_holds(atom, value) is not True:
-                killed |= bits
-        return all_bits & ~killed
+def _mask(bits: list[int]) -> int:
+    """The int with these bits set, built in one pass over a buffer when there are many."""
+    if len(bits) <= 16:
+        mask = 0
+        for bit in bits:
+            mask |= 1 << bit
+        return mask
+    buffer = bytearray(max(bits) // 8 + 1)
+    for bit in bits:
+        buffer[bit >> 3] |= 1 << (bit & 7)
+    return int.from_bytes(buffer, "little")
 
-    keep_unknown = keep(UNKNOWN)
+
+def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
+    """The feature's table: for each value the table can tell apart, the bits whose atoms hold.
+
+    ``atoms`` maps each atom to the bits of the conjunctions that contain it
+    (all within ``all_bits``). The values are the constants the atoms name, or
+    for numbers one point per region between and at the thresholds.
+    """
+    keep_unknown = _keep_one(atoms, all_bits, UNKNOWN)
     if kind == "number":
         cuts = sorted({float(v) for a in atoms for v in _atom_values(a)})
-        regions = []
+        points = []
         for index, cut in enumerate(cuts):
             below = cut - 1.0 if index == 0 else (cuts[index - 1] + cut) / 2
-            regions.extend((keep(below), keep(cut)))
-        regions.append(keep(cuts[-1] + 1.0 if cuts else 0.0))
+            points.extend((below, cut))
+        points.append(cuts[-1] + 1.0 if cuts else 0.0)
+        regions = _keep_each(atoms, all_bits, points, numeric=True)
         return FeatureTable(
             ref, feature_stage(ref), kind, uses, keep_unknown, 0, {}, tuple(cuts), tuple(regions), tuple(atoms)
         )
-    values = {v for a in atoms for v in _atom_values(a)}
-    by_value = {v: keep(v) for v in values}
-    other = keep(_OTHER)
+    values = list({v for a in atoms for v in _atom_values(a)})
+    by_value = dict(zip(values, _keep_each(atoms, all_bits, values, numeric=False), strict=True))
+    other = _keep_one(atoms, all_bits, _OTHER)
     return FeatureTable(ref, feature_stage(ref), kind, uses, keep_unknown, other, by_value, (), (), tuple(atoms))
+
+
+def _keep_one(atoms: Mapping[Atom, int], all_bits: int, value: Any) -> int:
+    """The bits that survive one value: every atom asked. For the few values every table has."""
+    killed = 0
+    for atom, bits in atoms.items():
+        if atom_holds(atom, value) is not True:
+            killed |= bits
+    return all_bits & ~killed
+
+
+_MEMBERSHIP = ("==", "in")
+_EXCLUSION = ("!=", "not in")
+_ORDER = ("<", "<=", ">", ">=")
+
+
+def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[Any], numeric: bool) -> list[int]:
+    """``_keep_one`` for each of ``values`` (known, distinct), without asking every atom about every value.
+
+    A one-rule-per-product ruleset has as many constants as atoms, so asking
+    each atom would cost their product. Instead the atoms are indexed: those
+    that name constants by constant (a dict, so "equal" means what ``==``
+    means), and the numeric comparisons by threshold, which a sweep over the
+    sorted values settles in n·log n. A conjunction's atoms on one feature are
+    merged by the normalizer, so a bit belongs to at most one ``==``/``in``
+    atom and "killed unless its atom names the value" is a set difference;
+    bits that belong to several (never, from ``build_plan``) are settled one
+    atom at a time. Atoms the index cannot reason about (an unordered or NaN
+    constant) are asked value by value, as ``_keep_one`` would.
+    """
+    members: dict[Any, int] = {}  # constant -> bits of the ==/in atoms naming it
+    excluded: dict[Any, int] = {}  # constant -> bits of the !=/not in atoms naming it
+    membership_bits = shared = always_killed = 0
+    membership: list[tuple[Atom, int]] = []
+    ordered: list[tuple[Atom, int]] = []
+    asked: list[tuple[Atom, int]] = []  # settled value by value
+    for atom, bits in atoms.items():
+        op = atom.op
+        if op == "present":
+            continue  # true for every known value
+        if op == "missing":
+            always_killed |= bits
+        elif op in _MEMBERSHIP or op in _EXCLUSION:
+            constants = _atom_values(atom)
+            if not all(c == c for c in constants):  # NaN equals nothing, not even itself
+                asked.append((atom, bits))
+                continue
+            index = members if op in _MEMBERSHIP else excluded
+            for constant in constants:
+                before = index.get(constant)
+                index[constant] = bits if before is None else before | bits  # shared, not copied: masks are wide
+            if op in _MEMBERSHIP:
+                shared |= membership_bits & bits
+                membership_bits |= bits
+                membership.append((atom, bits))
+        elif numeric and op in _ORDER and _orderable(atom.value):
+            ordered.append((atom, bits))
+        else:
+            asked.append((atom, bits))
+    if ordered and not all(_orderable(v) for v in values):
+        asked += ordered
+        ordered = []
+    # Bits of several membership atoms: killed when any of them misses the value.
+    multiple = [(atom, bits & shared) for atom, bits in membership if bits & shared]
+    base = all_bits & ~(membership_bits & ~shared) & ~always_killed
+    order_killed = _order_killed(ordered, values) if ordered else None
+    kept = []
+    for index, value in enumerate(values):
+        keep = members.get(value, 0)
+        if base:
+            keep |= base
+        killed = always_killed | excluded.get(value, 0)
+        if order_killed is not None:
+            killed |= order_killed[index]
+        for atom, bits in multiple:
+            if atom_holds(atom, value) is not True:
+                killed |= bits
+        for atom, bits in asked:
+            if atom_holds(atom, value) is not True:
+                killed |= bits
+        kept.append(keep & ~killed if killed else keep)
+    return kept
+
+
+def _orderable(value: Any) -> bool:
+    """A number the sweep may sort and bisect (NaN is not ordered)."""
+    return isinstance(value, int | float) and value == value
+
+
+def _order_killed(ordered: list[tuple[Atom, int]], values: list[Any]) -> list[int]:
+    """For each value, the bits of the ``<``/``<=``/``>``/``>=`` atoms it fails.
+
+    Sorted, the values an atom fails form a prefix (``x > c`` fails up to c)
+    or a suffix (``x < c`` fails from c on), so one pass each way ORs them up.
+    """
+    ranked = sorted(range(len(values)), key=values.__getitem__)
+    sorted_values = [values[i] for i in ranked]
+    n = len(values)
+    fails_before = [0] * (n + 1)  # [k]: bits of atoms failing positions 0 .. k-1
+    fails_from = [0] * (n + 1)  # [k]: bits of atoms failing positions k .. n-1
+    for atom, bits in ordered:
+        op, constant = atom.op, atom.value
+        if op == ">":
+            fails_before[bisect_right(sorted_values, constant)] |= bits
+        elif op == ">=":
+            fails_before[bisect_left(sorted_values, constant)] |= bits
+        elif op == "<":
+            fails_from[bisect_left(sorted_values, constant)] |= bits
+        else:
+            fails_from[bisect_right(sorted_values, constant)] |= bits
+    killed = [0] * n
+    running = 0
+    for position in range(n - 1, -1, -1):
+        running |= fails_before[position + 1]
+        killed[position] = running
+    running = 0
+    for position in range(n):
+        running |= fails_from[position]
+        killed[position] |= running
+    by_index = [0] * n
+    for position, index in enumerate(ranked):
+        by_index[index] = killed[position]
+    return by_index
 
 
 def _atom_values(atom: Atom) -> tuple:

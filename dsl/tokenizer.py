@@ -78,7 +78,7 @@ _MASTER = re.compile(
     (?:
     (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<PUNCT>==|!=|<=|>=|[<>=+\-*/,:.()\[\]{}])
-  | (?P<STRING>"(?:[^"\\\n]|\\.)*")
+  | (?P<STRING>"(?:[^"\\\n]++|\\.)*+")  # possessive: no backtracking point per character
   | (?P<UNTERMINATED>"[^\n]*)
   | (?P<DURATION>\d+(?:\.\d+)?[smhdw](?![\w.]))
   | (?P<PERCENT>\d+(?:\.\d+)?%)

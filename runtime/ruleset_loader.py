@@ -23,6 +23,7 @@ from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
 from tailor.dsl.diagnostics import Diagnostic, error, sorted_unique
 from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, ruleset_name
+from tailor.dsl.parser import collector_paused
 
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 
@@ -123,7 +124,9 @@ def lint_path(
     compilation = loaded.compilation
     if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
         return compilation.diagnostics
-    return sorted_unique([*compilation.diagnostics, *lint(compilation.plan, retention)])
+    with collector_paused():  # as the pipeline does: the analyses allocate much and free little
+        found = lint(compilation.plan, retention)
+    return sorted_unique([*compilation.diagnostics, *found])
 
 
 def read_models(
