@@ -384,14 +384,9 @@ def test_save_bursts_truncated_writes_and_a_fifo_model_under_load(
 
 BIG_BATCH = 1000  # the documented maximum per POST /v1/events
 BIG_BATCHES = 10
-# A batch is one Lua script today: 1,000 events hold Redis for 0.2 s or more (past the 0.5 s socket
-# timeout on a busy machine, and the batch answers 503), and planning them holds the server's event
-# loop, so the decisions beside them miss their 50 ms deadline and degrade. Writes in short chunks
-# (one script call per few dozen events, the event loop free between them) are what this waits for.
-NEEDS_CHUNKED_WRITES = pytest.mark.xfail(strict=False, reason="needs chunked writes")
 
 
-@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=NEEDS_CHUNKED_WRITES)], indirect=True)
+@pytest.mark.parametrize("store", ["memory", "redis"], indirect=True)
 def test_thousand_event_batches_beside_decisions(
     tmp_path: Path, start_server: Callable[..., Server], store: Store
 ) -> None:
