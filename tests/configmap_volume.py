@@ -13,6 +13,21 @@ from pathlib import Path
 
 FIRST_STAMP = "..2026_11_29_12_00_00.123"
 
+# A two-file ruleset for the volume tests and the reload tests that replace or restore its files.
+HOME = """\
+content hero_generic = {"id": "generic"}
+content hero_vip = {"id": "vip"}
+
+rule vip when user.tier == "gold" then show hero_vip in hero priority 10
+
+default show hero_generic in hero
+"""
+SEARCH = """\
+content tips = {"id": "tips"}
+
+default show tips in sidebar
+"""
+
 
 def configmap(mount: Path, files: dict[str, str], stamp: str = FIRST_STAMP) -> Path:
     """Write ``files`` at ``mount`` as a ConfigMap volume, or as an update of the one already there."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from configmap_volume import configmap
+from configmap_volume import HOME, SEARCH, configmap
 from server_process import WAIT, Server, eventually, servers
 
 from tailor.runtime import reload as reload_module
@@ -32,19 +32,6 @@ from tailor.runtime.reload import Reloader
 from tailor.runtime.service import DecisionService
 
 ROOT = Path(__file__).resolve().parents[1]
-HOME = """\
-content hero_generic = {"id": "generic"}
-content hero_vip = {"id": "vip"}
-
-rule vip when user.tier == "gold" then show hero_vip in hero priority 10
-
-default show hero_generic in hero
-"""
-SEARCH = """\
-content tips = {"id": "tips"}
-
-default show tips in sidebar
-"""
 GONE = "the ruleset directory is gone"
 EMPTY = "the file is empty; delete a file to remove its rules"
 FAST_CHECKS = 0.25  # seconds between the in-process reloaders' checks, to keep the tests short

@@ -12,25 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from configmap_volume import configmap
+from configmap_volume import HOME, SEARCH, configmap
 
 from tailor.dsl.loader import read_file, rules_files
 from tailor.runtime.ruleset_loader import compile_path, lint_path
 
 EMPTY_FILE = "the file is empty; delete a file to remove its rules"
-HOME = """\
-content hero_generic = {"id": "generic"}
-content hero_vip = {"id": "vip"}
-
-rule vip when user.tier == "gold" then show hero_vip in hero priority 10
-
-default show hero_generic in hero
-"""
-SEARCH = """\
-content tips = {"id": "tips"}
-
-default show tips in sidebar
-"""
 HOME_TEST = """\
 test "gold users see the vip hero"
   given user.tier = "gold"
