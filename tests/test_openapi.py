@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broken_edit import BROKEN
 
 from tailor.dsl.diagnostics import RulesError
 from tailor.runtime.http import create_app
@@ -29,16 +30,6 @@ with warnings.catch_warnings():  # the test client's own deprecation notice abou
 
 RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 
-# An edit with every part a diagnostic can have: a span (end_line, end_column), a hint and a related place.
-BROKEN = """\
-rule vip_early_access
-  when views(24h) > 1
-  then show hero_vip in hero
-
-rule typo
-  when user.tier == "gold" and vip_segment
-  then show hero_vip in hero
-"""
 
 # A decision that runs the click model, so the explanation has model inputs (some unknown: null).
 EXPLAINED = {

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broken_edit import BROKEN
 
 import tailor
 from tailor.compiler.decide import NOTHING, Decision, SlotDecision
@@ -32,15 +33,6 @@ REQUEST: dict[str, Any] = {
     "features": {'views("Electronics", 24h)': 5},
     "slots": ["hero", "sidebar", "nowhere"],
 }
-BROKEN = """\
-rule vip_early_access
-  when views(24h) > 1
-  then show hero_vip in hero
-
-rule typo
-  when user.tier == "gold" and vip_segment
-  then show hero_vip in hero
-"""
 
 
 def through_json(data: Any) -> Any:
