@@ -289,7 +289,7 @@ async def _compare(path: Path, url: str, requests: Sequence[dict[str, Any]], at:
         for index, body in enumerate(requests):
             user, context = body["user_id"], body["context"]
             trips, runs = engine_store.round_trips, served.models.runs
-            _, outcomes = await service.decide(user, context, None, None, at)
+            outcomes = (await service.decide(user, context, None, None, at)).outcomes
             decision = outcomes.decision
             engine_rows.append((engine_store.round_trips - trips, len(decision.models_run), len(decision.fetched)))
             inferences += served.models.runs - runs

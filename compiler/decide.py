@@ -85,13 +85,26 @@ class Outcomes:
     explain): most decisions are settled by the tables alone.
     """
 
-    __slots__ = ("_factory", "_values", "alive", "decision")
+    __slots__ = ("_factory", "_values", "alive", "decision", "read")
 
-    def __init__(self, decision: Decision, values: Values | None, alive: int, factory: Callable[[], Values]):
+    def __init__(
+        self,
+        decision: Decision,
+        values: Values | None,
+        alive: int,
+        factory: Callable[[], Values],
+        read: Mapping[str, Any],
+    ):
         self.decision = decision
         self.alive = alive
+        self.read = read  # the store's and the request's feature values stages 1 and 2 read
         self._values = values
         self._factory = factory
+
+    @property
+    def known(self) -> Values | None:
+        """The values stage 2 built, without building them: None when the tables settled it all."""
+        return self._values
 
     @property
     def values(self) -> Values:
@@ -176,7 +189,7 @@ class Decider:
         else:
             models_run = ()
         decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
-        return Outcomes(decision, values, alive, make_values)
+        return Outcomes(decision, values, alive, make_values, fetched)
 
 
 def _type_of(plan: Any, text: str) -> str:

@@ -20,11 +20,11 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tailor.compiler.decide import Decider, Outcomes
 from tailor.compiler.explain import explain
@@ -36,6 +36,7 @@ from tailor.dsl.loader import ParseCache, display_name, rules_files
 
 from . import decision_flow, heap
 from .decision_flow import Pending, StoreHealth
+from .decision_record import DecisionRecord
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
@@ -51,6 +52,14 @@ KEEP_VERSIONS = 5  # previous good versions kept for rollback (each holds its co
 WRITE_TIMEOUT = 5.0  # seconds an event batch or profile write may take
 PING_TIMEOUT = 1.0
 MAX_PENDING_SAMPLES = 64
+
+
+class Decided(NamedTuple):
+    """A decision the service made, on the version it started with."""
+
+    served: Served
+    outcomes: Outcomes
+    reason: str | None  # why it was degraded by the store ("timeout", "store_error"); None otherwise
 
 
 class NotReady(RuntimeError):
@@ -76,6 +85,7 @@ class Served:
     rules: tuple[RuleInfo, ...]  # built once: the property on Ruleset builds them anew
     slots: frozenset[str]
     models: ModelRunner
+    priorities: dict[str, int]  # by rule name: what a decision record says of the winner
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> Served:
@@ -88,6 +98,7 @@ class Served:
             ruleset.rules,
             frozenset(ruleset.slots),
             ModelRunner(ruleset),
+            {rule.name: rule.priority for rule in ruleset.rules},
         )
 
     @property
@@ -136,6 +147,7 @@ class DecisionService:
         self._health = StoreHealth()
         self._id_prefix = secrets.token_hex(8)  # per process: ids stay unique across workers
         self._ids = itertools.count()
+        self._listeners: list[Callable[[DecisionRecord], None]] = []
 
     def _ruleset_labels(self) -> tuple[str, str] | None:
         current = self.current
@@ -227,7 +239,7 @@ class DecisionService:
         slots: Sequence[str] | None = None,
         features: Mapping[str, Any] | None = None,
         at: float | None = None,
-    ) -> tuple[Served, Outcomes]:
+    ) -> Decided:
         """One decision on the version current when it started: the flow of ``decision_flow.py``,
         its fetch awaited within the deadline, timed stage by stage."""
         served = self.current
@@ -240,12 +252,13 @@ class DecisionService:
         planned = fetch_done = clock()
         metrics.plan.observe(planned - start)
         fetched: dict[str, Any] | None = None
-        degraded = False
+        reason = None
         if pending.missing:
-            fetched, degraded = await self._fetch(user_id, pending, at, self.deadline - (planned - start))
+            fetched, reason = await self._fetch(user_id, pending, at, self.deadline - (planned - start))
             fetch_done = clock()
             metrics.fetch.observe(fetch_done - planned)
         models = served.models if served.ruleset.models else None
+        degraded = reason is not None
         outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded)
         if outcomes.decision.degraded and not degraded:
             metrics.degraded_model.inc()
@@ -253,26 +266,27 @@ class DecisionService:
         metrics.finish.observe(done - fetch_done)
         metrics.total.observe(done - start)
         self._count(served, outcomes)
-        return served, outcomes
+        return Decided(served, outcomes, reason)
 
     async def _fetch(
         self, user_id: str, pending: Pending, at: float | None, remaining: float
-    ) -> tuple[dict[str, Any], bool]:
-        """One store round trip within the deadline; on failure every missing feature is unknown."""
+    ) -> tuple[dict[str, Any], str | None]:
+        """One store round trip within the deadline; on failure every missing feature is unknown,
+        and the reason says why."""
         try:
             async with asyncio.timeout(remaining):
                 fetched = await self.store.fetch(user_id, pending.refs(), at)
         except TimeoutError:
             self.metrics.degraded_timeout.inc()
             self._health.failed(f"no answer within {self.deadline * 1000:g} ms")
-            return pending.unknown(), True
+            return pending.unknown(), "timeout"
         except Exception as exc:  # any store failure degrades the decision; it never fails it
             self.metrics.degraded_error.inc()
             self._health.failed(f"{type(exc).__name__}: {exc}")
-            return pending.unknown(), True
+            return pending.unknown(), "store_error"
         if self._health.down:
             self._health.answered()
-        return fetched, False
+        return fetched, None
 
     def _count(self, served: Served, outcomes: Outcomes) -> None:
         decision = outcomes.decision
@@ -313,11 +327,13 @@ class DecisionService:
                 entry[0] += 1
                 entry[1] += held
 
-    def response(self, served: Served, outcomes: Outcomes, *, explained: bool = False) -> dict[str, Any]:
+    def response(
+        self, served: Served, outcomes: Outcomes, decision_id: str, *, explained: bool = False
+    ) -> dict[str, Any]:
         """The JSON body of a decision (and its explanation)."""
         decision = outcomes.decision
         body: dict[str, Any] = {
-            "decision_id": f"{self._id_prefix}{next(self._ids):016x}",
+            "decision_id": decision_id,
             "ruleset": served.ref,
             "slots": {slot: answer.to_dict() for slot, answer in decision.slots.items()},
             "degraded": decision.degraded,
@@ -325,6 +341,30 @@ class DecisionService:
         if explained:
             body["explain"] = explain(served.decider, outcomes).to_dict()
         return body
+
+    def new_decision_id(self) -> str:
+        """Unique across the server's processes and restarts: a random per-process prefix and a counter."""
+        return f"{self._id_prefix}{next(self._ids):016x}"
+
+    def listen(self, listener: Callable[[DecisionRecord], None]) -> None:
+        """Call ``listener`` with the record of every served decision.
+
+        It runs on the event loop once the response is ready, so it must not
+        block: a sink queues the record and writes it elsewhere.
+        """
+        self._listeners.append(listener)
+
+    def served(
+        self, decided: Decided, decision_id: str, user_id: str, context: Mapping[str, Any], at: float | None
+    ) -> None:
+        """A decision was served (``/v1/decide``): tell the listeners, when there are any."""
+        if not self._listeners:
+            return
+        served, outcomes, reason = decided
+        when = at if at is not None else time.time()
+        record = DecisionRecord.of(decision_id, when, user_id, context, served, outcomes, reason)
+        for listener in self._listeners:
+            listener(record)
 
     def statistics(self) -> dict[str, Any]:
         """What ``PredicateStats.load`` reads: pass rates observed since the process started."""

@@ -66,8 +66,8 @@ def priority_served(service: DecisionService) -> int | None:
 
 
 async def hero(service: DecisionService, **features: Any) -> Any:
-    served, outcomes = await service.decide("u", {}, ["hero"], features)
-    return service.response(served, outcomes)["slots"]["hero"]["content"]
+    decided = await service.decide("u", {}, ["hero"], features)
+    return service.response(decided.served, decided.outcomes, "d1")["slots"]["hero"]["content"]
 
 
 def run_reloader(service: DecisionService, scenario: Callable[[Reloader], Any], **options: Any) -> None:

@@ -115,8 +115,11 @@ def create_app(
         ignored: tuple[str, ...] = ()
         if features:
             features, ignored = supplied(features)
-        served, outcomes = await service.decide(body.user_id, body.context, body.slots, features, body.at)
-        answer = service.response(served, outcomes, explained=explained)
+        decided = await service.decide(body.user_id, body.context, body.slots, features, body.at)
+        decision_id = service.new_decision_id()
+        answer = service.response(decided.served, decided.outcomes, decision_id, explained=explained)
+        if not explained:
+            service.served(decided, decision_id, body.user_id, body.context, body.at)
         if ignored:
             answer.update(IgnoredFeatures(ignored).to_dict())
         if explained:
