@@ -1,0 +1,172 @@
+"""Which arm of an experiment a user is in: GrowthBook's bucketing, reproduced exactly.
+
+Stage 0 of a decision settles arm assignment as a pure function of the
+request, so these are pure functions of (seed, user id, weights, coverage):
+the same user gets the same arm on every server, in every process, forever,
+and the same arm GrowthBook's SDKs would give for the same seed, weights and
+coverage. The reference is GrowthBook's SDK (``util.ts``: ``hash``,
+``getBucketRanges``, ``chooseVariation``, ``inNamespace``,
+``getEqualWeights``), pinned by its cross-SDK conformance suite.
+
+The hash is 32-bit FNV-1a over the UTF-16 code units of the text (what
+JavaScript's ``charCodeAt`` gives), not over UTF-8 bytes or code points: the
+two differ for any character outside the Basic Multilingual Plane. A decision
+in an experiment hashes once per experiment, so the cost matters: FNV-1a is
+streamed, the state after the seed is kept per seed, and an ASCII id (whose
+UTF-16 units are its bytes) is hashed from its bytes without decoding.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import lru_cache
+
+HashValue = str | int | float | bool
+Range = tuple[float, float]  # [start, end): half-open
+Namespace = tuple[str, float, float]  # (namespace id, start, end): the user's share of it is [start, end)
+
+_OFFSET = 0x811C9DC5  # FNV-1a 32-bit offset basis
+_PRIME = 0x01000193  # FNV-1a 32-bit prime
+_MASK = 0xFFFFFFFF
+_UNMASKED_RUN = 48  # units hashed before reducing mod 2**32: below it, small integers multiply faster than masking
+_UTF16 = "utf-16-le" if sys.byteorder == "little" else "utf-16-be"  # native order, for memoryview.cast("H")
+_WEIGHT_SUM = (0.99, 1.01)  # weights summing outside this range are ignored for equal weights, as in the SDKs
+
+
+def _units(text: str) -> bytes | memoryview:
+    """The UTF-16 code units of ``text``: its bytes when it is ASCII, where the two are the same."""
+    if text.isascii():
+        return text.encode()
+    return memoryview(text.encode(_UTF16, "surrogatepass")).cast("H")
+
+
+def _fnv(state: int, units: bytes | memoryview) -> int:
+    """FNV-1a continued from ``state`` over ``units``.
+
+    ``(h ^ c) * p mod 2**32`` only needs reducing at the end, since xor with a
+    16-bit unit and multiplication both commute with the reduction; long
+    inputs (past ``_UNMASKED_RUN`` units) are reduced at every step, as integers would grow too large.
+    """
+    if len(units) <= _UNMASKED_RUN:
+        for unit in units:
+            state = (state ^ unit) * _PRIME
+        return state & _MASK
+    for unit in units:
+        state = ((state ^ unit) * _PRIME) & _MASK
+    return state
+
+
+def fnv1a32(text: str) -> int:
+    """32-bit FNV-1a of ``text``'s UTF-16 code units, unsigned (``hashFnv32a`` in the SDK)."""
+    return _fnv(_OFFSET, _units(text))
+
+
+@lru_cache(maxsize=4096)
+def _seed_state(seed: str) -> int:
+    """FNV-1a state after the seed: every v2 hash of an experiment starts from it."""
+    return _fnv(_OFFSET, _units(seed))
+
+
+def js_string(value: HashValue) -> str:
+    """``String(value)`` as JavaScript writes it, so a non-text id hashes as the SDKs hash it.
+
+    ``True`` is ``"true"``, ``3.0`` is ``"3"``, ``1e-7`` is ``"1e-7"`` and
+    ``1e21`` is ``"1e+21"`` (ECMAScript Number::toString).
+    """
+    if type(value) is str:
+        return value
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return _js_number(float(value))
+
+
+def _js_number(number: float) -> str:
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == 0:
+        return "0"  # -0 too
+    sign = "-" if number < 0 else ""
+    digits_tuple, exponent = Decimal(repr(abs(number))).normalize().as_tuple()[1:]
+    digits = "".join(map(str, digits_tuple))
+    k = len(digits)
+    n = k + int(exponent)  # the decimal point sits n digits into ``digits``
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{sign}{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+
+
+def hash(seed: str, value: HashValue, version: int = 2) -> float | None:
+    """Where ``value`` falls in [0, 1) for ``seed``; None for a version the SDKs do not define.
+
+    Version 2 (experiments, holdouts): ``fnv(str(fnv(seed + value))) % 10000 / 10000``.
+    Version 1 (namespaces): ``fnv(value + seed) % 1000 / 1000`` (value first).
+    """
+    text = value if type(value) is str else js_string(value)
+    if version == 2:
+        first = _fnv(_seed_state(seed), _units(text))
+        return (_fnv(_OFFSET, str(first).encode()) % 10000) / 10000
+    if version == 1:
+        return (_fnv(_fnv(_OFFSET, _units(text)), _units(seed)) % 1000) / 1000
+    return None
+
+
+def get_equal_weights(n: int) -> tuple[float, ...]:
+    """``n`` equal weights (none for ``n <= 0``)."""
+    return (1 / n,) * n if n > 0 else ()
+
+
+def bucket_ranges(n: int, coverage: float | None = 1.0, weights: Sequence[float] | None = None) -> tuple[Range, ...]:
+    """The [start, end) of each of ``n`` arms for ``weights`` (equal when absent or invalid) at ``coverage``.
+
+    Arm i starts where the weights before it sum to, whatever the coverage;
+    coverage shrinks each arm from its right end, so lowering it only drops
+    users out and never moves one between arms. Coverage is clamped to [0, 1];
+    weights of the wrong length, or summing outside [0.99, 1.01], are
+    replaced by equal weights.
+    """
+    coverage = 1.0 if coverage is None else min(max(coverage, 0.0), 1.0)
+    chosen: Sequence[float] = get_equal_weights(n)
+    if weights is not None and len(weights) == n:
+        total = 0.0
+        for weight in weights:
+            total += weight
+        if _WEIGHT_SUM[0] <= total <= _WEIGHT_SUM[1]:
+            chosen = weights
+    ranges = []
+    cumulative = 0.0
+    for weight in chosen:
+        start = cumulative
+        cumulative += weight
+        ranges.append((start, start + coverage * weight))
+    return tuple(ranges)
+
+
+def choose_arm(n: float, ranges: Sequence[Range]) -> int:
+    """The index of the first range holding ``n`` (``start <= n < end``), or -1: not in the experiment."""
+    for index, (start, end) in enumerate(ranges):
+        if start <= n < end:
+            return index
+    return -1
+
+
+def in_namespace(user_id: HashValue, namespace: Namespace) -> bool:
+    """Whether the user's version-1 hash for the namespace falls in its [start, end).
+
+    Experiments sharing a namespace id with disjoint ranges never share a user.
+    """
+    namespace_id, start, end = namespace
+    n = hash("__" + namespace_id, user_id, 1)
+    assert n is not None
+    return start <= n < end
