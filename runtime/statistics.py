@@ -7,6 +7,7 @@ experiment results all judge a rate the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from scipy.stats import norm
@@ -40,3 +41,37 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
     low = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the ends, not 1e-17 off
     high = 1.0 if successes >= trials else min(1.0, centre + half)
     return Interval(low, high)
+
+
+def two_proportion_test(successes_a: int, trials_a: int, successes_b: int, trials_b: int) -> float:
+    """The two-sided p-value of the pooled two-proportion z-test that two rates are equal.
+
+    It is ``prop.test(correct = FALSE)`` in R. With no variance to speak of
+    (no successes, or nothing but successes, on both sides) there is no
+    evidence of a difference: 1.
+    """
+    if trials_a <= 0 or trials_b <= 0:
+        raise ValueError("each side needs at least one trial")
+    pooled = (successes_a + successes_b) / (trials_a + trials_b)
+    variance = pooled * (1 - pooled) * (1 / trials_a + 1 / trials_b)
+    if variance <= 0:
+        return 1.0
+    z = (successes_a / trials_a - successes_b / trials_b) / math.sqrt(variance)
+    return float(min(1.0, 2 * norm.sf(abs(z))))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values, in their order.
+
+    The smallest is multiplied by the family's size, the next by one less,
+    and so on; each adjusted value is at least the one before it in that
+    order, and at most 1. Comparing them with a significance level keeps the chance
+    of any false finding in the family below that level.
+    """
+    count = len(p_values)
+    adjusted = [0.0] * count
+    running = 0.0
+    for rank, index in enumerate(sorted(range(count), key=p_values.__getitem__)):
+        running = max(running, min(1.0, (count - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
