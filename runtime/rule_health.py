@@ -27,6 +27,7 @@ MIN_CANDIDATES = 20  # times a rule's condition held before whether it wins, or 
 MIN_IMPRESSIONS = 100  # impressions of a rule's content before its CTR is judged
 ALPHA = 0.05  # significance of a low CTR, after Holm's correction across the slot's rules
 MOSTLY = 0.5  # "capped away most of the time": capped in more than this share of the times it held
+RATE_DIGITS = 6  # rates in findings are rounded to this many decimals, p-values to as many significant digits
 
 
 class Kind(StrEnum):
@@ -218,12 +219,21 @@ def _finding(rule: RuleInfo, kind: Kind, message: str, figures: dict[str, Any]) 
     return Finding(rule.name, rule.file, rule.line, kind, message, advice, action, {"slot": rule.slot, **figures})
 
 
+def _rate(value: float | None) -> float | None:
+    """A rate as findings show it: digits beyond these are noise, and differ between platforms."""
+    return None if value is None else round(value, RATE_DIGITS)
+
+
+def _p(value: float) -> float:
+    return float(f"{value:.{RATE_DIGITS}g}")
+
+
 def _decision_figures(tally: RuleTally) -> dict[str, Any]:
     return {
         "decisions": tally.decisions,
         "judged": tally.judged,
         "candidates": tally.candidates,
-        "candidate_rate": tally.candidate_rate,
+        "candidate_rate": _rate(tally.candidate_rate),
         "wins": tally.wins,
         "beaten": tally.beaten,
         "capped": tally.capped,
@@ -235,9 +245,9 @@ def _clicks_figures(clicks: Clicks) -> dict[str, Any]:
     return {
         "impressions": clicks.impressions,
         "clicks": clicks.clicks,
-        "ctr": clicks.ctr,
-        "ctr_low": interval.low if interval else None,
-        "ctr_high": interval.high if interval else None,
+        "ctr": _rate(clicks.ctr),
+        "ctr_low": _rate(interval.low) if interval else None,
+        "ctr_high": _rate(interval.high) if interval else None,
     }
 
 
@@ -265,7 +275,7 @@ def _decision_findings(rule: RuleInfo, tally: RuleTally) -> list[Finding]:
         message = (
             f"its cap stopped it {tally.capped} of the {tally.candidates} times its condition was true ({share:.0%})"
         )
-        found.append(_finding(rule, Kind.MOSTLY_CAPPED, message, {**figures, "capped_rate": share}))
+        found.append(_finding(rule, Kind.MOSTLY_CAPPED, message, {**figures, "capped_rate": _rate(share)}))
     return found
 
 
@@ -325,9 +335,9 @@ def _low_ctr(rules: Sequence[RuleInfo], kpis: Mapping[tuple[str, str], Clicks]) 
                 **_clicks_figures(clicks),
                 "slot_impressions": rest.impressions,
                 "slot_clicks": rest.clicks,
-                "slot_ctr": slot_ctr,
-                "p_value": p_value,
-                "p_value_raw": raw,
+                "slot_ctr": _rate(slot_ctr),
+                "p_value": _p(p_value),
+                "p_value_raw": _p(raw),
             }
             message = (
                 f"CTR {ctr:.2%} on {clicks.impressions} impressions, below the rest of {slot} at {slot_ctr:.2%} "
