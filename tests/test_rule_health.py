@@ -21,10 +21,12 @@ from decision_logs import Request, capped, serve, write_log
 from tailor.compiler.ruleset import Ruleset
 from tailor.runtime.logged_decisions import read_records
 from tailor.runtime.rule_health import (
+    ADVICE,
     ALPHA,
     MIN_CANDIDATES,
     MIN_DECISIONS,
     MIN_IMPRESSIONS,
+    MOSTLY,
     Clicks,
     Finding,
     HealthReport,
@@ -38,6 +40,7 @@ from tailor.runtime.ruleset_loader import load
 from tailor.runtime.statistics import two_proportion_test
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "report.md"
 UPDATE = "TAILOR_UPDATE_GOLDEN"
 AT = 1_700_000_000.0
 
@@ -302,3 +305,21 @@ def test_json_findings_carry_what_the_contract_names(shop) -> None:
     for finding in data["findings"]:
         assert {"rule", "file", "line", "finding", "advice"} <= set(finding)
         assert finding["advice"] in ("refine", "retire", "check content")
+
+
+def test_the_documentation_states_the_thresholds_findings_and_output() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    thresholds = {
+        "MIN_DECISIONS": MIN_DECISIONS,
+        "MIN_CANDIDATES": MIN_CANDIDATES,
+        "MIN_IMPRESSIONS": MIN_IMPRESSIONS,
+        "ALPHA": ALPHA,
+        "MOSTLY": MOSTLY,
+    }
+    for name, value in thresholds.items():
+        assert f"| `{name}` | {value} |" in doc
+    for kind in Kind:
+        assert f"| `{kind}` |" in doc
+    assert {word for word, _ in ADVICE.values()} == {"retire", "refine", "check content"}
+    example = doc.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert set(example) <= set((GOLDEN / "report.txt").read_text(encoding="utf-8").splitlines())
