@@ -285,8 +285,14 @@ def _low_traffic(rule: RuleInfo, tally: RuleTally | None, clicks: Clicks | None)
     figures: dict[str, Any] = {}
     if tally is not None:
         figures.update(_decision_figures(tally))
-        if tally.judged < MIN_DECISIONS:
-            reasons.append(f"only {tally.judged} decisions of its slot {rule.slot} (at least {MIN_DECISIONS} needed)")
+        if tally.decisions < MIN_DECISIONS:
+            slot = f"only {tally.decisions} decisions of its slot {rule.slot}"
+            reasons.append(f"{slot} (at least {MIN_DECISIONS} needed)")
+        elif tally.judged < MIN_DECISIONS:
+            reasons.append(
+                f"only {tally.judged} of {tally.decisions} decisions read what its condition needs "
+                f"(at least {MIN_DECISIONS} needed)"
+            )
         elif 0 < tally.candidates < MIN_CANDIDATES:
             reasons.append(
                 f"its condition was true only {tally.candidates} times in {tally.judged} decisions "

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from decision_logs import Request, capped, serve, write_log
 
+from tailor.compiler.replay import RuleTally
 from tailor.compiler.ruleset import Ruleset
 from tailor.runtime.logged_decisions import read_records
 from tailor.runtime.rule_health import (
@@ -323,3 +324,21 @@ def test_the_documentation_states_the_thresholds_findings_and_output() -> None:
     assert {word for word, _ in ADVICE.values()} == {"retire", "refine", "check content"}
     example = doc.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
     assert set(example) <= set((GOLDEN / "report.txt").read_text(encoding="utf-8").splitlines())
+
+
+def test_a_rule_the_log_rarely_settles_is_low_traffic_not_never_fired(shop) -> None:
+    """Below a winner, a rule that reads a model is mostly unjudged: too few judged decisions to say it never fires."""
+    ruleset, _ = shop
+    tally = RuleTally("nowhere", 500, 10, 0, 0, 0, 0, {})
+    finding = found(review(ruleset, {"nowhere": tally}, None), "nowhere")
+    assert set(finding) == {"low_traffic"}
+    assert "only 10 of 500 decisions read what its condition needs" in finding["low_traffic"].message
+
+
+def test_a_logged_winner_that_does_not_hold_on_replay_is_said(shop) -> None:
+    ruleset, log = shop
+    record = next(r for r in log if not isinstance(r, dict) and r.slots["hero"].rule == "fans")
+    wrong = _record({**record.to_dict(), "features": {**record.features, VIEWS: 0}})
+    replay = replay_log(ruleset, [wrong])
+    assert replay.mismatched == 1
+    assert any("disagree" in note for note in replay.notes())
