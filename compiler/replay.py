@@ -25,7 +25,7 @@ first rule that held wins, unless an unjudged rule ranks above it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -97,7 +97,9 @@ class RuleTally:
         }
 
 
-_UNREAD = object()  # a predicate that reads a value the decision never read
+_UNREAD: Any = object()  # a predicate that reads a value the decision never read
+
+VerdictOf = Callable[[Predicate], Any]  # a predicate's truth in one decision: True, False, None or _UNREAD
 
 
 class Replayer:
@@ -116,7 +118,7 @@ class Replayer:
             self._conjunctions.setdefault(conjunction.rule.name, []).append(conjunction)
         self._inputs: dict[Predicate, tuple[FeatureRef, ...]] = {}
         self.replayed = 0
-        self.mismatched = 0  # slots whose logged winner's condition did not hold on replay: never, unless a bug
+        self.mismatched = 0  # slots replayed whose logged winner did not hold on replay: never, unless a bug
         self._counts: dict[str, Counter[str]] = {rule.name: Counter() for rule in plan.rules}
         self._beaten: dict[str, Counter[str]] = {rule.name: Counter() for rule in plan.rules}
 
@@ -140,9 +142,8 @@ class Replayer:
         verdicts: dict[Predicate, Any] = {}
 
         def verdict_of(predicate: Predicate) -> Any:
-            found = verdicts.get(predicate, verdicts)
-            if found is not verdicts:
-                return found
+            if predicate in verdicts:
+                return verdicts[predicate]
             inputs = self._inputs.get(predicate)
             if inputs is None:
                 inputs = self._inputs[predicate] = tuple(predicate_features(predicate))
@@ -159,7 +160,7 @@ class Replayer:
             if ranked is None:
                 continue
             held = [self._verdict(rule, verdict_of) for rule in ranked]
-            results.extend(self._outcomes(ranked, held, winner if logged else None, logged))
+            results.extend(self._outcomes(ranked, held, winner, logged))
         return results
 
     def add(
@@ -202,7 +203,7 @@ class Replayer:
             for name, counts in self._counts.items()
         }
 
-    def _verdict(self, rule: PlannedRule, verdict_of: Any) -> Verdict:
+    def _verdict(self, rule: PlannedRule, verdict_of: VerdictOf) -> Verdict:
         """Held when one of its conjunctions holds whatever the unread values were."""
         unjudged = False
         for conjunction in self._conjunctions.get(rule.name, ()):
@@ -246,7 +247,7 @@ class Replayer:
                 yield RuleReplay(rule.name, verdict, Outcome.UNSETTLED)
 
 
-def _truth(condition: Condition, verdict_of: Any, unread: bool) -> bool | None:
+def _truth(condition: Condition, verdict_of: VerdictOf, unread: bool) -> bool | None:
     """Kleene truth of a normal-form condition, with every unread predicate taken as ``unread``."""
     if isinstance(condition, Truth):
         return condition.value
