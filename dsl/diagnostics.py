@@ -209,11 +209,15 @@ def render_all(diagnostics: Iterable[Diagnostic], *, color: bool = False) -> str
 def render_github(diag: Diagnostic) -> str:
     """A GitHub Actions workflow command, so CI shows the problem on the line."""
     kind = "error" if diag.severity is Severity.ERROR else "warning"
-    message = diag.message + (f" ({diag.hint})" if diag.hint else "")
-    message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    message = github_escape(diag.message + (f" ({diag.hint})" if diag.hint else ""))
     if diag.span is None:
         return f"::{kind} file={diag.file}::{message}"
     return f"::{kind} file={diag.file},line={diag.line},col={diag.column}::{message}"
+
+
+def github_escape(message: str) -> str:
+    """A message as a GitHub Actions workflow command carries it: on one line."""
+    return message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
