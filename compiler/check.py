@@ -19,6 +19,7 @@ from tailor.dsl.nesting import MAX_NESTING, NESTING_CODE, nesting_depth
 from tailor.dsl.printer import expression_text
 from tailor.dsl.source import Span
 
+from .caps import check_cap
 from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, FeatureRef, call_key, call_ref
 from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
 
@@ -120,6 +121,8 @@ class _Checker:
                 elif isinstance(decl, ast.RuleDecl):
                     self._condition(decl.condition)
                     self._content(decl.content)
+                    if decl.cap is not None:
+                        self.problems.extend(check_cap(decl.cap))
                 elif isinstance(decl, ast.DefaultDecl):
                     self._content(decl.content)
         self._segments()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .caps import CapIndex
 from .features import FeatureKind, FeatureRef
 from .ir import predicate_features
 from .ruleset import Ruleset
@@ -134,6 +135,7 @@ class Decider:
             ),
         )
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
+        self.caps = CapIndex.of(plan)  # which candidates are capped: explain.capped_rules reads it
         # For sampling: each predicate with its text and the non-context features it reads.
         self.predicate_index = [
             (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind is not FeatureKind.CONTEXT))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from tailor.dsl.formatter import cap_text
 from tailor.dsl.printer import expression_text
 
 from .check import Program
@@ -50,7 +51,10 @@ def program_text(program: Program) -> str:
         for rule in program.rules:
             if rule.slot == slot:
                 condition = expression_text(rule.decl.condition)
-                lines.append(f"  rule {rule.name} (priority {rule.priority}) -> {rule.decl.content.name}: {condition}")
+                cap = f"  [{cap_text(rule.decl.cap)}]" if rule.decl.cap is not None else ""
+                lines.append(
+                    f"  rule {rule.name} (priority {rule.priority}) -> {rule.decl.content.name}: {condition}{cap}"
+                )
     if program.attribute_types:
         lines += ["", "attribute types"]
         lines += [f"  {text}: {kind}" for text, kind in sorted(program.attribute_types.items())]
@@ -69,6 +73,8 @@ def normal_text(normal: NormalProgram) -> str:
         elif len(normal_rule.disjuncts) > 1:
             for conjunction in normal_rule.disjuncts:
                 lines.append("  or: " + (" and ".join(p.text() for p in conjunction) or "true"))
+        if normal_rule.cap is not None:
+            lines.append(f"  {normal_rule.cap.text}: {normal_rule.cap.atom.text()} in every conjunction")
     return "\n".join(lines) + "\n"
 
 

@@ -12,11 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .caps import RuleCap
 from .decide import Decider, Decision, Outcomes, SlotDecision
 from .features import FeatureKind
-from .ir import Atom, Predicate, Test, value_text
+from .ir import All, Atom, Predicate, Test, value_text
 from .plan import Conjunction, PlannedRule
 from .values import Values, condition_value, predicate_value
+
+# How a candidate came out: it won its slot; its condition did not hold (false or
+# unknown); or its condition held but its cap stopped it.
+Outcome = Literal["won", "unmet", "capped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +32,13 @@ class CandidateTrace:
     priority: int
     content: str
     won: bool
-    reason: str  # e.g. 'p_click = 0.62, needed > 0.7'
+    reason: str  # e.g. 'p_click = 0.62, needed > 0.7', or 'capped: 3 impressions in 24h, cap 3'
     file: str = ""
     line: int = 0
+    outcome: Outcome = field(
+        default="unmet",
+        metadata={"doc": "won; unmet: its condition was false or unknown; capped: it held, but its cap stopped it"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +49,7 @@ class CandidateTrace:
             "reason": self.reason,
             "file": self.file,
             "line": self.line,
+            "outcome": self.outcome,
         }
 
     @classmethod
@@ -52,6 +62,7 @@ class CandidateTrace:
             data["reason"],
             data.get("file", ""),
             data.get("line", 0),
+            data.get("outcome", "won" if data["won"] else "unmet"),
         )
 
 
@@ -171,28 +182,92 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
                 continue
             if answer.rule == rule.name:
                 won = True
-                candidates.append(_trace(rule, True, _holds_reason(conjunctions, values, outcomes.alive)))
+                candidates.append(_trace(rule, "won", _holds_reason(conjunctions, values, outcomes.alive)))
+            elif rule.cap is not None and any(_held_but_for_cap(c, rule.cap, values) for c in conjunctions):
+                candidates.append(_trace(rule, "capped", rule.cap.reason(values[rule.cap.feature.text])))
             else:
-                candidates.append(_trace(rule, False, _failure_reason(conjunctions, values)))
+                candidates.append(_trace(rule, "unmet", _failure_reason(conjunctions, values, rule.cap)))
         served = "rule" if answer.rule else ("default" if answer.content else "nothing")
         traces[slot] = SlotTrace(slot, answer, served, tuple(candidates), outranked)
     models = {name: values.get(name) for name in decision.models_run}
     return Explanation(traces, decision.fetched, models, dict(values.model_inputs), dict(values), decision)
 
 
-def _trace(rule: PlannedRule, won: bool, reason: str) -> CandidateTrace:
-    return CandidateTrace(rule.name, rule.priority, rule.content, won, reason, rule.file, rule.line)
+def capped_rules(decider: Decider, outcomes: Outcomes) -> tuple[str, ...]:
+    """The rules this decision's caps stopped: each held, but for its cap, ranked above what its slot served.
+
+    What the rule-health report counts per rule: a capped rule ranked below the
+    winner would not have been shown anyway, so it is not counted. Cheap when
+    nothing was capped (a mask test per slot); it never fetches, and never runs
+    a model: only the atoms the tables settle are asked (see ``_held_but_for_cap``).
+    """
+    masks = decider.caps.masks
+    if not masks:
+        return ()
+    plan = decider.ruleset.plan
+    alive = outcomes.alive
+    found: list[str] = []
+    for slot, answer in outcomes.decision.slots.items():
+        capped = masks.get(slot, 0) & ~alive
+        if not capped:
+            continue
+        if answer.rule is not None:
+            capped &= (1 << _winning_bit(plan.conjunctions, alive, plan.slots[slot].mask, answer.rule)) - 1
+        while capped:
+            lowest = capped & -capped
+            capped ^= lowest
+            conjunction = plan.conjunctions[lowest.bit_length() - 1]
+            rule = conjunction.rule
+            assert rule.cap is not None
+            if (not found or found[-1] != rule.name) and _held_but_for_cap(conjunction, rule.cap, outcomes.values):
+                found.append(rule.name)
+    return tuple(found)
 
 
-def _failure_reason(conjunctions: list[Conjunction], values: Values) -> str:
+def _winning_bit(conjunctions: tuple[Conjunction, ...], alive: int, mask: int, rule: str) -> int:
+    """The bit that won for ``rule``: its best surviving conjunction (no check of a better one held)."""
+    candidates = alive & mask
+    while candidates:
+        lowest = candidates & -candidates
+        bit = lowest.bit_length() - 1
+        if conjunctions[bit].rule.name == rule:
+            return bit
+        candidates ^= lowest
+    return 0
+
+
+def _held_but_for_cap(conjunction: Conjunction, cap: RuleCap, values: Values) -> bool:
+    """Whether the cap is what stopped this conjunction: its cap fails and everything else the tables settle holds.
+
+    Only the atoms are asked, never the stage-2 checks: a capped candidate never
+    reaches stage 2, so no model runs to tell. A condition too large to expand is
+    evaluated as a whole, without its cap.
+    """
+    if predicate_value(cap.atom, values) is not False:
+        return False
+    if conjunction.formula is not None:
+        items = conjunction.formula.items if isinstance(conjunction.formula, All) else ()
+        return all(condition_value(item, values) is True for item in items if item != cap.atom)
+    return all(predicate_value(atom, values) is True for atom in conjunction.atoms if atom != cap.atom)
+
+
+def _trace(rule: PlannedRule, outcome: Outcome, reason: str) -> CandidateTrace:
+    won = outcome == "won"
+    return CandidateTrace(rule.name, rule.priority, rule.content, won, reason, rule.file, rule.line, outcome)
+
+
+def _failure_reason(conjunctions: list[Conjunction], values: Values, cap: RuleCap | None) -> str:
     reasons = []
     for conjunction in conjunctions:
         if conjunction.formula is not None:
             verdict = condition_value(conjunction.formula, values)
             reasons.append("its condition is " + ("unknown" if verdict is None else "false"))
             continue
+        atoms = conjunction.atoms
+        if cap is not None:  # the condition's own atoms first: the cap is to blame only if they hold
+            atoms = (*(atom for atom in atoms if atom != cap.atom), cap.atom)
         # Tables first, as the decision did; a model is only read if the tables let this rule through.
-        for predicate in (*conjunction.atoms, *conjunction.residual):
+        for predicate in (*atoms, *conjunction.residual):
             verdict = predicate_value(predicate, values)
             if verdict is not True:
                 reasons.append(_why_not(predicate, values, verdict))

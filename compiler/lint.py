@@ -50,6 +50,7 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
         found += _slots_without_default(program)
         found += _unnamed(program)
         found += _windows_beyond_retention(program, calls, retention)
+        found += _caps(program, retention)
     return found
 
 
@@ -303,6 +304,36 @@ def _unnamed(program: Program) -> list[Diagnostic]:
         for rule in program.rules
         if not rule.named
     ]
+
+
+def _caps(program: Program, retention: float) -> list[Diagnostic]:
+    """A cap of 0 (the rule can never fire) and a cap's window longer than the events are kept."""
+    found = []
+    for rule in program.rules:
+        cap = rule.decl.cap
+        if cap is None:
+            continue
+        if cap.limit.value == 0:
+            found.append(
+                warning(
+                    f"rule '{rule.name}' can never fire: cap 0 allows no impressions of '{rule.decl.content.name}'",
+                    cap.limit.span,
+                    code="never-fires",
+                    hint="a cap is how many impressions a user may have had in the window: write 1 or more,"
+                    " or delete the rule to switch it off",
+                )
+            )
+        if cap.window.seconds > retention:
+            found.append(
+                warning(
+                    f"the cap of rule '{rule.name}' looks back {duration_text(cap.window.seconds)}, but events are"
+                    f" kept for only {duration_text(retention)}, so older impressions are not counted",
+                    cap.window.span,
+                    code="window-beyond-retention",
+                    hint="shorten the cap's window, or run the server with a longer --retention",
+                )
+            )
+    return found
 
 
 def _windows_beyond_retention(program: Program, rule_calls: list[ast.Call], retention: float) -> list[Diagnostic]:

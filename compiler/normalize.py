@@ -22,6 +22,7 @@ from typing import Any
 
 from tailor.dsl import ast
 
+from .caps import RuleCap, rule_cap
 from .check import CheckedRule, Program
 from .features import FeatureRef, attribute_ref, call_key, call_ref, model_ref
 from .ir import (
@@ -60,8 +61,9 @@ class NormalRule:
     """A rule with its condition in normal form, and that form's DNF."""
 
     rule: CheckedRule
-    condition: Condition
+    condition: Condition  # with the cap's atom, if the rule has a cap
     disjuncts: tuple[tuple[Predicate, ...], ...] | None  # None: larger than DNF_LIMIT, kept whole
+    cap: RuleCap | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,8 +81,38 @@ def normalize(program: Program) -> NormalProgram:
     for checked in program.rules:
         condition = normalizer.condition(checked.decl.condition)
         disjuncts = normalizer.dnf(condition)
-        rules.append(NormalRule(checked, condition, None if disjuncts is None else tuple(disjuncts)))
+        cap = rule_cap(checked.decl, normalizer.intern)
+        if cap is not None:
+            condition, disjuncts = with_cap(condition, disjuncts, cap.atom)
+        rules.append(NormalRule(checked, condition, None if disjuncts is None else tuple(disjuncts), cap))
     return NormalProgram(program, tuple(rules))
+
+
+def with_cap(
+    condition: Condition, disjuncts: list[tuple[Predicate, ...]] | None, atom: Atom
+) -> tuple[Condition, list[tuple[Predicate, ...]] | None]:
+    """A rule's normal form and DNF with its cap's atom added to every conjunction.
+
+    The atom is not merged with the condition's atoms on the same counter, so
+    explain can tell the cap apart; but a conjunction the cap contradicts
+    (``count(...) > 5`` under ``cap 3``) is dropped, so lint still sees a rule
+    that can never fire.
+    """
+    if condition == FALSE:
+        return condition, disjuncts
+    if disjuncts is not None:
+        disjuncts = [terms if atom in terms else (*terms, atom) for terms in disjuncts if _cap_fits(terms, atom)]
+        if not disjuncts:
+            return FALSE, disjuncts
+    if condition == TRUE:
+        return atom, disjuncts
+    items = condition.items if isinstance(condition, All) else (condition,)
+    return (condition if atom in items else All((*items, atom))), disjuncts
+
+
+def _cap_fits(terms: tuple[Predicate, ...], atom: Atom) -> bool:
+    same = [p for p in terms if isinstance(p, Atom) and p.feature == atom.feature]
+    return not same or merge_conjunction(atom.feature, [*same, atom]) is not None
 
 
 class Normalizer:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .caps import RuleCap
 from .check import Program
 from .features import FeatureKind, FeatureRef
 from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features, predicates
@@ -136,6 +137,7 @@ class PlannedRule:
     condition: Condition
     file: str
     line: int
+    cap: RuleCap | None = None  # its atom is in each of the rule's conjunctions
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,7 @@ def build_plan(
             condition,
             checked.decl.span.file if checked.decl.span else "",
             checked.decl.span.line if checked.decl.span else 0,
+            normal_rule.cap,
         )
         rules.append(rule)
         expanded = normal_rule.disjuncts

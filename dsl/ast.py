@@ -215,14 +215,29 @@ class SegmentDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class Cap:
+    """``cap N per WINDOW``: a frequency cap as written.
+
+    ``limit`` keeps the number as written, sign included (``cap -1 per 1d``
+    parses, and the checker says why it is wrong), so that a file the
+    checker rejects still formats.
+    """
+
+    limit: Number
+    window: Duration
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class RuleDecl:
-    """A rule. ``slot`` and ``priority`` are None when the author left them out."""
+    """A rule. ``slot``, ``priority`` and ``cap`` are None when the author left them out."""
 
     name: Ident | None
     condition: Expr
     content: Ident
     slot: Ident | None = None
     priority: int | None = None
+    cap: Cap | None = None
     span: Span | None = _span()
 
     @property

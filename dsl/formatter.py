@@ -164,11 +164,13 @@ def _declaration_lines(decl: ast.Declaration) -> list[_Line]:
 
 def _rule_lines(rule: ast.RuleDecl, start: int) -> list[_Line]:
     show = f"then show {rule.content}" + (f" in {rule.slot}" if rule.slot else "")
-    priority = f"priority {rule.priority}" if rule.priority is not None else None
+    tail = [
+        (f"priority {rule.priority}", _priority_start(rule)) if rule.priority is not None else None,
+        (cap_text(rule.cap), rule.cap.span.start if rule.cap.span else -1) if rule.cap is not None else None,
+    ]
     show_start = rule.content.span.start if rule.content.span else -1
-    priority_start = _priority_start(rule)
     if rule.name is None:
-        one_line = f"when {expression_text(rule.condition)} {show}" + (f" {priority}" if priority else "")
+        one_line = " ".join([f"when {expression_text(rule.condition)} {show}", *(part[0] for part in tail if part)])
         if len(one_line) <= WIDTH:
             return [_Line(one_line, start)]
         lines = _condition_lines("when ", rule.condition, INDENT * 2, start)
@@ -177,14 +179,36 @@ def _rule_lines(rule: ast.RuleDecl, start: int) -> list[_Line]:
         lines = [_Line(f"rule {rule.name}", start)]
         lines += _condition_lines(INDENT + "when ", rule.condition, INDENT * 2, condition_start)
     lines.append(_Line(INDENT + show, show_start))
-    if priority:
-        lines.append(_Line(INDENT + priority, priority_start))
+    lines += [_Line(INDENT + text, part_start) for text, part_start in filter(None, tail)]
     return lines
 
 
+def cap_text(cap: ast.Cap) -> str:
+    """``cap 3 per 24h``, as the formatter prints it."""
+    return f"cap {expression_text(cap.limit)} per {expression_text(cap.window)}"
+
+
 def _priority_start(rule: ast.RuleDecl) -> int:
-    # The priority is a plain int in the tree; its number is the rule's last token.
-    return rule.span.end - 1 if rule.span is not None else -1
+    """Where the priority is written: the tree keeps it as a plain int, without a span."""
+    if rule.span is None:
+        return -1
+    if rule.cap is None:
+        return rule.span.end - 1  # the priority's number is the rule's last token
+    shown = rule.slot or rule.content
+    return _next_token(rule.span.source.text, shown.span.end) if shown.span is not None else -1
+
+
+def _next_token(text: str, offset: int) -> int:
+    """The offset of the first token at or after ``offset``, past whitespace and comments."""
+    while offset < len(text):
+        if text[offset] == "#":
+            end = text.find("\n", offset)
+            offset = len(text) if end == -1 else end
+        elif text[offset].isspace():
+            offset += 1
+        else:
+            break
+    return offset
 
 
 def _condition_lines(prefix: str, condition: ast.Expr, indent: str, start: int) -> list[_Line]:

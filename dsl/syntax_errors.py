@@ -12,7 +12,7 @@ from lark import UnexpectedToken
 
 from .diagnostics import Diagnostic, did_you_mean, error
 from .source import Source, Span
-from .tokenizer import DECLARATION_STARTS, KEYWORDS, Token
+from .tokenizer import CONTEXTUAL_KEYWORDS, DECLARATION_STARTS, KEYWORDS, Token
 
 # Tokens after which a declaration keyword is a misused name, not a new declaration.
 NAME_EXPECTED_AFTER = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "_SHOW", "_IN"})
@@ -44,7 +44,10 @@ _WORDS = {
     "SLASH": "'/'",
     "$END": "the end of the file",
 }
-_WORDS.update({token_type: f"'{word}'" for word, token_type in KEYWORDS.items()})
+_WORDS.update({token_type: f"'{word}'" for word, token_type in [*KEYWORDS.items(), *CONTEXTUAL_KEYWORDS.items()]})
+
+_ALL_KEYWORDS = {**KEYWORDS, **CONTEXTUAL_KEYWORDS}
+_KEYWORD_TYPES = frozenset(_ALL_KEYWORDS.values())
 
 
 def _describe_expected(expected: set[str]) -> str:
@@ -59,7 +62,7 @@ def _describe_expected(expected: set[str]) -> str:
     operators = expected & _OPERATORS
     if len(operators) >= 3:
         expected -= _OPERATORS
-    ordered = sorted(expected, key=lambda t: (t not in KEYWORDS.values(), _WORDS.get(t, t)))
+    ordered = sorted(expected, key=lambda t: (t not in _KEYWORD_TYPES, _WORDS.get(t, t)))
     phrases = [_WORDS.get(t, t.lower()) for t in ordered] + phrases
     if len(operators) >= 3:
         phrases.append("an operator such as 'and', 'or' or '>'")
@@ -93,6 +96,18 @@ def _acceptable(exc: UnexpectedToken) -> set[str]:
     return set(exc.expected)
 
 
+def _cap_hint(token: Any, chunk: list[Token]) -> str:
+    """How to write a cap, when the error is in or around one."""
+    types = [t.type for t in chunk if t.start_pos < token.start_pos]
+    if token.type == "CAP" and types[:1] == ["DEFAULT"]:
+        return "a default is what a slot shows when no rule fires: only rules can be capped"
+    if "CAP" not in types:
+        return ""
+    if token.type == "_PRIORITY":
+        return "the cap comes last: write the priority before it"
+    return "write a cap like: cap 3 per 24h (a whole number of impressions, then a duration)"
+
+
 def syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token], following: Token | None) -> Diagnostic:
     """The error of one declaration; ``following`` starts the next one (None at the end of the file)."""
     token = exc.token
@@ -123,8 +138,9 @@ def syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token], follo
     if token.type == "_EQUAL" and "_EQUAL" not in expected:
         hint = "use == to compare two values"
     elif token.type == "NAME":
-        keywords = [word for word, token_type in KEYWORDS.items() if token_type in expected]
+        keywords = [word for word, token_type in _ALL_KEYWORDS.items() if token_type in expected]
         hint = did_you_mean(token.value, keywords)
+    hint = hint or _cap_hint(token, chunk)
     return error(
         f"expected {_describe_expected(expected)}, found {_describe_found(token)}",
         span,

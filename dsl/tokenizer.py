@@ -39,6 +39,11 @@ KEYWORDS: dict[str, str] = {
     "expect": "_EXPECT",
 }
 
+# Words that are keywords only where nothing else could stand, so they stay free as
+# names everywhere else (a content or segment called `cap`): `cap` in a rule's tail,
+# after what it shows, and `per` right after `cap N`.
+CONTEXTUAL_KEYWORDS: dict[str, str] = {"cap": "CAP", "per": "_PER"}
+
 PUNCTUATION: dict[str, str] = {
     "==": "COMP",
     "!=": "COMP",
@@ -119,16 +124,24 @@ class Tokens:
     diagnostics: list[Diagnostic]
 
 
+# The words the tokenizer looks up: contextual keywords are demoted to names out of context.
+_WORDS = {**KEYWORDS, **CONTEXTUAL_KEYWORDS}
+# Token types that change what a contextual keyword means.
+_CONTEXT_CHANGES = frozenset({"_SHOW", "CAP", "_PER"})
+
+
 def tokenize(source: Source) -> Tokens:
     text = source.text
     tokens: list[Token] = []
     comments: list[Token] = []
     problems: list[Diagnostic] = []
     append = tokens.append
-    keywords = KEYWORDS
+    keywords = _WORDS
     punctuation = PUNCTUATION
     previous = ""
     in_expect = False
+    shown = False  # past a rule's `show`: `cap` may start its cap
+    capping = False  # past `cap`: `per` may follow
     for match in _MASTER.finditer(text):
         kind = match.lastgroup
         if kind is None:  # only whitespace was left
@@ -143,7 +156,9 @@ def tokenize(source: Source) -> Tokens:
             elif kind == "_EXPECT":
                 in_expect = True
             elif kind in DECLARATION_STARTS:
-                in_expect = False
+                in_expect = shown = capping = False
+            elif kind in _CONTEXT_CHANGES:
+                kind, shown, capping = _contextual(kind, value, previous, shown, capping)
         elif kind == "PUNCT":
             kind = punctuation[value]
         elif kind == "COMMENT":
@@ -158,6 +173,21 @@ def tokenize(source: Source) -> Tokens:
         previous = kind
         append(Token(kind, value, start, end))
     return Tokens(tokens, comments, problems)
+
+
+def _contextual(kind: str, value: str, previous: str, shown: bool, capping: bool) -> tuple[str, bool, bool]:
+    """A contextual keyword's token type, or NAME out of its context; and the new context.
+
+    After `show` the next word is the content and after `in` the slot, so `cap`
+    is a keyword only after those (`then show cap in cap cap 3 per 24h` is fine).
+    """
+    if kind == "_SHOW":
+        return kind, True, False
+    if kind == "CAP":
+        if shown and previous not in ("_SHOW", "_IN"):
+            return kind, False, True
+        return "NAME", shown, capping
+    return (kind, shown, False) if capping else ("NAME", shown, capping)
 
 
 _OPERATOR_STAND_INS = {

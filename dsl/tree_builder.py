@@ -94,11 +94,10 @@ class TreeBuilder:
         return ast.SegmentDecl(name, condition, self._span(keyword, condition))
 
     def rule_decl(self, children: list) -> ast.RuleDecl:
-        rule_kw, name, when_kw, condition, content, slot, minus, number = children
+        rule_kw, name, when_kw, condition, content, slot, minus, number, cap = children
         priority = None
-        last: Any = slot or content
+        last: Any = cap or number or slot or content
         if number is not None:
-            last = number
             if not number.value.isdigit():
                 self.problems.append(
                     error(
@@ -109,7 +108,15 @@ class TreeBuilder:
                 )
             else:
                 priority = -int(number.value) if minus is not None else int(number.value)
-        return ast.RuleDecl(name, condition, content, slot, priority, self._span(rule_kw or when_kw, last))
+        return ast.RuleDecl(name, condition, content, slot, priority, cap, self._span(rule_kw or when_kw, last))
+
+    def cap_clause(self, children: list) -> ast.Cap:
+        """``cap N per WINDOW``; whether N is a whole number is the checker's question."""
+        keyword, minus, number, window = children
+        value = _number(number.value)
+        limit = ast.Number(-value if minus is not None else value, False, self._span(minus or number, number))
+        duration = self.duration([window])
+        return ast.Cap(limit, duration, self._span(keyword, window))
 
     def default_decl(self, children: list) -> ast.DefaultDecl:
         keyword, content, slot = children

@@ -13,6 +13,8 @@ Where a value comes from:
 * a feature call is ``features[canonical text]``, e.g. ``features['views("Electronics", 24h)']``.
   The counters (views, clicks, add_to_carts, purchases, count, total) are 0 when
   absent; ``since(...)`` is a duration in seconds and unknown when absent.
+* a rule's ``cap N per WINDOW`` reads ``features['count("impression", "CONTENT", WINDOW)']``
+  (0 when absent): the rule fires only if its condition is true and that count is less than N.
 
 A supplied value whose type does not fit how the ruleset uses it is unknown;
 so is an explicit ``None`` (for a counter too) and a NaN.
@@ -120,6 +122,13 @@ class Interpreter:
         """The truth of a condition: True, False or None (unknown)."""
         value = self.value(expr)
         return value if isinstance(value, bool) else None
+
+    def under_cap(self, rule: ast.RuleDecl) -> Truth:
+        """Whether the user has had fewer impressions of the rule's content than its cap allows (True uncapped)."""
+        if rule.cap is None:
+            return True
+        impressions = ast.Call("count", (ast.String("impression"), ast.String(rule.content.name), rule.cap.window))
+        return compare("<", self.value(impressions), rule.cap.limit.value)
 
     def value(self, expr: ast.Expr) -> Any:
         match expr:
@@ -253,7 +262,11 @@ def fired_rules(
 ) -> list[CheckedRule]:
     """The rules of ``slot`` whose condition is true, best first."""
     interpreter = Interpreter(program, context, features)
-    fired = [rule for rule in slot_rules(program, slot) if interpreter.truth(rule.decl.condition) is True]
+    fired = [
+        rule
+        for rule in slot_rules(program, slot)
+        if interpreter.truth(rule.decl.condition) is True and interpreter.under_cap(rule.decl) is True
+    ]
     return sorted(fired, key=rank)
 
 

@@ -144,11 +144,26 @@ class Feature:
         return self.attribute or self.key
 
 
+# Capped rules: how many impressions, and in which window (the impression counts are in the catalogue).
+CAP_LIMITS: tuple[int, ...] = (0, 1, 2, 3)
+CAP_WINDOWS: tuple[ast.Duration, ...] = (_d(24, "h"), _d(7, "d"))
+MAX_CONTENTS = 5
+
+
+def impressions(content: str, window: ast.Duration) -> ast.Call:
+    return ast.Call("count", (ast.String("impression"), ast.String(content), window))
+
+
 def _catalogue() -> tuple[Feature, ...]:
     found = [Feature("features", f"user.{n}", t, "attribute", f"user.{n}") for n, t in USER_ATTRIBUTES.items()]
     found += [Feature("context", n, t, "attribute", f"context.{n}") for n, t in CONTEXT_ATTRIBUTES.items()]
     found += [Feature("features", expression_text(c), "number", "counter") for c in COUNTERS]
     found += [Feature("features", expression_text(c), "duration", "since") for c in SINCES]
+    found += [
+        Feature("features", expression_text(impressions(f"c{index}", window)), "number", "counter")
+        for index in range(MAX_CONTENTS)
+        for window in CAP_WINDOWS
+    ]
     found.append(Feature("features", MODEL, "number", "model"))
     return tuple(found)
 
@@ -463,13 +478,17 @@ def _rule(draw: Draw, index: int, body: str, content: str, slot: str) -> str:
     placement = _placement(draw, slot)
     priority = pick(draw, PRIORITIES)
     priority_text = "" if priority is None else f" priority {priority}"
+    cap_text = ""
+    if chance(draw, 4):
+        cap_text = f" cap {pick(draw, CAP_LIMITS)} per {expression_text(pick(draw, CAP_WINDOWS))}"
     style = draw(_index(7))
     if style == 6:  # unnamed: named after the file and the line
-        return f"when {body} then show {content}{placement}{priority_text}"
+        return f"when {body} then show {content}{placement}{priority_text}{cap_text}"
     if style >= 3:
         clauses = [f"rule r{index}", f"  when {body}", f"  then show {content}{placement}"]
-        return "\n".join(clauses + ([f"  {priority_text.strip()}"] if priority_text else []))
-    return f"rule r{index} when {body} then show {content}{placement}{priority_text}"
+        clauses += [f"  {part.strip()}" for part in (priority_text, cap_text) if part]
+        return "\n".join(clauses)
+    return f"rule r{index} when {body} then show {content}{placement}{priority_text}{cap_text}"
 
 
 @st.composite
@@ -477,7 +496,7 @@ def rulesets(draw: Draw) -> GeneratedRuleset:
     slot_names = tuple(_shuffled(draw, list(SLOT_NAMES))[: 2 + draw(_index(2))])
     loose = chance(draw, 4)
 
-    contents = [f"c{i}" for i in range(2 + draw(_index(4)))]
+    contents = [f"c{i}" for i in range(2 + draw(_index(MAX_CONTENTS - 1)))]
     declarations: list[str] = [f"content {name} = {json.dumps(_payload(draw, i))}" for i, name in enumerate(contents)]
     declarations.append(f'model {MODEL} = "p.onnx"')
 
@@ -513,7 +532,11 @@ def _conditions(program: Program) -> list[ast.Expr]:
 
 
 def _reads(program: Program) -> frozenset[str]:
-    found: set[str] = set()
+    found: set[str] = {
+        expression_text(impressions(rule.decl.content.name, rule.decl.cap.window))
+        for rule in program.rules
+        if rule.decl.cap is not None
+    }
     for expr in _conditions(program):
         for node in reference.subexpressions(expr):
             if isinstance(node, ast.Attribute | ast.Call) or (isinstance(node, ast.Name) and node.name == MODEL):
@@ -548,8 +571,12 @@ def _written_value(expr: ast.Expr) -> int | float | None:
 
 
 def _thresholds(program: Program) -> dict[str, tuple[int | float, ...]]:
-    """For each feature compared directly with written-out values, those values."""
+    """For each feature compared directly with written-out values, those values (a cap's count: its limit)."""
     found: dict[str, set[int | float]] = {}
+    for rule in program.rules:
+        if rule.decl.cap is not None:
+            text = expression_text(impressions(rule.decl.content.name, rule.decl.cap.window))
+            found.setdefault(text, set()).add(rule.decl.cap.limit.value)
     for expr in _conditions(program):
         for node in reference.subexpressions(expr):
             if not isinstance(node, ast.Compare):

@@ -21,7 +21,23 @@ RESERVED_WORDS: frozenset[str] = frozenset(KEYWORDS)
 
 _NAME_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 # Names that start like a reserved word or look like a literal, to catch a tokenizer that cuts words short.
-TRICKY_NAMES = ("notify", "order", "android", "island", "index", "rules", "true_", "nulls", "at", "nothing", "null")
+# `cap` and `per` are keywords only in a rule's tail, names everywhere else.
+TRICKY_NAMES = (
+    "notify",
+    "order",
+    "android",
+    "island",
+    "index",
+    "rules",
+    "true_",
+    "nulls",
+    "at",
+    "nothing",
+    "null",
+    "cap",
+    "per",
+    "capped",
+)
 identifiers: st.SearchStrategy[str] = st.one_of(
     st.builds(str.__add__, st.sampled_from(_NAME_START), st.text(_NAME_START + "0123456789", max_size=11)).filter(
         lambda name: name not in RESERVED_WORDS
@@ -106,6 +122,14 @@ payloads: st.SearchStrategy[dict[str, Any]] = st.dictionaries(st.text(max_size=8
 
 # --- declarations ------------------------------------------------------------
 
+# A cap's number as written, sign included: the parser accepts what the checker rejects.
+cap_limits: st.SearchStrategy[ast.Number] = st.builds(
+    ast.Number,
+    st.integers(min_value=-10, max_value=10**6) | simple_decimals | simple_decimals.map(lambda x: -x),
+    st.just(False),
+)
+caps: st.SearchStrategy[ast.Cap] = st.builds(ast.Cap, cap_limits, durations)
+
 # What a test may expect in a slot: a content name, or `nothing` / `default`.
 expected_contents: st.SearchStrategy[ast.Ident] = idents | st.sampled_from(["nothing", "default"]).map(ast.Ident)
 
@@ -124,6 +148,7 @@ def declarations(max_leaves: int = 12) -> st.SearchStrategy[ast.Declaration]:
             idents,
             st.none() | idents,
             st.none() | st.integers(min_value=-1000, max_value=1000),
+            st.none() | caps,
         ),
         st.builds(ast.DefaultDecl, idents, st.none() | idents),
         st.builds(

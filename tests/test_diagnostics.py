@@ -12,7 +12,7 @@ from tailor import Diagnostic, RulesError, Severity
 from tailor.dsl.diagnostics import render
 from tailor.dsl.parser import parse, parse_source
 from tailor.dsl.source import Source
-from tailor.dsl.tokenizer import KEYWORDS, PUNCTUATION
+from tailor.dsl.tokenizer import CONTEXTUAL_KEYWORDS, KEYWORDS, PUNCTUATION
 
 GOOD = """\
 ruleset retail
@@ -23,13 +23,14 @@ rule electronics_accessories
   when electronics_fan and p_click > 70% and not (user.email is not missing) and -user.age * 2 <= 10
   then show accessories in hero
   priority -10
+  cap 3 per 24h
 when user.tier == "gold" then show vip in hero
 default show generic in hero
 test "gold" at context.now given user.tier = "gold", p_click = 0.9 expect hero = vip, side = nothing
 """
 
 # The names the grammar gives tokens: none of them may reach an author.
-TOKEN_NAMES = frozenset(KEYWORDS.values()) | frozenset(PUNCTUATION.values())
+TOKEN_NAMES = frozenset(KEYWORDS.values()) | frozenset(CONTEXTUAL_KEYWORDS.values()) | frozenset(PUNCTUATION.values())
 TOKEN_NAMES |= {"NAME", "STRING", "NUMBER", "PERCENT", "DURATION", "COMMENT", "$END", "_EQUAL", "RPAR", "LPAR"}
 TOKEN_NAMES |= {"UNTERMINATED", "SQUOTED", "BADNUMBER", "ERROR", "WS", "PUNCT"}
 
@@ -157,7 +158,8 @@ def test_syntax_errors_name_no_grammar_tokens(text: str) -> None:
 
 
 _PIECES = re.findall(r'"[^"]*"|\w+%?|[^\w\s]|\s+', GOOD)
-_NOISE = [*_PIECES, *KEYWORDS, *PUNCTUATION, "'x'", '"open', "24hrs", "&&", "@", "}", "=", "0.5.1"]
+_NOISE = [*_PIECES, *KEYWORDS, *CONTEXTUAL_KEYWORDS, *PUNCTUATION]
+_NOISE += ["'x'", '"open', "24hrs", "&&", "@", "}", "=", "0.5.1"]
 
 
 @st.composite
@@ -393,6 +395,55 @@ def test_invalid_string_escape() -> None:
     diag = one_error('segment s = "a\\qb"')
     assert diag.message.startswith("invalid escape in string")
     assert "\\n" in diag.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint", "column"),
+    [
+        (
+            "when a then show b cap 3 pre 24h",
+            "expected 'per', found 'pre'",
+            "did you mean 'per'?",
+            26,
+        ),
+        (
+            "when a then show b capp 3 per 24h",
+            "expected 'cap', 'in', 'priority', the end of the file or a declaration"
+            " (rule, when, segment, content, model, default), found 'capp'",
+            "did you mean 'cap'?",
+            20,
+        ),
+        (
+            "when a then show b cap three per 24h",
+            "expected '-' or a number, found 'three'",
+            "write a cap like: cap 3 per 24h (a whole number of impressions, then a duration)",
+            24,
+        ),
+        (
+            "when a then show b cap 3 per 24",
+            "expected a duration (like 24h or 7d), found '24'",
+            "write a cap like: cap 3 per 24h (a whole number of impressions, then a duration)",
+            30,
+        ),
+        (
+            "when a then show b cap 3 per 24h priority 2",
+            "expected the end of the file or a declaration (rule, when, segment, content, model, default),"
+            " found 'priority'",
+            "the cap comes last: write the priority before it",
+            34,
+        ),
+        (
+            "default show b cap 3 per 24h",
+            "expected 'in', the end of the file or a declaration (rule, when, segment, content, model, default),"
+            " found 'cap'",
+            "a default is what a slot shows when no rule fires: only rules can be capped",
+            16,
+        ),
+    ],
+)
+def test_a_misspelled_cap_says_how_to_write_one(text: str, message: str, hint: str, column: int) -> None:
+    diag = one_error(text + "\n")
+    assert (diag.message, diag.hint, diag.column) == (message, hint, column)
 
 
 def test_test_title_must_be_followed_by_at_given_or_expect() -> None:

@@ -182,6 +182,9 @@ COMMENT_PLACES = [
     "rule r\n  when a  # after the condition\n  then show b\n",
     "rule r\n  when a\n  then show b  # after the content\n  priority 2\n",
     "rule r\n  when a\n  then show b\n  priority 2  # after the priority\n",
+    "rule r\n  when a\n  then show b\n  priority 2  # after the priority\n  cap 3 per 24h  # after the cap\n",
+    "rule r\n  when a\n  then show b in c  # after the slot\n  cap 3 # inside the cap\n per 24h\n",
+    "when a then show b priority # before its number\n 2 cap 3 per 24h\n",
     'content c = {\n  "a": 1,  # inside a payload\n  "b": [2, 3]\n}\n',
     'test "t"\n  at 3  # the clock\n  expect h = v\n',
     "segment a = x\n# at the end of the file, no newline",
@@ -298,6 +301,8 @@ def test_leading_and_trailing_blank_lines_are_dropped() -> None:
         ("segment s = f( a ,b )", "segment s = f(a, b)"),
         ("segment s = context . default", "segment s = context.default"),
         ("when a then show b priority - 3", "when a then show b priority -3"),
+        ("when a then show b   cap 03 per 24h", "when a then show b cap 3 per 24h"),
+        ("when a then show b in c priority 2 cap - 1 per 1.50d", "when a then show b in c priority 2 cap -1 per 1.5d"),
         ("default   show x  in  y", "default show x in y"),
         ('content c = { "b" : [ 1 , -2 ] , "a" : null }', 'content c = {"b": [1, -2], "a": null}'),
         ('model m="m.onnx"', 'model m = "m.onnx"'),
@@ -313,6 +318,14 @@ def test_named_rules_and_tests_take_several_lines() -> None:
     assert format_text(text) == (
         'rule r\n  when a\n  then show b in c\n  priority 1\n\ntest "t"\n  at 5\n  given x = 1\n  expect c = b\n'
     )
+
+
+def test_a_cap_takes_the_last_line_of_a_named_rule_and_comments_stay_on_their_lines() -> None:
+    text = "rule r when a then show b in c  # the slot\npriority 1 # first\n cap 3 per 24h # capped\n"
+    assert format_text(text) == (
+        "rule r\n  when a\n  then show b in c  # the slot\n  priority 1  # first\n  cap 3 per 24h  # capped\n"
+    )
+    assert format_text("rule r when a then show b cap 3 per 1d") == "rule r\n  when a\n  then show b\n  cap 3 per 1d\n"
 
 
 def long_comparisons(count: int) -> list[str]:

@@ -220,6 +220,51 @@ def test_rule_slot_and_priority(text: str, slot: str | None, priority: int | Non
     assert type(decl.priority) is (int if priority is not None else type(None))
 
 
+def test_a_rule_may_end_with_a_cap() -> None:
+    (decl,) = parse("rule r\n  when a\n  then show x in hero\n  priority 10\n  cap 3 per 24h\n").declarations
+    assert decl == ast.RuleDecl(
+        ast.Ident("r"), a("a"), ast.Ident("x"), ast.Ident("hero"), 10, ast.Cap(ast.Number(3), ast.Duration(24, "h"))
+    )
+    assert decl.cap is not None and decl.cap.span is not None and decl.span is not None
+    assert (decl.cap.span.line, decl.cap.span.column, decl.cap.span.text) == (5, 3, "cap 3 per 24h")
+    assert decl.span.end == decl.cap.span.end  # the cap is the rule's last part
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "window"),
+    [
+        ("when a then show x cap 1 per 90s", ast.Number(1), ast.Duration(90, "s")),
+        ("when a then show x in y cap 0 per 1.5d", ast.Number(0), ast.Duration(1.5, "d")),
+        ("when a then show x cap -2 per 2w", ast.Number(-2), ast.Duration(2, "w")),  # the checker rejects it
+        ("when a then show x cap 2.5 per 1h", ast.Number(2.5), ast.Duration(1, "h")),  # so this too
+    ],
+)
+def test_cap_numbers_and_windows_are_kept_as_written(text: str, limit: ast.Number, window: ast.Duration) -> None:
+    (decl,) = parse(text).declarations
+    assert decl.cap == ast.Cap(limit, window)
+    assert decl.cap.limit.span is not None and decl.cap.limit.span.text == text.split("cap ")[1].split(" ")[0]
+
+
+def test_cap_and_per_are_names_outside_a_rules_tail() -> None:
+    text = (
+        "content cap = {}\n"
+        "segment per = user.cap == context.per\n"
+        "rule cap when per and cap(1) > 0 then show cap in cap cap 3 per 24h\n"
+        "default show cap in per\n"
+        'test "t" given per = true expect cap = cap\n'
+    )
+    rule = parse(text).declarations[2]
+    assert rule == ast.RuleDecl(
+        ast.Ident("cap"),
+        ast.And((a("per"), ast.Compare(">", ast.Call("cap", (ast.Number(1),)), ast.Number(0)))),
+        ast.Ident("cap"),
+        ast.Ident("cap"),
+        None,
+        ast.Cap(ast.Number(3), ast.Duration(24, "h")),
+    )
+    assert len(parse(text).declarations) == 5
+
+
 def test_consecutive_unnamed_rules_are_separate_declarations() -> None:
     module = parse("when a then show x when b then show y in s when c then show z priority 1")
     assert [decl.content.name for decl in module.declarations] == ["x", "y", "z"]  # type: ignore[union-attr]
@@ -627,6 +672,7 @@ def test_the_fast_parse_loop_is_in_use() -> None:
             for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
         ),
         pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
+        pytest.param("rule r when a then show b priority -2 cap 3 per 24h\nwhen a then show b cap 1 per 1d", id="c"),
     ],
 )
 def test_the_fast_loop_builds_what_lark_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
