@@ -15,11 +15,14 @@ answer the decision could have had. The rule *held* when even the low one is
 true, did *not hold* when even the high one is not (false or unknown: either
 way it could not fire), and is *unjudged* otherwise.
 
-Which rule won is read from the log when the decision was made by this very
-ruleset (same version): a rule that held and ranked above the logged winner
-was stopped by its frequency cap. A decision made by another version is the
-question "what would these rules have done", answered by replay alone: the
-first rule that held wins, unless an unjudged rule ranks above it.
+A frequency cap is judged apart from the condition it guards: a rule whose
+condition held is *capped* when the impressions its cap counts were read and
+at the cap. Which rule won is read from the log when the decision was made by
+this very ruleset (same version): a rule that held and ranked above the
+logged winner was stopped by its cap. A decision made by another version is
+the question "what would these rules have done", answered by replay alone:
+the first rule that held and was not capped wins, unless an unjudged rule
+ranks above it.
 """
 
 from __future__ import annotations
@@ -160,7 +163,11 @@ class Replayer:
             if ranked is None:
                 continue
             held = [self._verdict(rule, verdict_of) for rule in ranked]
-            results.extend(self._outcomes(ranked, held, winner, logged))
+            capped = [
+                verdict is Verdict.HELD and self._capped(rule, verdict_of)
+                for rule, verdict in zip(ranked, held, strict=True)
+            ]
+            results.extend(self._outcomes(ranked, held, capped, winner, logged))
         return results
 
     def add(
@@ -204,13 +211,18 @@ class Replayer:
         }
 
     def _verdict(self, rule: PlannedRule, verdict_of: VerdictOf) -> Verdict:
-        """Held when one of its conjunctions holds whatever the unread values were."""
+        """Held when one of its conjunctions holds whatever the unread values were.
+
+        A cap is not part of the condition here: a rule whose condition held
+        but whose cap stopped it held, and ``_outcomes`` says it was capped.
+        """
+        cap = rule.cap.atom if rule.cap is not None else None
         unjudged = False
         for conjunction in self._conjunctions.get(rule.name, ()):
             if conjunction.formula is not None:
-                condition: Condition = conjunction.formula
+                condition: Condition = _without(conjunction.formula, cap)
             else:
-                condition = All((*conjunction.atoms, *conjunction.residual))
+                condition = All(tuple(p for p in (*conjunction.atoms, *conjunction.residual) if p != cap))
             low = _truth(condition, verdict_of, False)
             if low is True:
                 return Verdict.HELD
@@ -218,8 +230,12 @@ class Replayer:
                 unjudged = True
         return Verdict.UNJUDGED if unjudged else Verdict.NOT_HELD
 
+    def _capped(self, rule: PlannedRule, verdict_of: VerdictOf) -> bool:
+        """Its cap stopped it: the impressions it counts are read, and at the cap."""
+        return rule.cap is not None and verdict_of(rule.cap.atom) is False
+
     def _outcomes(
-        self, ranked: list[PlannedRule], held: list[Verdict], winner: str | None, logged: bool
+        self, ranked: list[PlannedRule], held: list[Verdict], capped: list[bool], winner: str | None, logged: bool
     ) -> Iterable[RuleReplay]:
         if logged:
             names = [rule.name for rule in ranked]
@@ -229,7 +245,7 @@ class Replayer:
         else:
             won_at = len(ranked)
             for index, verdict in enumerate(held):
-                if verdict is not Verdict.NOT_HELD:
+                if verdict is Verdict.UNJUDGED or (verdict is Verdict.HELD and not capped[index]):
                     won_at = index  # an unjudged rule settles nothing below it
                     break
             settled = won_at < len(ranked) and held[won_at] is Verdict.HELD
@@ -241,10 +257,17 @@ class Replayer:
                 yield RuleReplay(rule.name, verdict, Outcome.WON)
             elif index > won_at and winner is not None:
                 yield RuleReplay(rule.name, verdict, Outcome.BEATEN, winner)
-            elif logged:
+            elif logged or capped[index]:
                 yield RuleReplay(rule.name, verdict, Outcome.CAPPED)
             else:
                 yield RuleReplay(rule.name, verdict, Outcome.UNSETTLED)
+
+
+def _without(condition: Condition, atom: Predicate | None) -> Condition:
+    """A conjunction's formula less its cap's atom, which the normalizer appended to it."""
+    if atom is None or not isinstance(condition, All) or atom not in condition.items:
+        return condition
+    return All(tuple(item for item in condition.items if item != atom))
 
 
 def _truth(condition: Condition, verdict_of: VerdictOf, unread: bool) -> bool | None:

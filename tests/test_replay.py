@@ -161,3 +161,25 @@ def test_replay_of_the_same_version_finds_the_logged_winners(logged: bool) -> No
             assert winners == logged_rules
         else:
             assert winners <= logged_rules  # a winner below an unjudged rule is left unsettled
+
+
+CAPPED = """\
+content a = {"id": "a"}
+content b = {"id": "b"}
+rule fans when views(24h) > 2 then show a in hero priority 2 cap 3 per 24h
+rule browsers when views(24h) > 0 then show b in hero priority 1
+default show b in hero
+"""
+IMPRESSIONS = 'count("impression", "a", 24h)'
+
+
+@pytest.mark.parametrize("logged", [True, False])
+def test_a_rule_its_cap_stopped_held_and_was_capped(logged: bool) -> None:
+    """The cap is judged apart from the condition: held, then capped; the next rule wins."""
+    ruleset = tailor.loads(CAPPED)
+    found = verdicts(ruleset, {}, {"views(24h)": 5, IMPRESSIONS: 3}, {"hero": "browsers"}, logged)
+    assert (found["fans"].verdict, found["fans"].outcome) == (Verdict.HELD, Outcome.CAPPED)
+    assert found["browsers"].outcome is Outcome.WON
+    found = verdicts(ruleset, {}, {"views(24h)": 5, IMPRESSIONS: 2}, {"hero": "fans"}, logged)
+    assert found["fans"].outcome is Outcome.WON
+    assert (found["browsers"].outcome, found["browsers"].beaten_by) == (Outcome.BEATEN, "fans")
