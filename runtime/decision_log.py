@@ -5,7 +5,8 @@ event loop, as ``/v1/decide`` answers, it only decides whether the decision
 is sampled and appends the record to a bounded queue; when the queue is full
 the record is dropped and counted, so a decision never waits to be logged. A
 writer task takes the queue in batches (at most ``BATCH`` records, gathered
-for up to ``LINGER`` seconds), serializes them with orjson, and hands each
+for up to ``LINGER`` seconds, or until
+half the queue is taken), serializes them with orjson, and hands each
 batch to the sink in one call: one ``XADD`` pipeline, or one file write.
 
 A batch the sink cannot write (Redis down, a full disk) is lost and counted;
@@ -16,6 +17,7 @@ writes what is queued before the sink closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -107,7 +109,9 @@ class DecisionLog:
         self.sample = sample
         self.capacity = capacity
         self._queue: list[DecisionRecord] = []
-        self._ready = asyncio.Event()
+        self._ready = asyncio.Event()  # something is queued
+        self._plenty = asyncio.Event()  # enough is queued to write without lingering
+        self._threshold = max(1, min(BATCH, capacity // 2))
         self._closing = False
         self._failing = False
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +130,8 @@ class DecisionLog:
         counts.queued += 1
         if not self._ready.is_set():
             self._ready.set()
+        if len(queue) >= self._threshold and not self._plenty.is_set():
+            self._plenty.set()
 
     def start(self) -> None:
         """Start the writer on the running loop."""
@@ -137,6 +143,7 @@ class DecisionLog:
         """Write what is queued (for at most ``CLOSE_TIMEOUT`` seconds), then close the sink."""
         self._closing = True
         self._ready.set()
+        self._plenty.set()
         task, self._task = self._task, None
         if task is not None:
             try:
@@ -150,9 +157,11 @@ class DecisionLog:
     async def _run(self) -> None:
         while True:
             await self._ready.wait()
-            if not self._closing and len(self._queue) < BATCH:
-                await asyncio.sleep(LINGER)
+            if not self._closing and len(self._queue) < self._threshold:
+                with contextlib.suppress(TimeoutError):  # linger, unless the queue fills meanwhile
+                    await asyncio.wait_for(self._plenty.wait(), LINGER)
             self._ready.clear()
+            self._plenty.clear()
             while self._queue:
                 batch = self._queue[:BATCH]
                 del self._queue[:BATCH]
