@@ -74,8 +74,12 @@ class FileSink:
             self._path = self.directory / file_name(datetime.now(UTC), os.getpid())
             self._file = self._path.open("ab")
             self._size = self._file.tell()
-        self._file.write(data)
-        self._file.flush()
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError:  # a full disk: a torn line must end its file, never run into the next record
+            self._rotate()
+            raise
         self._size += len(data)
         if self._size < self.max_bytes:
             return None
