@@ -432,6 +432,37 @@ def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
         "HTTP decisions checked against the in-process engine on the same stored features agree.",
         "",
     ]
+    if "logged" in result:
+        out += _log_rows(result)
+    return out
+
+
+def _log_rows(result: dict[str, Any]) -> list[str]:
+    """The decision log's cost: the same server with the log on against it with the log off, back to back."""
+    s, server, logged = result["settings"], result["server"], result["logged"]
+    flags = " ".join(f"`{flag}`" for flag in logged["flags"]) or "the default with `--redis`"
+    out = [
+        f"**The decision log.** A third `tailor serve` runs with the log on ({flags}: every decision to the Redis",
+        "Stream in the same Redis), and the server above with `--decision-log off`; the three run in each round,",
+        "the two servers back to back. Ratios: the median of the rounds' ratios of on to off.",
+        "",
+    ]
+    rows = [
+        [
+            label,
+            fmt(server[key]),
+            fmt(logged[key]),
+            f"{serve.paired(logged, server, by_round):.2f}x" if by_round else f"{logged[key] / server[key]:.2f}x",
+        ]
+        for label, key, by_round, fmt in (
+            ("decisions/s at saturation", "throughput", "throughputs", lambda v: f"{v:,.0f}"),
+            (f"p50 at {s['rate']:g}/s", "p50_ms", "p50_ms_by_round", _ms),
+            (f"p99 at {s['rate']:g}/s", "p99_ms", None, _ms),
+        )
+    ]
+    out += _table(["", "log off", "log on", "ratio"], rows)
+    counts = ", ".join(f"{outcome} {count:,}" for outcome, count in logged["log"].items())
+    out += [f"Records of the logged server during the rounds: {counts}.", ""]
     return out
 
 

@@ -19,7 +19,13 @@ ids) and their profiles (tier, country). Requests name a seeded user and a
 context (page, device) and ask for every slot, so each decision reads its
 features from Redis.
 
-Measured, in rounds that alternate which of the two goes first:
+A third contender measures what the decision log costs: the same ``tailor
+serve`` with the log on (``LOGGED_FLAGS``: the Redis Stream in the same
+Redis, every decision logged), against the plain server, which runs with the
+log off. Its targets compare the two servers measured back to back in the
+same rounds.
+
+Measured, in rounds that alternate the order of the contenders:
 
 - saturation: decisions per second with several connections sending back to
   back (closed loop), completions counted after a warm-up;
@@ -96,6 +102,17 @@ SEED_CONCURRENCY = 4
 P50_RATIO = 1.5  # /v1/decide p50 at most this times the floor's
 THROUGHPUT_RATIO = 0.6  # saturation at least this times the floor's
 ROUND_TRIPS = 1.0  # per decision, at most
+# The decision log's targets, as ratios of the server with the log on to the same server with it off.
+LOG_THROUGHPUT_RATIO = 0.9  # saturation at least this times the server's without the log
+LOG_P50_RATIO = 1.1  # p50 at most this times the server's without the log
+
+# tailor serve's flags for each server. The plain server runs with the decision log off; the logged one with
+# what serving "with the log on" means: by default with --redis, the log is the Redis Stream beside the
+# features, every decision sampled. Whatever else belongs to the "on" configuration is added here.
+SERVER_FLAGS: tuple[str, ...] = ("--decision-log", "off")
+LOGGED_FLAGS: tuple[str, ...] = ()
+ORDER = ("floor", "server", "logged")  # in even rounds; reversed in odd ones, so each pair runs back to back
+LOG_OUTCOMES = ("written", "dropped", "sampled_out", "failed")
 
 
 @dataclass(frozen=True)
@@ -649,49 +666,50 @@ def run(
         rules = workdir / "rules"
         rules.mkdir()
         (rules / "bench.rules").write_text(ruleset_text(RULES))
-        server_port, floor_port = free_port(), free_port()
-        # Both start while Redis is seeded: compiling the ruleset takes a while.
-        server = start(
-            "server",
-            ["tailor.cli", "serve", str(rules), "--redis", url, "--port", str(server_port)],
-            server_port,
-            workdir,
-        )
+        server_port, floor_port, logged_port = free_port(), free_port(), free_port()
+        # All start while Redis is seeded: compiling the ruleset takes a while.
+        serve_args = ["tailor.cli", "serve", str(rules), "--redis", url]
+        server = start("server", [*serve_args, "--port", str(server_port), *SERVER_FLAGS], server_port, workdir)
         processes.append(server)
+        logged = start("logged", [*serve_args, "--port", str(logged_port), *LOGGED_FLAGS], logged_port, workdir)
+        processes.append(logged)
         floor = start("floor", ["bench.floor_app", "--port", str(floor_port), "--redis", url], floor_port, workdir)
         processes.append(floor)
         say(f"seeding {settings.users:,} users")
         results["seed"] = seed(url, settings.users)
         wait_ready(server, "/readyz")
+        wait_ready(logged, "/readyz")
         wait_ready(floor, "/healthz")
 
         bodies = make_requests(settings.users, settings.pool)
         sides = {
             "floor": Side("floor", floor, encode(bodies, floor_port)),
             "server": Side("server", server, encode(bodies, server_port)),
+            "logged": Side("logged", logged, encode(bodies, logged_port)),
         }
         say("warming up")
         for side in sides.values():
             loadgen.run(loadgen.open_loop(side.port, side.requests, 200.0, 1.0, connections=4))
         client = redis.Redis.from_url(url)
-        pids = [os.getpid(), server.popen.pid, floor.popen.pid]
+        pids = [os.getpid(), server.popen.pid, logged.popen.pid, floor.popen.pid]
         local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
         try:
-            before = scrape(server_port)
+            before, logged_before = scrape(server_port), scrape(logged_port)
             background, phase = Background(pids, client, local), Background(pids, client, local)
             settled: list[float] = []
             with background:
                 for round_ in range(settings.rounds):
                     say(f"round {round_ + 1}/{settings.rounds}: waiting for a quiet second")
                     settled.append(settle(phase, settings.settle_seconds))
-                    order = ("floor", "server") if round_ % 2 == 0 else ("server", "floor")
+                    order = ORDER if round_ % 2 == 0 else ORDER[::-1]
                     for name in order:
                         say(f"round {round_ + 1}/{settings.rounds}: {name} at saturation")
                         saturate(sides[name], settings, phase)
                     for name in order:
                         say(f"round {round_ + 1}/{settings.rounds}: {name} at {settings.rate:g} requests/s")
-                        latency(sides[name], settings, client, phase, scraped=name == "server")
+                        latency(sides[name], settings, client, phase, scraped=name != "floor")
             after = scrape(server_port)
+            logged_after = wait_logged(logged_port, logged_before)
         finally:
             client.close()
         results["other_load_cores"] = background.cores
@@ -714,6 +732,15 @@ def run(
             "degraded": sum(degraded.values()),
             "degraded_by_reason": degraded,
         }
+        results["logged"] = {
+            **sides["logged"].summary(),
+            "flags": list(LOGGED_FLAGS),
+            "log": {
+                outcome: int(logged_after[name] - logged_before.get(name, 0.0))
+                for outcome in LOG_OUTCOMES
+                if (name := f'tailor_decision_log_records_total{{outcome="{outcome}"}}') in logged_after
+            },
+        }
         say("the in-process engine")
         results["in_process"] = in_process(url, bodies, settings.engine_repeats)
         results["agreement"] = agreement(url, server_port, bodies[: settings.agreement])
@@ -724,6 +751,16 @@ def run(
         empty_db(url)
     results["seconds"] = time.perf_counter() - began
     return results
+
+
+def wait_logged(port: int, before: dict[str, float], limit: float = 30.0) -> dict[str, float]:
+    """The logged server's samples once its log's queue is empty (a bounded wait): every record accounted for."""
+    deadline = time.perf_counter() + limit
+    while True:
+        samples = scrape(port)
+        if samples.get("tailor_decision_log_queued", 0.0) == 0 or time.perf_counter() > deadline:
+            return samples
+        time.sleep(0.1)
 
 
 def paired(server: dict[str, Any], floor: dict[str, Any], key: str) -> float:
@@ -750,6 +787,29 @@ def targets(results: dict[str, Any]) -> list[Target]:
             server["round_trips_per_decision"],
             ROUND_TRIPS,
             "",
+        ),
+        *log_targets(results),
+    ]
+
+
+def log_targets(results: dict[str, Any]) -> list[Target]:
+    """The decision log's targets: the server with the log on against it with the log off (none in older runs)."""
+    if "logged" not in results:
+        return []
+    server, logged = results["server"], results["logged"]
+    return [
+        Target(
+            f"decision log on: saturation ≥ {LOG_THROUGHPUT_RATIO:g}x the server's with it off",
+            paired(logged, server, "throughputs"),
+            LOG_THROUGHPUT_RATIO,
+            "x",
+            lower_is_better=False,
+        ),
+        Target(
+            f"decision log on: /v1/decide p50 ≤ {LOG_P50_RATIO:g}x the server's with it off",
+            paired(logged, server, "p50_ms_by_round"),
+            LOG_P50_RATIO,
+            "x",
         ),
     ]
 
@@ -846,11 +906,37 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
     )
     agreed = results["agreement"]
     line(f"HTTP decisions agreeing with the in-process engine: {agreed['agreed']}/{agreed['checked']}")
+    if "logged" in results:
+        log_report(results, line)
     line()
-    line("targets (the median over the rounds of the ratio to the floor measured back to back):")
+    line("targets (the median over the rounds of the ratio to the contender measured back to back):")
     for target in targets(results):
         line(target.line())
     line(f"({results['seconds']:.0f} s)")
+
+
+def log_report(results: dict[str, Any], line: Callable[..., None]) -> None:
+    """The server with the decision log on against itself with the log off, round by round."""
+    s, server, logged = results["settings"], results["server"], results["logged"]
+    flags = " ".join(logged["flags"]) or "the default with --redis: the Redis Stream"
+    line()
+    line(f"the decision log on ({flags}) against off (--decision-log off), back to back:")
+    line(f"{'':34}{'log off':>10}{'log on':>12}{'ratio':>8}")
+    for label, key, fmt in (
+        ("decisions/s at saturation", "throughput", "{:,.0f}"),
+        (f"p50 at {s['rate']:g}/s (ms)", "p50_ms", "{:.2f}"),
+        (f"p99 at {s['rate']:g}/s (ms)", "p99_ms", "{:.2f}"),
+    ):
+        line(f"{label:34}{fmt.format(server[key]):>10}{fmt.format(logged[key]):>12}{logged[key] / server[key]:>7.2f}x")
+    for index in range(s["rounds"]):
+        off, on = server["throughputs"][index], logged["throughputs"][index]
+        p_off, p_on = server["p50_ms_by_round"][index], logged["p50_ms_by_round"][index]
+        line(f"  round {index + 1}: saturation {on / off:.2f}x, p50 {p_on / p_off:.2f}x")
+    counts = ", ".join(f"{outcome} {count:,}" for outcome, count in logged["log"].items())
+    line(
+        f"records: {counts}; CPU per request at {s['rate']:g}/s: {logged['cpu_ms_per_decision']:.2f} ms "
+        f"(off: {server['cpu_ms_per_decision']:.2f} ms) + Redis {logged['redis_cpu_ms_per_decision']:.3f} ms"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

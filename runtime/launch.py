@@ -13,18 +13,19 @@ import os
 from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI
 
 from tailor.compiler.plan import PredicateStats
 
 from .buckets import Scheme
+from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
 from .events import DEFAULT_RETENTION
 from .http import create_app
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
 from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
+from .redis_urls import redis_url_problem, without_password
 from .reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS
 from .ruleset_loader import load
 from .service import DEFAULT_DEADLINE_MS, DEFAULT_SAMPLE_EVERY, DecisionService
@@ -55,24 +56,22 @@ class ServeOptions:
     model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     model_read_timeout: float = DEFAULT_MODEL_READ_TIMEOUT
     memory_max_users: int = DEFAULT_MAX_USERS  # without --redis: the least recently active users beyond it go
+    decision_log: str | None = None  # "off", a directory, a Redis URL; None: the --redis Stream, else off
+    log_sample: float = DEFAULT_SAMPLE
+    log_queue: int = DEFAULT_QUEUE
+    log_max_len: int = DEFAULT_MAX_LEN
+    log_max_bytes: int = DEFAULT_MAX_BYTES
 
     @property
     def model_limits(self) -> ModelLimits:
         return ModelLimits(self.model_max_bytes, self.model_read_timeout)
 
+    @property
+    def log_settings(self) -> LogSettings:
+        return LogSettings(self.decision_log, self.log_sample, self.log_queue, self.log_max_len, self.log_max_bytes)
+
 
 OPTIONS_ENV = "TAILOR_SERVE_OPTIONS"
-REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py connects to: TCP, TLS, a Unix socket
-
-
-def redis_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a Redis URL, or None: with a wrong one every decision would be degraded."""
-    if "://" in url and urlsplit(url).scheme in REDIS_SCHEMES:
-        return None
-    shown = _without_password(url) if "://" in url else url
-    *others, last = (f"{name}://" for name in REDIS_SCHEMES)
-    accepted = f"{', '.join(others)} or {last}"
-    return f"{shown!r} is not a Redis URL: it must start with {accepted} (like redis://localhost:6379/0)"
 
 
 def open_store(
@@ -106,13 +105,19 @@ def build_app(options: ServeOptions) -> FastAPI:
     )
     served = service.open()
     where = (
-        f"Redis at {_without_password(options.redis)}"
+        f"Redis at {without_password(options.redis)}"
         if options.redis
         else f"the memory store (at most {options.memory_max_users:,} users; its data is lost when the process exits)"
     )
     log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
+    decision_log = open_log(options.log_settings, options.redis, service.metrics.decision_log)
+    if decision_log is not None:
+        service.listen(decision_log)
+    else:
+        log.info("decision log: off")
     app = create_app(
         service,
+        decision_log=decision_log,
         api_key=options.api_key,
         public_decisions=options.public_decisions,
         reload_timeout=options.reload_timeout,
@@ -127,14 +132,6 @@ def check(options: ServeOptions) -> None:
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
     load(options.path, stats=stats, model_limits=options.model_limits)
     Scheme.for_retention(options.retention)
-
-
-def _without_password(url: str) -> str:
-    """The URL as it may appear in a log: no user or password."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def app_from_env() -> FastAPI:

@@ -139,6 +139,47 @@ class _Stages(Collector):
         yield family
 
 
+class LogCounts:
+    """What became of served decisions' records, counted by the event loop without locks."""
+
+    __slots__ = ("dropped", "failed", "queued", "sampled_out", "sink_errors", "written")
+
+    def __init__(self) -> None:
+        self.written = 0  # records the sink accepted
+        self.dropped = 0  # records refused because the queue was full
+        self.sampled_out = 0  # records --log-sample left out
+        self.failed = 0  # records lost with a batch the sink could not write
+        self.sink_errors = 0  # batches the sink could not write
+        self.queued = 0  # records waiting in the queue now
+
+
+class _DecisionLog(Collector):
+    """The decision log's counts, read at scrape time."""
+
+    def __init__(self, counts: LogCounts):
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts
+        records = CounterMetricFamily(
+            "tailor_decision_log_records",
+            "Served decisions' records by what became of them: written, dropped (the queue was full), "
+            "sampled_out (--log-sample), failed (lost with a batch the sink could not write).",
+            labels=("outcome",),
+        )
+        for outcome in ("written", "dropped", "sampled_out", "failed"):
+            records.add_metric((outcome,), getattr(counts, outcome))
+        yield records
+        yield CounterMetricFamily(
+            "tailor_decision_log_sink_errors",
+            "Batches of records the decision log's sink could not write.",
+            value=counts.sink_errors,
+        )
+        yield GaugeMetricFamily(
+            "tailor_decision_log_queued", "Records waiting in the decision log's queue.", value=counts.queued
+        )
+
+
 class Metrics:
     """The service's metric objects; label children are resolved once, here."""
 
@@ -174,6 +215,8 @@ class Metrics:
         self.events = {
             outcome: events.labels(outcome) for outcome in ("accepted", "duplicate", "conflict", "expired", "rejected")
         }
+        self.decision_log = LogCounts()  # all zero while the log is off
+        registry.register(_DecisionLog(self.decision_log))
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

@@ -34,6 +34,7 @@ from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chun
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .store import FeatureStore
 
+DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 HEALTH_CHECK_SECONDS = 30
@@ -178,7 +179,7 @@ class RedisStore(FeatureStore):
     def __init__(
         self,
         url: str,
-        prefix: str = "tailor:",
+        prefix: str = DEFAULT_PREFIX,
         retention: float = DEFAULT_RETENTION,
         *,
         profile_ttl: float = PROFILE_TTL,

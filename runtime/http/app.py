@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from ..decision_log import DecisionLog
 from ..events import Event
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
@@ -58,12 +59,15 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     reload_timeout: float = DEFAULT_RELOAD_TIMEOUT,
     settle_ms: float = DEFAULT_SETTLE_MS,
+    decision_log: DecisionLog | None = None,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
     ``api_key`` (None: no authentication; empty: ``ValueError``) guards every
     route but health, readiness and metrics; ``public_decisions`` leaves
-    ``/v1/decide`` open.
+    ``/v1/decide`` open. ``decision_log`` (already listening to ``service``)
+    is started with the app and, on a clean stop, written out before the
+    store closes.
     """
 
     @contextlib.asynccontextmanager
@@ -72,11 +76,15 @@ def create_app(
         if reloader is not None:
             reloader.start()
         app.state.reloader = reloader
+        if decision_log is not None:
+            decision_log.start()
         try:
             yield
         finally:
             if reloader is not None:
                 await reloader.stop()
+            if decision_log is not None:
+                await decision_log.close()
             await service.close()
 
     app = FastAPI(

@@ -86,6 +86,36 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         metavar="SECONDS",
         help="refuse a model file that takes longer to read, as on a stuck mount (default: %(default)s)",
     )
+    log = parser.add_argument_group(
+        "decision log", "every served decision's record (see docs/runtime.md); read it back with tailor log"
+    )
+    log.add_argument(
+        "--decision-log",
+        metavar="DIR|URL|off",
+        help="write NDJSON files into DIR, or the Redis Stream at URL, or nothing (default: the Stream in the "
+        "--redis store, off without --redis)",
+    )
+    log.add_argument(
+        "--log-sample", type=float, metavar="FRACTION", help="log this share of decisions (default: %(default)s)"
+    )
+    log.add_argument(
+        "--log-max-len",
+        type=int,
+        metavar="N",
+        help="the Redis Stream keeps about the N newest records (default: %(default)s)",
+    )
+    log.add_argument(
+        "--log-max-bytes",
+        type=int,
+        metavar="N",
+        help="start a new log file past N bytes, compressing the full one (default: %(default)s)",
+    )
+    log.add_argument(
+        "--log-queue",
+        type=int,
+        metavar="N",
+        help="records waiting to be written, at most; beyond it they are dropped and counted (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -106,6 +136,10 @@ def _server_defaults() -> dict[str, str]:
         "model_max_bytes": typed(default["model_max_bytes"]),
         "model_read_timeout": typed(default["model_read_timeout"]),
         "memory_max_users": typed(default["memory_max_users"]),
+        "log_sample": typed(default["log_sample"]),
+        "log_max_len": typed(default["log_max_len"]),
+        "log_max_bytes": typed(default["log_max_bytes"]),
+        "log_queue": typed(default["log_queue"]),
     }
 
 
@@ -125,7 +159,7 @@ def _server_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
     """The first option that cannot work, said plainly; None when they all can."""
-    from tailor.runtime.launch import redis_url_problem
+    from tailor.runtime.redis_urls import redis_url_problem
 
     if args.redis is not None and (why := redis_url_problem(args.redis)):
         return f"--redis {why}"
@@ -155,7 +189,37 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return "--memory-max-users must be at least 1"
     if not 0 <= args.settle_ms < float("inf"):
         return "--settle-ms must be 0 or more"
+    return _log_problem(args)
+
+
+def _log_problem(args: argparse.Namespace) -> str | None:
+    from tailor.runtime.decision_log import OFF
+    from tailor.runtime.redis_urls import is_redis_url, redis_url_problem
+
+    target = args.decision_log
+    if target is not None and target != OFF:
+        if "://" in target and (why := redis_url_problem(target)):
+            return f"--decision-log {why}"
+        if not is_redis_url(target) and Path(target).exists() and not Path(target).is_dir():
+            return f"--decision-log {target}: not a directory"
+    if not 0 <= args.log_sample <= 1:
+        return "--log-sample must be a fraction from 0 to 1"
+    for flag, value in (("--log-max-len", args.log_max_len), ("--log-max-bytes", args.log_max_bytes)):
+        if value < 1:
+            return f"{flag} must be at least 1"
+    if args.log_queue < 1:
+        return "--log-queue must be at least 1"
     return None
+
+
+def _log_target(given: str | None) -> str | None:
+    """A directory as an absolute path: worker processes, and the log's lines, should not depend on the cwd."""
+    from tailor.runtime.decision_log import OFF
+    from tailor.runtime.redis_urls import is_redis_url
+
+    if given is None or given == OFF or is_redis_url(given):
+        return given
+    return str(Path(given).resolve())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,6 +256,11 @@ def run(args: argparse.Namespace) -> int:
         model_max_bytes=args.model_max_bytes,
         model_read_timeout=args.model_read_timeout,
         memory_max_users=args.memory_max_users,
+        decision_log=_log_target(args.decision_log),
+        log_sample=args.log_sample,
+        log_queue=args.log_queue,
+        log_max_len=args.log_max_len,
+        log_max_bytes=args.log_max_bytes,
     )
     try:
         serve(options)

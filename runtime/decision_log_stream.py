@@ -1,0 +1,63 @@
+"""The decision log's Redis sink: one Stream, each entry one record's JSON.
+
+Each batch is one pipeline of ``XADD key MAXLEN ~ N * record <json>``: one
+round trip, and Redis trims the Stream to about ``N`` entries as it goes (the
+``~`` lets it trim whole nodes, cheaply). The sink has a connection of its
+own, so logging never takes a connection a decision needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from redis import exceptions
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .redis_store import DEFAULT_PREFIX
+from .redis_urls import without_password
+
+FIELD = "record"  # the entry's one field: the record's JSON
+TIMEOUT = 2.0  # seconds a batch may take; a stuck Redis loses the batch, and the queue drops meanwhile
+
+
+def stream_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The Stream's key, beside the store's keys (``tailor:decisions``)."""
+    return f"{prefix}decisions"
+
+
+class StreamSink:
+    """Appends batches to the Stream at ``url``, trimmed to about ``max_len`` entries."""
+
+    def __init__(self, url: str, *, max_len: int, key: str | None = None, timeout: float = TIMEOUT):
+        self.url = url
+        self.key = key or stream_key()
+        self.max_len = max_len
+        self.timeout = timeout
+        self.where = f"the Redis Stream {self.key} at {without_password(url)}"
+        self._client: Redis | None = None
+
+    def _connected(self) -> Redis:
+        if self._client is None:
+            self._client = Redis.from_url(
+                self.url,
+                client_name="tailor-log",
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
+            )
+        return self._client
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        async with asyncio.timeout(self.timeout):
+            async with self._connected().pipeline(transaction=False) as pipe:
+                for line in lines:
+                    pipe.xadd(self.key, {FIELD: line}, maxlen=self.max_len, approximate=True)
+                await pipe.execute()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
