@@ -12,21 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from tailor.commands import compile as compile_
-<<<<<<< HEAD
-from tailor.commands import completion, explain, fmt, lint, report, serve, simulate, stats, test, train
+from tailor.commands import completion, explain, fmt, lint, log, report, serve, simulate, stats, test, train
 from tailor.commands.exit_codes import EXIT_OK
 from tailor.commands.parser import Parser
 
 # In the order --help lists them.
-COMMANDS = (lint, fmt, compile_, serve, stats, test, explain, report, simulate, train, completion)
-=======
-from tailor.commands import completion, explain, fmt, lint, log, serve, simulate, stats, test, train
-from tailor.commands.exit_codes import EXIT_OK
-from tailor.commands.parser import Parser
-
-# in the order --help lists
-COMMANDS = (lint, fmt, compile_, serve, log, stats, test, explain, simulate, train, completion)
->>>>>>> declog
+COMMANDS = (lint, fmt, compile_, serve, log, stats, test, explain, report, simulate, train, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:

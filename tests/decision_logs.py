@@ -40,13 +40,18 @@ def serve(path: Path, requests: Sequence[Request], at: float) -> list[DecisionRe
     return records
 
 
+ROTATED = "decisions-20260101T000000Z-100.ndjson.gz"  # the file sink's names: opened time, then pid
+LIVE = "decisions-20260102T000000Z-100.ndjson"
+
+
 def write_log(directory: Path, records: Sequence[DecisionRecord | dict[str, Any]], rotated: int = 0) -> None:
-    """The first ``rotated`` records in a gzipped, rotated file, the rest in the live one, one JSON object a line."""
+    """The first ``rotated`` records in a gzipped, rotated file, the rest in the live one, one JSON object a line,
+    named as the server's file sink names them."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [orjson.dumps(r.to_dict() if isinstance(r, DecisionRecord) else r) + b"\n" for r in records]
-    with gzip.open(directory / "decisions.ndjson.1.gz", "wb") as old:
+    with gzip.open(directory / ROTATED, "wb") as old:
         old.write(b"".join(lines[:rotated]))
-    (directory / "decisions.ndjson").write_bytes(b"".join(lines[rotated:]))
+    (directory / LIVE).write_bytes(b"".join(lines[rotated:]))
 
 
 def capped(record: DecisionRecord, slot: str, default: str) -> dict[str, Any]:

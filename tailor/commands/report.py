@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tailor.dsl.diagnostics import RulesError
+from tailor.runtime.redis_urls import is_redis_url
 
 from .durations import duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
@@ -21,8 +22,6 @@ from .parser import Parser
 from .paths import missing
 from .remote import api_key, server_json
 from .terminal import plural, print_diagnostics
-
-SHOWN_PROBLEMS = 10  # unreadable log lines listed one by one; the rest are counted
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
@@ -38,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         "      --format github --fail-on never_fired,low_ctr",
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="the ruleset: a .rules file or a directory of them")
-    parser.add_argument("--log", type=Path, metavar="DIR", help="the decision log: a directory of NDJSON files")
+    parser.add_argument(
+        "--log", metavar="DIR|URL", help="the decision log: the server's log directory, or the Redis URL of its Stream"
+    )
     parser.add_argument("--url", help="a running server's base URL, to read its KPIs")
     parser.add_argument(
         "--since", type=duration, default="7d", metavar="DURATION", help="how far back to look (default: 7d)"
@@ -75,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"tailor: --fail-on {unknown[0]}: not a finding; the findings are {', '.join(KINDS)}", file=sys.stderr)
         return EXIT_USAGE
-    if missing([args.path, *([args.log] if args.log is not None else [])]):
+    if missing([args.path, *([Path(args.log)] if args.log is not None and not is_redis_url(args.log) else [])]):
         return EXIT_USAGE
-    from tailor.runtime.logged_decisions import read_records
+    from tailor.runtime.decision_log_reader import read_records
     from tailor.runtime.rule_health import kpi_totals, replay_log, review
     from tailor.runtime.rule_health_formats import EMITTERS
     from tailor.runtime.ruleset_loader import load
@@ -92,12 +93,8 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     tallies = None
     if args.log is not None:
-        problems: list[str] = []
-        replay = replay_log(ruleset, read_records(args.log, since, until, problems), all_versions=args.all_versions)
+        replay = replay_log(ruleset, read_records(args.log, since, until), all_versions=args.all_versions)
         tallies = replay.tallies
-        notes += problems[:SHOWN_PROBLEMS]
-        if len(problems) > SHOWN_PROBLEMS:
-            notes.append(f"and {plural(len(problems) - SHOWN_PROBLEMS, 'more unreadable line')}")
         notes += replay.notes()
     else:
         notes.append("never_fired, never_won and mostly_capped need the decision log (--log DIR)")
