@@ -119,12 +119,16 @@ class _Child:
             raise CompileFailed(reply.error)
         return reply
 
-    def kill(self) -> None:
-        """End the process now, and reap it without waiting here."""
+    def kill(self, *, wait: bool = False) -> None:
+        """End the process now; reap it here (``wait``, at shutdown) or in a thread."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.popen.kill()
-            threading.Thread(target=self.popen.wait, args=(REAP_TIMEOUT,), daemon=True).start()
+            if wait:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(REAP_TIMEOUT)
+            else:
+                threading.Thread(target=self.popen.wait, args=(REAP_TIMEOUT,), daemon=True).start()
 
     def close(self) -> None:
         for pipe in (self.requests, self.replies):
@@ -143,6 +147,12 @@ class CompileWorker:
         """The worker's process id; None before it starts or after it ends."""
         child = self._child
         return child.popen.pid if child is not None and child.popen.poll() is None else None
+
+    @property
+    def busy(self) -> bool:
+        """A compile has been asked for and not answered yet."""
+        child = self._child
+        return child is not None and child.busy
 
     def start(self) -> None:
         """Start the worker if it is not running (a reload starts it anyway; starting early saves its
@@ -173,13 +183,13 @@ class CompileWorker:
         if child is None:
             return
         if child.busy:
-            child.kill()  # the exchange's thread sees the pipe end and closes it
+            child.kill(wait=True)  # the exchange's thread sees the pipe end and closes it
             return
         child.close()
         try:
             child.popen.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
-            child.kill()
+            child.kill(wait=True)
 
 
 class _Reducers(dict[type, Any]):

@@ -329,7 +329,9 @@ class Reloader:
                     reloads["failed"].inc()
                     return "failed"
                 request = CompileRequest(service.path, service.stats, service.model_limits)
-                served = service.served(await self.compiler.compile(request))
+                with service.metrics.compiling.track_inprogress():
+                    prepared = await self.compiler.compile(request)
+                served = service.served(prepared)
         except TimeoutError:
             self._compiled = None  # not known to be in step: the next check asks again
             message = f"the reload took longer than {self.reload_timeout:g} s and was abandoned"
