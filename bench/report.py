@@ -457,12 +457,14 @@ def _ingest_section(result: dict[str, Any]) -> list[str]:
     return [
         "## Ingest beside decide (`python -m bench.ingest`)",
         "",
-        f"A real `tailor serve` on the {result['rules']:,}-rule ruleset, on each store, answers decisions for",
-        f"{settings['users']:,} users (read from the store) at {settings['rate']:g} requests/s for",
-        f"{settings['seconds']:g} s, first alone, then while one client posts batches of {result['batch']:,}",
-        "events (the most one `POST /v1/events` takes) back to back for the same users. A decision that",
-        f"misses its {ingest.DEADLINE_MS:g} ms deadline is answered degraded; the share is from the server's",
-        "metrics.",
+        f"A real `tailor serve` on the {result['rules']:,}-rule ruleset answers decisions for "
+        f"{settings['users']:,} users",
+        f"(their features read from the store) at {settings['rate']:g} requests/s for {settings['seconds']:g} s, "
+        "first alone, then",
+        f"while one client posts batches of {result['batch']:,} events (the most one `POST /v1/events` takes) "
+        "back to back",
+        f"for the same users, on each store. A decision that misses its {ingest.DEADLINE_MS:g} ms deadline is answered",
+        "degraded; the share degraded is from the server's metrics.",
         "",
         *_table(["store, load", "decisions", "degraded", "p50", "p99", "events/s"], rows),
     ]
@@ -475,13 +477,13 @@ def _reload_section(result: dict[str, Any]) -> list[str]:
 def _beside_reload(result: dict[str, Any]) -> list[str]:
     idle, during = result["idle"], result["during"]
     seconds = result["reload_s"]
+    took = f"{seconds[0]:.1f} s" if len(seconds) == 1 else f"{min(seconds):.1f} to {max(seconds):.1f} s each"
     return [
-        "",
-        f"Decisions while a {result['rules']:,}-rule ruleset reloads: the same server answers decisions (every",
-        f"feature supplied) at {result['rate']:g} requests/s, with nothing else going on, then from a save until the",
-        f"first response naming the new version ({len(seconds)} reload(s), {min(seconds):.1f} to",
-        f"{max(seconds):.1f} s each). The compile runs in the reloader's worker process, so it does not",
-        "compete with the decisions for the interpreter; the server only loads its result.",
+        f"Decisions while a {result['rules']:,}-rule ruleset reloads: the same server answers decisions",
+        f"(every feature supplied) at {result['rate']:g} requests/s with nothing else going on, then from a",
+        f"save until the first response that names the new version ({len(seconds)} reload(s), {took}).",
+        "The compile runs in the reloader's worker process, so it does not compete with the decisions for",
+        "the interpreter; the server only loads its result, which is the slow tail.",
         "",
         *_table(
             ["", "decisions", "p50", "p99"],
@@ -490,8 +492,8 @@ def _beside_reload(result: dict[str, Any]) -> list[str]:
                 ["during the reload", f"{during['decisions']:,}", _ms(during["p50_ms"]), _ms(during["p99_ms"])],
             ],
         ),
-        "",
         f"**p50 during the reload: {result['ratio']:.2f}x the p50 without.**",
+        "",
     ]
 
 
