@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from tailor.compiler.plan import PredicateStats
 from tailor.dsl.loader import ParseCache
@@ -52,6 +52,8 @@ from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 from .ruleset_loader import Prepared, prepare, sized_cache
 
 log = logging.getLogger("tailor.runtime")
+
+T = TypeVar("T")
 
 HEADER = struct.Struct("<Q")
 WATCHDOG_INTERVAL = 0.5  # seconds between the worker's checks that the server is alive
@@ -98,26 +100,26 @@ class _Child:
         self.replies: BinaryIO = open(reply_read, "rb", buffering=0)  # noqa: SIM115
         self.busy = False
 
-    def exchange(self, request: CompileRequest) -> Prepared:
-        """Send one request and wait for its answer: blocking, so it runs in a thread."""
+    def exchange(self, request: CompileRequest, load: Callable[[Prepared], T]) -> T:
+        """Send one request and ``load`` its answer: blocking, so it runs in a thread."""
         self.busy = True
         try:
             _write(self.requests, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
             data = _read(self.replies)
             if data is None:
                 raise CompileFailed(f"the compile worker exited ({_status(self.popen)})")
-            with collector_paused():  # the ruleset is many objects that all survive
-                reply = pickle.loads(data)
         except BaseException:
             self.kill()
             self.close()
             raise
         finally:
             self.busy = False
-        if isinstance(reply, CompileCrash):
-            log.error("the compiler failed in the compile worker:\n%s", reply.traceback)
-            raise CompileFailed(reply.error)
-        return reply
+        with collector_paused():  # the ruleset, and what the server derives from it, are many objects that all stay
+            reply = pickle.loads(data)
+            if not isinstance(reply, CompileCrash):
+                return load(reply)  # a RulesError from here is the compile's answer: the worker is fine
+        log.error("the compiler failed in the compile worker:\n%s", reply.traceback)
+        raise CompileFailed(reply.error)
 
     def kill(self, *, wait: bool = False) -> None:
         """End the process now; reap it here (``wait``, at shutdown) or in a thread."""
@@ -164,13 +166,14 @@ class CompileWorker:
             child.close()
         self._child = _Child()
 
-    async def compile(self, request: CompileRequest) -> Prepared:
-        """The compile's outcome; ``CompileFailed`` when the worker crashed. Cancelling kills the compile."""
+    async def compile(self, request: CompileRequest, load: Callable[[Prepared], T]) -> T:
+        """``load`` of the compile's outcome, run off the event loop like the rest (a ruleset's derived state
+        is many objects too); ``CompileFailed`` when the worker crashed. Cancelling kills the compile."""
         self.start()
         child = self._child
         assert child is not None
         try:
-            return await run_in_thread(partial(child.exchange, request), name="reload compile")
+            return await run_in_thread(partial(child.exchange, request, load), name="reload compile")
         except BaseException:
             child.kill()  # an abandoned compile must not run on; the exchange's thread closes the pipes
             if self._child is child:

@@ -330,8 +330,7 @@ class Reloader:
                     return "failed"
                 request = CompileRequest(service.path, service.stats, service.model_limits)
                 with service.metrics.compiling.track_inprogress():
-                    prepared = await self.compiler.compile(request)
-                served = service.served(prepared)
+                    served = await self.compiler.compile(request, service.served)
         except TimeoutError:
             self._compiled = None  # not known to be in step: the next check asks again
             message = f"the reload took longer than {self.reload_timeout:g} s and was abandoned"

@@ -276,6 +276,29 @@ def test_a_compile_that_hangs_is_killed_and_the_next_edit_is_served(tmp_path: Pa
     assert service.metrics.registry.get_sample_value("tailor_reloads_total", {"outcome": "failed"}) >= 1
 
 
+def test_a_worker_that_dies_mid_compile_is_reported_and_replaced(tmp_path: Path) -> None:
+    root = write_ruleset(tmp_path / "rules")
+    service = DecisionService(root, MemoryStore())
+    first = service.open().version
+
+    async def scenario(reloader: Reloader) -> None:
+        worker = reloader.compiler.pid
+        assert worker is not None
+        os.kill(worker, signal.SIGSTOP)
+        (root / "home.rules").write_text(home(20))
+        await until(lambda: reloader.compiler.busy, "the compile to start")
+        os.kill(worker, signal.SIGKILL)  # the kernel's out-of-memory killer, say
+        await until(lambda: service.last_error, "the failed reload to be reported")
+        (problem,) = service.last_error
+        assert problem["message"] == "the compiler failed: the compile worker exited (killed by SIGKILL)"
+        assert service.current is not None and service.current.version == first
+        (root / "home.rules").write_text(home(30))
+        await until(lambda: priority_served(service) == 30, "the next edit to be served")
+        assert reloader.compiler.pid not in (None, worker)
+
+    run_reloader(service, scenario)
+
+
 STUCK_RELOAD = """
 import asyncio, os, signal, sys
 from pathlib import Path
