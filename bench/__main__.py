@@ -6,7 +6,9 @@ Run: python -m bench [--quick] [--out DIR] [--redis URL] [--db N] [--only SECTIO
 Measures, in this order: parsing, deciding in process at 100 to 50,000 rules
 against the baselines (with compile time), memory per rule count, store round
 trips and model runs against a perfect oracle, the cost of a model, serving
-over HTTP against the framework floor, and hot reload. Then it writes
+over HTTP against the framework floor, decisions beside 1,000-event batches
+on both stores, and hot reload (save to serve, and the decisions answered
+while a large reload compiles). Then it writes
 ``performance.md``, ``performance.json`` (every figure, to redraw from) and
 ``img/perf-*.png`` into the output directory: the repository's docs/ for a
 full run, build/bench/ for a quick or partial one (``--quick``, ``--only``),
@@ -36,13 +38,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import decide, memory, models, oracle, parse, reload, serve
+from . import decide, ingest, memory, models, oracle, parse, reload, serve
 from . import report as report_page
 from .decide import Disagreement
 from .oracle import OracleMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "reload")
+SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "reload")
 FULL_RULES = (100, 1_000, 10_000, 50_000)
 QUICK_RULES = (100, 1_000)
 RELOAD_RULES = 1_000
@@ -115,9 +117,14 @@ def measure(
                 raise CheckFailed(
                     f"only {agreed['agreed']} of {agreed['checked']} HTTP decisions agree with the in-process engine"
                 )
+        elif section == "ingest":
+            results["ingest"] = ingest.run(quick, redis_base, db, progress=progress)
         elif section == "reload":
             times = reload.run(RELOAD_RULES, 1, 3 if quick else 9)
             results["reload"] = {"rules": RELOAD_RULES, "times_s": times, "median_s": statistics.median(times)}
+            progress("decisions during a large reload")
+            rules = reload.QUICK_BESIDE_RULES if quick else reload.BESIDE_RULES
+            results["reload"]["beside"] = reload.beside(rules, rounds=1 if quick else reload.BESIDE_ROUNDS)
     return results
 
 

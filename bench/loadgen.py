@@ -184,8 +184,12 @@ async def open_loop(
     *,
     connections: int = 16,
     max_requests: int = MAX_REQUESTS,
+    until: asyncio.Event | None = None,
 ) -> OpenLoopResult:
-    """Send ``requests`` (cycled) at ``rate`` per second for ``duration`` seconds; see the module's docstring."""
+    """Send ``requests`` (cycled) at ``rate`` per second for ``duration`` seconds; see the module's docstring.
+
+    With ``until``, no request is sent once it is set: the run may end early.
+    """
     _check_bounds(requests, duration)
     if rate <= 0:
         raise ValueError("the rate must be positive")
@@ -196,12 +200,13 @@ async def open_loop(
     start = clock() + 0.02
     deadline = start + total / rate + GRACE
     next_index = 0
+    sent_count = 0
     count = len(requests)
 
     async def worker(conn: Connection) -> None:
-        nonlocal next_index
+        nonlocal next_index, sent_count
         latencies, from_schedule, statuses = result.latencies, result.from_schedule, result.statuses
-        while next_index < total:
+        while next_index < total and (until is None or not until.is_set()):
             index = next_index
             next_index += 1
             due = start + index / rate
@@ -209,9 +214,10 @@ async def open_loop(
             idle = now < due
             if idle:
                 await asyncio.sleep(due - now)
-                if clock() > deadline:
+                if clock() > deadline or (until is not None and until.is_set()):
                     return
             sent = clock()
+            sent_count += 1
             try:
                 status, _ = await conn.request(requests[index % count])
             except (LoadError, OSError):
@@ -228,7 +234,9 @@ async def open_loop(
     finally:
         _close_all(conns)
     result.elapsed = clock() - start
-    result.errors = total - result.completed  # failed, or abandoned at the deadline
+    if until is not None:
+        result.scheduled = sent_count  # fewer than planned when ``until`` ended the run
+    result.errors = result.scheduled - result.completed  # failed, or abandoned at the deadline
     return result
 
 

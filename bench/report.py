@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import decide, floor_app, models, oracle, parse, reload, serve
+from . import decide, floor_app, ingest, models, oracle, parse, reload, serve
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
 from .workload import SHAPE_LABELS
@@ -22,6 +22,7 @@ AREAS = {
     "runtime": "runtime issue",
     "models": "model issue",
     "scaling": "scaling issue",
+    "hardening": "hardening issue",
 }
 
 
@@ -91,9 +92,11 @@ def render(results: dict[str, Any], targets: Sequence[tuple[str, Target]], image
         out += _models_section(results["models"])
     if "serve" in results:
         out += _serve_section(results["serve"], images)
+    if "ingest" in results:
+        out += _ingest_section(results["ingest"])
     if "reload" in results:
         out += _reload_section(results["reload"])
-    out += _reproduce_section(meta)
+    out += _reproduce_section(meta, ingested="ingest" in results)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -466,7 +469,66 @@ def _log_rows(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ingest_section(result: dict[str, Any]) -> list[str]:
+    settings = result["settings"]
+    rows = []
+    for store in ingest.STORES:
+        for phase, label in (("alone", "decisions alone"), ("beside", f"beside {result['batch']:,}-event batches")):
+            found = result[store][phase]
+            rows.append(
+                [
+                    f"{store}, {label}",
+                    f"{found['decisions']:,}",
+                    f"{found['degraded_share'] * 100:.1f}%",
+                    _ms(found["p50_ms"]),
+                    _ms(found["p99_ms"]),
+                    f"{found['events_per_s']:,.0f}" if phase == "beside" else "-",
+                ]
+            )
+    return [
+        "## Ingest beside decide (`python -m bench.ingest`)",
+        "",
+        f"A real `tailor serve` on the {result['rules']:,}-rule ruleset answers decisions for "
+        f"{settings['users']:,} users",
+        f"(their features read from the store) at {settings['rate']:g} requests/s for {settings['seconds']:g} s, "
+        "first alone, then",
+        f"while one client posts batches of {result['batch']:,} events (the most one `POST /v1/events` takes) "
+        "back to back",
+        f"for the same users, on each store. A decision that misses its {ingest.DEADLINE_MS:g} ms deadline is answered",
+        "degraded; the share degraded is from the server's metrics.",
+        "",
+        *_table(["store, load", "decisions", "degraded", "p50", "p99", "events/s"], rows),
+    ]
+
+
 def _reload_section(result: dict[str, Any]) -> list[str]:
+    return _save_to_serve(result) + (_beside_reload(result["beside"]) if "beside" in result else [])
+
+
+def _beside_reload(result: dict[str, Any]) -> list[str]:
+    idle, during = result["idle"], result["during"]
+    seconds = result["reload_s"]
+    took = f"{seconds[0]:.1f} s" if len(seconds) == 1 else f"{min(seconds):.1f} to {max(seconds):.1f} s each"
+    return [
+        f"Decisions while a {result['rules']:,}-rule ruleset reloads: the same server answers decisions",
+        f"(every feature supplied) at {result['rate']:g} requests/s with nothing else going on, then from a",
+        f"save until the first response that names the new version ({len(seconds)} reload(s), {took}).",
+        "The compile runs in the reloader's worker process, so it does not compete with the decisions for",
+        "the interpreter; the server only loads its result, which is the slow tail.",
+        "",
+        *_table(
+            ["", "decisions", "p50", "p99"],
+            [
+                ["no reload", f"{idle['decisions']:,}", _ms(idle["p50_ms"]), _ms(idle["p99_ms"])],
+                ["during the reload", f"{during['decisions']:,}", _ms(during["p50_ms"]), _ms(during["p99_ms"])],
+            ],
+        ),
+        f"**p50 during the reload: {result['ratio']:.2f}x the p50 without.**",
+        "",
+    ]
+
+
+def _save_to_serve(result: dict[str, Any]) -> list[str]:
     times = result["times_s"]
     return [
         "## Hot reload (`python -m bench.reload`)",
@@ -482,7 +544,7 @@ def _reload_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _reproduce_section(meta: dict[str, Any]) -> list[str]:
+def _reproduce_section(meta: dict[str, Any], *, ingested: bool) -> list[str]:
     return [
         "## Reproducing",
         "",
@@ -497,6 +559,7 @@ def _reproduce_section(meta: dict[str, Any]) -> list[str]:
         "",
         "Each section's module also runs alone and prints its own figures: "
         + ", ".join(f"`python -m bench.{name}`" for name in ("decide", "memory", "parse", "oracle", "models", "serve"))
+        + (", `python -m bench.ingest`" if ingested else "")
         + ", `python -m bench.reload`.",
         "",
     ]
@@ -514,8 +577,12 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
+    if "ingest" in results:
+        found += [("hardening", t) for t in ingest.targets(results["ingest"])]
     if "reload" in results:
         found += [("runtime", t) for t in reload.targets(results["reload"]["times_s"])]
+        if "beside" in results["reload"]:
+            found += [("hardening", t) for t in reload.beside_targets(results["reload"]["beside"])]
     if "models" in results:
         found += [("models", t) for t in models.targets(results["models"])]
     return found

@@ -18,8 +18,10 @@ same bytes.
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 from .codegen_checks import CheckWriter
@@ -32,30 +34,52 @@ from .plan import STAGE_CONTEXT, STAGE_STORE, DecisionPlan, value_type
 
 @dataclass(frozen=True, slots=True)
 class CompiledPlan:
-    """The generated functions and the source they came from."""
+    """The generated functions, the source they came from and its code object.
+
+    Pickled, it is the code object in ``marshal``'s format: the process that
+    loads it runs the module again (milliseconds) instead of compiling the
+    source (a second or more for tens of thousands of rules). So a server can
+    compile in another process and load the result quickly.
+    """
 
     source: str
+    code: CodeType = field(repr=False)
     stage0: Callable[..., int]  # (context) -> alive bits
     needed: Callable[..., list[str]]  # (alive) -> texts of store features still needed
     stage1: Callable[..., int]  # (alive, fetched) -> alive bits
     walk: Callable[..., tuple[dict[str, Any], Any]]  # (alive, make_values, choices) -> ({slot: choice}, values)
     checks: tuple[Any, ...]  # by bit: None, or (values) -> bool, for what the tables could not settle
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        module = self.stage0.__globals__["__name__"]
+        return _unmarshal, (self.source, marshal.dumps(self.code), module, len(self.checks))
+
 
 def generate(plan: DecisionPlan) -> CompiledPlan:
     """Write the plan's module and run it: the engine calls the functions it defines."""
     source = plan_source(plan)
-    namespace: dict[str, Any] = {"__name__": f"tailor_plan_{plan.program.name}"}
-    exec(compile(source, f"<plan {plan.program.name}>", "exec"), namespace)
+    code = compile(source, f"<plan {plan.program.name}>", "exec")
+    return _run(source, code, f"tailor_plan_{plan.program.name}", len(plan.conjunctions))
+
+
+def _run(source: str, code: CodeType, module: str, width: int) -> CompiledPlan:
+    """Run the module's code: its functions, and the checks by candidate bit."""
+    namespace: dict[str, Any] = {"__name__": module}
+    exec(code, namespace)
     checks = namespace["CHECKS"]
     return CompiledPlan(
         source,
+        code,
         namespace["stage0"],
         namespace["needed"],
         namespace["stage1"],
         namespace["walk"],
-        tuple(checks.get(bit) for bit in range(len(plan.conjunctions))),
+        tuple(checks.get(bit) for bit in range(width)),
     )
+
+
+def _unmarshal(source: str, code: bytes, module: str, width: int) -> CompiledPlan:
+    return _run(source, marshal.loads(code), module, width)
 
 
 def plan_source(plan: DecisionPlan) -> str:

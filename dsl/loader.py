@@ -92,7 +92,7 @@ class ParseCache:
 
     def __init__(self, capacity: int = 4096):
         self._entries: OrderedDict[tuple[str, str], tuple[ast.Module, tuple[Diagnostic, ...]]] = OrderedDict()
-        self._capacity = capacity
+        self.capacity = capacity
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -110,7 +110,7 @@ class ParseCache:
         with self._lock:
             self.misses += 1
             self._entries[key] = (module, tuple(problems))
-            while len(self._entries) > self._capacity:
+            while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
         return module, tuple(problems), digest
 

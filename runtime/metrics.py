@@ -16,7 +16,7 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -211,6 +211,12 @@ class Metrics:
         self.model_calls = Counter("tailor_model_calls", "Model predictions read.", ("model",), registry=registry)
         reloads = Counter("tailor_reloads", "Ruleset reloads by outcome.", ("outcome",), registry=registry)
         self.reloads = {outcome: reloads.labels(outcome) for outcome in ("ok", "failed", "unchanged", "rollback")}
+        self.compiling = Gauge(
+            "tailor_reload_compiling",
+            "1 while hot reload's worker process compiles a new version (a compile that never ends stays at 1 "
+            "until the reload timeout kills it).",
+            registry=registry,
+        )
         events = Counter("tailor_events", "Behavioural events received, by outcome.", ("outcome",), registry=registry)
         self.events = {
             outcome: events.labels(outcome) for outcome in ("accepted", "duplicate", "conflict", "expired", "rejected")

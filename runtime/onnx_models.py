@@ -85,7 +85,14 @@ class ModelFile:
     input_name: str
     output_name: str
     column: int = field(default=0, repr=False, compare=False)  # the positive class's column; -1 for a [N] output
+    data: bytes = field(default=b"", repr=False, compare=False)  # the file as read: what a pickle carries
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the bytes read, checked already: loading it only starts a session (the hot reload's
+        compile worker hands models over this way, and the file may have changed since)."""
+        fields = (self.name, self.path, self.features, self.version, self.metadata)
+        return _restored, (*fields, self.input_name, self.output_name, self.column, self.data)
 
     @property
     def width(self) -> int:
@@ -139,9 +146,24 @@ def read_model(name: str, path: Path, limits: ModelLimits = DEFAULT_MODEL_LIMITS
         input_name=input_name,
         output_name=output_name,
         column=column,
+        data=data,
     )
     _probe(model, input_width is None)
     return model
+
+
+def _restored(
+    name: str,
+    path: Path,
+    features: tuple[str, ...],
+    version: str,
+    metadata: dict[str, str],
+    input_name: str,
+    output_name: str,
+    column: int,
+    data: bytes,
+) -> ModelFile:
+    return ModelFile(name, path, features, version, metadata, _session(data), input_name, output_name, column, data)
 
 
 # --- the checks, in the order a file is read -------------------------------------------

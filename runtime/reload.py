@@ -18,10 +18,10 @@ ruleset's directory are watched through their own directories.
 
 A reload waits until the files have stopped changing for ``settle_ms`` (a
 save that truncates a file and then writes it is not compiled half-way),
-then compiles in a daemon thread with the service's shared ``ParseCache``, so
-requests keep being served meanwhile and only the files whose bytes changed
-are parsed again. The whole reload runs under ``reload_timeout``: one that
-hangs is abandoned (its thread cannot hold up the process's exit) and
+then compiles in the reloader's worker process (``compile_worker``), which
+keeps its own ``ParseCache``: requests keep being served meanwhile at full
+speed, and only the files whose bytes changed are parsed again. The whole
+reload runs under ``reload_timeout``: a compile that hangs is killed and
 reported. A version that fails to compile is never served: the old one
 stays, and ``last_error`` says why.
 """
@@ -41,6 +41,7 @@ from watchfiles import Change, awatch
 from tailor.dsl.diagnostics import RulesError, error
 from tailor.dsl.loader import RULES_SUFFIX, display_name, rules_files
 
+from .compile_worker import CompileFailed, CompileRequest, CompileWorker
 from .daemon_thread import run_in_thread
 from .service import DecisionService
 
@@ -101,9 +102,11 @@ class Reloader:
         self._restart_delay = FIRST_RESTART_DELAY
         self.attempts = 0  # reloads run so far, whatever their outcome
         self._running = False
+        self.compiler = CompileWorker()
 
     def start(self, *, watch: bool = True) -> None:
         """Run the worker (and, with ``watch``, the file watcher) in the running loop."""
+        self.compiler.start()
         self._tasks = [asyncio.create_task(self._work(), name="tailor-reload")]
         if watch:
             self._tasks.append(asyncio.create_task(self._watch(), name="tailor-watch"))
@@ -123,6 +126,7 @@ class Reloader:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self.compiler.close()
 
     def request(self) -> None:
         """Ask for a reload; any number of requests before the worker wakes make one."""
@@ -324,7 +328,9 @@ class Reloader:
                     service.failed([error(f"the ruleset {self._kind} is gone: {GONE}", None, file_name=name)])
                     reloads["failed"].inc()
                     return "failed"
-                served = await run_in_thread(service.prepare, name="reload")
+                request = CompileRequest(service.path, service.stats, service.model_limits)
+                with service.metrics.compiling.track_inprogress():
+                    served = await self.compiler.compile(request, service.served)
         except TimeoutError:
             self._compiled = None  # not known to be in step: the next check asks again
             message = f"the reload took longer than {self.reload_timeout:g} s and was abandoned"
@@ -336,7 +342,12 @@ class Reloader:
             service.reload_checked()  # the files were read: they are what last_error describes
             reloads["failed"].inc()
             return "failed"
-        except Exception as exc:  # a compiler bug must not stop hot reload for good
+        except CompileFailed as exc:  # a compiler bug, or a worker that died: the next change tries again
+            self._compiled = None
+            service.failed([error(f"the compiler failed: {exc}", None, file_name=name)])
+            reloads["failed"].inc()
+            return "failed"
+        except Exception as exc:  # a bug here must not stop hot reload for good
             log.exception("ruleset reload crashed")
             self._compiled = None
             service.failed([error(f"the compiler failed: {exc!r}", None, file_name=name)])

@@ -21,8 +21,8 @@ from tailor.compiler.lint import DEFAULT_RETENTION, lint
 from tailor.compiler.pipeline import STAGE_NAMES, Compilation, compile_ruleset, resume
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
-from tailor.dsl.diagnostics import Diagnostic, error, sorted_unique
-from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, ruleset_name
+from tailor.dsl.diagnostics import Diagnostic, RulesError, error, sorted_unique
+from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, rules_files, ruleset_name
 from tailor.dsl.parser import collector_paused
 
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
@@ -91,6 +91,48 @@ def compile_path(
         compilation.diagnostics = sorted_unique([*compilation.diagnostics, *problems])
         return LoadedRuleset(root, files, compilation, loaded, declared)
     return LoadedRuleset(root, files, resume(compilation, until=until), loaded, declared)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A compile's outcome as a server takes it: the ruleset or the errors, and the model files to watch.
+
+    What hot reload's compile worker hands back to the server (pickled), and
+    what the server's own first load produces.
+    """
+
+    ruleset: Ruleset | None  # None: the errors say why
+    errors: tuple[Diagnostic, ...] = ()
+    model_files: tuple[Path, ...] | None = None  # every model file declared; None when the rules did not check
+
+
+def prepare(
+    path: Path,
+    *,
+    stats: PredicateStats | None = None,
+    cache: ParseCache | None = None,
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+) -> Prepared:
+    """Compile the ruleset at ``path`` to serve it; a file that vanished mid-read is an error, not an exception."""
+    model_files = None
+    try:
+        loaded = compile_path(path, stats=stats, cache=cache, model_limits=model_limits)
+        model_files = loaded.model_files
+        return Prepared(loaded.ruleset(), model_files=model_files)
+    except RulesError as exc:
+        return Prepared(None, tuple(exc.diagnostics), model_files)
+    except (OSError, ValueError) as exc:  # a file vanished mid-read, an unreadable directory
+        problem = error(f"cannot load the ruleset: {exc}", None, file_name=display_name(path))
+        return Prepared(None, (problem,), model_files)
+
+
+def sized_cache(cache: ParseCache | None, path: Path) -> ParseCache:
+    """``cache``, or a new one when the ruleset's size asks for another capacity: room for each file's
+    current and previous text, so an edited file hits and old versions of it do not pile up."""
+    capacity = 2 * len(rules_files(path)) + 2 if path.exists() else 2
+    if cache is None or cache.capacity != capacity:
+        return ParseCache(capacity)
+    return cache
 
 
 def _unreadable(root: Path, files: list[ParsedFile], message: str) -> LoadedRuleset:

@@ -31,8 +31,8 @@ from tailor.compiler.explain import explain
 from tailor.compiler.feedback import predicate_outcomes
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import RuleInfo, Ruleset
-from tailor.dsl.diagnostics import Diagnostic, RulesError, error, render_all
-from tailor.dsl.loader import ParseCache, display_name, rules_files
+from tailor.dsl.diagnostics import Diagnostic, RulesError, render_all
+from tailor.dsl.loader import ParseCache
 
 from . import decision_flow, heap
 from .decision_flow import Pending, StoreHealth
@@ -41,7 +41,7 @@ from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
-from .ruleset_loader import compile_path
+from .ruleset_loader import Prepared, prepare, sized_cache
 from .store import FeatureStore
 
 log = logging.getLogger("tailor.runtime")
@@ -128,8 +128,7 @@ class DecisionService:
         self.store = store
         self.deadline = deadline_ms / 1000.0
         self.stats = stats
-        self.cache = ParseCache()  # shared by every reload: only changed files re-parse
-        self._cache_capacity = 0
+        self.cache = ParseCache()
         self.current: Served | None = None
         self.previous: deque[Served] = deque(maxlen=keep)
         self.last_error: list[dict[str, Any]] | None = None
@@ -156,26 +155,18 @@ class DecisionService:
     # --- versions ---
 
     def prepare(self) -> Served:
-        """Compile the ruleset on disk (raises ``RulesError``); slow, so reloads run it in a thread."""
-        try:
-            loaded = compile_path(
-                self.path, stats=self.stats, cache=self._parse_cache(), model_limits=self.model_limits
-            )
-            if loaded.model_files is not None:  # None: the rules did not check, so the models declared are unknown
-                self.model_files = loaded.model_files
-            ruleset = loaded.ruleset()
-        except (OSError, ValueError) as exc:  # a file vanished mid-read, an unreadable directory
-            problem = error(f"cannot load the ruleset: {exc}", None, file_name=display_name(self.path))
-            raise RulesError([problem]) from exc
-        return Served.of(ruleset)
+        """Compile the ruleset on disk in this process (raises ``RulesError``): the first load, and
+        library use. Hot reload compiles in a worker process instead (see ``compile_worker``)."""
+        self.cache = sized_cache(self.cache, self.path)  # shared by these compiles: only changed files re-parse
+        return self.served(prepare(self.path, stats=self.stats, cache=self.cache, model_limits=self.model_limits))
 
-    def _parse_cache(self) -> ParseCache:
-        """The cache shared by reloads, sized to the ruleset: room for each file's current and
-        previous text, so an edited file hits and old versions of it do not pile up."""
-        capacity = 2 * len(rules_files(self.path)) + 2 if self.path.exists() else 2
-        if capacity != self._cache_capacity:
-            self.cache, self._cache_capacity = ParseCache(capacity), capacity
-        return self.cache
+    def served(self, prepared: Prepared) -> Served:
+        """A compile's outcome as a version to install; raises ``RulesError`` when it did not compile."""
+        if prepared.model_files is not None:  # None: the rules did not check, so the models declared are unknown
+            self.model_files = prepared.model_files
+        if prepared.ruleset is None:
+            raise RulesError(list(prepared.errors))
+        return Served.of(prepared.ruleset)
 
     def open(self) -> Served:
         """Load the first version; raises ``RulesError`` so a broken ruleset stops startup."""

@@ -38,6 +38,31 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT) 
         time.sleep(0.02)
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has, whoever reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """The running child processes of ``pid``, with their command lines."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append((int(entry.name), command))
+    return found
+
+
 class Server:
     """``tailor serve`` in a subprocess on a free port, its output in a file."""
 

@@ -12,16 +12,16 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import no_redis, start_redis
-from server_process import KEY, WAIT, Server, eventually, servers
+from server_process import KEY, WAIT, Server, children, eventually, running, servers
 
 from bench.ports import free_port
 from tailor.runtime.memory_store import MemoryStore
@@ -67,23 +67,18 @@ def test_a_burst_of_requests_makes_one_reload_and_a_change_during_one_makes_one_
         assert service.current is not None
         assert service.current.rules[0].priority == 49
 
-        started = asyncio.Event()
-        release = asyncio.Event()
-        prepare = service.prepare
-        loop = asyncio.get_running_loop()
-
-        def slow_prepare() -> Any:  # runs in the reload thread
-            loop.call_soon_threadsafe(started.set)
-            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=WAIT)
-            return prepare()
-
-        service.prepare = slow_prepare  # type: ignore[method-assign]
-        reloader.request()
-        await asyncio.wait_for(started.wait(), WAIT)
-        for priority in range(5):  # changes while a reload runs: exactly one more, on the final state
-            (tmp_path / "shop.rules").write_text(SHOP.replace("priority 30", f"priority {60 + priority}"))
+        worker = reloader.compiler.pid
+        assert worker is not None
+        os.kill(worker, signal.SIGSTOP)  # the next compile waits in the worker, as a long one would
+        try:
             reloader.request()
-        release.set()
+            while not reloader.compiler.busy:
+                await asyncio.sleep(0.005)
+            for priority in range(5):  # changes while a reload runs: exactly one more, on the final state
+                (tmp_path / "shop.rules").write_text(SHOP.replace("priority 30", f"priority {60 + priority}"))
+                reloader.request()
+        finally:
+            os.kill(worker, signal.SIGCONT)
         while reloader.busy:
             await asyncio.sleep(0.005)
         assert reloader.attempts == 3
@@ -95,6 +90,43 @@ def test_a_burst_of_requests_makes_one_reload_and_a_change_during_one_makes_one_
     registry = service.metrics.registry
     assert registry.get_sample_value("tailor_reloads_total", {"outcome": "ok"}) == 2  # the 2nd saw the final file
     assert registry.get_sample_value("tailor_reloads_total", {"outcome": "unchanged"}) == 1
+
+
+def test_a_reload_compiles_in_a_worker_process_while_decisions_are_answered(tmp_path: Path) -> None:
+    (tmp_path / "shop.rules").write_text(SHOP)
+    service = DecisionService(tmp_path, MemoryStore())
+    first = service.open().version
+
+    async def hero() -> tuple[str, str]:
+        served, outcomes = await service.decide("u", {}, ["hero"], {"user.tier": "gold"})
+        return served.version, outcomes.decision.slots["hero"].content
+
+    async def scenario() -> int:
+        reloader = Reloader(service)
+        reloader.start(watch=False)
+        worker = reloader.compiler.pid
+        assert worker is not None and worker != os.getpid()
+        os.kill(worker, signal.SIGSTOP)  # a compile that takes its time: only that process waits
+        try:
+            (tmp_path / "shop.rules").write_text(SHOP.replace("show vip in hero", "show fan in hero"))
+            reloader.request()
+            while not reloader.compiler.busy:
+                await asyncio.sleep(0.005)
+            for _ in range(20):
+                assert await hero() == (first, "vip")
+            assert reloader.busy and service.current.version == first
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        while reloader.busy:
+            await asyncio.sleep(0.005)
+        assert (await hero())[1] == "fan"
+        assert reloader.compiler.pid == worker  # one worker for every reload
+        await reloader.stop()
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert not running(worker)
+    assert service.last_error is None
 
 
 def test_a_reload_parses_only_the_changed_file(tmp_path: Path) -> None:
@@ -204,6 +236,26 @@ def test_edits_are_served_without_a_restart(tmp_path: Path, start_server: Callab
     )
     assert compiled.returncode == 0, compiled.stderr
     assert server.stop() == 0
+
+
+def test_serve_compiles_in_a_child_that_stops_with_it(tmp_path: Path, start_server: Callable[..., Server]) -> None:
+    root = tmp_path / "shop"
+    root.mkdir()
+    rules = root / "shop.rules"
+    rules.write_text(SHOP)
+    server = start_server(root)
+    first = server.ruleset()["version"]
+    (worker,) = eventually(
+        lambda: [pid for pid, command in children(server.process.pid) if "compile_worker" in command] or None,
+        "the worker",
+    )
+    os.kill(worker, signal.SIGSTOP)  # a compile that never ends: only the worker waits, the server answers
+    rules.write_text(SHOP.replace("priority 20", "priority 40"))
+    eventually(lambda: server.metric("tailor_reload_compiling") == 1, "the reload to start")
+    for _ in range(10):
+        assert server.decide(features={"user.tier": "gold"})["ruleset"]["version"] == first
+    assert server.stop() == 0  # Ctrl-C during the compile: the server stops, and ends its worker
+    assert not running(worker)
 
 
 def test_serve_refuses_a_broken_ruleset_with_diagnostics(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 from configmap_volume import HOME, SEARCH, configmap
-from server_process import WAIT, Server, eventually, servers
+from server_process import WAIT, Server, children, eventually, running, servers
 
 from tailor.runtime import reload as reload_module
 from tailor.runtime.memory_store import MemoryStore
@@ -253,38 +252,55 @@ def test_serve_keeps_serving_while_its_directory_is_gone_and_serves_it_back(
 # --- 2. a reload that hangs ----------------------------------------------------------
 
 
-def test_a_reload_that_hangs_is_abandoned_and_the_next_edit_is_served(tmp_path: Path) -> None:
+def test_a_compile_that_hangs_is_killed_and_the_next_edit_is_served(tmp_path: Path) -> None:
     root = write_ruleset(tmp_path / "rules")
     service = DecisionService(root, MemoryStore())
     first = service.open().version
-    prepare = service.prepare
-    stuck = threading.Event()
-
-    def hangs() -> Any:  # reading a file on a mount that stopped answering
-        stuck.wait()
-        return prepare()
 
     async def scenario(reloader: Reloader) -> None:
-        service.prepare = hangs  # type: ignore[method-assign]
+        stuck = reloader.compiler.pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)  # a compile that never returns (a file on a mount that stopped answering)
         (root / "home.rules").write_text(home(20))
         await until(lambda: service.last_error, "the hung reload to be reported")
         (problem,) = service.last_error
         assert problem["message"] == "the reload took longer than 1 s and was abandoned"
         assert service.current is not None and service.current.version == first
-        service.prepare = prepare  # type: ignore[method-assign]
+        await until(lambda: not running(stuck), "the hung compile to be killed")
         (root / "home.rules").write_text(home(30))
         await until(lambda: priority_served(service) == 30, "the next edit to be served")
         assert service.last_error is None
+        assert reloader.compiler.pid not in (None, stuck)  # a new worker
 
-    try:
-        run_reloader(service, scenario, reload_timeout=1.0)
-    finally:
-        stuck.set()
+    run_reloader(service, scenario, reload_timeout=1.0)
     assert service.metrics.registry.get_sample_value("tailor_reloads_total", {"outcome": "failed"}) >= 1
 
 
+def test_a_worker_that_dies_mid_compile_is_reported_and_replaced(tmp_path: Path) -> None:
+    root = write_ruleset(tmp_path / "rules")
+    service = DecisionService(root, MemoryStore())
+    first = service.open().version
+
+    async def scenario(reloader: Reloader) -> None:
+        worker = reloader.compiler.pid
+        assert worker is not None
+        os.kill(worker, signal.SIGSTOP)
+        (root / "home.rules").write_text(home(20))
+        await until(lambda: reloader.compiler.busy, "the compile to start")
+        os.kill(worker, signal.SIGKILL)  # the kernel's out-of-memory killer, say
+        await until(lambda: service.last_error, "the failed reload to be reported")
+        (problem,) = service.last_error
+        assert problem["message"] == "the compiler failed: the compile worker exited (killed by SIGKILL)"
+        assert service.current is not None and service.current.version == first
+        (root / "home.rules").write_text(home(30))
+        await until(lambda: priority_served(service) == 30, "the next edit to be served")
+        assert reloader.compiler.pid not in (None, worker)
+
+    run_reloader(service, scenario)
+
+
 STUCK_RELOAD = """
-import asyncio, sys, threading
+import asyncio, os, signal, sys
 from pathlib import Path
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.reload import Reloader
@@ -292,34 +308,45 @@ from tailor.runtime.service import DecisionService
 
 service = DecisionService(Path(sys.argv[1]), MemoryStore())
 service.open()
-entered = threading.Event()
-
-def hangs():  # a read on a file system that stopped answering: it never returns
-    entered.set()
-    threading.Event().wait()
-
-service.prepare = hangs
 
 async def main():
     reloader = Reloader(service)
     reloader.start(watch=False)
+    worker = reloader.compiler.pid
+    os.kill(worker, signal.SIGSTOP)  # the compile never returns
     reloader.request()
-    while not entered.is_set():
+    while not reloader.compiler.busy:
         await asyncio.sleep(0.01)
     await reloader.stop()
+    return worker
 
-asyncio.run(main())
-print("exited")
+print(asyncio.run(main()))
 """
 
 
-def test_a_process_exits_with_a_reload_thread_stuck(tmp_path: Path) -> None:
+def test_a_process_exits_with_a_compile_stuck_and_leaves_no_worker_behind(tmp_path: Path) -> None:
     root = write_ruleset(tmp_path / "rules")
     result = subprocess.run(
         [sys.executable, "-c", STUCK_RELOAD, str(root)], capture_output=True, text=True, timeout=WAIT
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "exited\n"
+    assert not running(int(result.stdout))
+
+
+def test_a_worker_whose_server_is_killed_exits(tmp_path: Path) -> None:
+    root = write_ruleset(tmp_path / "rules")
+    server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", str(root), "--port", "0"])
+    try:
+        (worker,) = eventually(
+            lambda: [pid for pid, command in children(server.pid) if "compile_worker" in command] or None, "the worker"
+        )
+        os.kill(worker, signal.SIGSTOP)  # in the middle of a compile, say
+        server.kill()  # no chance to clean up
+        server.wait(timeout=WAIT)
+        os.kill(worker, signal.SIGCONT)
+        eventually(lambda: not running(worker), "the worker to notice its server is gone")
+    finally:
+        server.kill()
 
 
 def test_serve_refuses_a_model_that_is_a_fifo_or_dev_zero_and_stops_on_signals(
