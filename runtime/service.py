@@ -345,7 +345,7 @@ class DecisionService:
         """
         self._listeners.append(listener)
 
-    def served(
+    def publish(
         self, decided: Decided, decision_id: str, user_id: str, context: Mapping[str, Any], at: float | None
     ) -> None:
         """A decision was served (``/v1/decide``): tell the listeners, when there are any."""

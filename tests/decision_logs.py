@@ -34,7 +34,7 @@ def serve(path: Path, requests: Sequence[Request], at: float) -> list[DecisionRe
         service.listen(records.append)
         for request in requests:
             decided = await service.decide(request.user_id, request.context, request.slots, request.features, at)
-            service.served(decided, service.new_decision_id(), request.user_id, request.context, at)
+            service.publish(decided, service.new_decision_id(), request.user_id, request.context, at)
 
     asyncio.run(run())
     return records

@@ -29,7 +29,7 @@ def served_records(tmp_path, decide_args: list[tuple]) -> list[DecisionRecord]:
         service.listen(records.append)
         for user_id, context, features in decide_args:
             decided = await service.decide(user_id, context, None, features, 1_700_000_000.0)
-            service.served(decided, service.new_decision_id(), user_id, context, 1_700_000_000.0)
+            service.publish(decided, service.new_decision_id(), user_id, context, 1_700_000_000.0)
 
     asyncio.run(run())
     return records
@@ -58,5 +58,5 @@ def test_nothing_is_built_without_a_listener(tmp_path) -> None:
     service = DecisionService(tmp_path, MemoryStore())
     service.install(service.prepare())
     decided = asyncio.run(service.decide("u1", {}, None, None))
-    service.served(decided, "d1", "u1", {}, None)  # no listener: a no-op
+    service.publish(decided, "d1", "u1", {}, None)  # no listener: a no-op
     assert decided.outcomes.decision.slots["hero"].content == "generic"

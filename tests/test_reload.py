@@ -98,7 +98,7 @@ def test_a_reload_compiles_in_a_worker_process_while_decisions_are_answered(tmp_
     first = service.open().version
 
     async def hero() -> tuple[str, str]:
-        served, outcomes = await service.decide("u", {}, ["hero"], {"user.tier": "gold"})
+        served, outcomes, _ = await service.decide("u", {}, ["hero"], {"user.tier": "gold"})
         return served.version, outcomes.decision.slots["hero"].content
 
     async def scenario() -> int:

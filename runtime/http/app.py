@@ -127,7 +127,7 @@ def create_app(
         decision_id = service.new_decision_id()
         answer = service.response(decided.served, decided.outcomes, decision_id, explained=explained)
         if not explained:
-            service.served(decided, decision_id, body.user_id, body.context, body.at)
+            service.publish(decided, decision_id, body.user_id, body.context, body.at)
         if ignored:
             answer.update(IgnoredFeatures(ignored).to_dict())
         if explained:
