@@ -21,6 +21,7 @@ from tailor.compiler.plan import PredicateStats
 
 from .buckets import Scheme
 from .events import DEFAULT_RETENTION
+from .feedback import DEFAULT_ATTRIBUTION, Impressions
 from .http import create_app
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
@@ -55,6 +56,8 @@ class ServeOptions:
     model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     model_read_timeout: float = DEFAULT_MODEL_READ_TIMEOUT
     memory_max_users: int = DEFAULT_MAX_USERS  # without --redis: the least recently active users beyond it go
+    attribution: float = DEFAULT_ATTRIBUTION  # seconds a served decision's join record is kept for feedback
+    impressions: str = Impressions.FEEDBACK.value  # where impressions come from: feedback items, or served slots
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -117,6 +120,8 @@ def build_app(options: ServeOptions) -> FastAPI:
         public_decisions=options.public_decisions,
         reload_timeout=options.reload_timeout,
         settle_ms=options.settle_ms,
+        attribution=options.attribution,
+        impressions=Impressions(options.impressions),
     )
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app

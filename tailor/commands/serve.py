@@ -86,6 +86,18 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         metavar="SECONDS",
         help="refuse a model file that takes longer to read, as on a stuck mount (default: %(default)s)",
     )
+    parser.add_argument(
+        "--attribution",
+        type=duration,
+        metavar="DURATION",
+        help="keep each served decision this long for POST /v1/feedback to join to (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--impressions",
+        choices=("feedback", "served"),
+        help="count impressions from feedback items, or count every served slot as one, for sites that send "
+        "no feedback (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -106,6 +118,8 @@ def _server_defaults() -> dict[str, str]:
         "model_max_bytes": typed(default["model_max_bytes"]),
         "model_read_timeout": typed(default["model_read_timeout"]),
         "memory_max_users": typed(default["memory_max_users"]),
+        "attribution": duration_text(default["attribution"]),
+        "impressions": default["impressions"],
     }
 
 
@@ -192,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         model_max_bytes=args.model_max_bytes,
         model_read_timeout=args.model_read_timeout,
         memory_max_users=args.memory_max_users,
+        attribution=args.attribution,
+        impressions=args.impressions,
     )
     try:
         serve(options)
