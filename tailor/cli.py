@@ -12,11 +12,23 @@ import sys
 from collections.abc import Sequence
 
 from tailor.commands import compile as compile_
-from tailor.commands import completion, explain, fmt, lint, serve, simulate, stats, test, train
+from tailor.commands import completion, explain, fmt, kpis, lint, serve, simulate, stats, test, train
 from tailor.commands.exit_codes import EXIT_OK
 from tailor.commands.parser import Parser
 
-COMMANDS = (lint, fmt, compile_, serve, stats, test, explain, simulate, train, completion)  # in the order --help lists
+COMMANDS = (
+    lint,
+    fmt,
+    compile_,
+    serve,
+    stats,
+    kpis,
+    test,
+    explain,
+    simulate,
+    train,
+    completion,
+)  # in the order --help lists
 
 
 def build_parser() -> argparse.ArgumentParser:
