@@ -12,8 +12,11 @@ sharing it, decisions and feedback spread over both.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 from conftest import no_redis
 from redis_process import private_redis
-from server_process import Server, eventually, servers
+from server_process import KEY, Server, eventually, servers
 
 from tailor.runtime.feedback import utc_day
 
@@ -243,6 +246,19 @@ def test_kpis_equal_a_brute_force_count_of_a_simulated_day(started: list[Server]
         assert_kpis(server, day.expected, None)
     for when in sorted({when for _, when in day.expected if when is not None}):
         assert_kpis(started[-1], day.expected, when)
+    assert_cli(started[0])
+
+
+def assert_cli(server: Server) -> None:
+    """``tailor kpis`` shows what ``GET /v1/kpis`` answers."""
+    command = [sys.executable, "-m", "tailor.cli", "kpis", "--url", server.url, "--api-key", KEY, "--slot", "hero"]
+    shown = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, timeout=60, check=True)
+    answer = server.http.get("/v1/kpis", params={"slot": "hero"}, headers=server.auth).json()
+    assert json.loads(shown.stdout) == answer
+    text = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert text[0].split()[:5] == ["version", "slot", "rule", "content", "decisions"]
+    assert len(text) == 1 + len(answer["rows"])
+    assert all(" hero " in line for line in text[1:])
 
 
 def assert_kpis(server: Server, expected: dict[tuple[Key, str | None], Counter[str]], when: str | None) -> None:
