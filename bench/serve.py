@@ -762,13 +762,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             ROUND_TRIPS,
             "",
         ),
-        Target(
-            f"/v1/feedback batches/s ≥ {writes.FEEDBACK_RATIO:g}x /v1/events' ({writes.BATCH} a batch)",
-            results["writes"]["ratio"] if "writes" in results else None,
-            writes.FEEDBACK_RATIO,
-            "x",
-            lower_is_better=False,
-        ),
+        *writes.targets(results),
     ]
 
 

@@ -24,6 +24,7 @@ import orjson
 from tailor.compiler.features import COUNTER_EVENTS
 
 from . import loadgen
+from .targets import Target
 from .workload import CATEGORIES, EVENTS
 
 BATCH = 100  # items or events per request
@@ -121,3 +122,18 @@ def measure(
         "not_ok": not_ok,
         "ratio": statistics.median(ratios) if ratios else float("nan"),
     }
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    """The feedback issue's write target, from a ``bench.serve`` run that measured it (older runs did not)."""
+    if "writes" not in results:
+        return []
+    return [
+        Target(
+            f"/v1/feedback batches/s ≥ {FEEDBACK_RATIO:g}x /v1/events' ({BATCH} a batch)",
+            results["writes"]["ratio"],
+            FEEDBACK_RATIO,
+            "x",
+            lower_is_better=False,
+        )
+    ]

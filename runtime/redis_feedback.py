@@ -186,6 +186,23 @@ class RedisFeedback:
         def key_index(key: str) -> str:
             return str(index.setdefault(key, len(index) + 1))
 
+        fields: dict[tuple[str, str, str, str], str] = {}  # a batch repeats a few slots, rules and contents
+
+        def field(measure: str, tally: Tally) -> str:
+            key = (measure, tally.slot, tally.rule, tally.content)
+            name = fields.get(key)
+            if name is None:
+                name = fields[key] = counter_field(*key)
+            return name
+
+        counters: dict[tuple[str, str | None], str] = {}
+
+        def counters_index(version: str, day: str | None) -> str:
+            found = counters.get((version, day))
+            if found is None:
+                found = counters[version, day] = key_index(self.counters_key(version, day))
+            return found
+
         args = [ttl]
         for tally in tallies:
             if tally.id is not None:
@@ -193,10 +210,10 @@ class RedisFeedback:
             else:
                 args += ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
             args += [
-                key_index(self.counters_key(tally.version, None)),
-                key_index(self.counters_key(tally.version, tally.day)),
-                counter_field(tally.measure, tally.slot, tally.rule, tally.content) if tally.measure else "",
-                counter_field(VALUE, tally.slot, tally.rule, tally.content) if tally.value else "",
+                counters_index(tally.version, None),
+                counters_index(tally.version, tally.day),
+                field(tally.measure, tally) if tally.measure else "",
+                field(VALUE, tally) if tally.value else "",
                 repr(tally.value),
             ]
         return list(index), args
