@@ -282,3 +282,18 @@ def test_served_impressions_count_every_served_slot(rules: Path, store: FeatureS
         metrics = client.get("/metrics").text
         assert 'tailor_feedback_counted_total{measure="impressions",rule="(default)",slot="sidebar"} 3.0' in metrics
         assert 'tailor_feedback_items_total{outcome="ignored"} 1.0' in metrics
+
+
+def test_serve_takes_the_attribution_window_and_the_source_of_impressions() -> None:
+    from tailor.cli import build_parser
+    from tailor.runtime.launch import ServeOptions
+
+    parser = build_parser()
+    default = parser.parse_args(["serve", "rules"])
+    options = ServeOptions(path="rules")
+    assert (default.attribution, default.impressions) == (options.attribution, options.impressions)
+    assert (options.attribution, options.impressions) == (7 * DAY, "feedback")
+    given = parser.parse_args(["serve", "rules", "--attribution", "3d", "--impressions", "served"])
+    assert (given.attribution, given.impressions) == (3 * DAY, "served")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "rules", "--impressions", "sometimes"])
