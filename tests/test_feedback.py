@@ -279,6 +279,7 @@ def test_served_impressions_count_every_served_slot(rules: Path, store: FeatureS
         assert (sidebar["decisions"], sidebar["impressions"], sidebar["clicks"]) == (2, 2, 1)
         third = decide(client)
         assert third["slots"]["footer"]["content"] == "fresh"  # the two served impressions are events too
+        assert feedback(client)["accepted"] == 0  # feedback first writes the decisions queued (the third)
         metrics = client.get("/metrics").text
         assert 'tailor_feedback_counted_total{measure="impressions",rule="(default)",slot="sidebar"} 3.0' in metrics
         assert 'tailor_feedback_items_total{outcome="ignored"} 1.0' in metrics
