@@ -158,6 +158,8 @@ class Attribution:
     # --- KPIs ---
 
     async def kpis(self, query: KpiQuery) -> KpiReport:
+        """The KPI rows, counting every decision this process has served so far."""
+        await self.flush()
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 counts = await self.store.kpi_counts(query)
