@@ -94,7 +94,7 @@ def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
 
 
 class RedisFeedback:
-    """Feedback's part of a ``RedisStore``: through its write connections, counted in its round trips
+    """Feedback's part of a ``RedisStore``: writes through its write connections, counted in its round trips
     (except ``keep_decisions``, which runs in the background and is not a caller's round trip)."""
 
     def __init__(self, store: RedisStore):
@@ -153,7 +153,8 @@ class RedisFeedback:
         if not wanted:
             return {}
         keys = [self.join_key(decision_id) for decision_id in wanted]
-        replies = await self.store._script(self.store._writes(), JOINS_SCRIPT, JOINS_SHA, keys, [])
+        # A read, on the readers' pool: it must not queue behind the writes for the two write connections.
+        replies = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
         found = {}
         for decision_id, flat in zip(wanted, replies, strict=True):
             if not flat:
