@@ -82,7 +82,7 @@ from tailor.compiler.features import COUNTER_EVENTS
 from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore
 
-from . import floor_app, loadgen
+from . import floor_app, loadgen, writes
 from .ports import free_port
 from .targets import Target
 from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
@@ -741,6 +741,17 @@ def run(
                 if (name := f'tailor_decision_log_records_total{{outcome="{outcome}"}}') in logged_after
             },
         }
+        say("batched writes: /v1/feedback against /v1/events")
+        results["writes"] = writes.measure(
+            server_port,
+            bodies[: settings.agreement * 10],
+            [user_id(index) for index in range(settings.users)],
+            rounds=settings.rounds,
+            seconds=settings.saturation_seconds,
+            warmup=settings.saturation_warmup,
+            connections=settings.saturation_connections,
+            batches=settings.pool // 10,
+        )
         say("the in-process engine")
         results["in_process"] = in_process(url, bodies, settings.engine_repeats)
         results["agreement"] = agreement(url, server_port, bodies[: settings.agreement])
@@ -789,6 +800,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             "",
         ),
         *log_targets(results),
+        *writes.targets(results),
     ]
 
 
@@ -904,6 +916,15 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
         f"server overhead over the in-process engine: p50 {server['p50_ms']:.2f} ms over HTTP - "
         f"{local['engine_p50_ms']:.3f} ms = {overhead:.2f} ms ({server['p50_ms'] / local['engine_p50_ms']:.1f}x)"
     )
+    if "writes" in results:
+        w = results["writes"]
+        line(
+            f"batched writes at saturation ({w['batch']} a batch, batches/s by round): /v1/events "
+            + ", ".join(f"{rate:,.1f}" for rate in w["events_batches_per_s"])
+            + "; /v1/feedback "
+            + ", ".join(f"{rate:,.1f}" for rate in w["feedback_batches_per_s"])
+            + f" (on {w['decisions']:,} decisions); median ratio {w['ratio']:.2f}x; not 200: {w['not_ok']}"
+        )
     agreed = results["agreement"]
     line(f"HTTP decisions agreeing with the in-process engine: {agreed['agreed']}/{agreed['checked']}")
     if "logged" in results:

@@ -21,6 +21,7 @@ from tailor.compiler.plan import PredicateStats
 from .buckets import Scheme
 from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
 from .events import DEFAULT_RETENTION
+from .feedback import DEFAULT_ATTRIBUTION, Impressions
 from .http import create_app
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
@@ -61,6 +62,8 @@ class ServeOptions:
     log_queue: int = DEFAULT_QUEUE
     log_max_len: int = DEFAULT_MAX_LEN
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    attribution: float = DEFAULT_ATTRIBUTION  # seconds a served decision's join record is kept for feedback
+    impressions: str = Impressions.FEEDBACK.value  # where impressions come from: feedback items, or served slots
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -122,6 +125,8 @@ def build_app(options: ServeOptions) -> FastAPI:
         public_decisions=options.public_decisions,
         reload_timeout=options.reload_timeout,
         settle_ms=options.settle_ms,
+        attribution=options.attribution,
+        impressions=Impressions(options.impressions),
     )
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app

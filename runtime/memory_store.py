@@ -38,6 +38,9 @@ from .buckets import (
     split_attributes,
 )
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
+from .feedback import Join, Outcome, Tally
+from .kpis import KpiCounts, KpiQuery
+from .memory_feedback import MemoryFeedback
 from .store import FeatureStore
 
 DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
@@ -159,6 +162,7 @@ class MemoryStore(FeatureStore):
         self._pass = 0  # the number of the pass walking ``_sweeping``
         self._listing = 1  # the pass whose list new users join: the next one (one shared int)
         self._swept = time.monotonic()  # when the last pass ended
+        self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
 
     @property
     def users(self) -> int:
@@ -242,6 +246,18 @@ class MemoryStore(FeatureStore):
 
     async def ping(self) -> bool:
         return True
+
+    async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
+        self.feedback.keep_decisions(joins, keep, impressions)
+
+    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        return self.feedback.joins(decision_ids)
+
+    async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
+        return self.feedback.count_feedback(tallies, keep)
+
+    async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
+        return self.feedback.kpi_counts(query)
 
     # --- internals ---------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .decision_record import DEFAULT_RULE as RECORDED_DEFAULT  # "default": join records' and KPIs' name
+from .feedback import Outcome
 from .memory_store import EVICTIONS
 
 STAGES = ("plan", "fetch", "finish", "total")
@@ -77,6 +79,23 @@ class _Live(Collector):
         if current is not None:
             info.add_metric(current, 1)
         yield info
+
+
+class _Feedback(Collector):
+    """Feedback counted into the KPIs, by slot and rule (never by user), read at scrape time."""
+
+    def __init__(self, counted: Tally):
+        self._counted = counted
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tailor_feedback_counted",
+            "Feedback counted into the KPIs (impressions, clicks, conversions) by slot, rule and measure.",
+            labels=("slot", "rule", "measure"),
+        )
+        for (slot, rule, measure), count in list(self._counted.items()):
+            family.add_metric((slot, DEFAULT_RULE if rule == RECORDED_DEFAULT else rule, measure), count)
+        yield family
 
 
 class _ReloadCheck(Collector):
@@ -223,6 +242,21 @@ class Metrics:
         }
         self.decision_log = LogCounts()  # all zero while the log is off
         registry.register(_DecisionLog(self.decision_log))
+
+        feedback = Counter(
+            "tailor_feedback_items", "Feedback items received, by outcome.", ("outcome",), registry=registry
+        )
+        self.feedback_items = {outcome: feedback.labels(outcome) for outcome in (o.value for o in Outcome)}
+        #: (slot, rule, measure) -> feedback items counted into the KPIs
+        self.feedback_counted: Tally[tuple[str, str, str]] = Tally()
+        registry.register(_Feedback(self.feedback_counted))
+        served = Counter(
+            "tailor_served_records",
+            "Served decisions written for feedback and KPIs (kept), or not: the store failed, the queue was full.",
+            ("outcome",),
+            registry=registry,
+        )
+        self.served_records = {outcome: served.labels(outcome) for outcome in ("kept", "failed", "dropped")}
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

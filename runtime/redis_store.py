@@ -32,6 +32,9 @@ from tailor.compiler.features import FeatureKind, FeatureRef
 
 from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
+from .feedback import Join, Outcome, Tally
+from .kpis import KpiCounts, KpiQuery
+from .redis_feedback import RedisFeedback
 from .store import FeatureStore
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
@@ -194,6 +197,7 @@ class RedisStore(FeatureStore):
         self._clients: tuple[Redis, Redis] | None = None  # reads, writes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
+        self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -318,6 +322,18 @@ class RedisStore(FeatureStore):
             return bool(await self._reads().ping())
         except Exception:  # any failure means "not answering"; ping never raises
             return False
+
+    async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
+        await self.feedback.keep_decisions(joins, keep, impressions)
+
+    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        return await self.feedback.joins(decision_ids)
+
+    async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
+        return await self.feedback.count_feedback(tallies, keep)
+
+    async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
+        return await self.feedback.kpi_counts(query)
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

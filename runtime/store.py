@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
 from .events import Event, RecordResult
+
+if TYPE_CHECKING:
+    from .feedback import Join, Outcome, Tally
+    from .kpis import KpiCounts, KpiQuery
 
 
 class FeatureStore(Protocol):
@@ -61,6 +65,27 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def ping(self) -> bool:
         """Whether the store answers."""
+
+    # --- feedback and KPIs (see feedback.py and kpis.py) ---
+
+    @abstractmethod
+    async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
+        """Keep each served decision's join record for ``keep`` seconds, and count its slots as decisions
+        (with ``impressions``, as impressions too) in the KPI counters, in total and per UTC day."""
+
+    @abstractmethod
+    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        """The join records still kept, by decision id (the unknown and the expired are absent)."""
+
+    @abstractmethod
+    async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
+        """Count each tally once, atomically across processes; per tally ``ACCEPTED``, ``DUPLICATE``
+        (its id with the same fingerprint, or without an id its (decision, slot, type), was counted
+        before) or ``CONFLICT`` (its id was counted with another fingerprint). Ids are kept ``keep`` seconds."""
+
+    @abstractmethod
+    async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
+        """The KPI counters ``query`` asks for (its version and days; slots and rules are filtered by the caller)."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -17,12 +17,15 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from ..attribution import Attribution
 from ..decision_log import DecisionLog
 from ..events import Event
+from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
+from ..kpis import KpiQuery
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import DecisionService, NotReady
@@ -35,11 +38,15 @@ from .schemas import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
     MAX_ID,
+    MAX_NAME,
     DecideRequest,
     DecideResponse,
     EventsRequest,
     EventsResponse,
     ExplainResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    KpisResponse,
     ProfileRequest,
     ProfileResponse,
     RulesetResponse,
@@ -60,6 +67,8 @@ def create_app(
     reload_timeout: float = DEFAULT_RELOAD_TIMEOUT,
     settle_ms: float = DEFAULT_SETTLE_MS,
     decision_log: DecisionLog | None = None,
+    attribution: float = DEFAULT_ATTRIBUTION,
+    impressions: Impressions = Impressions.FEEDBACK,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -67,8 +76,11 @@ def create_app(
     route but health, readiness and metrics; ``public_decisions`` leaves
     ``/v1/decide`` open. ``decision_log`` (already listening to ``service``)
     is started with the app and, on a clean stop, written out before the
-    store closes.
+    store closes. Served decisions are kept for feedback for ``attribution``
+    seconds; ``impressions`` says where impressions come from.
     """
+    attributed = Attribution(service.store, service.metrics, attribution=attribution, impressions=impressions)
+    service.listen(attributed.served)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +97,7 @@ def create_app(
                 await reloader.stop()
             if decision_log is not None:
                 await decision_log.close()
+            await attributed.close()
             await service.close()
 
     app = FastAPI(
@@ -95,6 +108,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.attribution = attributed
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
     guard = [Depends(require_key(api_key))] if api_key is not None else []
@@ -175,6 +189,39 @@ def create_app(
                 "expired": result.expired,
             }
         )
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary=f"Impressions, clicks, conversions on served decisions: up to {MAX_FEEDBACK} items",
+    )
+    async def feedback(body: FeedbackRequest) -> Response:
+        items = [FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id) for i in body.items]
+        return OrjsonResponse((await attributed.receive(items)).to_dict())
+
+    @app.get(
+        "/v1/kpis",
+        response_model=KpisResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 422, 503),
+        tags=["data"],
+        summary="Decisions, impressions, clicks, conversions and their rates per version, slot, rule and content",
+    )
+    async def kpis(
+        slot: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+        rule: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+        since: Annotated[str | None, Query(max_length=10, description="first UTC day, YYYY-MM-DD")] = None,
+        until: Annotated[str | None, Query(max_length=10, description="last UTC day, YYYY-MM-DD")] = None,
+        version: Annotated[str | None, Query(max_length=MAX_ID)] = None,
+    ) -> Response:
+        try:
+            query = KpiQuery(slot, rule, version, since, until)
+        except ValueError as exc:
+            return error_response(422, str(exc))
+        return OrjsonResponse((await attributed.kpis(query)).to_dict())
 
     @app.put(
         "/v1/users/{user_id:path}",

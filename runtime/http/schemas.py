@@ -30,6 +30,8 @@ from pydantic import (
 from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
+from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult
+from ..kpis import KpiReport
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures
 from .explain_json import NON_FINITE
@@ -137,6 +139,22 @@ class EventIn(_Body):
 
 class EventsRequest(_Body):
     events: list[EventIn] = Field(max_length=MAX_EVENTS)
+
+
+class FeedbackIn(_Body):
+    decision_id: Id = Field(description="the decision_id /v1/decide answered")
+    slot: Name
+    type: Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME, pattern=FEEDBACK_TYPE)] = Field(
+        description="impression, click, conversion, or any custom lower-case word (dwell, add_to_cart)"
+    )
+    value: Finite | None = Field(default=None, description="a conversion's amount, seconds on page for dwell")
+    ts: Epoch | None = Field(default=None, description="when it happened; the server's clock when absent")
+    id: Id | None = Field(default=None, description="makes a retry idempotent; items with different ids count apart")
+    user_id: Id | None = Field(default=None, description="when given, must be the decision's user")
+
+
+class FeedbackRequest(_Body):
+    items: list[FeedbackIn] = Field(max_length=MAX_FEEDBACK)
 
 
 class ProfileRequest(_Body):
@@ -248,6 +266,8 @@ DecideResponse = create_model(
 )
 ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, explain=(model_of(Explanation), ...))
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
+FeedbackResponse = model_of(FeedbackResult, "FeedbackResponse")
+KpisResponse = model_of(KpiReport, "KpisResponse")
 
 # --- response models of the HTTP layer's own answers ---
 

@@ -116,6 +116,18 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         metavar="N",
         help="records waiting to be written, at most; beyond it they are dropped and counted (default: %(default)s)",
     )
+    parser.add_argument(
+        "--attribution",
+        type=duration,
+        metavar="DURATION",
+        help="keep each served decision this long for POST /v1/feedback to join to (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--impressions",
+        choices=("feedback", "served"),
+        help="count impressions from feedback items, or count every served slot as one, for sites that send "
+        "no feedback (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -140,6 +152,8 @@ def _server_defaults() -> dict[str, str]:
         "log_max_len": typed(default["log_max_len"]),
         "log_max_bytes": typed(default["log_max_bytes"]),
         "log_queue": typed(default["log_queue"]),
+        "attribution": duration_text(default["attribution"]),
+        "impressions": default["impressions"],
     }
 
 
@@ -261,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         log_queue=args.log_queue,
         log_max_len=args.log_max_len,
         log_max_bytes=args.log_max_bytes,
+        attribution=args.attribution,
+        impressions=args.impressions,
     )
     try:
         serve(options)

@@ -1,0 +1,168 @@
+"""Feedback and KPIs at run time: join records written off the response path, feedback taken in.
+
+``Attribution.served`` listens to every decision ``/v1/decide`` serves
+(``DecisionService.listen``). It only queues the record; a task writes the
+queue to the store in batches (join records, the "decisions" counters and,
+with ``--impressions served``, impressions and their events), so a decision
+waits for none of it. The queue is bounded: past ``QUEUE`` records waiting,
+new ones are dropped and counted, rather than memory growing without end.
+
+``Attribution.receive`` takes a feedback batch: it writes what is queued
+first (so a decision this process served is always joinable), reads the
+join records, judges each item (``feedback.judge``), lets the store count
+each item once, and records the counted items' behavioural events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from .decision_record import DecisionRecord
+from .events import FUTURE_TOLERANCE, Event, EventRejected
+from .feedback import (
+    DEFAULT_ATTRIBUTION,
+    FeedbackItem,
+    FeedbackResult,
+    Impressions,
+    Join,
+    Outcome,
+    Tally,
+    judge,
+    served_impressions,
+)
+from .kpis import KpiQuery, KpiReport
+from .metrics import Metrics
+from .service import WRITE_TIMEOUT, StoreUnavailable
+from .store import FeatureStore
+
+log = logging.getLogger("tailor.runtime")
+
+QUEUE = 50_000  # served decisions waiting to be written, at most
+WRITE_BATCH = 512  # served decisions written in one go
+
+
+class Attribution:
+    """Join records, feedback and KPIs over a store, for one server process."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        metrics: Metrics,
+        *,
+        attribution: float = DEFAULT_ATTRIBUTION,
+        impressions: Impressions = Impressions.FEEDBACK,
+    ):
+        self.store = store
+        self.metrics = metrics
+        self.attribution = attribution
+        self.impressions = impressions
+        self._queue: deque[DecisionRecord] = deque()
+        self._writing: asyncio.Task[None] | None = None
+
+    # --- served decisions ---
+
+    def served(self, record: DecisionRecord) -> None:
+        """The listener: queue the record, and start writing unless a write is under way."""
+        if len(self._queue) >= QUEUE:
+            self.metrics.served_records["dropped"].inc()
+            return
+        self._queue.append(record)
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._write())
+
+    async def flush(self) -> None:
+        """Wait until every decision queued so far is written (or has failed to be)."""
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    async def _write(self) -> None:
+        try:
+            queue = self._queue
+            while queue:
+                batch = [queue.popleft() for _ in range(min(WRITE_BATCH, len(queue)))]
+                await self._keep(batch)
+        finally:
+            self._writing = None
+
+    async def _keep(self, records: Sequence[DecisionRecord]) -> None:
+        joins = [Join.of(record) for record in records]
+        served = self.impressions is Impressions.SERVED
+        outcome = "kept"
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self.store.keep_decisions(joins, self.attribution, impressions=served)
+                if served:
+                    events = [event for join in joins for event in served_impressions(join)]
+                    await self.store.record(events)
+        except Exception as exc:  # a lost join record makes its feedback unknown: counted, never fatal
+            outcome = "failed"
+            log.warning("could not keep %d served decisions for feedback: %s: %s", len(joins), type(exc).__name__, exc)
+        self.metrics.served_records[outcome].inc(len(joins))
+        if served and outcome == "kept":
+            tally = self.metrics.feedback_counted
+            for join in joins:
+                for slot, (rule, _) in join.slots.items():
+                    tally[slot, rule, "impressions"] += 1
+
+    async def close(self) -> None:
+        await self.flush()
+
+    # --- feedback ---
+
+    async def receive(self, items: Sequence[FeedbackItem], now: float | None = None) -> FeedbackResult:
+        """Join, judge and count a batch; ``EventRejected`` (nothing counted) for an item from the future,
+        ``StoreUnavailable`` when the store fails (a retry counts nothing twice)."""
+        now = time.time() if now is None else now
+        for index, item in enumerate(items):
+            if item.ts is not None and item.ts > now + FUTURE_TOLERANCE:
+                raise EventRejected(
+                    f"item {index} is from the future: its ts is {item.ts - now:.0f} s after the server's clock, "
+                    f"more than the {FUTURE_TOLERANCE:.0f} s tolerated; nothing of the batch was counted"
+                )
+        await self.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                joins = await self.store.joins([item.decision_id for item in items])
+                judged = judge(items, joins, attribution=self.attribution, impressions=self.impressions, now=now)
+                counted = await self.store.count_feedback(judged.tallies, self.attribution)
+                events: list[Event] = []
+                for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True):
+                    judged.outcomes[index] = outcome
+                    if outcome is not Outcome.CONFLICT:  # a retry records again what a failure may have lost
+                        events.append(event)
+                if events:
+                    await self.store.record(events, now)
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "
+                "items counted already answer as duplicates"
+            ) from exc
+        outcomes = [outcome for outcome in judged.outcomes if outcome is not None]
+        assert len(outcomes) == len(items), "the store judged every tally"
+        self._count(outcomes, judged.tallies, counted)
+        return FeedbackResult.of(outcomes)
+
+    def _count(self, outcomes: Sequence[Outcome], tallies: Sequence[Tally], counted: Sequence[Outcome]) -> None:
+        items = self.metrics.feedback_items
+        for outcome in outcomes:
+            items[outcome.value].inc()
+        tally = self.metrics.feedback_counted
+        for counted_tally, outcome in zip(tallies, counted, strict=True):
+            if outcome is Outcome.ACCEPTED and counted_tally.measure is not None:
+                tally[counted_tally.slot, counted_tally.rule, counted_tally.measure] += 1
+
+    # --- KPIs ---
+
+    async def kpis(self, query: KpiQuery) -> KpiReport:
+        """The KPI rows, counting every decision this process has served so far."""
+        await self.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                counts = await self.store.kpi_counts(query)
+        except Exception as exc:
+            raise StoreUnavailable(f"the KPIs could not be read ({type(exc).__name__})") from exc
+        return KpiReport.of(counts, query)

@@ -1,0 +1,300 @@
+"""POST /v1/feedback and GET /v1/kpis over the HTTP API (TestClient), on the memory store and on Redis.
+
+Per-item answers, idempotent retries, bad batches refused whole, feedback
+turned into events rules read, served impressions, and the KPI rows' rates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tailor.runtime.feedback import Impressions, utc_day
+from tailor.runtime.http import create_app
+from tailor.runtime.http.schemas import FeedbackResponse, KpisResponse
+from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.redis_store import RedisStore
+from tailor.runtime.service import DecisionService
+from tailor.runtime.statistics import wilson_interval
+from tailor.runtime.store import FeatureStore
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+SHOP = """\
+ruleset shop
+
+content acc = {"id": "acc"}
+content promo = {"id": "promo"}
+content generic = {"id": "generic"}
+content fresh = {"id": "fresh"}
+
+rule clicked_accessories
+  when clicks("acc", 7d) > 0
+  then show promo in hero
+
+default show generic in hero
+default show acc in sidebar
+
+rule seen_twice
+  when count("impression", "acc", 24h) >= 2
+  then show fresh in footer
+"""
+DAY = 86400.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> FeatureStore:
+    if request.param == "memory":
+        return MemoryStore()
+    return RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "shop.rules").write_text(SHOP)
+    return root
+
+
+def serve(rules: Path, store: FeatureStore, **options: Any) -> TestClient:
+    service = DecisionService(rules, store)
+    service.open()
+    return TestClient(create_app(service, watch=False, **options))
+
+
+@pytest.fixture
+def client(rules: Path, store: FeatureStore) -> Iterator[TestClient]:
+    with serve(rules, store) as client:
+        yield client
+
+
+def decide(client: TestClient, user: str = "u1", **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/decide", json={"user_id": user, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def feedback(client: TestClient, *items: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/feedback", json={"items": list(items)})
+    assert response.status_code == 200, response.text
+    return FeedbackResponse.model_validate(response.json()).model_dump(mode="json")
+
+
+def kpis(client: TestClient, **query: str) -> list[dict[str, Any]]:
+    response = client.get("/v1/kpis", params=query)
+    assert response.status_code == 200, response.text
+    return KpisResponse.model_validate(response.json()).model_dump(mode="json")["rows"]
+
+
+def row(client: TestClient, slot: str, **query: str) -> dict[str, Any]:
+    (found,) = [r for r in kpis(client, **query) if r["slot"] == slot]
+    return found
+
+
+def item(decision: dict[str, Any], type_: str, slot: str = "sidebar", **extra: Any) -> dict[str, Any]:
+    return {"decision_id": decision["decision_id"], "slot": slot, "type": type_, **extra}
+
+
+def test_each_item_is_answered_and_counted_once(client: TestClient) -> None:
+    shown = decide(client)
+    assert shown["slots"]["sidebar"]["content"] == "acc"
+    batch = [
+        item(shown, "impression"),
+        item(shown, "impression"),  # no id: once per (decision, slot, type)
+        item(shown, "click", id="c1"),
+        item(shown, "conversion", value=20.0, id="order-1"),
+        item(shown, "conversion", value=5.5, id="order-2"),  # another id: counted too
+        item(shown, "dwell", value=31.0),  # a custom type: an event, no KPI
+        item({"decision_id": "never-served"}, "click"),
+        item(shown, "click", slot="footer"),  # the footer showed nothing
+        item(shown, "click", user_id="somebody-else"),
+    ]
+    answer = feedback(client, *batch)
+    assert answer == {
+        "accepted": 5,
+        "duplicates": 1,
+        "ignored": 0,
+        "results": [
+            {"index": 6, "status": "unknown_decision"},
+            {"index": 7, "status": "unknown_slot"},
+            {"index": 8, "status": "wrong_user"},
+        ],
+    }
+    retried = feedback(client, *batch)  # a retry of the whole batch counts nothing again
+    assert (retried["accepted"], retried["duplicates"]) == (0, 6)
+    assert retried["results"] == answer["results"]
+
+    sidebar = row(client, "sidebar")
+    assert {k: sidebar[k] for k in ("rule", "content", "decisions", "impressions", "clicks", "conversions")} == {
+        "rule": "default",
+        "content": "acc",
+        "decisions": 1,
+        "impressions": 1,
+        "clicks": 1,
+        "conversions": 2,
+    }
+    assert sidebar["value"] == pytest.approx(25.5)
+    assert sidebar["value_per_impression"] == pytest.approx(25.5)
+    assert sidebar["ctr"] == 1.0 and sidebar["conversion_rate"] == 2.0
+    assert (sidebar["conversion_rate_low"], sidebar["conversion_rate_high"]) == tuple(wilson_interval(1, 1))
+
+
+def test_an_id_reused_with_another_payload_is_a_conflict_and_the_first_stands(client: TestClient) -> None:
+    first, second = decide(client, "u1"), decide(client, "u2")
+    assert feedback(client, item(first, "click", id="k"))["accepted"] == 1
+    answer = feedback(client, item(first, "click", id="k", ts=time.time() - 5), item(second, "click", id="k"))
+    assert answer["results"] == [{"index": 0, "status": "conflict"}, {"index": 1, "status": "conflict"}]
+    assert row(client, "sidebar")["clicks"] == 1
+
+
+def test_feedback_after_the_attribution_window_is_expired(client: TestClient) -> None:
+    now = time.time()
+    old = decide(client, at=now - 8 * DAY)  # replayed: decided eight days ago
+    recent = decide(client, at=now - 2 * DAY)
+    answer = feedback(
+        client,
+        item(old, "click"),
+        item(recent, "click"),
+        item(recent, "impression", ts=now - 2 * DAY + 60),
+        item(old, "impression", ts=now - 8 * DAY + 60),  # within a week of the decision
+    )
+    assert answer["results"] == [{"index": 0, "status": "expired"}]
+    assert answer["accepted"] == 3
+    # Each is counted under the UTC day of its decision.
+    assert row(client, "sidebar", since=utc_day(now - 2 * DAY), until=utc_day(now - 2 * DAY))["clicks"] == 1
+    assert row(client, "sidebar", until=utc_day(now - 8 * DAY))["impressions"] == 1
+    assert row(client, "sidebar")["decisions"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"items": [{"decision_id": "d", "slot": "hero", "type": "Click"}]}, "items[0].type"),
+        ({"items": [{"decision_id": "d", "slot": "hero", "type": "click", "value": "12"}]}, "items[0].value"),
+        ({"items": [{"decision_id": 7, "slot": "hero", "type": "click"}]}, "items[0].decision_id"),
+        ({"items": [{"decision_id": "d", "slot": "hero"}]}, "items[0].type"),
+        ({"items": [{"decision_id": "d", "slot": "hero", "type": "click", "colour": 1}]}, "items[0].colour"),
+        ({"items": [{"decision_id": "d", "slot": "hero", "type": "click"}] * 1001}, "items"),
+        ({"events": []}, "items"),
+    ],
+)
+def test_bad_feedback_is_refused_whole_and_changes_nothing(
+    client: TestClient, body: dict[str, Any], reason: str
+) -> None:
+    shown = decide(client)
+    assert feedback(client, item(shown, "click"))["accepted"] == 1
+    before = kpis(client)
+    good = item(shown, "impression")
+    if "items" in body:
+        body = {"items": [good, *body["items"]]}
+        reason = reason.replace("items[0]", "items[1]")
+    response = client.post("/v1/feedback", json=body)
+    assert response.status_code == 422, response.text
+    assert reason in response.json()["detail"]
+    assert kpis(client) == before
+
+
+def test_non_finite_values_and_future_times_are_refused(client: TestClient) -> None:
+    shown = decide(client)
+    before = kpis(client)
+    raw = '{"items": [{"decision_id": "%s", "slot": "sidebar", "type": "conversion", "value": NaN}]}'
+    response = client.post(
+        "/v1/feedback", content=raw % shown["decision_id"], headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert "items[0].value" in response.json()["detail"]
+    future = [item(shown, "impression"), item(shown, "click", ts=time.time() + 3600)]
+    response = client.post("/v1/feedback", json={"items": future})
+    assert response.status_code == 422
+    assert "item 1 is from the future" in response.json()["detail"]
+    assert kpis(client) == before
+    huge = {"items": [item(shown, "click", id="x" * 256, user_id="u" * 256)] * 2000}  # over the 1 MiB body limit
+    response = client.post("/v1/feedback", content=json.dumps(huge))
+    assert response.status_code == 413
+    assert kpis(client) == before
+
+
+def test_feedback_becomes_events_that_rules_read(client: TestClient) -> None:
+    first = decide(client)
+    assert first["slots"]["hero"]["content"] == "generic" and first["slots"]["footer"] is None
+    feedback(client, item(first, "impression"))
+    second = decide(client)
+    feedback(client, item(second, "impression"), item(second, "click"))
+    third = decide(client)
+    assert third["slots"]["hero"]["content"] == "promo"  # clicks("acc", 7d) > 0
+    assert third["slots"]["footer"]["content"] == "fresh"  # count("impression", "acc", 24h) >= 2
+    explained = client.post("/v1/explain", json={"user_id": "u1"}).json()
+    assert "promo" in json.dumps(explained["explain"])
+    assert decide(client, "u2")["slots"]["hero"]["content"] == "generic"  # someone else's clicks are not theirs
+
+
+def test_rates_come_with_wilson_intervals(client: TestClient) -> None:
+    for n in range(10):
+        shown = decide(client, f"user-{n}")
+        items = [item(shown, "impression")]
+        if n < 3:
+            items.append(item(shown, "click"))
+        if n == 0:
+            items.append(item(shown, "conversion", value=40.0))
+        feedback(client, *items)
+    sidebar = row(client, "sidebar")
+    assert (sidebar["decisions"], sidebar["impressions"], sidebar["clicks"], sidebar["conversions"]) == (10, 10, 3, 1)
+    assert sidebar["ctr"] == pytest.approx(0.3)
+    assert (sidebar["ctr_low"], sidebar["ctr_high"]) == pytest.approx(tuple(wilson_interval(3, 10)))
+    assert sidebar["conversion_rate"] == pytest.approx(0.1)
+    assert (sidebar["conversion_rate_low"], sidebar["conversion_rate_high"]) == pytest.approx(
+        tuple(wilson_interval(1, 10))
+    )
+    assert sidebar["value_per_impression"] == pytest.approx(4.0)
+    hero = row(client, "hero")
+    assert (hero["impressions"], hero["ctr"], hero["ctr_low"], hero["conversion_rate_high"]) == (0, None, None, None)
+    assert [r["slot"] for r in kpis(client, slot="hero")] == ["hero"]
+    assert kpis(client, rule="clicked_accessories") == []
+    assert kpis(client, version="not-a-version") == []
+
+
+def test_a_bad_kpi_query_is_a_422(client: TestClient) -> None:
+    for query in ({"since": "yesterday"}, {"until": "2024-13-01"}, {"since": "2024-05-02", "until": "2024-05-01"}):
+        response = client.get("/v1/kpis", params=query)
+        assert response.status_code == 422, query
+        assert "since" in response.json()["detail"] or "until" in response.json()["detail"]
+
+
+def test_served_impressions_count_every_served_slot(rules: Path, store: FeatureStore) -> None:
+    with serve(rules, store, impressions=Impressions.SERVED) as client:
+        first = decide(client)
+        decide(client)
+        answer = feedback(client, item(first, "impression"), item(first, "click"))
+        assert (answer["accepted"], answer["ignored"], answer["results"]) == (1, 1, [])
+        sidebar = row(client, "sidebar")
+        assert (sidebar["decisions"], sidebar["impressions"], sidebar["clicks"]) == (2, 2, 1)
+        third = decide(client)
+        assert third["slots"]["footer"]["content"] == "fresh"  # the two served impressions are events too
+        assert feedback(client)["accepted"] == 0  # feedback first writes the decisions queued (the third)
+        metrics = client.get("/metrics").text
+        assert 'tailor_feedback_counted_total{measure="impressions",rule="(default)",slot="sidebar"} 3.0' in metrics
+        assert 'tailor_feedback_items_total{outcome="ignored"} 1.0' in metrics
+
+
+def test_serve_takes_the_attribution_window_and_the_source_of_impressions() -> None:
+    from tailor.cli import build_parser
+    from tailor.runtime.launch import ServeOptions
+
+    parser = build_parser()
+    default = parser.parse_args(["serve", "rules"])
+    options = ServeOptions(path="rules")
+    assert (default.attribution, default.impressions) == (options.attribution, options.impressions)
+    assert (options.attribution, options.impressions) == (7 * DAY, "feedback")
+    given = parser.parse_args(["serve", "rules", "--attribution", "3d", "--impressions", "served"])
+    assert (given.attribution, given.impressions) == (3 * DAY, "served")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "rules", "--impressions", "sometimes"])
