@@ -17,6 +17,8 @@ from tailor.compiler.decide import Outcomes
 from tailor.compiler.features import FeatureKind
 
 if TYPE_CHECKING:
+    from tailor.compiler.features import FeatureRef
+
     from .service import Served
 
 DEFAULT_RULE = "default"  # the rule name a slot's default is recorded and counted under
@@ -36,6 +38,27 @@ class SlotServed:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlotServed:
         return cls(data["content"], data["rule"], data["priority"])
+
+
+NOTHING_SERVED = SlotServed(None, None, None)  # shared: a slot that showed nothing
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedValues:
+    """Where a version's feature values go in its records, computed once per version (``Served``):
+    a decision's values are sorted by lookups, not by each one's kind."""
+
+    models: dict[str, str]  # a model's feature text -> the model's name
+    features: frozenset[str]  # the texts recorded under "features": store features (context ones are not)
+
+    @classmethod
+    def of(cls, features: Mapping[str, FeatureRef]) -> RecordedValues:
+        return cls(
+            {text: ref.name for text, ref in features.items() if ref.kind is FeatureKind.MODEL},
+            frozenset(
+                text for text, ref in features.items() if ref.kind not in (FeatureKind.MODEL, FeatureKind.CONTEXT)
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,28 +121,27 @@ class DecisionRecord:
     ) -> DecisionRecord:
         """The record of a decision the service just made on ``served``."""
         decision = outcomes.decision
-        plan = served.ruleset.plan
         priorities = served.priorities
         slots: dict[str, SlotServed] = {}
         for slot, answer in decision.slots.items():
             if answer.content is None:
-                slots[slot] = SlotServed(None, None, None)
+                slots[slot] = NOTHING_SERVED
             elif answer.rule is None:
                 slots[slot] = SlotServed(answer.content, DEFAULT_RULE, None)
             else:
                 slots[slot] = SlotServed(answer.content, answer.rule, priorities.get(answer.rule))
-        features = {text: outcomes.read.get(text) for text in decision.fetched}
+        read = outcomes.read
+        features = {text: read.get(text) for text in decision.fetched}
         models: dict[str, float | None] = {}
         values = outcomes.known
         if values is not None:
+            recorded = served.recorded
+            model_names, stored = recorded.models, recorded.features
             for text, value in values.items():
-                ref = plan.features.get(text)
-                if ref is None:
-                    continue
-                if ref.kind is FeatureKind.MODEL:
-                    models[ref.name] = value
-                elif ref.kind is not FeatureKind.CONTEXT:
+                if text in stored:
                     features[text] = value
+                elif (name := model_names.get(text)) is not None:
+                    models[name] = value
         return cls(
             decision_id,
             at,

@@ -11,6 +11,7 @@ behavioural event keyed by the content's name. The stores do the counting
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,13 @@ class Join:
 
 
 def utc_day(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return _day_text(int(at // 86400))
+
+
+@functools.lru_cache(maxsize=64)
+def _day_text(day: int) -> str:
+    """A UTC day's text by its number since the epoch: a feedback batch asks for a few days many times."""
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True, slots=True)

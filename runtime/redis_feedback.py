@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import orjson
+
 from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
 
@@ -157,18 +159,21 @@ class RedisFeedback:
         replies = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
         found = {}
         for decision_id, flat in zip(wanted, replies, strict=True):
-            if not flat:
-                continue
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            user = version = at = None
             slots = {}
-            for name, value in fields.items():
-                if name.startswith(b"s:"):
-                    rule, content = json.loads(value)
+            for k in range(0, len(flat), 2):
+                name = flat[k]
+                if name[:2] == b"s:":
+                    rule, content = orjson.loads(flat[k + 1])
                     slots[name[2:].decode()] = (rule, content)
-            if b"v" in fields:
-                found[decision_id] = Join(
-                    decision_id, fields[b"u"].decode(), fields[b"v"].decode(), float(fields[b"a"]), slots
-                )
+                elif name == b"u":
+                    user = flat[k + 1].decode()
+                elif name == b"v":
+                    version = flat[k + 1].decode()
+                elif name == b"a":
+                    at = float(flat[k + 1])
+            if user is not None and version is not None and at is not None:
+                found[decision_id] = Join(decision_id, user, version, at, slots)
         return found
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:

@@ -428,6 +428,13 @@ class RedisStore(FeatureStore):
                 index[self.fingerprints_key(user_id)] = len(index) + 1
             return str(index[key])
 
+        # What is the same for every write to a resolution in this call, and each series' key index.
+        day = self.scheme.day
+        fixed = {
+            resolution.name: (str(resolution.oldest(now)), str(2 * resolution.prune_above + 1), resolution is day)
+            for resolution in self.scheme.resolutions
+        }
+        series: dict[tuple[str, str, str, str], str] = {}
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
         for item in live:
             event = item.event
@@ -435,13 +442,18 @@ class RedisStore(FeatureStore):
             args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes))]
             for write in item.writes:
                 resolution = write.resolution
+                where = (write.user_id, write.event, write.key, resolution.name)
+                key = series.get(where)
+                if key is None:
+                    key = series[where] = key_index(self.series_key(write.user_id, write.event, write.key, resolution))
+                oldest, prune, is_day = fixed[resolution.name]
                 args += [
-                    key_index(self.series_key(write.user_id, write.event, write.key, resolution)),
+                    key,
                     str(write.bucket),
                     repr(write.value),
                     str(math.ceil(write.ttl * 1000)),
-                    str(resolution.oldest(now)),
-                    str(2 * resolution.prune_above + 1),
-                    repr(write.ts) if resolution == self.scheme.day else "",
+                    oldest,
+                    prune,
+                    repr(write.ts) if is_day else "",
                 ]
         return list(index), args

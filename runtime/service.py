@@ -36,7 +36,7 @@ from tailor.dsl.loader import ParseCache
 
 from . import decision_flow, heap
 from .decision_flow import Pending, StoreHealth
-from .decision_record import DecisionRecord
+from .decision_record import DecisionRecord, RecordedValues
 from .events import Event, EventRejected, RecordResult
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
@@ -86,6 +86,7 @@ class Served:
     slots: frozenset[str]
     models: ModelRunner
     priorities: dict[str, int]  # by rule name: what a decision record says of the winner
+    recorded: RecordedValues  # where each feature value goes in a decision record
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> Served:
@@ -99,6 +100,7 @@ class Served:
             frozenset(ruleset.slots),
             ModelRunner(ruleset),
             {rule.name: rule.priority for rule in ruleset.rules},
+            RecordedValues.of(ruleset.plan.features),
         )
 
     @property
