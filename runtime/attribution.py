@@ -32,7 +32,6 @@ from .feedback import (
     Outcome,
     Tally,
     judge,
-    served_impressions,
 )
 from .kpis import KpiQuery, KpiReport
 from .metrics import Metrics
@@ -95,9 +94,6 @@ class Attribution:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await self.store.keep_decisions(joins, self.attribution, impressions=served)
-                if served:
-                    events = [event for join in joins for event in served_impressions(join)]
-                    await self.store.record(events)
         except Exception as exc:  # a lost join record makes its feedback unknown: counted, never fatal
             outcome = "failed"
             log.warning("could not keep %d served decisions for feedback: %s: %s", len(joins), type(exc).__name__, exc)

@@ -17,6 +17,7 @@ per applied chunk of events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -37,8 +38,8 @@ from .buckets import (
     plan_in_chunks,
     split_attributes,
 )
-from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
-from .feedback import Join, Outcome, Tally
+from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, EventRejected, RecordResult
+from .feedback import Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery
 from .memory_feedback import MemoryFeedback
 from .store import FeatureStore
@@ -249,6 +250,13 @@ class MemoryStore(FeatureStore):
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         self.feedback.keep_decisions(joins, keep, impressions)
+        if impressions:
+            try:
+                await self.record([event for join in joins for event in served_impressions(join)])
+            except EventRejected:  # a decision "at" a time too far ahead: kept, its impressions not recorded
+                for join in joins:
+                    with contextlib.suppress(EventRejected):
+                        await self.record(served_impressions(join))
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         return self.feedback.joins(decision_ids)

@@ -21,21 +21,61 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import orjson
 
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
+from .buckets import plan_batch
+from .events import EventRejected
+from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .redis_series import SERIES_ADD
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-JOINS_PER_CALL = 64  # join records per transaction
+# Served decisions per keep script call: with impressions served, a decision updates about a dozen series,
+# so a call holds Redis about as long as a record call of ``EVENTS_PER_CALL`` events.
+DECISIONS_PER_CALL = 16
 TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of Redis time
+
+# KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
+# join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
+# the counter fields it adds 1 to, and its impression events' series updates (``SERIES_ADD``'s arguments,
+# the key as an index); ARGV[3]: JSON, [set key index, member] to add (versions, days). A decision whose
+# join record exists is skipped whole: a call that is sent again counts nothing twice. JSON rather than
+# one argument a value: the client packs arguments one by one, in Python, which costs more than all this.
+KEEP_SCRIPT = (
+    SERIES_ADD
+    + """
+local ttl = ARGV[1]
+local kept = 0
+for _, d in ipairs(cjson.decode(ARGV[2])) do
+  local join = KEYS[d[1]]
+  if redis.call('EXISTS', join) == 0 then
+    redis.call('HSET', join, unpack(d[2]))
+    redis.call('PEXPIRE', join, ttl)
+    local total, day = KEYS[d[3]], KEYS[d[4]]
+    for _, field in ipairs(d[5]) do
+      redis.call('HINCRBY', total, field, 1)
+      redis.call('HINCRBY', day, field, 1)
+    end
+    for _, u in ipairs(d[6]) do
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8])
+    end
+    kept = kept + 1
+  end
+end
+for _, s in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('SADD', KEYS[s[1]], s[2])
+end
+return kept
+"""
+)
+KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
 
 # KEYS: join records. Replies: each one's fields and values, flat (empty when it is gone). One script
 # rather than a pipeline of HGETALLs: one command to send and one reply to parse.
@@ -123,32 +163,86 @@ class RedisFeedback:
     # --- writes ---
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
-        ttl = math.ceil(keep * 1000)
+        ttl = str(math.ceil(keep * 1000))
         client = self.store._writes()
-        for start in range(0, len(joins), JOINS_PER_CALL):
-            chunk = joins[start : start + JOINS_PER_CALL]
-            counters: dict[tuple[str, str], int] = defaultdict(int)  # (key, field) -> increment
-            days: set[tuple[str, str]] = set()
-            async with client.pipeline(transaction=True) as pipe:
-                for join in chunk:
-                    key = self.join_key(join.decision_id)
-                    fields = {"u": join.user_id, "v": join.version, "a": repr(join.at)}
-                    day = join.day
-                    days.add((join.version, day))
-                    for slot, (rule, content) in join.slots.items():
-                        fields[f"s:{slot}"] = json.dumps([rule, content], ensure_ascii=False)
-                        for measure in (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,):
-                            name = counter_field(measure, slot, rule, content)
-                            counters[self.counters_key(join.version, None), name] += 1
-                            counters[self.counters_key(join.version, day), name] += 1
-                    pipe.hset(key, mapping=fields)
-                    pipe.pexpire(key, ttl)
-                for (key, name), amount in counters.items():
-                    pipe.hincrby(key, name, amount)
-                for version, day in days:
-                    pipe.sadd(self.versions_key(), version)
-                    pipe.sadd(self.days_key(version), day)
-                await pipe.execute()
+        now = time.time()
+        for start in range(0, len(joins), DECISIONS_PER_CALL):
+            keys, args = self._keep_args(joins[start : start + DECISIONS_PER_CALL], impressions, now)
+            await self.store._script(client, KEEP_SCRIPT, KEEP_SHA, keys, [ttl, *args], counted=False)
+
+    def _keep_args(self, joins: Sequence[Join], impressions: bool, now: float) -> tuple[list[str], list[bytes]]:
+        """KEYS and ARGV (after the TTL) for ``KEEP_SCRIPT``; see the comment above it."""
+        index: dict[str, int] = {}
+
+        def key_index(key: str) -> int:
+            return index.setdefault(key, len(index) + 1)
+
+        measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
+        names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
+        sets: dict[tuple[int, str], None] = {}
+        constants = self.store._series_constants(now) if impressions else {}
+        decisions = []
+        for join in joins:
+            day = join.day
+            fields = ["u", join.user_id, "v", join.version, "a", repr(join.at)]
+            counted: list[str] = []
+            for slot, (rule, content) in join.slots.items():
+                fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
+                found = names.get((slot, rule, content))
+                if found is None:
+                    found = names[slot, rule, content] = [counter_field(m, slot, rule, content) for m in measures]
+                counted += found
+            decisions.append(
+                [
+                    key_index(self.join_key(join.decision_id)),
+                    fields,
+                    key_index(self.counters_key(join.version, None)),
+                    key_index(self.counters_key(join.version, day)),
+                    counted,
+                    self._impressions(join, now, constants, key_index) if impressions else [],
+                ]
+            )
+            sets[key_index(self.versions_key()), join.version] = None
+            sets[key_index(self.days_key(join.version)), day] = None
+        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets))]
+
+    def _impressions(
+        self,
+        join: Join,
+        now: float,
+        constants: dict[str, tuple[str, str, bool]],
+        key_index: Callable[[str], int],
+    ) -> list[list[object]]:
+        """``SERIES_ADD``'s arguments for a decision's impression events: the updates of one series and
+        bucket merged (the slots' events share the user, the time and the "any" key's series)."""
+        try:
+            planned = plan_batch(served_impressions(join), now, self.store.scheme)
+        except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
+            return []
+        merged: dict[tuple[int, int], list[object]] = {}
+        for item in planned:
+            for write in item.writes:
+                resolution = write.resolution
+                key = key_index(self.store.series_key(write.user_id, write.event, write.key, resolution))
+                found = merged.get((key, write.bucket))
+                if found is None:
+                    oldest, prune, is_day = constants[resolution.name]
+                    merged[key, write.bucket] = [
+                        key,
+                        str(write.bucket),
+                        1,
+                        write.value,
+                        str(math.ceil(write.ttl * 1000)),
+                        oldest,
+                        prune,
+                        repr(write.ts) if is_day else "",
+                    ]
+                else:
+                    found[2] += 1  # type: ignore[operator]
+                    found[3] += write.value  # type: ignore[operator]
+        for update in merged.values():
+            update[2], update[3] = str(update[2]), repr(update[3])
+        return list(merged.values())
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))

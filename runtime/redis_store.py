@@ -35,6 +35,7 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
+from .redis_series import SERIES_ADD
 from .store import FeatureStore
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
@@ -59,7 +60,9 @@ WRITE_CONNECTIONS = 2
 # An id seen with another fingerprint is a conflict; with the same, or with none
 # (stored before fingerprints were), a duplicate. Either way the first one stands.
 # A new id forgets at most 64 old ones, so a call's work stays bounded.
-RECORD_SCRIPT = """
+RECORD_SCRIPT = (
+    SERIES_ADD
+    + """
 local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
 local i = 4
@@ -94,35 +97,15 @@ while i <= #ARGV do
   else
     accepted = accepted + 1
     for _ = 1, n do
-      local key, bucket = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
-      redis.call('HINCRBY', key, bucket, 1)
-      redis.call('HINCRBYFLOAT', key, bucket .. 't', ARGV[i + 2])
-      local ts = ARGV[i + 6]
-      if ts ~= '' then
-        local last = redis.call('HGET', key, 'last')
-        if not last or tonumber(last) < tonumber(ts) then
-          redis.call('HSET', key, 'last', ts)
-        end
-      end
-      local ttl = tonumber(ARGV[i + 3])
-      if redis.call('PTTL', key) < ttl then
-        redis.call('PEXPIRE', key, ttl)
-      end
-      if redis.call('HLEN', key) > tonumber(ARGV[i + 5]) then
-        local oldest = tonumber(ARGV[i + 4])
-        for _, field in ipairs(redis.call('HKEYS', key)) do
-          local b = tonumber(string.match(field, '^-?%d+'))
-          if b and b < oldest then
-            redis.call('HDEL', key, field)
-          end
-        end
-      end
+      local a = i + 1
+      series_add(KEYS[tonumber(ARGV[i])], ARGV[a], 1, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
       i = i + 7
     end
   end
 end
 return {accepted, duplicates, conflicts}
 """
+)
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
 # KEYS: one per read. ARGV, per read: what to read ('c' a count, 't' a total, 'l' the
@@ -403,15 +386,34 @@ class RedisStore(FeatureStore):
             "retry": retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
         }
 
-    async def _script(self, client: Redis, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
+    async def _script(
+        self,
+        client: Redis,
+        script: str,
+        sha: str,
+        keys: list[str],
+        args: Sequence[str | bytes],
+        *,
+        counted: bool = True,
+    ) -> Any:
         """One round trip: the script by its digest, or, when this Redis has not seen it
-        (new, restarted or flushed), a second one that sends the script itself."""
+        (new, restarted or flushed), a second one that sends the script itself. ``counted``: a caller's
+        round trip (background writes are not)."""
         try:
-            self.round_trips += 1
+            self.round_trips += counted
             return await client.evalsha(sha, len(keys), *keys, *args)
         except exceptions.NoScriptError:
-            self.round_trips += 1
+            self.round_trips += counted
             return await client.eval(script, len(keys), *keys, *args)
+
+    def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
+        """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
+        bucket and prune threshold, and whether it keeps the latest event time (the day series)."""
+        day = self.scheme.day
+        return {
+            resolution.name: (str(resolution.oldest(now)), str(2 * resolution.prune_above + 1), resolution is day)
+            for resolution in self.scheme.resolutions
+        }
 
     def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
         """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
@@ -429,11 +431,7 @@ class RedisStore(FeatureStore):
             return str(index[key])
 
         # What is the same for every write to a resolution in this call, and each series' key index.
-        day = self.scheme.day
-        fixed = {
-            resolution.name: (str(resolution.oldest(now)), str(2 * resolution.prune_above + 1), resolution is day)
-            for resolution in self.scheme.resolutions
-        }
+        fixed = self._series_constants(now)
         series: dict[tuple[str, str, str, str], str] = {}
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
         for item in live:

@@ -71,7 +71,8 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         """Keep each served decision's join record for ``keep`` seconds, and count its slots as decisions
-        (with ``impressions``, as impressions too) in the KPI counters, in total and per UTC day."""
+        (with ``impressions``, as impressions too, and record each slot's impression event of the user:
+        ``feedback.served_impressions``) in the KPI counters, in total and per UTC day."""
 
     @abstractmethod
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
