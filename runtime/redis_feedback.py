@@ -88,19 +88,18 @@ return replies
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 
-# KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). Then, per item: 'i' (deduplicated by
-# its id key) or 'd' (by a field of its join record), the dedupe key's index, the fingerprint or field,
-# the total and day counter keys' indexes, the measure's field ('' for none), the value's field ('' for
-# none) and the value. Replies, per item: 'a' accepted, 'd' duplicate, 'c' conflict.
+# KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). ARGV[2]: JSON, per item: 'i'
+# (deduplicated by its id key) or 'd' (by a field of its join record), the dedupe key's index, the
+# fingerprint or field, the total and day counter keys' indexes, the measure's field ('' for none), the
+# value's field ('' for none) and the value (as KEEP_SCRIPT, JSON: the client packs arguments slowly).
+# Replies, per item: 'a' accepted, 'd' duplicate, 'c' conflict.
 COUNT_SCRIPT = """
 local replies = {}
 local ttl = ARGV[1]
-local i, n = 2, 0
-while i <= #ARGV do
-  local kind, dedupe, mark = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
-  local total, day = KEYS[tonumber(ARGV[i + 3])], KEYS[tonumber(ARGV[i + 4])]
-  local field, value_field, value = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  i = i + 8
+for n, t in ipairs(cjson.decode(ARGV[2])) do
+  local kind, dedupe, mark = t[1], KEYS[t[2]], t[3]
+  local total, day = KEYS[t[4]], KEYS[t[5]]
+  local field, value_field, value = t[6], t[7], t[8]
   local outcome = 'a'
   if kind == 'i' then
     local first = redis.call('GET', dedupe)
@@ -122,7 +121,6 @@ while i <= #ARGV do
       redis.call('HINCRBYFLOAT', day, value_field, value)
     end
   end
-  n = n + 1
   replies[n] = outcome
 end
 return replies
@@ -279,12 +277,12 @@ class RedisFeedback:
             outcomes += (OUTCOMES[reply] for reply in replies)
         return outcomes
 
-    def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str]]:
+    def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it."""
         index: dict[str, int] = {}
 
-        def key_index(key: str) -> str:
-            return str(index.setdefault(key, len(index) + 1))
+        def key_index(key: str) -> int:
+            return index.setdefault(key, len(index) + 1)
 
         fields: dict[tuple[str, str, str, str], str] = {}  # a batch repeats a few slots, rules and contents
 
@@ -295,28 +293,31 @@ class RedisFeedback:
                 name = fields[key] = counter_field(*key)
             return name
 
-        counters: dict[tuple[str, str | None], str] = {}
+        counters: dict[tuple[str, str | None], int] = {}
 
-        def counters_index(version: str, day: str | None) -> str:
+        def counters_index(version: str, day: str | None) -> int:
             found = counters.get((version, day))
             if found is None:
                 found = counters[version, day] = key_index(self.counters_key(version, day))
             return found
 
-        args = [ttl]
+        items = []
         for tally in tallies:
             if tally.id is not None:
-                args += ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
+                dedupe = ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
             else:
-                args += ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
-            args += [
-                counters_index(tally.version, None),
-                counters_index(tally.version, tally.day),
-                field(tally.measure, tally) if tally.measure else "",
-                field(VALUE, tally) if tally.value else "",
-                repr(tally.value),
-            ]
-        return list(index), args
+                dedupe = ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
+            items.append(
+                [
+                    *dedupe,
+                    counters_index(tally.version, None),
+                    counters_index(tally.version, tally.day),
+                    field(tally.measure, tally) if tally.measure else "",
+                    field(VALUE, tally) if tally.value else "",
+                    repr(tally.value),
+                ]
+            )
+        return list(index), [ttl, orjson.dumps(items)]
 
     # --- reads ---
 
