@@ -77,14 +77,34 @@ return kept
 )
 KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
 
-# KEYS: join records. Replies: each one's fields and values, flat (empty when it is gone). One script
-# rather than a pipeline of HGETALLs: one command to send and one reply to parse.
+# KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]}],
+# or null when the record is gone. One script rather than a pipeline of HGETALLs, and one JSON text
+# rather than nested replies: one command to send, and one reply that parses in one call.
 JOINS_SCRIPT = """
-local replies = {}
+local joins = {}
 for k = 1, #KEYS do
-  replies[k] = redis.call('HGETALL', KEYS[k])
+  local flat = redis.call('HGETALL', KEYS[k])
+  local user, version, at, slots = nil, nil, nil, {}
+  for f = 1, #flat, 2 do
+    local name = flat[f]
+    if name == 'u' then
+      user = flat[f + 1]
+    elseif name == 'v' then
+      version = flat[f + 1]
+    elseif name == 'a' then
+      at = flat[f + 1]
+    elseif string.sub(name, 1, 2) == 's:' then
+      slots[#slots + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. flat[f + 1]
+    end
+  end
+  if user and version and at then
+    joins[k] = '[' .. cjson.encode(user) .. ',' .. cjson.encode(version) .. ',' .. cjson.encode(at) .. ',{'
+      .. table.concat(slots, ',') .. '}]'
+  else
+    joins[k] = 'null'
+  end
 end
-return replies
+return '[' .. table.concat(joins, ',') .. ']'
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 
@@ -248,24 +268,13 @@ class RedisFeedback:
             return {}
         keys = [self.join_key(decision_id) for decision_id in wanted]
         # A read, on the readers' pool: it must not queue behind the writes for the two write connections.
-        replies = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
+        reply = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
         found = {}
-        for decision_id, flat in zip(wanted, replies, strict=True):
-            user = version = at = None
-            slots = {}
-            for k in range(0, len(flat), 2):
-                name = flat[k]
-                if name[:2] == b"s:":
-                    rule, content = orjson.loads(flat[k + 1])
-                    slots[name[2:].decode()] = (rule, content)
-                elif name == b"u":
-                    user = flat[k + 1].decode()
-                elif name == b"v":
-                    version = flat[k + 1].decode()
-                elif name == b"a":
-                    at = float(flat[k + 1])
-            if user is not None and version is not None and at is not None:
-                found[decision_id] = Join(decision_id, user, version, at, slots)
+        for decision_id, join in zip(wanted, orjson.loads(reply), strict=True):
+            if join is not None:
+                user, version, at, slots = join
+                shown = {slot: (rule, content) for slot, (rule, content) in slots.items()}
+                found[decision_id] = Join(decision_id, user, version, float(at), shown)
         return found
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
