@@ -238,10 +238,15 @@ class RedisFeedback:
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
         merged: dict[tuple[int, int], list[object]] = {}
+        series: dict[tuple[str, str], int] = {}  # the slots' events share the user, and the "any" key's series
         for item in planned:
             for write in item.writes:
                 resolution = write.resolution
-                key = key_index(self.store.series_key(write.user_id, write.event, write.key, resolution))
+                key = series.get((write.key, resolution.name))
+                if key is None:
+                    key = series[write.key, resolution.name] = key_index(
+                        self.store.series_key(write.user_id, write.event, write.key, resolution)
+                    )
                 found = merged.get((key, write.bucket))
                 if found is None:
                     oldest, prune, is_day = constants[resolution.name]
