@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import orjson
 
@@ -32,6 +31,7 @@ from .buckets import plan_batch
 from .events import EventRejected
 from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .redis_keys import key_part
 from .redis_series import SERIES_ADD
 
 if TYPE_CHECKING:
@@ -164,19 +164,19 @@ class RedisFeedback:
     # --- keys ---
 
     def join_key(self, decision_id: str) -> str:
-        return f"{self.prefix}j:{quote(decision_id, safe='')}"
+        return f"{self.prefix}j:{key_part(decision_id)}"
 
     def id_key(self, item_id: str) -> str:
-        return f"{self.prefix}fid:{quote(item_id, safe='')}"
+        return f"{self.prefix}fid:{key_part(item_id)}"
 
     def versions_key(self) -> str:
         return f"{self.prefix}kpi:versions"
 
     def counters_key(self, version: str, day: str | None) -> str:
-        return f"{self.prefix}kpi:{quote(version, safe='')}:{day or 'all'}"
+        return f"{self.prefix}kpi:{key_part(version)}:{day or 'all'}"
 
     def days_key(self, version: str) -> str:
-        return f"{self.prefix}kpi:{quote(version, safe='')}:days"
+        return f"{self.prefix}kpi:{key_part(version)}:days"
 
     # --- writes ---
 

@@ -19,7 +19,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from redis import Redis as BlockingRedis
 from redis import exceptions
@@ -35,6 +34,7 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
+from .redis_keys import key_part
 from .redis_series import SERIES_ADD
 from .store import FeatureStore
 
@@ -186,10 +186,10 @@ class RedisStore(FeatureStore):
 
     def _user(self, user_id: str) -> str:
         # The braces are a hash tag: one user's keys share a cluster slot.
-        return f"{self.prefix}{{{quote(user_id, safe='')}}}"
+        return f"{self.prefix}{{{key_part(user_id)}}}"
 
     def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
-        return f"{self._user(user_id)}:c:{quote(event, safe='')}:{quote(key, safe='')}:{resolution.name}"
+        return f"{self._user(user_id)}:c:{key_part(event)}:{key_part(key)}:{resolution.name}"
 
     def profile_key(self, user_id: str) -> str:
         return f"{self._user(user_id)}:p"
