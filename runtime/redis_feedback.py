@@ -22,12 +22,13 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
 
-from .buckets import plan_batch
+from .buckets import check_batch, kept_buckets, series_keys
 from .events import EventRejected
 from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery, add_counts
@@ -231,41 +232,36 @@ class RedisFeedback:
         constants: dict[str, tuple[str, str, bool]],
         key_index: Callable[[str], int],
     ) -> list[list[object]]:
-        """``SERIES_ADD``'s arguments for a decision's impression events: the updates of one series and
-        bucket merged (the slots' events share the user, the time and the "any" key's series)."""
+        """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
+        slots' events share the user and the time, so the same buckets, and the "any" key's series."""
+        events = served_impressions(join)
+        if not events:
+            return []
         try:
-            planned = plan_batch(served_impressions(join), now, self.store.scheme)
+            ts = check_batch(events, now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
-        merged: dict[tuple[int, int], list[object]] = {}
-        series: dict[tuple[str, str], int] = {}  # the slots' events share the user, and the "any" key's series
-        for item in planned:
-            for write in item.writes:
-                resolution = write.resolution
-                key = series.get((write.key, resolution.name))
-                if key is None:
-                    key = series[write.key, resolution.name] = key_index(
-                        self.store.series_key(write.user_id, write.event, write.key, resolution)
-                    )
-                found = merged.get((key, write.bucket))
-                if found is None:
-                    oldest, prune, is_day = constants[resolution.name]
-                    merged[key, write.bucket] = [
-                        key,
-                        str(write.bucket),
-                        1,
-                        write.value,
-                        str(math.ceil(write.ttl * 1000)),
+        kept = kept_buckets(ts, now, self.store.scheme)
+        if kept is None:
+            return []
+        counts = Counter(key for event in events for key in series_keys(event.key))
+        updates: list[list[object]] = []
+        for key, count in counts.items():
+            for resolution, bucket, ttl in kept:
+                oldest, prune, is_day = constants[resolution.name]
+                updates.append(
+                    [
+                        key_index(self.store.series_key(join.user_id, IMPRESSION, key, resolution)),
+                        str(bucket),
+                        str(count),
+                        repr(float(count)),  # an impression's value is 1
+                        str(math.ceil(ttl * 1000)),
                         oldest,
                         prune,
-                        repr(write.ts) if is_day else "",
+                        repr(ts) if is_day else "",
                     ]
-                else:
-                    found[2] += 1  # type: ignore[operator]
-                    found[3] += write.value  # type: ignore[operator]
-        for update in merged.values():
-            update[2], update[3] = str(update[2]), repr(update[3])
-        return list(merged.values())
+                )
+        return updates
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))

@@ -298,3 +298,37 @@ def test_serve_takes_the_attribution_window_and_the_source_of_impressions() -> N
     assert (given.attribution, given.impressions) == (3 * DAY, "served")
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "rules", "--impressions", "sometimes"])
+
+
+def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_memory_store(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Redis keeps a chunk of served decisions in one script call: sent again (a retry), it counts nothing
+    twice; its impression events, merged per series, read as the memory store's (one event a slot)."""
+    import asyncio
+
+    from tailor.compiler.features import FeatureKind, FeatureRef
+    from tailor.runtime.feedback import Join
+    from tailor.runtime.kpis import KpiQuery
+
+    at = time.time() - 30
+    shown = {"hero": ("r1", "acc"), "sidebar": ("default", "acc"), "footer": ("r2", "x")}
+    joins = [Join(f"d{i}", "ü/1", "v1", at + i, shown) for i in range(3)]
+    refs = [
+        FeatureRef(FeatureKind.COUNT, f'count("impression", "{key}", 1h)', "impression", key, 3600.0)
+        for key in ("acc", "x", "any")
+    ]
+
+    async def kept(store: FeatureStore, times: int) -> tuple[dict[str, Any], Any]:
+        for _ in range(times):
+            await store.keep_decisions(joins, DAY, impressions=True)
+        counts = await store.kpi_counts(KpiQuery(None, None, None, None, None))
+        values = await store.fetch("ü/1", refs)
+        await store.close()
+        return values, counts
+
+    on_redis = asyncio.run(kept(RedisStore(redis_url, prefix=redis_prefix), 2))
+    in_memory = asyncio.run(kept(MemoryStore(), 1))
+    assert on_redis == in_memory
+    assert on_redis[0] == {refs[0].text: 6, refs[1].text: 3, refs[2].text: 9}
+    assert on_redis[1]["v1", "sidebar", "default", "acc"] == {"decisions": 3.0, "impressions": 3.0}
