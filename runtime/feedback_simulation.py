@@ -161,7 +161,7 @@ def _arrive(client: Client, world: World, personas: Mapping[str, str], now: floa
     for user, name in personas.items():
         persona = by_name[name]
         if persona.profile:
-            client.send("PUT", f"/v1/users/{urllib.parse.quote(user)}", persona.profile)
+            client.send("PUT", f"/v1/users/{urllib.parse.quote(user)}", {"attributes": persona.profile})
         for index, past in enumerate(persona.history):
             event = {"user_id": user, "type": past.type, "ts": now - past.ago, "id": f"{user}-h{index}"}
             if past.key is not None:
