@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .feedback_world import World
+from .feedback_world import Persona, World
 
 BATCH = 1000  # the events and feedback APIs' largest batch
 USERS_PER_ROUND = 250  # users whose events are posted, then decided, then answered together
@@ -127,6 +127,7 @@ def simulate_feedback(
     draw = random.Random(seed)
     client = Client(url, api_key)
     result = Simulation(world)
+    by_name = {persona.name: persona for persona in world.personas}
     try:
         for first in range(0, users, USERS_PER_ROUND):
             ids = [f"{prefix}-{index}" for index in range(first, min(users, first + USERS_PER_ROUND))]
@@ -137,7 +138,7 @@ def simulate_feedback(
                 item
                 for user in ids
                 for page in world.pages
-                for item in _visit(client, world, user, personas[user], page, draw, lifts, drop_clicks, result)
+                for item in _visit(client, world, user, by_name[personas[user]], page, draw, lifts, drop_clicks, result)
             ]
             for start in range(0, len(items), BATCH):
                 client.send("POST", "/v1/feedback", {"items": items[start : start + BATCH]})
@@ -177,7 +178,7 @@ def _visit(
     client: Client,
     world: World,
     user: str,
-    persona: str,
+    persona: Persona,
     page: Mapping[str, Any],
     draw: random.Random,
     lifts: Mapping[str, float],
@@ -185,7 +186,7 @@ def _visit(
     result: Simulation,
 ) -> Iterator[dict[str, Any]]:
     """One page view: the decision, and the feedback items it earns."""
-    answer = client.send("POST", "/v1/decide", {"user_id": user, "context": dict(page)})
+    answer = client.send("POST", "/v1/decide", {"user_id": user, "context": {**page, **persona.context}})
     result.decisions += 1
     decision_id = answer["decision_id"]
     for slot, shown in sorted(answer["slots"].items()):
@@ -193,7 +194,7 @@ def _visit(
             continue
         content, rule = shown["content"], shown["rule"] or "default"
         tally = result.tallies.setdefault((slot, rule, content), Tally())
-        rate = world.click_rate(persona, content, rule, lifts)
+        rate = world.click_rate(persona.name, content, rule, lifts)
         tally.decisions += 1
         tally.impressions += 1
         tally.true_ctr += (rate - tally.true_ctr) / tally.impressions

@@ -39,7 +39,7 @@ def test_simulated_feedback_is_counted_exactly_and_the_ignored_rule_is_named(tmp
         )
         assert done.returncode == 0, done.stderr
         sent = json.loads((tmp_path / "sent.json").read_text())
-        assert sent["users"] == USERS and sent["decisions"] == 2 * USERS
+        assert sent["users"] == USERS and sent["decisions"] == 3 * USERS
 
         kpis = server.http.get("/v1/kpis", headers=server.auth).json()["rows"]
         counted = {

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         "retail hero banners whose clicks depend on what the user did before. The same seed gives the same file.\n\n"
         "With --url: drive a running server with simulated users of the retail example. Each user is a persona "
         "(VIP, electronics fan, lapsed buyer, newcomer, visitor) whose profile and past events make rules fire; "
-        "it asks for the home and product pages and answers every slot with feedback: an impression, a click "
+        "it asks for the home, product and cart pages and answers every slot with feedback: an impression, a click "
         "at the true click-through rate of its (persona, content), dwell time, and sometimes a conversion. One "
         "content is ignored by everyone, so the KPIs and `tailor report` have a known answer. The summary "
         "(what was sent, per slot, rule and content, and the true rates) goes to --out, or stdout.",
