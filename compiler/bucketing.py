@@ -48,7 +48,7 @@ def hash_after(state: int, value: str) -> float:
     return (fnv1a32(str(first)) % 10000) / 10000
 
 
-def hash(seed: str, value: str, version: int = 2) -> float | None:  # noqa: A001 - GrowthBook's name
+def hash(seed: str, value: str, version: int = 2) -> float | None:  # shadows the builtin: the name GrowthBook gives it
     """A fraction in [0, 1) for ``value`` under ``seed``; None for a version there is not."""
     if version == 2:
         return hash_after(fnv1a32(seed), value)
