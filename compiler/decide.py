@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .experiments import NO_ASSIGNMENT, Assigner, Assignment
+from .exposure import ExposureIndex
 from .features import FeatureKind, FeatureRef
 from .ir import predicate_features
 from .ruleset import Ruleset
@@ -145,6 +147,11 @@ class Decider:
             (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind not in _REQUEST_KINDS))
             for p in plan.predicates
         ]
+
+    @cached_property
+    def exposure_index(self) -> ExposureIndex:
+        """What exposure needs of the plan: built on the first record of a decision that drew an arm."""
+        return ExposureIndex(self._plan)
 
     def _needed(self, alive: int) -> tuple[str, ...]:
         """Store features to fetch; requests with the same context share the answer."""

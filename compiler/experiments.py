@@ -154,3 +154,110 @@ class Assigner:
             value = supplied[name]
             arms[name] = value if type(value) is str else None
         return assignment._replace(arms=arms, pinned=frozenset(pinned))
+
+
+# --- how an assignment was drawn: what explain shows ---
+
+
+@dataclass(frozen=True, slots=True)
+class ArmDraw:
+    """How a user's arm of one experiment was drawn (or given)."""
+
+    arm: str | None = field(metadata={"doc": "null outside the coverage, in the holdout, or without a user id"})
+    how: str = field(
+        metadata={
+            "doc": "drawn (its hash fell in the arm's range), outside (in no arm's range), "
+            "pinned (the request gave the arm), holdout (the user is held out) or no_user"
+        }
+    )
+    hash: float | None = field(metadata={"doc": "the user id's hash under the seed, in [0, 1); null when not drawn"})
+    seed: str
+    ranges: dict[str, tuple[float, float]] = field(metadata={"doc": "each arm's half-open range of hashes"})
+    coverage: float = field(metadata={"doc": "the share of users who enter, from 0 to 1"})
+    phase: str = field(metadata={"doc": "a hash of the arms, weights, coverage and seed: results never mix phases"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arm": self.arm,
+            "how": self.how,
+            "hash": self.hash,
+            "seed": self.seed,
+            "ranges": {arm: list(bounds) for arm, bounds in self.ranges.items()},
+            "coverage": self.coverage,
+            "phase": self.phase,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArmDraw:
+        ranges = {arm: (bounds[0], bounds[1]) for arm, bounds in data["ranges"].items()}
+        return cls(data["arm"], data["how"], data["hash"], data["seed"], ranges, data["coverage"], data["phase"])
+
+    def render(self, name: str) -> str:
+        where = f"seed {json.dumps(self.seed, ensure_ascii=False)}, coverage {_percent(self.coverage)}"
+        where += f", phase {self.phase}"
+        if self.how == "drawn":
+            start, end = self.ranges[self.arm or ""]
+            return f"experiment {name}: arm {self.arm} (hash {self.hash:.4f} in [{start:g}, {end:g}); {where})"
+        if self.how == "outside":
+            return f"experiment {name}: no arm (hash {self.hash:.4f} is outside the coverage; {where})"
+        if self.how == "pinned":
+            return f"experiment {name}: arm {self.arm} (given by the request, not drawn)"
+        if self.how == "holdout":
+            return f"experiment {name}: no arm (the user is in the holdout)"
+        return f"experiment {name}: no arm (no user id to draw from)"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutDraw:
+    """Whether the user is in the ruleset's holdout, and how that was drawn."""
+
+    in_holdout: bool = field(metadata={"doc": "true: every slot shows its default, and no rule was looked at"})
+    hash: float | None = field(metadata={"doc": "the user id's hash under the seed; null without a user id"})
+    share: float = field(metadata={"doc": "the holdout's share of users, from 0 to 1: a hash below it is held out"})
+    seed: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in_holdout": self.in_holdout, "hash": self.hash, "share": self.share, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HoldoutDraw:
+        return cls(data["in_holdout"], data["hash"], data["share"], data["seed"])
+
+    def render(self) -> str:
+        seed = json.dumps(self.seed, ensure_ascii=False)
+        if self.hash is None:
+            return f"holdout {_percent(self.share)}: not drawn (no user id)"
+        if self.in_holdout:
+            return (
+                f"in holdout: hash {self.hash:.4f} < {_percent(self.share)} (seed {seed}): every slot shows its default"
+            )
+        return f"not in holdout: hash {self.hash:.4f} >= {_percent(self.share)} (seed {seed})"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.6g}%"
+
+
+def arm_draws(experiments: Mapping[str, ExperimentPlan], assignment: Assignment) -> dict[str, ArmDraw]:
+    """How each experiment's arm came about for one request."""
+    draws = {}
+    for name, experiment in experiments.items():
+        arm = assignment.arms.get(name)
+        value = assignment.hashes.get(name)
+        if name in assignment.pinned:
+            how = "pinned"
+        elif assignment.holdout:
+            how = "holdout"
+        elif value is None:
+            how = "no_user"
+        else:
+            how = "drawn" if arm is not None else "outside"
+        ranges = dict(zip(experiment.arms, experiment.ranges, strict=True))
+        draws[name] = ArmDraw(arm, how, value, experiment.seed, ranges, experiment.coverage, experiment.phase)
+    return draws
+
+
+def holdout_draw(holdout: HoldoutPlan | None, assignment: Assignment) -> HoldoutDraw | None:
+    if holdout is None:
+        return None
+    return HoldoutDraw(assignment.holdout, assignment.holdout_hash, holdout.share, holdout.seed)
