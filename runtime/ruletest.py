@@ -2,7 +2,8 @@
 
 A test describes a visitor with ``given`` values and says what each slot must
 show; ``given hero_test = "model"`` puts the visitor in an experiment's arm
-(tests have no user id, so nothing is drawn and no one is held out). It is checked against the ruleset like rules are (unknown slots, contents
+(tests have no user id, so nothing is drawn and no one is held out). It is
+checked against the ruleset like rules are (unknown slots, contents
 and features are errors with the same diagnostics), then decided by the real
 compiled engine, so a passing test means the served decision would be the
 same. Models never run here: a test that needs a score gives it, which keeps
