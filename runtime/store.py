@@ -13,6 +13,10 @@ replay or a batch job can decide on production data). Writes are
 asynchronous in the protocol; only a store that also writes synchronously,
 ``SyncWrites`` (the memory store), takes the engine's ``record`` and
 ``set_profile``. Events for Redis go through the server or ``await record``.
+
+Stores also remember first exposures to experiments (``expose``), each
+(user, experiment, phase) once, and count them per arm (``exposures``): the
+service writes them off the response path (``runtime/exposures.py``).
 """
 
 from __future__ import annotations
