@@ -131,6 +131,14 @@ def test_a_request_can_pin_an_arm_but_no_user_means_no_arm(engine: tailor.Engine
     assert engine.explain(None, {}).experiments["hero_test"].how == "no_user"
 
 
+def test_a_supplied_arm_is_read_by_the_experiment_s_name_among_other_keys() -> None:
+    from tailor.runtime.supplied_features import SuppliedFeatures
+
+    reader = SuppliedFeatures(tailor.loads(RULES, "shop").plan.features)
+    values, ignored = reader.apply({"hero_test": "model", "views( 1d )": 3})
+    assert values == {"hero_test": "model", "views(24h)": 3} and ignored == ()
+
+
 def test_the_seed_defaults_to_the_name_and_the_holdout_seed_can_be_given() -> None:
     text = RULES.replace('  seed "hero-test-2026"      # optional; default: the experiment\'s name\n', "").replace(
         "holdout 5%", 'holdout 5% seed "mine"'
