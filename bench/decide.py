@@ -344,12 +344,6 @@ def targets(result: dict[str, Any]) -> list[Target]:
             "longer at 10,000 rules; the Python steps per feature, which dominate, do not grow.",
         ),
         Target(
-            f"an experiment adds ≤ {EXPERIMENT_TARGET_US:g} µs to a decision (1,000 rules, with a user id)",
-            result.get("experiment", {}).get("added_us"),
-            EXPERIMENT_TARGET_US,
-            " µs",
-        ),
-        Target(
             "compile 10,000 rules (parse to callable) < 5 s",
             result["compile_s"],
             5.0,
@@ -357,6 +351,25 @@ def targets(result: dict[str, Any]) -> list[Target]:
             why="About two thirds of it is parsing, a pure-Python LALR loop over some 35 tokens per rule; "
             "the rest, checking and planning, grows linearly with the rules.",
         ),
+        *_experiment_targets(result),
+    ]
+
+
+def _experiment_targets(result: dict[str, Any]) -> list[Target]:
+    """The experiments issue's target, for runs that measured it (figures saved before it have no such key)."""
+    if "experiment" not in result:
+        return []
+    measured = result["experiment"] or {}
+    return [
+        Target(
+            f"an experiment adds ≤ {EXPERIMENT_TARGET_US:g} µs to a decision (1,000 rules, with a user id)",
+            measured.get("added_us"),
+            EXPERIMENT_TARGET_US,
+            " µs",
+            why="Drawing an arm and the holdout is two FNV-1a hashes, each over the user id and then over the "
+            "first hash's digits: some 40 multiply-and-xor steps in Python, about 2 µs on a quiet machine and "
+            "several times that on a loaded one; the noise figure beside it shows how loaded.",
+        )
     ]
 
 
