@@ -70,6 +70,16 @@ def _seed_state(seed: str) -> int:
     return _fnv(_OFFSET, _units(seed))
 
 
+def hash_after(state: int, value: str) -> float:
+    """The version-2 hash of ``seed + value``, from the seed's state ``fnv1a32(seed)``.
+
+    The engine keeps each experiment's seed state in its plan, so a decision
+    hashes only the user id.
+    """
+    first = _fnv(state, _units(value))
+    return (_fnv(_OFFSET, str(first).encode()) % 10000) / 10000
+
+
 def js_string(value: HashValue) -> str:
     """``String(value)`` as JavaScript writes it, so a non-text id hashes as the SDKs hash it.
 
@@ -115,8 +125,7 @@ def hash(seed: str, value: HashValue, version: int = 2) -> float | None:
     """
     text = value if type(value) is str else js_string(value)
     if version == 2:
-        first = _fnv(_seed_state(seed), _units(text))
-        return (_fnv(_OFFSET, str(first).encode()) % 10000) / 10000
+        return hash_after(_seed_state(seed), text)
     if version == 1:
         return (_fnv(_fnv(_OFFSET, _units(text)), _units(seed)) % 1000) / 1000
     return None

@@ -8,6 +8,7 @@ with both locations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -16,7 +17,7 @@ from typing import Any
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
 from tailor.dsl.nesting import MAX_NESTING, NESTING_CODE, nesting_depth
-from tailor.dsl.printer import expression_text
+from tailor.dsl.printer import expression_text, number_text
 from tailor.dsl.source import Span
 
 from .caps import check_cap
@@ -51,6 +52,8 @@ class Program:
     defaults: dict[str, ast.DefaultDecl]
     attribute_types: dict[str, Type] = field(default_factory=dict)
     slots: tuple[str, ...] = ()  # every slot a rule or a default targets, in first-mention order
+    experiments: dict[str, ast.ExperimentDecl] = field(default_factory=dict)
+    holdout: ast.HoldoutDecl | None = None
 
 
 def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
@@ -101,6 +104,8 @@ class _Checker:
         self.contents: dict[str, ast.ContentDecl] = {}
         self.segments: dict[str, ast.SegmentDecl] = {}
         self.models: dict[str, ast.ModelDecl] = {}
+        self.experiments: dict[str, ast.ExperimentDecl] = {}
+        self.holdout: ast.HoldoutDecl | None = None
         self.defaults: dict[str, ast.DefaultDecl] = {}
         self.rules: list[CheckedRule] = []
         self.attributes: dict[str, tuple[Type, Span | None]] = {}
@@ -138,6 +143,8 @@ class _Checker:
             self.defaults,
             types,
             slots,
+            self.experiments,
+            self.holdout,
         )
 
     def _ruleset_name(self) -> str:
@@ -168,13 +175,10 @@ class _Checker:
                     case ast.ContentDecl(name):
                         self._declare(self.contents, name, decl, "content")
                         self._content_depth(decl)
-                    case ast.SegmentDecl(name) | ast.ModelDecl(name):
-                        other = self.models if isinstance(decl, ast.SegmentDecl) else self.segments
-                        if name.name in other:
-                            self._duplicate(name, other[name.name].name, "name")
-                        else:
-                            own = self.segments if isinstance(decl, ast.SegmentDecl) else self.models
-                            self._declare(own, name, decl, "segment" if own is self.segments else "model")
+                    case ast.SegmentDecl(name) | ast.ModelDecl(name) | ast.ExperimentDecl(name):
+                        self._named(name, decl)
+                    case ast.HoldoutDecl():
+                        self._holdout(decl)
                     case ast.DefaultDecl():
                         slot_name = decl.slot_name
                         if slot_name in self.defaults:
@@ -209,6 +213,65 @@ class _Checker:
                             decl.span,
                             code="misplaced-test",
                         )
+
+    def _named(self, name: ast.Ident, decl: ast.SegmentDecl | ast.ModelDecl | ast.ExperimentDecl) -> None:
+        """Segments, models and experiments share one namespace: the names conditions use."""
+        tables = {"segment": self.segments, "model": self.models, "experiment": self.experiments}
+        kind = {ast.SegmentDecl: "segment", ast.ModelDecl: "model", ast.ExperimentDecl: "experiment"}[type(decl)]
+        for other_kind, table in tables.items():
+            if other_kind != kind and name.name in table:
+                self._duplicate(name, table[name.name].name, "name")
+                return
+        self._declare(tables[kind], name, decl, kind)
+        if isinstance(decl, ast.ExperimentDecl) and self.experiments.get(name.name) is decl:
+            self._experiment(decl)
+
+    def _experiment(self, decl: ast.ExperimentDecl) -> None:
+        """Arms named once each, weights that sum to 100%, a coverage within 0-100%."""
+        seen: dict[str, ast.Arm] = {}
+        for arm in decl.arms:
+            first = seen.setdefault(arm.name.name, arm)
+            if first is not arm:
+                self.report(
+                    f"experiment '{decl.name.name}' already has an arm '{arm.name.name}'",
+                    arm.name.span,
+                    code="duplicate",
+                    related=[Related("first declared here", first.name.span)] if first.name.span else [],
+                )
+        total = sum(arm.weight.value for arm in decl.arms)
+        if decl.arms and not math.isclose(total, 100, abs_tol=1e-9):
+            written = " + ".join(expression_text(arm.weight) for arm in decl.arms)
+            self.report(
+                f"the weights of experiment '{decl.name.name}' sum to {number_text(total)}%, not 100%: {written}",
+                _arms_span(decl),
+                code="weights",
+                hint="weights are each arm's share of the users who enter; to let fewer in, lower the coverage",
+            )
+        if decl.coverage is not None and decl.coverage.value > 100:
+            self.report(
+                f"coverage is a share of users: at most 100%, not {expression_text(decl.coverage)}",
+                decl.coverage.span,
+                code="weights",
+            )
+
+    def _holdout(self, decl: ast.HoldoutDecl) -> None:
+        if self.holdout is not None:
+            first = self.holdout
+            self.report(
+                "the ruleset already has a holdout",
+                decl.span,
+                code="duplicate",
+                related=[Related("the first one is here", first.span)] if first.span else [],
+            )
+            return
+        self.holdout = decl
+        if decl.share.value >= 100:
+            self.report(
+                f"a holdout of {expression_text(decl.share)} would keep every user from every rule",
+                decl.share.span,
+                code="weights",
+                hint="the holdout is the share of users who get only defaults, such as 5%",
+            )
 
     def _declare(self, table: dict, name: ast.Ident, decl, kind: str) -> None:
         if name.name in table:
@@ -408,17 +471,19 @@ class _Checker:
             return BOOL
         if name in self.models:
             return NUMBER
+        if name in self.experiments:
+            return STRING  # the user's arm, as text
         if name in FUNCTIONS:
             self.report(f"{name} needs arguments", expr.span, code="arguments", hint=f"write it like {USAGE[name]}")
         elif name in SCOPES:
             self.report(f"'{name}' needs an attribute", expr.span, code="unknown-name", hint=f"write {name}.NAME")
         else:
-            hint = did_you_mean(name, [*self.segments, *self.models])
+            hint = did_you_mean(name, [*self.segments, *self.models, *self.experiments])
             self.report(
                 f"unknown name '{name}'",
                 expr.span,
                 code="unknown-name",
-                hint=hint or "declare it as a segment or a model, or write user.NAME or context.NAME",
+                hint=hint or "declare it as a segment, a model or an experiment, or write user.NAME or context.NAME",
             )
         return None
 
@@ -524,6 +589,13 @@ def _attribute_text(expr: ast.Attribute) -> str:
 
 def _span(expr: ast.Expr) -> Span | None:
     return expr.span
+
+
+def _arms_span(decl: ast.ExperimentDecl) -> Span | None:
+    first, last = decl.arms[0].span, decl.arms[-1].span
+    if first is None or last is None:
+        return decl.name.span
+    return Span(first.source, first.start, last.end)
 
 
 def _segment_uses(expr: ast.Expr, segments: dict[str, ast.SegmentDecl]) -> list[str]:

@@ -47,14 +47,21 @@ class TableWriter:
         self.code = code
         self.uses_bisect = False
 
-    def stage0(self, tables: Sequence[FeatureTable]) -> None:
+    def stage0(self, tables: Sequence[FeatureTable], experiments: bool = False) -> None:
+        """``experiments``: the plan has experiments, so stage 0 also takes each one's arm (``arms``)."""
         code = self.code
-        code.line("def stage0(context):")
-        code.indent()
-        code.line('"""Stage 0: the candidates the request context leaves."""')
+        if experiments:
+            code.line("def stage0(context, arms):")
+            code.indent()
+            code.line('"""Stage 0: the candidates the request context and the user\'s experiment arms leave."""')
+        else:
+            code.line("def stage0(context):")
+            code.indent()
+            code.line('"""Stage 0: the candidates the request context leaves."""')
         code.line("alive = ALL")
         for table in tables:
-            self._apply(table, f"context.get({table.ref.name!r})")
+            source = "arms" if table.ref.kind is FeatureKind.EXPERIMENT else "context"
+            self._apply(table, f"{source}.get({table.ref.name!r})")
         code.line("return alive")
         code.outdent()
 

@@ -21,6 +21,7 @@ from .check import CheckedRule, Program, walk
 from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
 from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
+from .lint_experiments import lint_experiments
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
 
@@ -51,6 +52,7 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
         found += _unnamed(program)
         found += _windows_beyond_retention(program, calls, retention)
         found += _caps(program, retention)
+        found += lint_experiments(plan)
     return found
 
 

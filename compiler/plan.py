@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .caps import RuleCap
 from .check import Program
+from .experiments import ExperimentPlan, HoldoutPlan, experiment_plans, holdout_plan
 from .features import FeatureKind, FeatureRef
 from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features, predicates
 from .normalize import NormalProgram, compare
@@ -50,7 +51,7 @@ STAGE_CONTEXT, STAGE_STORE, STAGE_MODEL = 0, 1, 2
 
 
 def feature_stage(ref: FeatureRef) -> int:
-    if ref.kind is FeatureKind.CONTEXT:
+    if ref.kind is FeatureKind.CONTEXT or ref.kind is FeatureKind.EXPERIMENT:  # an arm is drawn from the request
         return STAGE_CONTEXT
     if ref.kind is FeatureKind.MODEL:
         return STAGE_MODEL
@@ -188,6 +189,8 @@ class DecisionPlan:
     predicates: tuple[Predicate, ...]  # every distinct predicate
     attribute_kinds: dict[str, str]  # attribute text -> its type's name (Program.attribute_types holds the Types)
     model_inputs: dict[str, tuple[ModelInput, ...]] = field(default_factory=dict)
+    experiments: dict[str, ExperimentPlan] = field(default_factory=dict)  # how each experiment draws its arms
+    holdout: HoldoutPlan | None = None
 
     def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
         return tuple(t for t in self.tables if t.stage == stage)
@@ -278,6 +281,8 @@ def build_plan(
         tuple(distinct),
         attribute_kinds,
         model_inputs,
+        experiment_plans(program),
+        holdout_plan(program),
     )
 
 
@@ -289,6 +294,8 @@ def value_type(ref: FeatureRef, attribute_kinds: Mapping[str, str]) -> str:
     if ref.kind in (FeatureKind.PROFILE, FeatureKind.CONTEXT):
         kind = attribute_kinds.get(ref.text, "any")
         return "number" if kind == "duration" else kind
+    if ref.kind is FeatureKind.EXPERIMENT:
+        return "string"
     return "number"
 
 

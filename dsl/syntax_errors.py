@@ -58,7 +58,7 @@ def _describe_expected(expected: set[str]) -> str:
         phrases.append("a condition or a value")
     if len(expected & DECLARATION_STARTS) >= 5:
         expected -= DECLARATION_STARTS
-        phrases.append("a declaration (rule, when, segment, content, model, default)")
+        phrases.append("a declaration (rule, when, segment, content, model, default, experiment, holdout)")
     operators = expected & _OPERATORS
     if len(operators) >= 3:
         expected -= _OPERATORS

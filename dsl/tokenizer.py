@@ -37,6 +37,8 @@ KEYWORDS: dict[str, str] = {
     "test": "TEST",
     "given": "_GIVEN",
     "expect": "_EXPECT",
+    "experiment": "EXPERIMENT",
+    "holdout": "HOLDOUT",
 }
 
 # Words that are keywords only where nothing else could stand, so they stay free as
@@ -69,7 +71,14 @@ PUNCTUATION: dict[str, str] = {
 
 # Token types that begin a declaration: the parser resynchronizes on them
 # after a syntax error so that one mistake does not hide the next.
-DECLARATION_STARTS = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST"})
+DECLARATION_STARTS = frozenset(
+    {"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST", "EXPERIMENT", "HOLDOUT"}
+)
+
+# A word followed by a percentage is an experiment's arm (``arms rules 50%, model 50%``),
+# even a reserved one; only these keywords may stand before a percentage themselves.
+_BEFORE_PERCENT = frozenset({"HOLDOUT", "WHEN", "_GIVEN", "_IN", "NOT", "_AND", "_OR"})
+_ARM_WORDS = frozenset(KEYWORDS.values()) - _BEFORE_PERCENT
 
 # Whitespace is skipped as the prefix of the next token's match rather than as
 # a token of its own: that halves the matches on a typical file. The prefix is
@@ -164,6 +173,8 @@ def tokenize(source: Source) -> Tokens:
         elif kind == "COMMENT":
             comments.append(Token(kind, value, start, end))
             continue
+        elif kind == "PERCENT" and tokens and tokens[-1].type in _ARM_WORDS:
+            tokens[-1].type = "NAME"
         elif kind not in ("STRING", "NUMBER", "DURATION", "PERCENT"):
             problems.append(_lexical_error(kind, value, Span(source, start, end)))
             replacement = _stand_in(kind, value)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tailor.compiler.decide import Outcomes
+from tailor.compiler.exposure import exposed
 from tailor.compiler.features import FeatureKind
 
 if TYPE_CHECKING:
@@ -39,6 +40,25 @@ class SlotServed:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentArm:
+    """The arm one experiment drew for the decision's user, in the experiment's current phase."""
+
+    experiment: str
+    arm: str
+    phase: str = field(metadata={"doc": "a hash of the arms, weights, coverage and seed: results never mix phases"})
+    exposed: bool = field(
+        metadata={"doc": "the decision evaluated a rule that reads the experiment (see compiler/exposure.py)"}
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "arm": self.arm, "phase": self.phase, "exposed": self.exposed}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentArm:
+        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"])
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One decision served by ``/v1/decide`` (explain and rule tests are not served decisions)."""
 
@@ -53,6 +73,11 @@ class DecisionRecord:
     models: dict[str, float | None] = field(metadata={"doc": "each model run, with its score (null: it failed)"})
     degraded: bool
     reason: str | None = field(metadata={"doc": "why the decision was degraded: timeout, store_error or model"})
+    experiments: tuple[ExperimentArm, ...] = field(
+        default=(),
+        metadata={"doc": "the arm of each experiment the user was drawn into (not those outside it, nor pinned arms)"},
+    )
+    holdout: bool = field(default=False, metadata={"doc": "the user is in the holdout: every slot showed its default"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +92,8 @@ class DecisionRecord:
             "models": self.models,
             "degraded": self.degraded,
             "reason": self.reason,
+            "experiments": [entry.to_dict() for entry in self.experiments],
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -83,6 +110,8 @@ class DecisionRecord:
             dict(data["models"]),
             data["degraded"],
             data["reason"],
+            tuple(ExperimentArm.from_dict(entry) for entry in data.get("experiments", ())),
+            data.get("holdout", False),
         )
 
     @classmethod
@@ -120,6 +149,14 @@ class DecisionRecord:
                     models[ref.name] = value
                 elif ref.kind is not FeatureKind.CONTEXT:
                     features[text] = value
+        assignment = outcomes.assignment
+        experiments: tuple[ExperimentArm, ...] = ()
+        if assignment.hashes:
+            exposed_to = exposed(served.decider, context, outcomes)
+            experiments = tuple(
+                ExperimentArm(name, arm, plan.experiments[name].phase, name in exposed_to)
+                for name, arm in assignment.drawn()
+            )
         return cls(
             decision_id,
             at,
@@ -132,4 +169,6 @@ class DecisionRecord:
             models,
             decision.degraded,
             reason if reason is not None else ("model" if decision.degraded else None),
+            experiments,
+            assignment.holdout,
         )

@@ -41,7 +41,7 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .memory_feedback import MemoryFeedback
-from .store import FeatureStore
+from .store import EXPOSURE_TTL, Exposure, FeatureStore
 
 DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
 SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
@@ -163,6 +163,10 @@ class MemoryStore(FeatureStore):
         self._listing = 1  # the pass whose list new users join: the next one (one shared int)
         self._swept = time.monotonic()  # when the last pass ended
         self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
+        # First exposures by (experiment, phase): user -> when it is forgotten, oldest first, at most
+        # ``max_users`` per phase; and how many users each arm exposed.
+        self._exposed: dict[tuple[str, str], OrderedDict[str, float]] = {}
+        self._exposure_counts: dict[tuple[str, str], dict[str, int]] = {}
 
     @property
     def users(self) -> int:
@@ -243,6 +247,32 @@ class MemoryStore(FeatureStore):
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         self.set_profile_now(user_id, attributes)
+
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        now = time.time()
+        new = 0
+        with self._lock:
+            self.round_trips += 1
+            for user_id, experiment, phase, arm in exposures:
+                phase_key = (experiment, phase)
+                seen = self._exposed.get(phase_key)
+                if seen is None:
+                    seen = self._exposed[phase_key] = OrderedDict()
+                forgotten_at = seen.get(user_id)
+                if forgotten_at is not None and forgotten_at > now:
+                    continue
+                seen.pop(user_id, None)
+                seen[user_id] = now + EXPOSURE_TTL
+                if len(seen) > self.max_users:
+                    seen.popitem(last=False)  # bounded, as users are: the oldest exposure is forgotten
+                counts = self._exposure_counts.setdefault(phase_key, {})
+                counts[arm] = counts.get(arm, 0) + 1
+                new += 1
+        return new
+
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._exposure_counts.get((experiment, phase), {}))
 
     async def ping(self) -> bool:
         return True

@@ -35,7 +35,7 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
-from .store import FeatureStore
+from .store import EXPOSURE_TTL, Exposure, FeatureStore
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
@@ -169,6 +169,22 @@ return replies
 FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
 
 
+# KEYS[1]: the phase's counts (a hash, arm -> users); KEYS[2..]: each exposure's marker.
+# ARGV[1]: the markers' TTL (ms); ARGV[2..]: each exposure's arm. A marker that is
+# already set is an exposure already counted. All keys share the phase's hash tag.
+EXPOSE_SCRIPT = """
+local new = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', ARGV[1]) then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+    new = new + 1
+  end
+end
+return new
+"""
+EXPOSE_SHA = hashlib.sha1(EXPOSE_SCRIPT.encode()).hexdigest()
+
+
 class RedisStore(FeatureStore):
     """Redis through redis-py's asyncio client, connected lazily in the running event loop.
 
@@ -216,6 +232,16 @@ class RedisStore(FeatureStore):
 
     def fingerprints_key(self, user_id: str) -> str:
         return f"{self._user(user_id)}:fp"
+
+    def _phase(self, experiment: str, phase: str) -> str:
+        # One phase's keys share a hash tag, so one script call can mark and count them.
+        return f"{self.prefix}{{x:{quote(experiment, safe='')}:{phase}}}"
+
+    def exposure_counts_key(self, experiment: str, phase: str) -> str:
+        return f"{self._phase(experiment, phase)}:n"
+
+    def exposure_key(self, experiment: str, phase: str, user_id: str) -> str:
+        return f"{self._phase(experiment, phase)}:u:{quote(user_id, safe='')}"
 
     # --- the interface -------------------------------------------------------------------
 
@@ -315,6 +341,25 @@ class RedisStore(FeatureStore):
             pipe.pexpire(key, math.ceil(self.profile_ttl * 1000))
             self.round_trips += 1
             await pipe.execute()
+
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        """One script call per experiment phase in the batch (its keys share a cluster slot)."""
+        by_phase: dict[tuple[str, str], list[Exposure]] = {}
+        for exposure in exposures:
+            by_phase.setdefault((exposure.experiment, exposure.phase), []).append(exposure)
+        ttl = str(math.ceil(EXPOSURE_TTL * 1000))
+        new = 0
+        for (experiment, phase), batch in by_phase.items():
+            keys = [self.exposure_counts_key(experiment, phase)]
+            keys += [self.exposure_key(experiment, phase, exposure.user_id) for exposure in batch]
+            args = [ttl, *(exposure.arm for exposure in batch)]
+            new += int(await self._script(self._writes(), EXPOSE_SCRIPT, EXPOSE_SHA, keys, args))
+        return new
+
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        self.round_trips += 1
+        counts = await self._reads().hgetall(self.exposure_counts_key(experiment, phase))
+        return {arm.decode() if isinstance(arm, bytes) else arm: int(count) for arm, count in counts.items()}
 
     async def ping(self) -> bool:
         try:

@@ -38,6 +38,7 @@ from . import decision_flow, heap
 from .decision_flow import Pending, StoreHealth
 from .decision_record import DecisionRecord
 from .events import Event, EventRejected, RecordResult
+from .exposures import ExposureLog
 from .inference import ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
@@ -147,6 +148,9 @@ class DecisionService:
         self._id_prefix = secrets.token_hex(8)  # per process: ids stay unique across workers
         self._ids = itertools.count()
         self._listeners: list[Callable[[DecisionRecord], None]] = []
+        # First exposures to experiments: it listens from the first version that has experiments on.
+        self.exposures = ExposureLog(store)
+        self._exposing = False
 
     def _ruleset_labels(self) -> tuple[str, str] | None:
         current = self.current
@@ -192,9 +196,16 @@ class DecisionService:
                     current.version,
                 )
         self.current = served  # one assignment: requests see the old pair or the new one, never a mix
+        self._expose(served)
         if self.freeze_heap:
             log.debug("heap collected and frozen in %.0f ms", heap.settle() * 1000)
         return True
+
+    def _expose(self, served: Served) -> None:
+        """Record first exposures once a served version has experiments (records are built only for listeners)."""
+        if served.ruleset.plan.experiments and not self._exposing:
+            self._exposing = True
+            self.listen(self.exposures.note)
 
     def failed(self, diagnostics: Sequence[Diagnostic]) -> None:
         """An edit did not compile: keep serving, and remember why for ``GET /v1/ruleset``."""
@@ -217,6 +228,7 @@ class DecisionService:
             return None
         served = self.previous.pop()
         self.current = served
+        self._expose(served)
         self.metrics.reloads["rollback"].inc()
         log.warning("rolled back to ruleset %s %s", served.ruleset.name, served.version)
         return served
@@ -404,6 +416,7 @@ class DecisionService:
         return None if answers else "the feature store does not answer"
 
     async def close(self) -> None:
+        await self.exposures.flush()
         await self.store.close()
 
 

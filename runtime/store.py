@@ -13,13 +13,17 @@ replay or a batch job can decide on production data). Writes are
 asynchronous in the protocol; only a store that also writes synchronously,
 ``SyncWrites`` (the memory store), takes the engine's ``record`` and
 ``set_profile``. Events for Redis go through the server or ``await record``.
+
+Stores also remember first exposures to experiments (``expose``), each
+(user, experiment, phase) once, and count them per arm (``exposures``): the
+service writes them off the response path (``runtime/exposures.py``).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
@@ -28,6 +32,17 @@ from .events import Event, RecordResult
 if TYPE_CHECKING:
     from .feedback import Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
+
+EXPOSURE_TTL = 180 * 86400.0  # seconds a first exposure is remembered: longer than an experiment runs
+
+
+class Exposure(NamedTuple):
+    """A user's first exposure to one phase of an experiment, in the arm they were drawn into."""
+
+    user_id: str
+    experiment: str
+    phase: str
+    arm: str
 
 
 class FeatureStore(Protocol):
@@ -61,6 +76,18 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         """Upsert profile attributes; a None value deletes the attribute."""
+
+    @abstractmethod
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        """Remember each (user, experiment, phase) once and count it under its arm; how many were new.
+
+        Idempotent: an exposure already remembered (within ``EXPOSURE_TTL``) is
+        neither stored nor counted again, so a retried batch counts nobody twice.
+        """
+
+    @abstractmethod
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        """How many users were exposed to each arm of an experiment's phase (arms nobody saw are absent)."""
 
     @abstractmethod
     async def ping(self) -> bool:

@@ -32,7 +32,7 @@ RETAIL = ROOT / "rulesets" / "retail"
 # The reserved words of the v1 spec, in its order.
 SPEC_RESERVED_WORDS = (
     *("ruleset", "content", "model", "segment", "rule", "when", "then", "show", "in", "priority", "default"),
-    *("and", "or", "not", "is", "missing", "true", "false", "test", "given", "expect"),
+    *("and", "or", "not", "is", "missing", "true", "false", "test", "given", "expect", "experiment", "holdout"),
 )
 
 # Feature functions and their argument forms, as the v1 spec states them.
