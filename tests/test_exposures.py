@@ -50,7 +50,7 @@ def serve(tmp_path, store, requests: list[tuple[str, dict, list[str] | None]], r
         service.listen(records.append)
         for user, context, slots in requests:
             decided = await service.decide(user, context, slots)
-            service.served(decided, service.new_decision_id(), user, context, None)
+            service.publish(decided, service.new_decision_id(), user, context, None)
         await service.exposures.flush()
         return service
 
