@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .features import FeatureKind, FeatureRef
-from .ir import predicate_features
+from .ir import Predicate, predicate_features
 from .ruleset import Ruleset
 from .values import Values
 
@@ -121,10 +122,17 @@ class Decider:
             ),
         )
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
-        # For sampling: each predicate with its text and the non-context features it reads.
-        self.predicate_index = [
+
+    @cached_property
+    def predicate_index(self) -> list[tuple[Predicate, str, tuple[str, ...]]]:
+        """For sampling: each predicate with its text and the non-context features it reads.
+
+        Built when a decision is first sampled: printing every predicate's text
+        takes seconds at 100,000 rules, and most engines never sample.
+        """
+        return [
             (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind is not FeatureKind.CONTEXT))
-            for p in plan.predicates
+            for p in self._plan.predicates
         ]
 
     def _needed(self, alive: int) -> tuple[str, ...]:
