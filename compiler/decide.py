@@ -16,7 +16,7 @@ from .caps import CapIndex
 from .experiments import NO_ASSIGNMENT, Assigner, Assignment
 from .exposure import ExposureIndex
 from .features import FeatureKind, FeatureRef
-from .ir import predicate_features
+from .ir import Predicate, predicate_features
 from .ruleset import Ruleset
 from .values import Values
 
@@ -144,10 +144,17 @@ class Decider:
         self.caps = CapIndex.of(plan)  # which candidates are capped: explain.capped_rules reads it
         # Experiments and the holdout, when the ruleset has any: drawn from the user id before stage 0.
         self.assigner = Assigner(plan.experiments, plan.holdout) if plan.experiments or plan.holdout else None
-        # For sampling: each predicate with its text and the non-context features it reads.
-        self.predicate_index = [
+
+    @cached_property
+    def predicate_index(self) -> list[tuple[Predicate, str, tuple[str, ...]]]:
+        """For sampling: each predicate with its text and the store features it reads.
+
+        Built when a decision is first sampled: printing every predicate's text
+        takes seconds at 100,000 rules, and most engines never sample.
+        """
+        return [
             (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind not in _REQUEST_KINDS))
-            for p in plan.predicates
+            for p in self._plan.predicates
         ]
 
     @cached_property

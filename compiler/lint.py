@@ -155,6 +155,7 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                         covering = other_index
                         break
                 tied = overlaps.get(rule.priority)
+                ambiguous_with = []
                 for other_index in sorted(set().union(*(tied.candidates(s) for s in shaped)) if tied else ()):
                     if covering is not None and other_index >= covering:
                         break
@@ -163,7 +164,9 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                         continue
                     compared += 1
                     if _overlap(shapes[other_index], shaped):
-                        found.append(_ambiguous(rule, other))
+                        ambiguous_with.append(other)
+                if ambiguous_with:
+                    found.append(_ambiguous(rule, ambiguous_with))
                 if covering is not None:
                     found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
             for conjunction in shaped:
@@ -180,14 +183,26 @@ def _rules_using_models(plan: DecisionPlan) -> set[str]:
     }
 
 
-def _ambiguous(rule: CheckedRule, other: CheckedRule) -> Diagnostic:
+# An ambiguity names this many of the rules a rule ties with; its notes point at every one.
+NAMED_TIES = 3
+
+
+def _ambiguous(rule: CheckedRule, others: list[CheckedRule]) -> Diagnostic:
+    """One finding per rule, for every rule above it that it ties with: a generated ruleset can have
+    dozens of rules at one priority that can all fire, and a line per pair would bury what to fix."""
+    if len(others) == 1:
+        who, verb = f"rules '{others[0].name}' and '{rule.name}'", "both"
+    else:
+        named = ", ".join(f"'{other.name}'" for other in others[:NAMED_TIES])
+        more = f" and {len(others) - NAMED_TIES} more" if len(others) > NAMED_TIES else ""
+        who, verb = f"rule '{rule.name}' and the {len(others)} rules above it ({named}{more})", "all"
     return warning(
-        f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
-        f" same priority ({rule.priority}) but different content; only file order decides",
+        f"{who} can {verb} apply to slot '{rule.slot}' with the same priority ({rule.priority}) but different"
+        " content; only file order decides",
         _rule_span(rule),
         code="ambiguous",
-        hint="give one of them a higher priority",
-        related=[Related(f"'{other.name}' is here", _rule_span(other))] if _rule_span(other) else [],
+        hint="give one of them a higher priority" if len(others) == 1 else "give them different priorities",
+        related=[Related(f"'{other.name}' is here", span) for other in others if (span := _rule_span(other))],
     )
 
 

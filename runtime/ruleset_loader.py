@@ -166,9 +166,8 @@ def lint_path(
     compilation = loaded.compilation
     if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
         return compilation.diagnostics
-    with collector_paused():  # as the pipeline does: the analyses allocate much and free little
-        found = lint(compilation.plan, retention)
-    return sorted_unique([*compilation.diagnostics, *found])
+    with collector_paused():  # as the pipeline does: the analyses allocate much and free little, and so does sorting
+        return sorted_unique([*compilation.diagnostics, *lint(compilation.plan, retention)])
 
 
 def read_models(
