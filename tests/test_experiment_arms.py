@@ -32,12 +32,12 @@ def test_hash_is_fnv1a_twice_over_utf16_code_units() -> None:
 
 
 def test_ranges_shrink_from_the_right_and_choose_half_open() -> None:
-    assert bucket_ranges(2, 1.0, [0.5, 0.5]) == [(0.0, 0.5), (0.5, 1.0)]
-    assert bucket_ranges(2, 0.5, [0.5, 0.5]) == [(0.0, 0.25), (0.5, 0.75)]
+    assert bucket_ranges(2, 1.0, [0.5, 0.5]) == ((0.0, 0.5), (0.5, 1.0))
+    assert bucket_ranges(2, 0.5, [0.5, 0.5]) == ((0.0, 0.25), (0.5, 0.75))
     assert bucket_ranges(3, 1.0, [0.2, 0.3]) == bucket_ranges(3, 1.0, get_equal_weights(3))  # wrong count: equal
     assert choose_arm(0.5, [(0.0, 0.5), (0.5, 1.0)]) == 1
     assert choose_arm(0.3, [(0.0, 0.25), (0.5, 0.75)]) == -1
-    assert get_equal_weights(0) == [] and get_equal_weights(4) == [0.25] * 4
+    assert get_equal_weights(0) == () and get_equal_weights(4) == (0.25,) * 4
     assert in_namespace("u1", ("ns", 0.0, 1.0)) and not in_namespace("u1", ("ns", 0.0, 0.0))
 
 
@@ -81,3 +81,38 @@ def test_the_engine_draws_the_arms_bucketing_draws(
             assert wider.decide(user, {}).slots["s"].content == content
         draw = engine.explain(user, {}).experiments["exp"]
         assert draw.hash == hash(seed, user) and draw.arm == (f"a{index}" if index >= 0 else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_the_second_pass_by_tables_is_fnv1a_of_the_digits(first: int) -> None:
+    from tailor.compiler.bucketing import _second
+
+    assert _second(first) == (reference_fnv(str(first)) % 10000) / 10000
+
+
+def test_the_second_pass_at_every_digit_boundary() -> None:
+    from tailor.compiler.bucketing import _second
+
+    edges = [0, 2**32 - 1, *(10**k + d for k in range(11) for d in (-1, 0, 1) if 0 <= 10**k + d < 2**32)]
+    for first in edges:
+        assert _second(first) == (reference_fnv(str(first)) % 10000) / 10000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=4), min_size=2, max_size=4),
+    st.sampled_from([1.0, 0.5, 0.1, 0.0]),
+    st.text(min_size=1, max_size=12),
+)
+def test_the_assigner_chooses_the_arm_choose_arm_chooses(parts: list[int], coverage: float, user: str) -> None:
+    from tailor.compiler.bucketing import fnv1a32
+    from tailor.compiler.experiments import Assigner, ExperimentPlan
+
+    total = sum(parts) or 1
+    weights = tuple(part / total for part in parts) if sum(parts) else tuple(1 / len(parts) for _ in parts)
+    ranges = bucket_ranges(len(parts), coverage, weights)
+    arms = tuple(f"a{index}" for index in range(len(parts)))
+    plan = ExperimentPlan("x", arms, weights, coverage, "s", ranges, "p", fnv1a32("s"))
+    index = choose_arm(hash("s", user), ranges)
+    assert Assigner({"x": plan}, None).assign(user).arms["x"] == (arms[index] if index >= 0 else None)
