@@ -70,6 +70,10 @@ def check_lift_and_holdout(tmp_path: Path, users: int) -> dict[str, Any]:
     assert not report["result"]["srm"]["flagged"]
     assert report["conclusions"][0].endswith("no sample ratio mismatch")
     assert report["over_time"] and report["over_time"][-1]["arm"] == "model"
+    shown = {
+        method: (round(ctr[method]["low"], 4), round(ctr[method]["high"], 4)) for method in ("welch", "sequential")
+    }
+    print(f"\n{users} users: true CTR lift {true_lift:+.4f}, estimated {ctr['welch']['expected']:+.4f}, {shown}")
 
     logged = tailor("experiments", "--log", str(logs), "--rules", str(RETAIL), "--format", "json")
     assert logged.returncode == 0, logged.stderr
