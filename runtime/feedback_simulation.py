@@ -152,8 +152,15 @@ class Client:
 
     def send(self, method: str, path: str, body: object) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        self._connection.request(method, self._base + path, data, self._headers)
-        response = self._connection.getresponse()
+        try:
+            self._connection.request(method, self._base + path, data, self._headers)
+            response = self._connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it was idle (a long pause on a busy machine):
+            # the request never arrived, so it is sent again, once, on a new connection.
+            self._connection.close()
+            self._connection.request(method, self._base + path, data, self._headers)
+            response = self._connection.getresponse()
         answer = response.read()
         if response.status >= 400:
             raise SimulationFailed(f"{method} {path}: {response.status} {answer.decode('utf-8', 'replace')[:300]}")

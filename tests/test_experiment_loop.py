@@ -100,6 +100,11 @@ def test_losing_one_arms_users_is_flagged_as_a_sample_ratio_mismatch(tmp_path: P
         server = start(RETAIL)
         sent = simulate(server.url, tmp_path / "sent.json", 1500, "--drop-users", "hero_test:model=0.3")
         report = experiment_report(server.url)
+        text = tailor("experiments", "--url", server.url, "--plot", str(tmp_path / "lift.png"))
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("experiment hero_test (phase ") and "rules 50%, model 50%" in text.stdout
+    assert "\n- sample ratio mismatch (p = " in text.stdout
+    assert (tmp_path / "lift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     truth = {row["arm"]: row for row in sent["arms"] if row["experiment"] == "hero_test"}
     assert truth["model"]["dropped"] > 0 and truth["rules"]["dropped"] == 0
     srm = report["result"]["srm"]
