@@ -49,13 +49,23 @@ class ExperimentArm:
     exposed: bool = field(
         metadata={"doc": "the decision evaluated a rule that reads the experiment (see compiler/exposure.py)"}
     )
+    slots: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "the slots where it did: feedback on them counts for the arm in the experiment's results"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "arm": self.arm, "phase": self.phase, "exposed": self.exposed}
+        return {
+            "experiment": self.experiment,
+            "arm": self.arm,
+            "phase": self.phase,
+            "exposed": self.exposed,
+            "slots": list(self.slots),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentArm:
-        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"])
+        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"], tuple(data.get("slots", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +164,7 @@ class DecisionRecord:
         if assignment.hashes:
             exposed_to = exposed(served.decider, context, outcomes)
             experiments = tuple(
-                ExperimentArm(name, arm, plan.experiments[name].phase, name in exposed_to)
+                ExperimentArm(name, arm, plan.experiments[name].phase, name in exposed_to, exposed_to.get(name, ()))
                 for name, arm in assignment.drawn()
             )
         return cls(

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .decision_record import DecisionRecord
 from .events import Event
@@ -30,6 +30,8 @@ IMPRESSION = "impression"
 MEASURES = {IMPRESSION: "impressions", "click": "clicks", "conversion": "conversions"}
 DECISIONS = "decisions"
 VALUE = "value"  # the sum of conversions' values
+CONVERSION = "conversion"
+ArmKey = tuple[str, str, str]  # experiment, phase, arm
 
 
 class Impressions(Enum):
@@ -70,6 +72,15 @@ class FeedbackItem:
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+class JoinArm(NamedTuple):
+    """An experiment the decision exposed its user to: feedback on ``slots`` counts for ``arm`` in ``phase``."""
+
+    experiment: str
+    arm: str
+    phase: str
+    slots: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Join:
     """A served decision's join record: what feedback on it is attributed to."""
@@ -79,6 +90,11 @@ class Join:
     version: str
     at: float  # when it was decided: epoch seconds
     slots: Mapping[str, tuple[str, str]]  # slot -> (rule, content), for the slots that showed something
+    experiments: tuple[JoinArm, ...] = ()  # the experiments it exposed its user to, and where
+
+    def arms_of(self, slot: str) -> tuple[ArmKey, ...]:
+        """(experiment, phase, arm) of each experiment whose results feedback on ``slot`` counts in."""
+        return tuple((x.experiment, x.phase, x.arm) for x in self.experiments if slot in x.slots)
 
     @property
     def day(self) -> str:
@@ -92,7 +108,12 @@ class Join:
             for slot, served in record.slots.items()
             if served.content is not None and served.rule is not None
         }
-        return cls(record.decision_id, record.user_id, record.version, record.at, slots)
+        experiments = tuple(
+            JoinArm(entry.experiment, entry.arm, entry.phase, tuple(slot for slot in entry.slots if slot in slots))
+            for entry in record.experiments
+            if entry.exposed
+        )
+        return cls(record.decision_id, record.user_id, record.version, record.at, slots, experiments)
 
 
 def utc_day(at: float) -> str:
@@ -114,6 +135,8 @@ class Tally:
     content: str
     measure: str | None  # the KPI measure it adds 1 to; None for a custom type
     value: float  # what it adds to VALUE: a conversion's value, else 0
+    user_id: str = ""  # the decision's user: a conversion counts once per user in an experiment's results
+    arms: tuple[ArmKey, ...] = ()  # (experiment, phase, arm) whose results it also counts in
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +233,8 @@ def judge(
                 content,
                 measure,
                 value,
+                join.user_id,
+                join.arms_of(item.slot),
             )
         )
         judged.counted.append(index)

@@ -38,6 +38,7 @@ from .buckets import (
     split_attributes,
 )
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
+from .experiment_counts import ArmTotals
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .memory_feedback import MemoryFeedback
@@ -288,6 +289,9 @@ class MemoryStore(FeatureStore):
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return self.feedback.kpi_counts(query)
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return self.feedback.arm_totals(experiment, phase)
 
     # --- internals ---------------------------------------------------------------------
 

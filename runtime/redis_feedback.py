@@ -7,6 +7,11 @@ Keys (all under the store's prefix; names quoted as in ``redis_store.py``):
   per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON);
   feedback without an id marks it counted with ``d:{type}:{slot}``.
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``{x:{experiment}:{phase}}:f:all`` and ``...:f:{YYYY-MM-DD}``: an experiment's counters per phase
+  (``experiment_counts.py``), hashes of ``{measure}:{arm}`` -> amount; ``...:f:days`` the days;
+  ``...:v`` each converted user's value in the phase (for ``value_squares``), kept as long as exposures.
+  A join record's ``x`` holds the experiments it exposed its user to, as JSON
+  ``[[experiment, arm, phase, [slot, ...]], ...]``.
 - ``kpi:versions``: the versions with counters; ``kpi:{version}:all`` the totals
   and ``kpi:{version}:{YYYY-MM-DD}`` each UTC day's (hashes of
   ``{measure}:[slot, rule, content]`` -> count), ``kpi:{version}:days`` the days.
@@ -26,8 +31,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
+from . import experiment_counts as arm_counts
+from .experiment_counts import ArmMeasures, ArmTotals
+from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, JoinArm, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -49,7 +57,10 @@ JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 # KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). Then, per item: 'i' (deduplicated by
 # its id key) or 'd' (by a field of its join record), the dedupe key's index, the fingerprint or field,
 # the total and day counter keys' indexes, the measure's field ('' for none), the value's field ('' for
-# none) and the value. Replies, per item: 'a' accepted, 'd' duplicate, 'c' conflict.
+# none) and the value; then the number of experiment arms it counts for, and when there are any its
+# user, measure ('' for none), '1' for a conversion, its day, and per arm the indexes of the phase's total,
+# day, days and users' values keys and the arm (see experiment_counts.py). Replies, per item: 'a'
+# accepted, 'd' duplicate, 'c' conflict.
 COUNT_SCRIPT = """
 local replies = {}
 local ttl = ARGV[1]
@@ -80,11 +91,45 @@ while i <= #ARGV do
       redis.call('HINCRBYFLOAT', day, value_field, value)
     end
   end
+  local m = tonumber(ARGV[i])
+  i = i + 1
+  if m > 0 then
+    local user, measure, conversion, day_name = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    for a = 1, m do
+      local arm_total, arm_day = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
+      local arm_days, arm_users, arm = KEYS[tonumber(ARGV[i + 2])], KEYS[tonumber(ARGV[i + 3])], ARGV[i + 4]
+      i = i + 5
+      if outcome == 'a' then
+        if measure ~= '' then
+          redis.call('HINCRBY', arm_total, measure .. ':' .. arm, 1)
+          redis.call('HINCRBY', arm_day, measure .. ':' .. arm, 1)
+        end
+        if value_field ~= '' then
+          redis.call('HINCRBYFLOAT', arm_total, 'value:' .. arm, value)
+          redis.call('HINCRBYFLOAT', arm_day, 'value:' .. arm, value)
+        end
+        redis.call('SADD', arm_days, day_name)
+        if conversion == '1' then
+          local before = redis.call('HGET', arm_users, user)
+          local after = tonumber(redis.call('HINCRBYFLOAT', arm_users, user, value))
+          redis.call('PEXPIRE', arm_users, ARM_USERS_TTL)
+          local was = 0
+          if before then
+            was = tonumber(before)
+          else
+            redis.call('HINCRBY', arm_total, 'converters:' .. arm, 1)
+          end
+          redis.call('HINCRBYFLOAT', arm_total, 'value_squares:' .. arm, after * after - was * was)
+        end
+      end
+    end
+  end
   n = n + 1
   replies[n] = outcome
 end
 return replies
-"""
+""".replace("ARM_USERS_TTL", str(math.ceil(EXPOSURE_TTL * 1000)))
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
 
@@ -118,6 +163,15 @@ class RedisFeedback:
     def days_key(self, version: str) -> str:
         return f"{self.prefix}kpi:{quote(version, safe='')}:days"
 
+    def arm_counters_key(self, experiment: str, phase: str, day: str | None) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:{day or 'all'}"
+
+    def arm_days_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:days"
+
+    def arm_users_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:v"
+
     # --- writes ---
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
@@ -127,6 +181,7 @@ class RedisFeedback:
             chunk = joins[start : start + JOINS_PER_CALL]
             counters: dict[tuple[str, str], int] = defaultdict(int)  # (key, field) -> increment
             days: set[tuple[str, str]] = set()
+            arm_days: set[tuple[str, str]] = set()  # (an experiment phase's days key, day)
             async with client.pipeline(transaction=True) as pipe:
                 for join in chunk:
                     key = self.join_key(join.decision_id)
@@ -139,6 +194,15 @@ class RedisFeedback:
                             name = counter_field(measure, slot, rule, content)
                             counters[self.counters_key(join.version, None), name] += 1
                             counters[self.counters_key(join.version, day), name] += 1
+                    if join.experiments:
+                        exposed = [[x.experiment, x.arm, x.phase, list(x.slots)] for x in join.experiments]
+                        fields["x"] = json.dumps(exposed, ensure_ascii=False)
+                    if impressions:
+                        for experiment, phase, arm in arm_counts.served_impressions(join):
+                            name = f"{MEASURES[IMPRESSION]}:{arm}"
+                            counters[self.arm_counters_key(experiment, phase, None), name] += 1
+                            counters[self.arm_counters_key(experiment, phase, day), name] += 1
+                            arm_days.add((self.arm_days_key(experiment, phase), day))
                     pipe.hset(key, mapping=fields)
                     pipe.pexpire(key, ttl)
                 for (key, name), amount in counters.items():
@@ -146,6 +210,8 @@ class RedisFeedback:
                 for version, day in days:
                     pipe.sadd(self.versions_key(), version)
                     pipe.sadd(self.days_key(version), day)
+                for days_key, day in arm_days:
+                    pipe.sadd(days_key, day)
                 await pipe.execute()
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
@@ -166,8 +232,12 @@ class RedisFeedback:
                     rule, content = json.loads(value)
                     slots[name[2:].decode()] = (rule, content)
             if b"v" in fields:
+                experiments = tuple(
+                    JoinArm(experiment, arm, phase, tuple(exposed))
+                    for experiment, arm, phase, exposed in json.loads(fields.get(b"x", b"[]"))
+                )
                 found[decision_id] = Join(
-                    decision_id, fields[b"u"].decode(), fields[b"v"].decode(), float(fields[b"a"]), slots
+                    decision_id, fields[b"u"].decode(), fields[b"v"].decode(), float(fields[b"a"]), slots, experiments
                 )
         return found
 
@@ -216,7 +286,19 @@ class RedisFeedback:
                 field(tally.measure, tally) if tally.measure else "",
                 field(VALUE, tally) if tally.value else "",
                 repr(tally.value),
+                str(len(tally.arms)),
             ]
+            if tally.arms:
+                conversion = "1" if arm_counts.is_conversion(tally) else ""
+                args += [tally.user_id, tally.measure or "", conversion, tally.day]
+                for experiment, phase, arm in tally.arms:
+                    args += [
+                        key_index(self.arm_counters_key(experiment, phase, None)),
+                        key_index(self.arm_counters_key(experiment, phase, tally.day)),
+                        key_index(self.arm_days_key(experiment, phase)),
+                        key_index(self.arm_users_key(experiment, phase)),
+                        arm,
+                    ]
         return list(index), args
 
     # --- reads ---
@@ -253,3 +335,30 @@ class RedisFeedback:
                 slot, rule, content = json.loads(where)
                 add_counts(found, (version, slot, rule, content), measure, float(amount))
         return found
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's counters: two round trips (the totals and the days, then each day's)."""
+        client = self.store._reads()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.arm_counters_key(experiment, phase, None))
+            pipe.smembers(self.arm_days_key(experiment, phase))
+            self.store.round_trips += 1
+            total_fields, listed = await pipe.execute()
+        days = sorted(day.decode() for day in listed)
+        replies = []
+        if days:
+            async with client.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self.arm_counters_key(experiment, phase, day))
+                self.store.round_trips += 1
+                replies = await pipe.execute()
+        by_day = {day: _arm_measures(fields) for day, fields in zip(days, replies, strict=True)}
+        return ArmTotals(_arm_measures(total_fields), by_day)
+
+
+def _arm_measures(fields: dict[bytes, bytes]) -> ArmMeasures:
+    found: ArmMeasures = {}
+    for name, amount in fields.items():
+        measure, _, arm = name.decode().partition(":")
+        arm_counts.add(found, arm, measure, float(amount))
+    return found

@@ -32,6 +32,7 @@ from tailor.compiler.features import FeatureKind, FeatureRef
 
 from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
+from .experiment_counts import ArmTotals
 from .feedback import Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
@@ -376,6 +377,9 @@ class RedisStore(FeatureStore):
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return await self.feedback.arm_totals(experiment, phase)
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return await self.feedback.kpi_counts(query)

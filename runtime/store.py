@@ -30,6 +30,7 @@ from tailor.compiler.features import FeatureRef
 from .events import Event, RecordResult
 
 if TYPE_CHECKING:
+    from .experiment_counts import ArmTotals
     from .feedback import Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
 
@@ -109,6 +110,11 @@ class FeatureStore(Protocol):
         """Count each tally once, atomically across processes; per tally ``ACCEPTED``, ``DUPLICATE``
         (its id with the same fingerprint, or without an id its (decision, slot, type), was counted
         before) or ``CONFLICT`` (its id was counted with another fingerprint). Ids are kept ``keep`` seconds."""
+
+    @abstractmethod
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's feedback counters per arm, in total and per UTC day (``experiment_counts.py``):
+        counted by ``count_feedback`` (and ``keep_decisions``' served impressions) in the same atomic step."""
 
     @abstractmethod
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:

@@ -66,7 +66,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"product\.rules:3: rule electronics_bundle .*\n  low_ctr: ", output)
     assert len(re.findall(r"\n  low_ctr: ", output)) == 1
     # Breaking a rule leaves the old version serving and reports where the error is.
-    assert '"last_error":[{"file":"home.rules","line":5' in output  # relative to the ruleset root
+    assert '"last_error":[{"file":"home.rules","line":17' in output  # relative to the ruleset root
 
 
 @pytest.mark.slow

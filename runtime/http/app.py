@@ -13,6 +13,7 @@ are relative to the ruleset's root.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
@@ -24,11 +25,12 @@ from fastapi.responses import Response
 from ..attribution import Attribution
 from ..decision_log import DecisionLog
 from ..events import Event
+from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..kpis import KpiQuery
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
-from ..service import DecisionService, NotReady
+from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
@@ -43,6 +45,8 @@ from .schemas import (
     DecideResponse,
     EventsRequest,
     EventsResponse,
+    ExperimentResponse,
+    ExperimentsResponse,
     ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
@@ -222,6 +226,58 @@ def create_app(
         except ValueError as exc:
             return error_response(422, str(exc))
         return OrjsonResponse((await attributed.kpis(query)).to_dict())
+
+    def served_experiments() -> ExperimentList:
+        served = service.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        return ExperimentList.of(served.ruleset.plan, served.ruleset.name, served.version)
+
+    @app.get(
+        "/v1/experiments",
+        response_model=ExperimentsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
+        tags=["experiments"],
+        summary="The served rules' experiments (arms, weights, coverage, seed, current phase) and holdout",
+    )
+    async def experiments() -> Response:
+        return OrjsonResponse(served_experiments().to_dict())
+
+    @app.get(
+        "/v1/experiments/{name}",
+        response_model=ExperimentResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 404, 422, 503),
+        tags=["experiments"],
+        summary="One experiment's results in its current phase: rates, lifts, SRM, over time, and conclusions",
+    )
+    async def experiment(
+        name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)],
+        phase: Annotated[str | None, Query(max_length=MAX_NAME, description="the current phase when absent")] = None,
+    ) -> Response:
+        listed = served_experiments()
+        found = [info for info in listed.experiments if info.name == name]
+        if not found:
+            names = ", ".join(info.name for info in listed.experiments) or "none"
+            return error_response(404, f"no experiment {name!r} in the served rules (experiments: {names})")
+        info = found[0]
+        if phase is not None and phase != info.phase:
+            return error_response(
+                404,
+                f"phase {phase!r} of {name} is not the one served ({info.phase}): only the served phase's "
+                "weights are known, and results never mix phases",
+            )
+        await attributed.flush()  # every decision served so far is counted
+        await service.exposures.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                report = await read_report(service.store, info)
+        except TimeoutError as exc:
+            raise StoreUnavailable("the experiment's counts could not be read (timeout)") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"the experiment's counts could not be read ({type(exc).__name__})") from exc
+        return OrjsonResponse(report.to_dict())
 
     @app.put(
         "/v1/users/{user_id:path}",
