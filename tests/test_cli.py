@@ -193,7 +193,8 @@ def test_lint_counts_the_problems_it_prints(tmp_path: Path) -> None:
     (tmp_path / "bad.rules").write_text('content g = {"id": "g"}\nrule a when views(60d) > 2 then show g in hero\n')
     warnings = tailor("lint", ".", cwd=tmp_path)
     assert warnings.returncode == 0
-    assert warnings.stderr.splitlines()[-1] == "0 errors, 2 warnings, 1 note"  # the note: what users without consent see
+    # the note, on standard error: what users without consent see in slot hero
+    assert warnings.stderr.splitlines()[-1] == "0 errors, 2 warnings, 1 note"
     assert warnings.stdout.count(": warning: ") == 2 and ": note: " not in warnings.stdout
     assert "no problems" not in warnings.stderr
 
