@@ -424,3 +424,92 @@ def test_segments_inline_into_consent() -> None:
     consent = ConsentPlan.of(plan)
     assert set(consent.rules) == {"by_views", "by_tier", "capped", "only_personal"}
     assert consent.rules["capped"] == ('count("impression", "b", 24h)',)
+
+
+# --- over HTTP ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http(tmp_path: Path, store: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    from tailor.runtime.http import create_app
+
+    (tmp_path / "shop.rules").write_text(RULES)
+    service = DecisionService(tmp_path, store, consent_attribute="consent")
+    service.open()
+    with TestClient(create_app(service, watch=False)) as client:
+        yield client
+
+
+def test_over_http_decisions_events_and_feedback_without_consent(http: Any) -> None:
+    assert http.put("/v1/users/v", json={"attributes": {"tier": "gold", "consent": False}}).status_code == 200
+    assert http.put("/v1/users/u", json={"attributes": {"tier": "gold"}}).status_code == 200
+    declined = http.post("/v1/decide", json={"user_id": "u", "context": {"page": "home"}, "consent": False}).json()
+    assert declined["consent"] is False and declined["decision_id"].endswith("-nc")
+    assert declined["slots"]["side"]["content"] == "e"  # only_personal was skipped: the default
+    by_profile = http.post("/v1/decide", json={"user_id": "v", "context": {"page": "home"}}).json()
+    assert by_profile["consent"] is False and by_profile["slots"]["side"]["content"] == "e"
+    consented = http.post("/v1/decide", json={"user_id": "u", "context": {"page": "home"}}).json()
+    assert "consent" not in consented and consented["slots"]["side"]["rule"] == "only_personal"
+    explained = http.post("/v1/explain", json={"user_id": "v", "context": {}}).json()
+    side = explained["explain"]["slots"]["side"]["candidates"]
+    assert [(c["rule"], c["outcome"], c["reason"]) for c in side] == [
+        ("only_personal", "needs_consent", "skipped: needs consent (reads user.tier)")
+    ]
+    events = http.post(
+        "/v1/events",
+        json={
+            "events": [
+                {"user_id": "u", "type": "view", "key": "Electronics"},
+                {"user_id": "u", "type": "view", "key": "Electronics", "consent": False},
+                {"user_id": "v", "type": "view", "key": "Electronics"},
+            ]
+        },
+    ).json()
+    assert (events["accepted"], events["dropped_no_consent"]) == (1, 2)
+    feedback = http.post(
+        "/v1/feedback",
+        json={
+            "items": [
+                {"decision_id": declined["decision_id"], "slot": "side", "type": "click"},
+                {"decision_id": consented["decision_id"], "slot": "side", "type": "click", "consent": False},
+                {"decision_id": consented["decision_id"], "slot": "side", "type": "click"},
+            ]
+        },
+    ).json()
+    assert (feedback["accepted"], feedback["dropped_no_consent"]) == (1, 2)
+    assert feedback["results"] == [{"index": 0, "status": "no_consent"}, {"index": 1, "status": "no_consent"}]
+    # the user who consented declines later: feedback on their earlier decision is dropped too
+    http.put("/v1/users/u", json={"attributes": {"consent": False}})
+    later = http.post(
+        "/v1/feedback",
+        json={"items": [{"decision_id": consented["decision_id"], "slot": "side", "type": "conversion", "value": 3}]},
+    ).json()
+    assert later["dropped_no_consent"] == 1
+    assert 'tailor_no_consent_total{kind="feedback"} 3.0' in http.get("/metrics").text
+
+
+@pytest.mark.parametrize("given", ["consent", "context.consent", "user.", "user.a-b"])
+def test_serve_refuses_a_consent_attribute_that_is_not_a_profile_attribute(tmp_path: Path, given: str) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "shop.rules").write_text(RULES)
+    result = subprocess.run(
+        [sys.executable, "-m", "tailor.cli", "serve", "shop.rules", "--consent-attribute", given],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--consent-attribute: the consent attribute is a profile attribute, like user.consent" in result.stderr
+
+
+def test_serve_passes_the_consent_attribute_to_the_service(tmp_path: Path) -> None:
+    from tailor.runtime.launch import ServeOptions, build_app
+
+    (tmp_path / "shop.rules").write_text(RULES)
+    app = build_app(ServeOptions(path=str(tmp_path), consent_attribute="user.opted_in"))
+    assert app.state.service.consent_attribute == "opted_in"
