@@ -513,3 +513,17 @@ def test_serve_passes_the_consent_attribute_to_the_service(tmp_path: Path) -> No
     (tmp_path / "shop.rules").write_text(RULES)
     app = build_app(ServeOptions(path=str(tmp_path), consent_attribute="user.opted_in"))
     assert app.state.service.consent_attribute == "opted_in"
+
+
+def test_tailor_explain_no_consent_shows_the_skipped_rules(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "shop.rules").write_text(RULES)
+    argv = [sys.executable, "-m", "tailor.cli", "explain", "shop.rules", "--context", "page=home", "--slot", "side"]
+    argv += ["--feature", 'user.tier="gold"']
+    consented = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    declined = subprocess.run([*argv, "--no-consent"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "side: a  (by rule only_personal)" in consented.stdout
+    assert "side: e  (by the slot's default)" in declined.stdout
+    assert "only_personal (priority 0) -> a: skipped: needs consent (reads user.tier)" in declined.stdout
