@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from .consent import made_without_consent
 from .decision_record import DecisionRecord
 from .events import FUTURE_TOLERANCE, Event, EventRejected
 from .feedback import (
@@ -55,8 +56,10 @@ class Attribution:
         *,
         attribution: float = DEFAULT_ATTRIBUTION,
         impressions: Impressions = Impressions.FEEDBACK,
+        consent_attribute: str | None = None,
     ):
         self.store = store
+        self.consent_attribute = consent_attribute  # with it, feedback for users whose attribute is false is dropped
         self.metrics = metrics
         self.attribution = attribution
         self.impressions = impressions
@@ -124,10 +127,23 @@ class Attribution:
                     f"more than the {FUTURE_TOLERANCE:.0f} s tolerated; nothing of the batch was counted"
                 )
         await self.flush()
+        # Without consent, dropped unread: the item says so, or its decision was made without it.
+        dropped = {
+            index for index, item in enumerate(items) if item.consent is False or made_without_consent(item.decision_id)
+        }
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
-                joins = await self.store.joins([item.decision_id for item in items])
-                judged = judge(items, joins, attribution=self.attribution, impressions=self.impressions, now=now)
+                asked = [item.decision_id for index, item in enumerate(items) if index not in dropped]
+                joins = await self.store.joins(asked) if asked else {}
+                if self.consent_attribute is not None and joins:
+                    refused = await self.store.declined([j.user_id for j in joins.values()], self.consent_attribute)
+                    dropped |= {
+                        index
+                        for index, item in enumerate(items)
+                        if (join := joins.get(item.decision_id)) is not None and join.user_id in refused
+                    }
+                kept = [item for index, item in enumerate(items) if index not in dropped]
+                judged = judge(kept, joins, attribution=self.attribution, impressions=self.impressions, now=now)
                 counted = await self.store.count_feedback(judged.tallies, self.attribution)
                 events: list[Event] = []
                 for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True):
@@ -141,8 +157,11 @@ class Attribution:
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "
                 "items counted already answer as duplicates"
             ) from exc
-        outcomes = [outcome for outcome in judged.outcomes if outcome is not None]
-        assert len(outcomes) == len(items), "the store judged every tally"
+        judged_outcomes = iter([outcome for outcome in judged.outcomes if outcome is not None])
+        outcomes = [Outcome.NO_CONSENT if index in dropped else next(judged_outcomes) for index in range(len(items))]
+        assert next(judged_outcomes, None) is None, "the store judged every tally"
+        if dropped:
+            self.metrics.no_consent["feedback"].inc(len(dropped))
         self._count(outcomes, judged.tallies, counted)
         return FeedbackResult.of(outcomes)
 

@@ -52,6 +52,7 @@ class Outcome(Enum):
     UNKNOWN_SLOT = "unknown_slot"  # the decision showed nothing in that slot
     EXPIRED = "expired"  # it happened after the decision's attribution window
     WRONG_USER = "wrong_user"  # its user_id is not the decision's user
+    NO_CONSENT = "no_consent"  # its user declined personalization: dropped, never stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class FeedbackItem:
     ts: float | None = None
     id: str | None = None
     user_id: str | None = None
+    consent: bool | None = None  # False: the user declined, and the item is dropped
 
     def fingerprint(self) -> str:
         """What tells a retry (same payload) from a reuse of its id (another one)."""
@@ -160,6 +162,10 @@ class FeedbackResult:
     results: tuple[ItemResult, ...] = field(
         metadata={"doc": "the items not counted for another reason, with why; nothing else in the batch is lost"}
     )
+    dropped_no_consent: int = field(
+        default=0,
+        metadata={"doc": "items for users without consent, or on decisions made without it: dropped, never stored"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +173,7 @@ class FeedbackResult:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "results": [result.to_dict() for result in self.results],
+            "dropped_no_consent": self.dropped_no_consent,
         }
 
     @classmethod
@@ -181,6 +188,7 @@ class FeedbackResult:
             sum(o is Outcome.DUPLICATE for o in outcomes),
             sum(o is Outcome.IGNORED for o in outcomes),
             problems,
+            sum(o is Outcome.NO_CONSENT for o in outcomes),
         )
 
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from tailor.compiler.plan import PredicateStats
 
 from .buckets import Scheme
+from .consent import consent_attribute
 from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
 from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
@@ -64,6 +65,7 @@ class ServeOptions:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     attribution: float = DEFAULT_ATTRIBUTION  # seconds a served decision's join record is kept for feedback
     impressions: str = Impressions.FEEDBACK.value  # where impressions come from: feedback items, or served slots
+    consent_attribute: str | None = None  # "user.consent": the profile attribute whose false means "declined"
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -105,6 +107,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         sample_every=options.sample_every,
         freeze_heap=True,
         model_limits=options.model_limits,
+        consent_attribute=consent_attribute(options.consent_attribute) if options.consent_attribute else None,
     )
     served = service.open()
     where = (

@@ -37,6 +37,7 @@ from .buckets import (
     plan_in_chunks,
     split_attributes,
 )
+from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
 from .feedback import Join, Outcome, Tally
@@ -176,12 +177,25 @@ class MemoryStore(FeatureStore):
 
     # --- the synchronous twins -------------------------------------------------------
 
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         at = time.time() if at is None else at
         values: dict[str, Any] = {}
         with self._lock:
             self.round_trips += 1
             user = self._users.get(user_id)
+            if consent is not None:  # the consent attribute first: a user who declined gets only public reads
+                stored = user.profile.get(consent.attribute) if user is not None and user.profile else None
+                if stored is not None:
+                    values[consent.text] = decode_attribute(stored)
+                if stored == DECLINED:
+                    features = consent.allowed(features)
             kept = {} if user is None else user.series
             clock = time.monotonic()
             for ref in features:
@@ -227,8 +241,25 @@ class MemoryStore(FeatureStore):
 
     # --- the FeatureStore interface ----------------------------------------------------
 
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
-        return self.fetch_now(user_id, features, at)
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
+        return self.fetch_now(user_id, features, at, consent=consent)
+
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        with self._lock:
+            self.round_trips += 1
+            found = set()
+            for user_id in set(user_ids):
+                user = self._users.get(user_id)
+                if user is not None and user.profile and user.profile.get(attribute) == DECLINED:
+                    found.add(user_id)
+            return found
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         """Apply the batch ``EVENTS_PER_STEP`` events at a time, letting the event loop run between.

@@ -257,6 +257,13 @@ class Metrics:
             registry=registry,
         )
         self.served_records = {outcome: served.labels(outcome) for outcome in ("kept", "failed", "dropped")}
+        no_consent = Counter(
+            "tailor_no_consent",
+            "For users without consent: decisions made without personal data, events and feedback items dropped.",
+            ("kind",),
+            registry=registry,
+        )
+        self.no_consent = {kind: no_consent.labels(kind) for kind in ("decisions", "events", "feedback")}
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
+from .consent import ConsentGate
 from .events import Event, RecordResult
 
 if TYPE_CHECKING:
@@ -53,17 +54,40 @@ class FeatureStore(Protocol):
     round_trips: int = 0
 
     @abstractmethod
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """Values by feature text, as of ``at`` (epoch seconds; now when None), in one round trip.
 
         Profile attributes: the stored value, absent when not set. Counts and totals: a
         number, 0 when nothing happened. ``since``: seconds since the last such event,
         absent when there was none. Context and model features are not the store's.
+
+        With ``consent``, the store reads the consent attribute first, in the same round
+        trip, and answers its value under ``consent.text``; when it is ``false`` it reads
+        nothing else but ``consent.allowed(features)``, the public user attributes.
         """
 
     @abstractmethod
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """``fetch``, blocking the calling thread: for the synchronous engine, never for the event loop."""
+
+    @abstractmethod
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        """Those of ``user_ids`` whose profile attribute ``attribute`` is ``false``, in one round trip:
+        their events and feedback are dropped (``--consent-attribute``)."""
 
     @abstractmethod
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:

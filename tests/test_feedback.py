@@ -128,6 +128,7 @@ def test_each_item_is_answered_and_counted_once(client: TestClient) -> None:
             {"index": 7, "status": "unknown_slot"},
             {"index": 8, "status": "wrong_user"},
         ],
+        "dropped_no_consent": 0,
     }
     retried = feedback(client, *batch)  # a retry of the whole batch counts nothing again
     assert (retried["accepted"], retried["duplicates"]) == (0, 6)

@@ -83,7 +83,13 @@ def create_app(
     store closes. Served decisions are kept for feedback for ``attribution``
     seconds; ``impressions`` says where impressions come from.
     """
-    attributed = Attribution(service.store, service.metrics, attribution=attribution, impressions=impressions)
+    attributed = Attribution(
+        service.store,
+        service.metrics,
+        attribution=attribution,
+        impressions=impressions,
+        consent_attribute=service.consent_attribute,
+    )
     service.listen(attributed.served)
 
     @contextlib.asynccontextmanager
@@ -141,9 +147,11 @@ def create_app(
         ignored: tuple[str, ...] = ()
         if features:
             features, ignored = supplied(features)
-        decided = await service.decide(body.user_id, body.context, body.slots, features, body.at)
-        decision_id = service.new_decision_id()
+        decided = await service.decide(body.user_id, body.context, body.slots, features, body.at, body.consent)
+        decision_id = service.new_decision_id(decided.outcomes.consent)
         answer = service.response(decided.served, decided.outcomes, decision_id, explained=explained)
+        if not decided.outcomes.consent:
+            answer["consent"] = False
         if not explained:
             service.publish(decided, decision_id, body.user_id, body.context, body.at)
         if ignored:
@@ -184,13 +192,14 @@ def create_app(
     )
     async def events(body: EventsRequest) -> Response:
         batch = [Event(e.user_id, e.type, e.key, e.value, e.ts, e.id) for e in body.events]
-        result = await service.record(batch)
+        result = await service.record(batch, [e.consent is False for e in body.events])
         return OrjsonResponse(
             {
                 "accepted": result.accepted,
                 "duplicates": result.duplicates,
                 "conflicts": result.conflicts,
                 "expired": result.expired,
+                "dropped_no_consent": result.dropped_no_consent,
             }
         )
 
@@ -203,7 +212,9 @@ def create_app(
         summary=f"Impressions, clicks, conversions on served decisions: up to {MAX_FEEDBACK} items",
     )
     async def feedback(body: FeedbackRequest) -> Response:
-        items = [FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id) for i in body.items]
+        items = [
+            FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id, i.consent) for i in body.items
+        ]
         return OrjsonResponse((await attributed.receive(items)).to_dict())
 
     @app.get(

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainValidator,
     Strict,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -127,6 +128,11 @@ class DecideRequest(_Body):
         description='values by canonical feature text (user.tier, views("Electronics", 24h)); override the store',
     )
     at: Epoch | None = Field(default=None, description="decide as of this time (epoch seconds), for replay")
+    consent: StrictBool | None = Field(
+        default=None,
+        description="false: the user declined personalization; rules reading personal data are skipped,"
+        " and nothing about the decision is stored",
+    )
 
 
 class EventIn(_Body):
@@ -136,6 +142,7 @@ class EventIn(_Body):
     value: Finite | None = Field(default=None, description="what total() sums; 1 when absent")
     ts: Epoch | None = Field(default=None, description="when it happened; the store's clock when absent")
     id: Id | None = Field(default=None, description="for de-duplication of retried batches (24 h)")
+    consent: StrictBool | None = Field(default=None, description="false: the user declined; dropped, not stored")
 
 
 class EventsRequest(_Body):
@@ -152,6 +159,7 @@ class FeedbackIn(_Body):
     ts: Epoch | None = Field(default=None, description="when it happened; the server's clock when absent")
     id: Id | None = Field(default=None, description="makes a retry idempotent; items with different ids count apart")
     user_id: Id | None = Field(default=None, description="when given, must be the decision's user")
+    consent: StrictBool | None = Field(default=None, description="false: the user declined; dropped, not stored")
 
 
 class FeedbackRequest(_Body):
@@ -264,6 +272,13 @@ DecideResponse = create_model(
         },
     ),
     **wire_fields(IgnoredFeatures),
+    consent=(
+        bool,
+        Field(
+            default=True,
+            description="present, and false, only when the user declined: no personal data was read, nothing stored",
+        ),
+    ),
 )
 ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, explain=(model_of(Explanation), ...))
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
@@ -280,6 +295,7 @@ class EventsResponse(BaseModel):
     duplicates: int = Field(description="ids already seen in the last 24 h")
     conflicts: int = Field(description="ids already seen in the last 24 h with a different payload: not stored again")
     expired: int = Field(description="older than the retention horizon: accepted and ignored")
+    dropped_no_consent: int = Field(default=0, description="events of users without consent: counted, not stored")
 
 
 class ProfileResponse(BaseModel):

@@ -128,6 +128,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="count impressions from feedback items, or count every served slot as one, for sites that send "
         "no feedback (default: %(default)s)",
     )
+    parser.add_argument(
+        "--consent-attribute",
+        metavar="ATTRIBUTE",
+        help="a profile attribute, like user.consent, whose value false means the user declined personalization:"
+        " rules reading personal data are skipped for them, and their events and feedback dropped",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -203,6 +209,13 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return "--memory-max-users must be at least 1"
     if not 0 <= args.settle_ms < float("inf"):
         return "--settle-ms must be 0 or more"
+    if args.consent_attribute is not None:
+        from tailor.runtime.consent import consent_attribute
+
+        try:
+            consent_attribute(args.consent_attribute)
+        except ValueError as exc:
+            return f"--consent-attribute: {exc}"
     return _log_problem(args)
 
 
@@ -277,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         log_max_bytes=args.log_max_bytes,
         attribution=args.attribution,
         impressions=args.impressions,
+        consent_attribute=args.consent_attribute,
     )
     try:
         serve(options)
