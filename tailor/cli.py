@@ -12,12 +12,26 @@ import sys
 from collections.abc import Sequence
 
 from tailor.commands import compile as compile_
-from tailor.commands import completion, explain, fmt, kpis, lint, log, report, serve, simulate, stats, test, train
+from tailor.commands import (
+    completion,
+    diff,
+    explain,
+    fmt,
+    kpis,
+    lint,
+    log,
+    report,
+    serve,
+    simulate,
+    stats,
+    test,
+    train,
+)
 from tailor.commands.exit_codes import EXIT_OK
 from tailor.commands.parser import Parser
 
 # In the order --help lists them.
-COMMANDS = (lint, fmt, compile_, serve, log, stats, kpis, test, explain, report, simulate, train, completion)
+COMMANDS = (lint, fmt, compile_, serve, log, stats, kpis, test, explain, report, diff, simulate, train, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:
