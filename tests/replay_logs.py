@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,36 @@ def write_export(path: Path, records: Sequence[DecisionRecord]) -> Path:
     """Records as ``tailor log export`` writes them: one JSON object a line."""
     path.write_bytes(b"".join(orjson.dumps(record.to_dict()) + b"\n" for record in records))
     return path
+
+
+# Experiments, a holdout and a cap beside the retail rules: what exact replay must also reproduce.
+EXTRAS = """\
+experiment hero_test
+  arms control 50%, bold 50%
+  coverage 80%
+
+holdout 5%
+
+rule bold_first_order
+  when hero_test == "bold" and views(7d) >= 2
+  then show hero_first_order in hero
+  priority 25
+  cap 2 per 24h
+"""
+
+
+def copy_retail(tmp_path: Path, name: str = "retail", extras: bool = False) -> Path:
+    target = tmp_path / name
+    shutil.copytree(RETAIL, target, ignore=shutil.ignore_patterns("*_test.rules"))
+    if extras:
+        (target / "extras.rules").write_text(EXTRAS)
+    return target
+
+
+def edited(source: Path, target: Path, file: str, old: str, new: str) -> Path:
+    """A copy of the ruleset ``source`` with one edit: ``old`` replaced by ``new`` (exactly once) in ``file``."""
+    shutil.copytree(source, target)
+    text = (target / file).read_text()
+    assert text.count(old) == 1, f"{old!r} is not in {file} exactly once"
+    (target / file).write_text(text.replace(old, new))
+    return target

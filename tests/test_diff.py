@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import orjson
 import pytest
 from decision_logs import write_log
 from redis_process import private_redis
-from replay_logs import RETAIL, retail_log, write_export
+from replay_logs import RETAIL, copy_retail, edited, retail_log, write_export
 
 import tailor
 from tailor.compiler.decide import Decider
@@ -25,38 +24,6 @@ from tailor.runtime.decision_replay import Replayer
 from tailor.runtime.diff_formats import render_markdown
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "diff.md"
-
-# Experiments, a holdout and a cap beside the retail rules: what exact replay must also reproduce.
-EXTRAS = """\
-experiment hero_test
-  arms control 50%, bold 50%
-  coverage 80%
-
-holdout 5%
-
-rule bold_first_order
-  when hero_test == "bold" and views(7d) >= 2
-  then show hero_first_order in hero
-  priority 25
-  cap 2 per 24h
-"""
-
-
-def copy_retail(tmp_path: Path, name: str = "retail", extras: bool = False) -> Path:
-    target = tmp_path / name
-    shutil.copytree(RETAIL, target, ignore=shutil.ignore_patterns("*_test.rules"))
-    if extras:
-        (target / "extras.rules").write_text(EXTRAS)
-    return target
-
-
-def edited(source: Path, target: Path, file: str, old: str, new: str) -> Path:
-    """A copy of the ruleset ``source`` with one edit: ``old`` replaced by ``new`` (exactly once) in ``file``."""
-    shutil.copytree(source, target)
-    text = (target / file).read_text()
-    assert text.count(old) == 1, f"{old!r} is not in {file} exactly once"
-    (target / file).write_text(text.replace(old, new))
-    return target
 
 
 def tailor_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
