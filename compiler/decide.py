@@ -150,6 +150,11 @@ class Decider:
             for p in plan.predicates
         ]
 
+    @property
+    def choices(self) -> tuple[SlotDecision, ...]:
+        """Every answer a slot can get (each rule's, each default's): shared by all decisions, never copied."""
+        return self._choices
+
     @cached_property
     def exposure_index(self) -> ExposureIndex:
         """What exposure needs of the plan: built on the first record of a decision that drew an arm."""

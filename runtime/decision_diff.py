@@ -137,18 +137,16 @@ class DecisionDiff:
         }
 
 
-class _SlotTally:
-    __slots__ = ("changed", "decisions", "examples", "transitions")
-
-    def __init__(self) -> None:
-        self.decisions = 0
-        self.changed = 0
-        self.transitions: Counter[tuple[SlotAnswer, SlotAnswer]] = Counter()
-        self.examples: dict[tuple[SlotAnswer, SlotAnswer], list[str]] = {}
+_NOTHING: SlotAnswer = (None, None)
 
 
 class DiffCounter:
-    """Accumulates a ``DecisionDiff`` one record at a time, in constant memory per distinct transition."""
+    """Accumulates a ``DecisionDiff`` one record at a time, in memory bounded by the distinct answers.
+
+    The hot part counts one pair (slot, old answer, new answer) per slot;
+    everything else (per-slot counts, transitions, rules' wins) is derived
+    from the pairs when the report is made.
+    """
 
     def __init__(self, old: str, new: str):
         self.old = old
@@ -163,11 +161,8 @@ class DiffCounter:
         self.reproduced = 0
         self.unlogged: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()
-        self.wins_before: Counter[tuple[str, str]] = Counter()  # (slot, rule)
-        self.wins_after: Counter[tuple[str, str]] = Counter()
-        self.gained: Counter[tuple[str, str]] = Counter()
-        self.lost: Counter[tuple[str, str]] = Counter()
-        self._slots: dict[str, _SlotTally] = {}
+        self.pairs: Counter[tuple[str, SlotAnswer, SlotAnswer]] = Counter()
+        self.examples: dict[tuple[str, SlotAnswer, SlotAnswer], list[str]] = {}
 
     def add(self, record: DecisionRecord, before: Replayed, after: Replayed, *, served_by_old: bool = False) -> bool:
         """Count one decision; True when it changed. ``served_by_old``: ``before`` replays the version that
@@ -178,59 +173,74 @@ class DiffCounter:
             self.unlogged.update(set(before.unlogged) | set(after.unlogged))
             return False
         self.decisions += 1
+        old_slots, new_slots = before.slots, after.slots
         if served_by_old:
             self.reproducible += 1
-            if all(before.slots.get(slot) == (served.content, served.rule) for slot, served in record.slots.items()):
+            if all(old_slots.get(slot) == (served.content, served.rule) for slot, served in record.slots.items()):
                 self.reproduced += 1
         if record.degraded:
             self.degraded += 1
         self.models_before += before.models_run
         self.models_after += after.models_run
-        changed = False
-        tallies = self._slots
-        old_slots, new_slots = before.slots, after.slots
+        pairs = self.pairs
+        if old_slots == new_slots:
+            for slot, answer in old_slots.items():
+                pairs[slot, answer, answer] += 1
+            return False
         for slot in old_slots.keys() | new_slots.keys():
-            was = old_slots.get(slot, (None, None))
-            now = new_slots.get(slot, (None, None))
-            tally = tallies.get(slot)
-            if tally is None:
-                tally = tallies[slot] = _SlotTally()
-            tally.decisions += 1
-            if was[1] is not None:
-                self.wins_before[slot, was[1]] += 1
-            if now[1] is not None:
-                self.wins_after[slot, now[1]] += 1
-            if was == now:
-                continue
-            changed = True
-            tally.changed += 1
-            key = (was, now)
-            tally.transitions[key] += 1
-            examples = tally.examples.setdefault(key, [])
-            if len(examples) < EXAMPLES and record.user_id not in examples:
-                examples.append(record.user_id)
-            if was[1] != now[1]:
-                if was[1] is not None:
-                    self.lost[slot, was[1]] += 1
-                if now[1] is not None:
-                    self.gained[slot, now[1]] += 1
-        if changed:
-            self.changed += 1
-        return changed
+            key = (slot, old_slots.get(slot, _NOTHING), new_slots.get(slot, _NOTHING))
+            pairs[key] += 1
+            if key[1] != key[2]:
+                examples = self.examples.setdefault(key, [])
+                if len(examples) < EXAMPLES and record.user_id not in examples:
+                    examples.append(record.user_id)
+        self.changed += 1
+        return True
 
     def report(self, declarations: tuple[DeclarationChange, ...] = ()) -> DecisionDiff:
+        decided: Counter[str] = Counter()
+        changed: Counter[str] = Counter()
+        transitions: dict[str, Counter[tuple[SlotAnswer, SlotAnswer]]] = {}
+        wins_before: Counter[tuple[str, str]] = Counter()
+        wins_after: Counter[tuple[str, str]] = Counter()
+        gained: Counter[tuple[str, str]] = Counter()
+        lost: Counter[tuple[str, str]] = Counter()
+        for (slot, was, now), count in self.pairs.items():
+            decided[slot] += count
+            if was[1] is not None:
+                wins_before[slot, was[1]] += count
+            if now[1] is not None:
+                wins_after[slot, now[1]] += count
+            if was == now:
+                continue
+            changed[slot] += count
+            transitions.setdefault(slot, Counter())[was, now] += count
+            if was[1] != now[1]:
+                if was[1] is not None:
+                    lost[slot, was[1]] += count
+                if now[1] is not None:
+                    gained[slot, now[1]] += count
         slots = tuple(
             SlotDiff(
                 slot,
-                tally.decisions,
-                tally.changed,
+                decided[slot],
+                changed[slot],
                 tuple(
-                    Transition(slot, before, after, count, tuple(tally.examples.get((before, after), ())))
-                    for (before, after), count in tally.transitions.most_common(TRANSITIONS)
+                    Transition(slot, was, now, count, tuple(self.examples.get((slot, was, now), ())))
+                    for (was, now), count in sorted(
+                        transitions.get(slot, Counter()).items(), key=lambda item: (-item[1], repr(item[0]))
+                    )[:TRANSITIONS]
                 ),
             )
-            for slot, tally in sorted(self._slots.items())
+            for slot in sorted(decided)
         )
+
+        def shifts(moved: Counter[tuple[str, str]]) -> tuple[RuleShift, ...]:
+            return tuple(
+                RuleShift(rule, slot, count, wins_before[slot, rule], wins_after[slot, rule])
+                for (slot, rule), count in sorted(moved.items(), key=lambda item: (-item[1], item[0]))
+            )
+
         decisions = self.decisions
         return DecisionDiff(
             self.old,
@@ -238,8 +248,8 @@ class DiffCounter:
             decisions,
             self.changed,
             slots,
-            self._shifts(self.gained),
-            self._shifts(self.lost),
+            shifts(gained),
+            shifts(lost),
             self.models_before / decisions if decisions else 0.0,
             self.models_after / decisions if decisions else 0.0,
             self.not_replayable,

@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from tailor.compiler.decide import Decider
+from tailor.compiler.decide import NOTHING, Decider, SlotDecision
 from tailor.compiler.features import FeatureKind
 
 from . import decision_flow
 from .decision_record import DEFAULT_RULE, DecisionRecord
 from .inference import ModelRunner
 
+NEEDED_SETS = 8192  # sets of needed features kept; as many as the decider keeps tuples, and some
 SlotAnswer = tuple[str | None, str | None]  # (content, rule): "default" for a slot's default, None for nothing
 
 
@@ -47,10 +48,15 @@ def logged(record: DecisionRecord) -> Replayed:
     return Replayed({slot: (served.content, served.rule) for slot, served in record.slots.items()}, len(record.models))
 
 
+def _answer(answer: SlotDecision) -> SlotAnswer:
+    content = answer.content
+    return (content, answer.rule if answer.rule is not None else (DEFAULT_RULE if content is not None else None))
+
+
 class Replayer:
     """Replays records through one version: its ``Decider``, its models, and which logged scores it trusts."""
 
-    __slots__ = ("_arm_texts", "_model_texts", "decider", "models")
+    __slots__ = ("_answers", "_arm_texts", "_model_texts", "_needed_sets", "decider", "models")
 
     def __init__(self, decider: Decider, logged_models: Mapping[str, str] | None = None):
         """``logged_models``: each model's version as the log's scores came from it (default: this version's
@@ -68,6 +74,9 @@ class Replayer:
         # Arms are drawn again from the user id: a logged arm among the values would pin it.
         self._arm_texts = frozenset(text for text, ref in features.items() if ref.kind is FeatureKind.EXPERIMENT)
         self.models = ModelRunner(ruleset) if ruleset.models else None
+        # Each answer a decision can give is one shared object (the decider's choices): by identity, its pair.
+        self._answers = {id(choice): _answer(choice) for choice in (*decider.choices, NOTHING)}
+        self._needed_sets: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
 
     @property
     def version(self) -> str:
@@ -77,13 +86,23 @@ class Replayer:
         """The version's answer to the record's request, from the record's values alone."""
         values = self._values(record)
         pending = decision_flow.begin(self.decider, record.user_id, record.context, record.slots, values, store=False)
-        unlogged = tuple(text for text in pending.needed if text not in values)
+        needed = pending.needed
+        unlogged = () if self._needed_set(needed) <= values.keys() else tuple(t for t in needed if t not in values)
         outcomes = decision_flow.finish(pending, None, self.models)
-        slots: dict[str, SlotAnswer] = {}
-        for slot, answer in outcomes.decision.slots.items():
-            content = answer.content
-            slots[slot] = (content, answer.rule if answer.rule is not None else (DEFAULT_RULE if content else None))
-        return Replayed(slots, len(outcomes.decision.models_run), unlogged)
+        decision = outcomes.decision
+        answers = self._answers
+        slots = {slot: answers.get(id(answer)) or _answer(answer) for slot, answer in decision.slots.items()}
+        return Replayed(slots, len(decision.models_run), unlogged)
+
+    def _needed_set(self, needed: tuple[str, ...]) -> frozenset[str]:
+        """``needed`` as a set: the decider keeps one tuple per set of surviving candidates, so by identity."""
+        sets = self._needed_sets
+        entry = sets.get(id(needed))
+        if entry is None or entry[0] is not needed:
+            if len(sets) >= NEEDED_SETS:
+                sets.clear()
+            entry = sets[id(needed)] = (needed, frozenset(needed))
+        return entry[1]
 
     def _values(self, record: DecisionRecord) -> Mapping[str, Any]:
         """The record's feature values, with the scores it trusts under this version's texts for them."""
