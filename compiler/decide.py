@@ -160,6 +160,11 @@ class Decider:
             for p in self._plan.predicates
         ]
 
+    @property
+    def choices(self) -> tuple[SlotDecision, ...]:
+        """Every answer a slot can get (each rule's, each default's): shared by all decisions, never copied."""
+        return self._choices
+
     @cached_property
     def consent(self) -> ConsentPlan:
         """Which candidates need consent: built on the first decision for a user who declined."""

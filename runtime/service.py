@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tailor.compiler.decide import Decider, Outcomes
 from tailor.compiler.explain import explain
@@ -45,6 +45,9 @@ from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 from .ruleset_loader import Prepared, prepare, sized_cache
 from .store import FeatureStore
+
+if TYPE_CHECKING:
+    from .canary import Canary
 
 log = logging.getLogger("tailor.runtime")
 
@@ -156,6 +159,7 @@ class DecisionService:
         # First exposures to experiments: it listens from the first version that has experiments on.
         self.exposures = ExposureLog(store)
         self._exposing = False
+        self.canary: Canary | None = None  # set by the server for --canary
 
     def _ruleset_labels(self) -> tuple[str, str] | None:
         current = self.current
@@ -260,6 +264,20 @@ class DecisionService:
         served = self.current
         if served is None:
             raise NotReady("no ruleset is loaded")
+        if self.canary is not None:  # a share of users gets the candidate (see canary.py)
+            return await self.canary.decide(self._decide, served, user_id, context, slots, features, at, consent)
+        return await self._decide(served, user_id, context, slots, features, at, consent)
+
+    async def _decide(
+        self,
+        served: Served,
+        user_id: str,
+        context: Mapping[str, Any],
+        slots: Sequence[str] | None,
+        features: Mapping[str, Any] | None,
+        at: float | None,
+        consent: bool | None,
+    ) -> Decided:
         metrics = self.metrics
         clock = time.perf_counter
         start = clock()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from tailor.commands import compile as compile_
 from tailor.commands import (
     completion,
+    diff,
     experiments,
     explain,
     fmt,
@@ -43,6 +44,7 @@ COMMANDS = (
     test,
     explain,
     report,
+    diff,
     simulate,
     train,
     completion,

@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from ..attribution import Attribution
+from ..canary import Canary
 from ..decision_log import DecisionLog
 from ..events import Event
 from ..experiment_report import ExperimentList, read_report
@@ -31,6 +32,7 @@ from ..kpis import KpiQuery
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
+from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
@@ -73,6 +75,8 @@ def create_app(
     decision_log: DecisionLog | None = None,
     attribution: float = DEFAULT_ATTRIBUTION,
     impressions: Impressions = Impressions.FEEDBACK,
+    shadow: Shadow | None = None,
+    canary: Canary | None = None,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -98,6 +102,11 @@ def create_app(
         if reloader is not None:
             reloader.start()
         app.state.reloader = reloader
+        # Candidates reload like the served version, each through a reloader of its own.
+        candidates = [c.candidate for c in (shadow, canary) if c is not None] if watch else []
+        candidate_reloaders = [Reloader(c, reload_timeout=reload_timeout, settle_ms=settle_ms) for c in candidates]
+        for candidate_reloader in candidate_reloaders:
+            candidate_reloader.start()
         if decision_log is not None:
             decision_log.start()
         try:
@@ -105,6 +114,8 @@ def create_app(
         finally:
             if reloader is not None:
                 await reloader.stop()
+            for candidate_reloader in candidate_reloaders:
+                await candidate_reloader.stop()
             if decision_log is not None:
                 await decision_log.close()
             await attributed.close()
@@ -328,6 +339,30 @@ def create_app(
         if service.rollback() is None:
             raise HTTPException(409, "there is no previous version to roll back to")
         return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
+
+    @app.get(
+        "/v1/shadow",
+        dependencies=guard,
+        responses=error_responses(*auth, 404),
+        tags=["ruleset"],
+        summary="The shadow candidate's running diff against what was served (tailor diff --format json's shape)",
+    )
+    async def shadow_diff() -> Response:
+        if shadow is None:
+            return error_response(404, "no shadow candidate: start the server with --shadow PATH")
+        return OrjsonResponse(shadow.to_dict())
+
+    @app.get(
+        "/v1/canary",
+        dependencies=guard,
+        responses=error_responses(*auth, 404),
+        tags=["ruleset"],
+        summary="The canary candidate: its share, its decisions against live, and its rollbacks",
+    )
+    async def canary_status() -> Response:
+        if canary is None:
+            return error_response(404, "no canary candidate: start the server with --canary PATH")
+        return OrjsonResponse(canary.status().to_dict())
 
     @app.get(
         "/v1/stats",

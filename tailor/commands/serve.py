@@ -12,6 +12,7 @@ from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.diagnostics import RulesError
 from tailor.dsl.printer import duration_text
 
+from .diff import percent
 from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from .parser import Parser, typed
@@ -134,6 +135,34 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="a profile attribute, like user.consent, whose value false means the user declined personalization:"
         " rules reading personal data are skipped for them, and their events and feedback dropped",
     )
+    candidates = parser.add_argument_group(
+        "candidates", "another version of the rules beside the served one (see docs/runtime.md), hot-reloaded like it"
+    )
+    candidates.add_argument(
+        "--shadow",
+        type=Path,
+        metavar="CANDIDATE",
+        help="also decide a sample of live requests with CANDIDATE, off the response path, never serving it; "
+        "GET /v1/shadow reports the running diff",
+    )
+    candidates.add_argument(
+        "--shadow-sample",
+        type=float,
+        metavar="FRACTION",
+        help="the share of served decisions the shadow decides too (default: %(default)s)",
+    )
+    candidates.add_argument(
+        "--canary",
+        type=Path,
+        metavar="CANDIDATE",
+        help="serve CANDIDATE to a fixed share of users, rolled back when it degrades or fails more than live",
+    )
+    candidates.add_argument(
+        "--canary-share",
+        type=percent,
+        metavar="PCT",
+        help="the share of users served the canary: 5%% or 5 (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -160,6 +189,8 @@ def _server_defaults() -> dict[str, str]:
         "log_queue": typed(default["log_queue"]),
         "attribution": duration_text(default["attribution"]),
         "impressions": default["impressions"],
+        "shadow_sample": typed(default["shadow_sample"]),
+        "canary_share": f"{default['canary_share'] * 100:g}%",
     }
 
 
@@ -216,7 +247,16 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
             consent_attribute(args.consent_attribute)
         except ValueError as exc:
             return f"--consent-attribute: {exc}"
-    return _log_problem(args)
+    return _log_problem(args) or _candidate_problem(args)
+
+
+def _candidate_problem(args: argparse.Namespace) -> str | None:
+    if not 0 <= args.shadow_sample <= 1:
+        return "--shadow-sample must be a fraction from 0 to 1"
+    for flag, path in (("--shadow", args.shadow), ("--canary", args.canary)):
+        if path is not None and not path.exists():
+            return f"{flag} {path}: no such file or directory"
+    return None
 
 
 def _log_problem(args: argparse.Namespace) -> str | None:
@@ -291,6 +331,10 @@ def run(args: argparse.Namespace) -> int:
         attribution=args.attribution,
         impressions=args.impressions,
         consent_attribute=args.consent_attribute,
+        shadow=str(args.shadow) if args.shadow is not None else None,
+        shadow_sample=args.shadow_sample,
+        canary=str(args.canary) if args.canary is not None else None,
+        canary_share=args.canary_share,
     )
     try:
         serve(options)
