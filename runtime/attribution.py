@@ -20,12 +20,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .decision_record import DecisionRecord
 from .events import FUTURE_TOLERANCE, Event, EventRejected
 from .feedback import (
     DEFAULT_ATTRIBUTION,
     FeedbackItem,
+    FeedbackMark,
     FeedbackResult,
     Impressions,
     Join,
@@ -38,6 +40,9 @@ from .kpis import KpiQuery, KpiReport
 from .metrics import Metrics
 from .service import WRITE_TIMEOUT, StoreUnavailable
 from .store import FeatureStore
+
+if TYPE_CHECKING:
+    from .model_monitor import ModelMonitor
 
 log = logging.getLogger("tailor.runtime")
 
@@ -55,8 +60,10 @@ class Attribution:
         *,
         attribution: float = DEFAULT_ATTRIBUTION,
         impressions: Impressions = Impressions.FEEDBACK,
+        monitor: ModelMonitor | None = None,
     ):
         self.store = store
+        self.monitor = monitor  # told of the feedback counted on decisions models scored
         self.metrics = metrics
         self.attribution = attribution
         self.impressions = impressions
@@ -102,6 +109,8 @@ class Attribution:
             outcome = "failed"
             log.warning("could not keep %d served decisions for feedback: %s: %s", len(joins), type(exc).__name__, exc)
         self.metrics.served_records[outcome].inc(len(joins))
+        if served and outcome == "kept" and self.monitor is not None:
+            self.monitor.served_impressions(joins)
         if served and outcome == "kept":
             tally = self.metrics.feedback_counted
             for join in joins:
@@ -136,6 +145,13 @@ class Attribution:
                         events.append(event)
                 if events:
                     await self.store.record(events, now)
+                marks = [
+                    (items[index].decision_id, FeedbackMark(items[index].slot, items[index].type, event.ts))
+                    for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True)
+                    if outcome is not Outcome.CONFLICT
+                ]
+                if marks:  # the labels of training from the log: kept in the join records
+                    await self.store.mark_feedback(marks)
         except Exception as exc:
             raise StoreUnavailable(
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "
@@ -144,6 +160,8 @@ class Attribution:
         outcomes = [outcome for outcome in judged.outcomes if outcome is not None]
         assert len(outcomes) == len(items), "the store judged every tally"
         self._count(outcomes, judged.tallies, counted)
+        if self.monitor is not None:
+            self.monitor.outcomes(joins, judged.tallies, counted)
         return FeedbackResult.of(outcomes)
 
     def _count(self, outcomes: Sequence[Outcome], tallies: Sequence[Tally], counted: Sequence[Outcome]) -> None:
@@ -154,6 +172,15 @@ class Attribution:
         for counted_tally, outcome in zip(tallies, counted, strict=True):
             if outcome is Outcome.ACCEPTED and counted_tally.measure is not None:
                 tally[counted_tally.slot, counted_tally.rule, counted_tally.measure] += 1
+
+    async def joined(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        """The join records still kept, with the feedback counted on them (``tailor train --from-log``)."""
+        await self.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                return await self.store.joins(decision_ids)
+        except Exception as exc:
+            raise StoreUnavailable(f"the join records could not be read ({type(exc).__name__})") from exc
 
     # --- KPIs ---
 

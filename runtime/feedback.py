@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .decision_record import DecisionRecord
 from .events import Event
@@ -70,6 +70,17 @@ class FeedbackItem:
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+class FeedbackMark(NamedTuple):
+    """Feedback of one type on one slot of a decision, counted: kept in its join record, the first time only."""
+
+    slot: str
+    type: str
+    ts: float  # when it happened: the item's ts, else when it was received
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "type": self.type, "ts": self.ts}
+
+
 @dataclass(frozen=True, slots=True)
 class Join:
     """A served decision's join record: what feedback on it is attributed to."""
@@ -77,8 +88,39 @@ class Join:
     decision_id: str
     user_id: str
     version: str
-    at: float  # when it was decided: epoch seconds
-    slots: Mapping[str, tuple[str, str]]  # slot -> (rule, content), for the slots that showed something
+    at: float = field(metadata={"doc": "when it was decided: epoch seconds"})
+    slots: Mapping[str, tuple[str, str]] = field(
+        metadata={"doc": "slot -> [rule, content], for the slots that showed something"}
+    )
+    models: Mapping[str, float] = field(
+        default_factory=dict, metadata={"doc": "the score of each model the decision ran (live AUC, calibration)"}
+    )
+    feedback: tuple[FeedbackMark, ...] = field(
+        default=(), metadata={"doc": "each (slot, type) of feedback counted on it, first time only (training labels)"}
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "user_id": self.user_id,
+            "version": self.version,
+            "at": self.at,
+            "slots": {slot: list(shown) for slot, shown in self.slots.items()},
+            "models": dict(self.models),
+            "feedback": [mark.to_dict() for mark in self.feedback],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Join:
+        return cls(
+            data["decision_id"],
+            data["user_id"],
+            data["version"],
+            data["at"],
+            {slot: (rule, content) for slot, (rule, content) in data["slots"].items()},
+            dict(data.get("models", {})),
+            tuple(FeedbackMark(m["slot"], m["type"], m["ts"]) for m in data.get("feedback", ())),
+        )
 
     @property
     def day(self) -> str:
@@ -92,7 +134,8 @@ class Join:
             for slot, served in record.slots.items()
             if served.content is not None and served.rule is not None
         }
-        return cls(record.decision_id, record.user_id, record.version, record.at, slots)
+        models = {name: score for name, score in record.models.items() if score is not None}
+        return cls(record.decision_id, record.user_id, record.version, record.at, slots, models)
 
 
 def utc_day(at: float) -> str:

@@ -30,10 +30,11 @@ import numpy as np
 from tailor.dsl.printer import duration_text
 
 from .dataset import LABEL_WINDOW, Dataset, Progress, build_dataset
+from .distributions import DISTRIBUTION_KEY, TrainingDistribution
 from .event_log import read_events
 from .events import DEFAULT_RETENTION
 from .feature_rows import FeatureRows, parse_feature, parse_features, read_feature_list, split_top_level
-from .onnx_export import float32_thresholds, to_onnx, verify
+from .onnx_export import float32_thresholds, served_scores, to_onnx, verify
 from .train_error import TrainError
 
 __all__ = [
@@ -178,6 +179,7 @@ def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> Tra
         "tailor.targets": json.dumps(list(options.targets), ensure_ascii=False),
     }
     model = to_onnx(booster, len(dataset.features))
+    distribution = TrainingDistribution.of(served_scores(model, x_train), x_train, dataset.features)
     expected = booster.predict(x_test)
     score = auc(y_test, expected)
     loss = log_loss(y_test, expected)
@@ -193,6 +195,8 @@ def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> Tra
         "tailor.logloss": f"{loss:.4f}",
         "tailor.trainer": f"lightgbm {lightgbm.__version__}: {options.trees} trees, {options.leaves} leaves",
         "tailor.seed": str(options.seed),
+        "tailor.holdout_from": repr(float(dataset.times[cut])),
+        DISTRIBUTION_KEY: distribution.to_json(),
     }
     if events_digest:
         metadata["tailor.events"] = events_digest

@@ -26,9 +26,10 @@ from ..decision_log import DecisionLog
 from ..events import Event
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..kpis import KpiQuery
+from ..model_monitor import ModelMonitor
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
-from ..service import DecisionService, NotReady
+from ..service import DecisionService, NotReady, StoreUnavailable
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
@@ -46,7 +47,10 @@ from .schemas import (
     ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
+    JoinedRequest,
+    JoinedResponse,
     KpisResponse,
+    ModelsResponse,
     ProfileRequest,
     ProfileResponse,
     RulesetResponse,
@@ -79,7 +83,11 @@ def create_app(
     store closes. Served decisions are kept for feedback for ``attribution``
     seconds; ``impressions`` says where impressions come from.
     """
-    attributed = Attribution(service.store, service.metrics, attribution=attribution, impressions=impressions)
+    monitor = ModelMonitor(service)
+    service.listen(monitor.served)
+    attributed = Attribution(
+        service.store, service.metrics, attribution=attribution, impressions=impressions, monitor=monitor
+    )
     service.listen(attributed.served)
 
     @contextlib.asynccontextmanager
@@ -98,6 +106,7 @@ def create_app(
             if decision_log is not None:
                 await decision_log.close()
             await attributed.close()
+            await monitor.flush()
             await service.close()
 
     app = FastAPI(
@@ -109,6 +118,7 @@ def create_app(
     )
     app.state.service = service
     app.state.attribution = attributed
+    app.state.models = monitor
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
     guard = [Depends(require_key(api_key))] if api_key is not None else []
@@ -223,6 +233,36 @@ def create_app(
             return error_response(422, str(exc))
         return OrjsonResponse((await attributed.kpis(query)).to_dict())
 
+    @app.post(
+        "/v1/feedback/joined",
+        response_model=JoinedResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary="Served decisions' join records: the models' scores and the feedback counted on each",
+    )
+    async def joined(body: JoinedRequest) -> Response:
+        joins = await attributed.joined(body.decision_ids)
+        found = [joins[i].to_dict() for i in dict.fromkeys(body.decision_ids) if i in joins]
+        return OrjsonResponse({"decisions": found})
+
+    @app.get(
+        "/v1/models",
+        response_model=ModelsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
+        tags=["ruleset"],
+        summary="Each served model: drift of its live scores from training (PSI, JS), live AUC and calibration",
+    )
+    async def models() -> Response:
+        try:
+            report = await monitor.report()
+        except NotReady:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"the model counters could not be read ({type(exc).__name__})") from exc
+        return OrjsonResponse(report.to_dict())
+
     @app.put(
         "/v1/users/{user_id:path}",
         response_model=ProfileResponse,
@@ -298,6 +338,9 @@ def create_app(
         summary="Prometheus metrics",
     )
     async def metrics() -> Response:  # async: it reads counters only the event loop writes
+        if service.current is not None:
+            with contextlib.suppress(Exception):  # metrics always answer: the gauges keep their last values
+                await monitor.report()  # the model gauges: read from the store, shared by every process
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 
