@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,15 +138,19 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainRepor
     return fit(dataset, options, _digest(options.events))
 
 
-def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> TrainReport:
-    """Train on the earlier rows, score on the later ones, convert, verify, write."""
+def fit(
+    dataset: Dataset, options: TrainOptions, events_digest: str = "", provenance: Mapping[str, str] | None = None
+) -> TrainReport:
+    """Train on the earlier rows, score on the later ones, convert, verify, write; ``provenance`` is
+    more metadata, saying where the rows came from."""
     import lightgbm
 
     rows = len(dataset.labels)
     cut = round(rows * (1 - options.holdout))
     if rows < 20 or cut < 10 or rows - cut < 10:
+        of = f" of {', '.join(options.targets)}" if options.targets else ""
         raise TrainError(
-            f"only {rows} labelled impressions of {', '.join(options.targets)} in the log",
+            f"only {rows} labelled impressions{of} in the log",
             "check --target against the impressions' keys, or use a longer log",
         )
     x_train, y_train = dataset.rows[:cut], dataset.labels[:cut]
@@ -200,6 +205,7 @@ def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> Tra
     }
     if events_digest:
         metadata["tailor.events"] = events_digest
+    metadata.update(provenance or {})
     import onnx
 
     onnx.helper.set_model_props(model, metadata)

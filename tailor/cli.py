@@ -12,12 +12,45 @@ import sys
 from collections.abc import Sequence
 
 from tailor.commands import compile as compile_
-from tailor.commands import completion, explain, fmt, kpis, lint, log, report, serve, simulate, stats, test, train
+from tailor.commands import (
+    completion,
+    explain,
+    fmt,
+    kpis,
+    lint,
+    log,
+    models,
+    promote,
+    report,
+    retrain,
+    serve,
+    simulate,
+    stats,
+    test,
+    train,
+)
 from tailor.commands.exit_codes import EXIT_OK
 from tailor.commands.parser import Parser
 
 # In the order --help lists them.
-COMMANDS = (lint, fmt, compile_, serve, log, stats, kpis, test, explain, report, simulate, train, completion)
+COMMANDS = (
+    lint,
+    fmt,
+    compile_,
+    serve,
+    log,
+    stats,
+    kpis,
+    models,
+    test,
+    explain,
+    report,
+    simulate,
+    train,
+    promote,
+    retrain,
+    completion,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
