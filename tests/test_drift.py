@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from small_model import FEATURES, SHOP, population, train_small
 
-from tailor.runtime.dataset import Dataset
 from tailor.runtime.distributions import (
     DISTRIBUTION_KEY,
     Band,
@@ -37,57 +37,11 @@ from tailor.runtime.onnx_models import read_model
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.service import DecisionService
 from tailor.runtime.store import FeatureStore
-from tailor.runtime.train import TrainOptions, auc, fit
+from tailor.runtime.train import auc
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-
-FEATURES = ("views(24h)", "clicks(7d)")
-SHOP = """\
-ruleset shop
-
-content promo = {"id": "promo"}
-content generic = {"id": "generic"}
-
-model p_click = "models/p_click.onnx"
-
-rule keen
-  when p_click > 0.5
-  then show promo in hero
-
-default show generic in hero
-"""
-T0 = 1767225600.0
-
-
-def population(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
-    """Rows of (views, clicks): counts, more of them with ``shift``."""
-    draw = np.random.default_rng(seed)
-    views = draw.poisson(3 + shift, count).astype(np.float32)
-    clicks = draw.poisson(0.5 + shift / 4, count).astype(np.float32)
-    return np.stack([views, clicks], axis=1)
-
-
-def truth(rows: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-(0.4 * rows[:, 0] + 0.8 * rows[:, 1] - 2.5)))
-
-
-def train_small(out: Path, seed: int = 0) -> Path:
-    """A real LightGBM model of the two features, written as tailor train writes it."""
-    rows = population(3000, seed)
-    labels = (np.random.default_rng(seed + 1).random(len(rows)) < truth(rows)).astype(np.int8)
-    dataset = Dataset(
-        FEATURES,
-        rows,
-        labels,
-        np.arange(len(rows), dtype=np.float64) + T0,
-        tuple(f"u{i}" for i in range(len(rows))),
-        ("promo",) * len(rows),
-    )
-    fit(dataset, TrainOptions(Path("events.jsonl"), "click", ("promo",), FEATURES, out, trees=20, leaves=7))
-    return out
-
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
