@@ -22,6 +22,7 @@ from tailor.runtime.decision_log_reader import read_records
 from tailor.runtime.feature_rows import FeatureRows, parse_features
 from tailor.runtime.onnx_models import read_model
 
+
 def tailor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tailor.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
@@ -90,9 +91,9 @@ def test_train_promote_serve_and_score_as_offline(tmp_path: Path, store_args: tu
         assert "800 logged decisions ran the model; 800 rows" in trained.stderr
         metadata = read_model("p_click", candidate).metadata
         assert metadata["tailor.from_log"] == str(logs) and metadata["tailor.feedback"] == server.url
-        assert 0.6 < float(metadata["tailor.auc"]) and "tailor.distribution" in metadata
+        assert float(metadata["tailor.auc"]) > 0.6 and "tailor.distribution" in metadata
 
-        # The weak model cannot replace the candidate later; here the candidate replaces the weak model.
+        # The candidate replaces the weak model (and, further down, the weak model cannot come back).
         promoted = tailor(
             *("promote", str(candidate), "--model", "p_click", "--ruleset", str(rules), "--api-key", KEY),
             cwd=tmp_path,
@@ -146,4 +147,3 @@ def test_train_promote_serve_and_score_as_offline(tmp_path: Path, store_args: tu
         assert verdict["current"]["version"] == version
         assert model_path.read_bytes() == candidate.read_bytes()
         assert (rules / "models" / "p_click.candidate.onnx").is_file()
-
