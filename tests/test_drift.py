@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from small_model import FEATURES, SHOP, population, train_small
+from test_openapi import check
 
 from tailor.runtime.distributions import (
     DISTRIBUTION_KEY,
@@ -207,3 +208,6 @@ def test_feedback_gives_live_auc_and_calibration(client: TestClient, model_file:
         assert join["models"]["p_click"] == pytest.approx(float(probability), abs=1e-6)
         assert {"slot": "hero", "type": "impression"}.items() <= join["feedback"][0].items()
     assert client.get("/metrics").text.count("tailor_model_auc{") == 1
+    # Both answers are what their OpenAPI schemas describe.
+    check(client, "GET", "/v1/models", "/v1/models")
+    check(client, "POST", "/v1/feedback/joined", "/v1/feedback/joined", json={"decision_ids": ids})
