@@ -20,6 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .consent import made_without_consent
 from .decision_record import DecisionRecord
@@ -27,6 +28,7 @@ from .events import FUTURE_TOLERANCE, Event, EventRejected
 from .feedback import (
     DEFAULT_ATTRIBUTION,
     FeedbackItem,
+    FeedbackMark,
     FeedbackResult,
     Impressions,
     Join,
@@ -39,6 +41,9 @@ from .kpis import KpiQuery, KpiReport
 from .metrics import Metrics
 from .service import WRITE_TIMEOUT, StoreUnavailable
 from .store import FeatureStore
+
+if TYPE_CHECKING:
+    from .model_monitor import ModelMonitor
 
 log = logging.getLogger("tailor.runtime")
 
@@ -57,9 +62,11 @@ class Attribution:
         attribution: float = DEFAULT_ATTRIBUTION,
         impressions: Impressions = Impressions.FEEDBACK,
         consent_attribute: str | None = None,
+        monitor: ModelMonitor | None = None,
     ):
         self.store = store
         self.consent_attribute = consent_attribute  # with it, feedback for users whose attribute is false is dropped
+        self.monitor = monitor  # told of the feedback counted on decisions models scored
         self.metrics = metrics
         self.attribution = attribution
         self.impressions = impressions
@@ -105,6 +112,8 @@ class Attribution:
             outcome = "failed"
             log.warning("could not keep %d served decisions for feedback: %s: %s", len(joins), type(exc).__name__, exc)
         self.metrics.served_records[outcome].inc(len(joins))
+        if served and outcome == "kept" and self.monitor is not None:
+            self.monitor.served_impressions(joins)
         if served and outcome == "kept":
             tally = self.metrics.feedback_counted
             for join in joins:
@@ -152,6 +161,13 @@ class Attribution:
                         events.append(event)
                 if events:
                     await self.store.record(events, now)
+                marks = [
+                    (items[index].decision_id, FeedbackMark(items[index].slot, items[index].type, event.ts))
+                    for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True)
+                    if outcome is not Outcome.CONFLICT
+                ]
+                if marks:  # the labels of training from the log: kept in the join records
+                    await self.store.mark_feedback(marks)
         except Exception as exc:
             raise StoreUnavailable(
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "
@@ -163,6 +179,8 @@ class Attribution:
         if dropped:
             self.metrics.no_consent["feedback"].inc(len(dropped))
         self._count(outcomes, judged.tallies, counted)
+        if self.monitor is not None:
+            self.monitor.outcomes(joins, judged.tallies, counted)
         return FeedbackResult.of(outcomes)
 
     def _count(self, outcomes: Sequence[Outcome], tallies: Sequence[Tally], counted: Sequence[Outcome]) -> None:
@@ -173,6 +191,15 @@ class Attribution:
         for counted_tally, outcome in zip(tallies, counted, strict=True):
             if outcome is Outcome.ACCEPTED and counted_tally.measure is not None:
                 tally[counted_tally.slot, counted_tally.rule, counted_tally.measure] += 1
+
+    async def joined(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        """The join records still kept, with the feedback counted on them (``tailor train --from-log``)."""
+        await self.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                return await self.store.joins(decision_ids)
+        except Exception as exc:
+            raise StoreUnavailable(f"the join records could not be read ({type(exc).__name__})") from exc
 
     # --- KPIs ---
 

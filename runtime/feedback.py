@@ -82,6 +82,20 @@ class JoinArm(NamedTuple):
     phase: str
     slots: tuple[str, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "arm": self.arm, "phase": self.phase, "slots": list(self.slots)}
+
+
+class FeedbackMark(NamedTuple):
+    """Feedback of one type on one slot of a decision, counted: kept in its join record, the first time only."""
+
+    slot: str
+    type: str
+    ts: float  # when it happened: the item's ts, else when it was received
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "type": self.type, "ts": self.ts}
+
 
 @dataclass(frozen=True, slots=True)
 class Join:
@@ -90,13 +104,50 @@ class Join:
     decision_id: str
     user_id: str
     version: str
-    at: float  # when it was decided: epoch seconds
-    slots: Mapping[str, tuple[str, str]]  # slot -> (rule, content), for the slots that showed something
-    experiments: tuple[JoinArm, ...] = ()  # the experiments it exposed its user to, and where
+    at: float = field(metadata={"doc": "when it was decided: epoch seconds"})
+    slots: Mapping[str, tuple[str, str]] = field(
+        metadata={"doc": "slot -> [rule, content], for the slots that showed something"}
+    )
+    experiments: tuple[JoinArm, ...] = field(
+        default=(), metadata={"doc": "the experiments it exposed its user to, and on which slots"}
+    )
+    models: Mapping[str, float] = field(
+        default_factory=dict, metadata={"doc": "the score of each model the decision ran (live AUC, calibration)"}
+    )
+    feedback: tuple[FeedbackMark, ...] = field(
+        default=(), metadata={"doc": "each (slot, type) of feedback counted on it, first time only (training labels)"}
+    )
 
     def arms_of(self, slot: str) -> tuple[ArmKey, ...]:
         """(experiment, phase, arm) of each experiment whose results feedback on ``slot`` counts in."""
         return tuple((x.experiment, x.phase, x.arm) for x in self.experiments if slot in x.slots)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "user_id": self.user_id,
+            "version": self.version,
+            "at": self.at,
+            "slots": {slot: list(shown) for slot, shown in self.slots.items()},
+            "experiments": [x.to_dict() for x in self.experiments],
+            "models": dict(self.models),
+            "feedback": [mark.to_dict() for mark in self.feedback],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Join:
+        return cls(
+            data["decision_id"],
+            data["user_id"],
+            data["version"],
+            data["at"],
+            {slot: (rule, content) for slot, (rule, content) in data["slots"].items()},
+            tuple(
+                JoinArm(x["experiment"], x["arm"], x["phase"], tuple(x["slots"])) for x in data.get("experiments", ())
+            ),
+            dict(data.get("models", {})),
+            tuple(FeedbackMark(m["slot"], m["type"], m["ts"]) for m in data.get("feedback", ())),
+        )
 
     @property
     def day(self) -> str:
@@ -115,7 +166,8 @@ class Join:
             for entry in record.experiments
             if entry.exposed
         )
-        return cls(record.decision_id, record.user_id, record.version, record.at, slots, experiments)
+        models = {name: score for name, score in record.models.items() if score is not None}
+        return cls(record.decision_id, record.user_id, record.version, record.at, slots, experiments, models)
 
 
 def utc_day(at: float) -> str:

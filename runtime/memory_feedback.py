@@ -8,6 +8,7 @@ and at most ``max_joins`` are kept (the oldest go first).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import experiment_counts as arm_counts
 from .experiment_counts import ArmMeasures, ArmTotals
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
+from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
 
 Counters = dict[tuple[str, str, str], dict[str, float]]  # (slot, rule, content) -> measure -> sum
@@ -27,6 +28,7 @@ class _Kept:
     deadline: float  # monotonic
     join: Join
     counted: set[tuple[str, str]] = field(default_factory=set)  # (slot, type) counted without an id
+    marks: dict[tuple[str, str], float] = field(default_factory=dict)  # (slot, type) -> when, first time only
 
 
 class MemoryFeedback:
@@ -68,8 +70,20 @@ class MemoryFeedback:
             for decision_id in decision_ids:
                 kept = self._joins.get(decision_id)
                 if kept is not None and kept.deadline > clock:
-                    found[decision_id] = kept.join
+                    join = kept.join
+                    if kept.marks:
+                        marks = tuple(FeedbackMark(slot, kind, ts) for (slot, kind), ts in kept.marks.items())
+                        join = dataclasses.replace(join, feedback=marks)
+                    found[decision_id] = join
             return found
+
+    def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        with self._lock:
+            clock = time.monotonic()
+            for decision_id, mark in marks:
+                kept = self._joins.get(decision_id)
+                if kept is not None and kept.deadline > clock:
+                    kept.marks.setdefault((mark.slot, mark.type), mark.ts)
 
     def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes = []

@@ -40,7 +40,7 @@ from .buckets import (
 from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
-from .feedback import Join, Outcome, Tally
+from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .memory_feedback import MemoryFeedback
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -169,6 +169,7 @@ class MemoryStore(FeatureStore):
         # ``max_users`` per phase; and how many users each arm exposed.
         self._exposed: dict[tuple[str, str], OrderedDict[str, float]] = {}
         self._exposure_counts: dict[tuple[str, str], dict[str, int]] = {}
+        self._model_counts: dict[tuple[str, str], dict[str, float]] = {}  # (model, version) -> field -> count
 
     @property
     def users(self) -> int:
@@ -323,6 +324,19 @@ class MemoryStore(FeatureStore):
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         return self.feedback.arm_totals(experiment, phase)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        with self._lock:
+            for (model, version, name), amount in counts.items():
+                found = self._model_counts.setdefault((model, version), {})
+                found[name] = found.get(name, 0) + amount
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._model_counts.get((model, version), {}))
 
     # --- internals ---------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ Keys (all under the store's prefix; names quoted as in ``redis_store.py``):
 
 - ``j:{decision}``: a decision's join record, a hash kept for the attribution
   window: ``u`` its user, ``v`` its version, ``a`` when (epoch seconds), and
-  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON);
-  feedback without an id marks it counted with ``d:{type}:{slot}``.
+  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON),
+  ``m`` the scores of the models it ran (JSON, when there were any);
+  feedback without an id marks it counted with ``d:{type}:{slot}``, and any
+  counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
 - ``{x:{experiment}:{phase}}:f:all`` and ``...:f:{YYYY-MM-DD}``: an experiment's counters per phase
   (``experiment_counts.py``), hashes of ``{measure}:{arm}`` -> amount; ``...:f:days`` the days;
@@ -33,7 +35,7 @@ from urllib.parse import quote
 
 from . import experiment_counts as arm_counts
 from .experiment_counts import ArmMeasures, ArmTotals
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, JoinArm, Outcome, Tally
+from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, FeedbackMark, Join, JoinArm, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .store import EXPOSURE_TTL
 
@@ -133,6 +135,17 @@ return replies
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
 
+# KEYS: join records. ARGV: per key, a mark's field and its time. A record that is gone is not made anew.
+MARK_SCRIPT = """
+for k = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HSETNX', KEYS[k], ARGV[2 * k - 1], ARGV[2 * k])
+  end
+end
+return 0
+"""
+MARK_SHA = hashlib.sha1(MARK_SCRIPT.encode()).hexdigest()
+
 
 def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
     return f"{measure}:{json.dumps([slot, rule, content], ensure_ascii=False, separators=(',', ':'))}"
@@ -186,6 +199,8 @@ class RedisFeedback:
                 for join in chunk:
                     key = self.join_key(join.decision_id)
                     fields = {"u": join.user_id, "v": join.version, "a": repr(join.at)}
+                    if join.models:
+                        fields["m"] = json.dumps(join.models)
                     day = join.day
                     days.add((join.version, day))
                     for slot, (rule, content) in join.slots.items():
@@ -227,19 +242,38 @@ class RedisFeedback:
                 continue
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             slots = {}
+            marks = []
             for name, value in fields.items():
                 if name.startswith(b"s:"):
                     rule, content = json.loads(value)
                     slots[name[2:].decode()] = (rule, content)
+                elif name.startswith(b"f:"):
+                    kind, _, slot = name[2:].decode().partition(":")
+                    marks.append(FeedbackMark(slot, kind, float(value)))
             if b"v" in fields:
                 experiments = tuple(
                     JoinArm(experiment, arm, phase, tuple(exposed))
                     for experiment, arm, phase, exposed in json.loads(fields.get(b"x", b"[]"))
                 )
+                models = json.loads(fields[b"m"]) if b"m" in fields else {}
                 found[decision_id] = Join(
-                    decision_id, fields[b"u"].decode(), fields[b"v"].decode(), float(fields[b"a"]), slots, experiments
+                    decision_id,
+                    fields[b"u"].decode(),
+                    fields[b"v"].decode(),
+                    float(fields[b"a"]),
+                    slots,
+                    experiments,
+                    models,
+                    tuple(marks),
                 )
         return found
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        for start in range(0, len(marks), TALLIES_PER_CALL):
+            chunk = marks[start : start + TALLIES_PER_CALL]
+            keys = [self.join_key(decision_id) for decision_id, _ in chunk]
+            args = [part for _, mark in chunk for part in (f"f:{mark.type}:{mark.slot}", repr(float(mark.ts)))]
+            await self.store._script(self.store._writes(), MARK_SCRIPT, MARK_SHA, keys, args)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes: list[Outcome] = []

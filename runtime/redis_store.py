@@ -34,7 +34,7 @@ from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chun
 from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
-from .feedback import Join, Outcome, Tally
+from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -264,6 +264,9 @@ class RedisStore(FeatureStore):
     def exposure_key(self, experiment: str, phase: str, user_id: str) -> str:
         return f"{self._phase(experiment, phase)}:u:{quote(user_id, safe='')}"
 
+    def model_counts_key(self, model: str, version: str) -> str:
+        return f"{self.prefix}model:{quote(model, safe='')}:{version}"
+
     # --- the interface -------------------------------------------------------------------
 
     async def fetch(
@@ -449,6 +452,27 @@ class RedisStore(FeatureStore):
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return await self.feedback.kpi_counts(query)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        await self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """One transaction of HINCRBYs (HINCRBYFLOAT for sums that are not whole)."""
+        if not counts:
+            return
+        async with self._writes().pipeline(transaction=True) as pipe:
+            for (model, version, name), amount in counts.items():
+                key = self.model_counts_key(model, version)
+                if float(amount).is_integer():
+                    pipe.hincrby(key, name, int(amount))
+                else:
+                    pipe.hincrbyfloat(key, name, amount)
+            await pipe.execute()
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        self.round_trips += 1
+        counts = await self._reads().hgetall(self.model_counts_key(model, version))
+        return {name.decode(): float(amount) for name, amount in counts.items()}
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

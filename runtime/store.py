@@ -32,7 +32,7 @@ from .events import Event, RecordResult
 
 if TYPE_CHECKING:
     from .experiment_counts import ArmTotals
-    from .feedback import Join, Outcome, Tally
+    from .feedback import FeedbackMark, Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
 
 EXPOSURE_TTL = 180 * 86400.0  # seconds a first exposure is remembered: longer than an experiment runs
@@ -143,6 +143,21 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         """The KPI counters ``query`` asks for (its version and days; slots and rules are filtered by the caller)."""
+
+    @abstractmethod
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        """Note each (decision id, mark) in the decision's join record, while it is kept; a (slot, type)
+        marked before keeps its first time. ``joins`` answers them: the labels of training from the log."""
+
+    # --- live model counters (see model_monitor.py) ---
+
+    @abstractmethod
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """Add to the counters of models, shared by every server process: (model, version, field) -> amount."""
+
+    @abstractmethod
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        """Every counter of one model version, by field (empty when nothing was counted)."""
 
     async def close(self) -> None:
         """Release connections."""

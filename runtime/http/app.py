@@ -29,6 +29,7 @@ from ..events import Event
 from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..kpis import KpiQuery
+from ..model_monitor import ModelMonitor
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
@@ -52,7 +53,10 @@ from .schemas import (
     ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
+    JoinedRequest,
+    JoinedResponse,
     KpisResponse,
+    ModelsResponse,
     ProfileRequest,
     ProfileResponse,
     RulesetResponse,
@@ -87,12 +91,15 @@ def create_app(
     store closes. Served decisions are kept for feedback for ``attribution``
     seconds; ``impressions`` says where impressions come from.
     """
+    monitor = ModelMonitor(service)
+    service.listen(monitor.served)
     attributed = Attribution(
         service.store,
         service.metrics,
         attribution=attribution,
         impressions=impressions,
         consent_attribute=service.consent_attribute,
+        monitor=monitor,
     )
     service.listen(attributed.served)
 
@@ -119,6 +126,7 @@ def create_app(
             if decision_log is not None:
                 await decision_log.close()
             await attributed.close()
+            await monitor.flush()
             await service.close()
 
     app = FastAPI(
@@ -130,6 +138,7 @@ def create_app(
     )
     app.state.service = service
     app.state.attribution = attributed
+    app.state.models = monitor
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
     guard = [Depends(require_key(api_key))] if api_key is not None else []
@@ -301,6 +310,36 @@ def create_app(
             raise StoreUnavailable(f"the experiment's counts could not be read ({type(exc).__name__})") from exc
         return OrjsonResponse(report.to_dict())
 
+    @app.post(
+        "/v1/feedback/joined",
+        response_model=JoinedResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary="Served decisions' join records: the models' scores and the feedback counted on each",
+    )
+    async def joined(body: JoinedRequest) -> Response:
+        joins = await attributed.joined(body.decision_ids)
+        found = [joins[i].to_dict() for i in dict.fromkeys(body.decision_ids) if i in joins]
+        return OrjsonResponse({"decisions": found})
+
+    @app.get(
+        "/v1/models",
+        response_model=ModelsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
+        tags=["ruleset"],
+        summary="Each served model: drift of its live scores from training (PSI, JS), live AUC and calibration",
+    )
+    async def models() -> Response:
+        try:
+            report = await monitor.report()
+        except NotReady:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"the model counters could not be read ({type(exc).__name__})") from exc
+        return OrjsonResponse(report.to_dict())
+
     @app.put(
         "/v1/users/{user_id:path}",
         response_model=ProfileResponse,
@@ -400,6 +439,9 @@ def create_app(
         summary="Prometheus metrics",
     )
     async def metrics() -> Response:  # async: it reads counters only the event loop writes
+        if service.current is not None:
+            with contextlib.suppress(Exception):  # metrics always answer: the gauges keep their last values
+                await monitor.report()  # the model gauges: read from the store, shared by every process
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 

@@ -32,8 +32,9 @@ from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
 from ..experiment_report import ExperimentList, ExperimentReport
-from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult
+from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult, Join
 from ..kpis import KpiReport
+from ..model_report import ModelsReport
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures
 from .explain_json import NON_FINITE
@@ -166,6 +167,10 @@ class FeedbackRequest(_Body):
     items: list[FeedbackIn] = Field(max_length=MAX_FEEDBACK)
 
 
+class JoinedRequest(_Body):
+    decision_ids: list[Id] = Field(max_length=MAX_FEEDBACK, description="the decisions whose join records to read")
+
+
 class ProfileRequest(_Body):
     attributes: dict[Name, Attribute] = Field(
         max_length=MAX_ATTRIBUTES, description="user.NAME values to set; null deletes the attribute"
@@ -286,6 +291,14 @@ FeedbackResponse = model_of(FeedbackResult, "FeedbackResponse")
 KpisResponse = model_of(KpiReport, "KpisResponse")
 ExperimentsResponse = model_of(ExperimentList, "ExperimentsResponse")
 ExperimentResponse = model_of(ExperimentReport, "ExperimentResponse")
+ModelsResponse = model_of(ModelsReport, "ModelsResponse")
+
+
+class JoinedResponse(BaseModel):
+    decisions: list[model_of(Join, "JoinRecord")] = Field(  # type: ignore[valid-type]
+        description="the join records still kept (decisions unknown or past the attribution window are absent)"
+    )
+
 
 # --- response models of the HTTP layer's own answers ---
 
