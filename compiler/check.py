@@ -1,13 +1,15 @@
 """Name resolution and type checking of a whole ruleset.
 
-All files of a ruleset share one namespace. Profile and context attributes
-have no declared types: the first comparison that fixes an attribute's type
-fixes it for the whole ruleset, and a later use that disagrees is reported
-with both locations.
+All files of a ruleset share one namespace. A profile or context attribute
+may be declared (``attribute user.age number``): its type is then fixed, and
+a use that disagrees is reported with the declaration. An undeclared one is
+typed by inference: the first comparison that fixes its type fixes it for the
+whole ruleset, and a later use that disagrees is reported with both locations.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -16,7 +18,7 @@ from typing import Any
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
 from tailor.dsl.nesting import MAX_NESTING, NESTING_CODE, nesting_depth
-from tailor.dsl.printer import expression_text
+from tailor.dsl.printer import expression_text, number_text
 from tailor.dsl.source import Span
 
 from .caps import check_cap
@@ -51,6 +53,15 @@ class Program:
     defaults: dict[str, ast.DefaultDecl]
     attribute_types: dict[str, Type] = field(default_factory=dict)
     slots: tuple[str, ...] = ()  # every slot a rule or a default targets, in first-mention order
+    experiments: dict[str, ast.ExperimentDecl] = field(default_factory=dict)
+    holdout: ast.HoldoutDecl | None = None
+    declared: dict[str, ast.AttributeDecl] = field(default_factory=dict)  # by attribute text
+    inferred_at: dict[str, Span | None] = field(default_factory=dict)  # undeclared attributes: the use that typed each
+
+    @property
+    def public_attributes(self) -> frozenset[str]:
+        """The ``user.*`` attributes declared ``public``: not personal data, readable without consent."""
+        return frozenset(text for text, decl in self.declared.items() if decl.public and decl.attribute.scope == "user")
 
 
 def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
@@ -101,9 +112,12 @@ class _Checker:
         self.contents: dict[str, ast.ContentDecl] = {}
         self.segments: dict[str, ast.SegmentDecl] = {}
         self.models: dict[str, ast.ModelDecl] = {}
+        self.experiments: dict[str, ast.ExperimentDecl] = {}
+        self.holdout: ast.HoldoutDecl | None = None
         self.defaults: dict[str, ast.DefaultDecl] = {}
         self.rules: list[CheckedRule] = []
         self.attributes: dict[str, tuple[Type, Span | None]] = {}
+        self.declared: dict[str, ast.AttributeDecl] = {}
         self._call_refs: dict[str, FeatureRef] = {}  # valid calls, by ``call_key``
 
     def report(self, message: str, span: Span | None, **extra) -> None:
@@ -127,6 +141,7 @@ class _Checker:
                     self._content(decl.content)
         self._segments()
         types = {text: entry[0] for text, entry in self.attributes.items()}
+        inferred = {text: entry[1] for text, entry in self.attributes.items() if text not in self.declared}
         slots = tuple({**dict.fromkeys(rule.slot for rule in self.rules), **dict.fromkeys(self.defaults)})
         return Program(
             name,
@@ -138,6 +153,10 @@ class _Checker:
             self.defaults,
             types,
             slots,
+            self.experiments,
+            self.holdout,
+            self.declared,
+            inferred,
         )
 
     def _ruleset_name(self) -> str:
@@ -168,13 +187,12 @@ class _Checker:
                     case ast.ContentDecl(name):
                         self._declare(self.contents, name, decl, "content")
                         self._content_depth(decl)
-                    case ast.SegmentDecl(name) | ast.ModelDecl(name):
-                        other = self.models if isinstance(decl, ast.SegmentDecl) else self.segments
-                        if name.name in other:
-                            self._duplicate(name, other[name.name].name, "name")
-                        else:
-                            own = self.segments if isinstance(decl, ast.SegmentDecl) else self.models
-                            self._declare(own, name, decl, "segment" if own is self.segments else "model")
+                    case ast.SegmentDecl(name) | ast.ModelDecl(name) | ast.ExperimentDecl(name):
+                        self._named(name, decl)
+                    case ast.HoldoutDecl():
+                        self._holdout(decl)
+                    case ast.AttributeDecl():
+                        self._attribute(decl)
                     case ast.DefaultDecl():
                         slot_name = decl.slot_name
                         if slot_name in self.defaults:
@@ -209,6 +227,99 @@ class _Checker:
                             decl.span,
                             code="misplaced-test",
                         )
+
+    def _named(self, name: ast.Ident, decl: ast.SegmentDecl | ast.ModelDecl | ast.ExperimentDecl) -> None:
+        """Segments, models and experiments share one namespace: the names conditions use."""
+        tables = {"segment": self.segments, "model": self.models, "experiment": self.experiments}
+        kind = {ast.SegmentDecl: "segment", ast.ModelDecl: "model", ast.ExperimentDecl: "experiment"}[type(decl)]
+        for other_kind, table in tables.items():
+            if other_kind != kind and name.name in table:
+                self._duplicate(name, table[name.name].name, "name")
+                return
+        self._declare(tables[kind], name, decl, kind)
+        if isinstance(decl, ast.ExperimentDecl) and self.experiments.get(name.name) is decl:
+            self._experiment(decl)
+
+    def _experiment(self, decl: ast.ExperimentDecl) -> None:
+        """Arms named once each, weights that sum to 100%, a coverage within 0-100%."""
+        seen: dict[str, ast.Arm] = {}
+        for arm in decl.arms:
+            first = seen.setdefault(arm.name.name, arm)
+            if first is not arm:
+                self.report(
+                    f"experiment '{decl.name.name}' already has an arm '{arm.name.name}'",
+                    arm.name.span,
+                    code="duplicate",
+                    related=[Related("first declared here", first.name.span)] if first.name.span else [],
+                )
+        total = sum(arm.weight.value for arm in decl.arms)
+        if decl.arms and not math.isclose(total, 100, abs_tol=1e-9):
+            written = " + ".join(expression_text(arm.weight) for arm in decl.arms)
+            self.report(
+                f"the weights of experiment '{decl.name.name}' sum to {number_text(total)}%, not 100%: {written}",
+                _arms_span(decl),
+                code="weights",
+                hint="weights are each arm's share of the users who enter; to let fewer in, lower the coverage",
+            )
+        if decl.coverage is not None and decl.coverage.value > 100:
+            self.report(
+                f"coverage is a share of users: at most 100%, not {expression_text(decl.coverage)}",
+                decl.coverage.span,
+                code="weights",
+            )
+
+    def _attribute(self, decl: ast.AttributeDecl) -> None:
+        """A declared attribute: a known scope, a known type, declared once; its type is then fixed."""
+        attribute = decl.attribute
+        if attribute.scope not in SCOPES:
+            self.report(
+                f"unknown attribute scope '{attribute.scope}'",
+                attribute.span,
+                code="unknown-name",
+                hint=did_you_mean(attribute.scope, SCOPES) or "attributes are user.NAME or context.NAME",
+            )
+            return
+        text = _attribute_text(attribute)
+        type_name = ast.ATTRIBUTE_TYPES.get(decl.type.name)
+        if type_name is None:
+            self.report(
+                f"unknown type '{decl.type.name}'",
+                decl.type.span,
+                code="unknown-name",
+                hint=did_you_mean(decl.type.name, ast.ATTRIBUTE_TYPES)
+                or "the types are number, text, boolean and duration",
+            )
+            return
+        first = self.declared.get(text)
+        if first is not None:
+            self.report(
+                f"{text} is already declared",
+                attribute.span,
+                code="duplicate",
+                related=[Related("first declared here", first.attribute.span)] if first.attribute.span else [],
+            )
+            return
+        self.declared[text] = decl
+        self.attributes[text] = (_TYPES[type_name], attribute.span)
+
+    def _holdout(self, decl: ast.HoldoutDecl) -> None:
+        if self.holdout is not None:
+            first = self.holdout
+            self.report(
+                "the ruleset already has a holdout",
+                decl.span,
+                code="duplicate",
+                related=[Related("the first one is here", first.span)] if first.span else [],
+            )
+            return
+        self.holdout = decl
+        if decl.share.value >= 100:
+            self.report(
+                f"a holdout of {expression_text(decl.share)} would keep every user from every rule",
+                decl.share.span,
+                code="weights",
+                hint="the holdout is the share of users who get only defaults, such as 5%",
+            )
 
     def _declare(self, table: dict, name: ast.Ident, decl, kind: str) -> None:
         if name.name in table:
@@ -304,7 +415,11 @@ class _Checker:
             if kind == DURATION:
                 hint = f"compare it, for example {text} > 7d"
             self.report(
-                f"a condition must be true or false, but {text} is {kind.article}", _span(expr), code="type", hint=hint
+                f"a condition must be true or false, but {text} is {kind.article}",
+                _span(expr),
+                code="type",
+                hint=hint,
+                related=self._typed_at(expr),
             )
 
     def _settle(self, expr: ast.Expr, kind: Type | None) -> Type | None:
@@ -317,12 +432,13 @@ class _Checker:
             self.attributes[text] = (kind, expr.span)
             return kind
         if not known[0].matches(kind):
-            self.report(
-                f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere",
-                expr.span,
-                code="type",
-                related=[Related(f"{text} is used as {known[0].article} here", known[1])] if known[1] else [],
-            )
+            if text in self.declared:
+                message = f"{text} is declared as {known[0].article}, but used as {kind.article} here"
+                note = f"{text} is declared as {known[0].article} here"
+            else:
+                message = f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere"
+                note = f"{text} is used as {known[0].article} here"
+            self.report(message, expr.span, code="type", related=[Related(note, known[1])] if known[1] else [])
         return known[0]
 
     def _typed_at(self, *exprs: ast.Expr) -> list[Related]:
@@ -331,7 +447,12 @@ class _Checker:
         for expr in exprs:
             entry = self.attributes.get(_attribute_text(expr)) if isinstance(expr, ast.Attribute) else None
             if entry is not None and entry[1] is not None and entry[1] != expr.span:
-                related.append(Related(f"{expression_text(expr)} is {entry[0].article} because of this use", entry[1]))
+                text = expression_text(expr)
+                if text in self.declared:
+                    note = f"{text} is declared as {entry[0].article} here"
+                else:
+                    note = f"{text} is {entry[0].article} because of this use"
+                related.append(Related(note, entry[1]))
         return related
 
     def _type_of(self, expr: ast.Expr) -> Type | None:
@@ -408,17 +529,19 @@ class _Checker:
             return BOOL
         if name in self.models:
             return NUMBER
+        if name in self.experiments:
+            return STRING  # the user's arm, as text
         if name in FUNCTIONS:
             self.report(f"{name} needs arguments", expr.span, code="arguments", hint=f"write it like {USAGE[name]}")
         elif name in SCOPES:
             self.report(f"'{name}' needs an attribute", expr.span, code="unknown-name", hint=f"write {name}.NAME")
         else:
-            hint = did_you_mean(name, [*self.segments, *self.models])
+            hint = did_you_mean(name, [*self.segments, *self.models, *self.experiments])
             self.report(
                 f"unknown name '{name}'",
                 expr.span,
                 code="unknown-name",
-                hint=hint or "declare it as a segment or a model, or write user.NAME or context.NAME",
+                hint=hint or "declare it as a segment, a model or an experiment, or write user.NAME or context.NAME",
             )
         return None
 
@@ -511,6 +634,9 @@ _ARITHMETIC: dict[tuple[Type, str, Type], Type] = {
 }
 
 
+_TYPES: dict[str, Type] = {kind.name: kind for kind in (NUMBER, STRING, BOOL, DURATION)}
+
+
 def _comparison_hint(left: Type, right: Type) -> str:
     if DURATION in (left, right) and NUMBER in (left, right):
         return "write the number as a duration, such as 30d or 12h"
@@ -524,6 +650,13 @@ def _attribute_text(expr: ast.Attribute) -> str:
 
 def _span(expr: ast.Expr) -> Span | None:
     return expr.span
+
+
+def _arms_span(decl: ast.ExperimentDecl) -> Span | None:
+    first, last = decl.arms[0].span, decl.arms[-1].span
+    if first is None or last is None:
+        return decl.name.span
+    return Span(first.source, first.start, last.end)
 
 
 def _segment_uses(expr: ast.Expr, segments: dict[str, ast.SegmentDecl]) -> list[str]:

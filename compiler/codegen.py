@@ -92,11 +92,10 @@ def plan_source(plan: DecisionPlan) -> str:
     code = CodeWriter()
     tables = TableWriter(features, constants, code)
     store_tables = plan.tables_for(STAGE_STORE)
-    for write, stage_tables in (
-        (tables.stage0, [t for t in plan.tables_for(STAGE_CONTEXT) if t.atoms]),
-        (tables.needed, store_tables),
-        (tables.stage1, [t for t in store_tables if t.atoms]),
-    ):
+    code.line()
+    code.line()
+    tables.stage0([t for t in plan.tables_for(STAGE_CONTEXT) if t.atoms], bool(plan.experiments))
+    for write, stage_tables in ((tables.needed, store_tables), (tables.stage1, [t for t in store_tables if t.atoms])):
         code.line()
         code.line()
         write(stage_tables)
@@ -107,7 +106,7 @@ def plan_source(plan: DecisionPlan) -> str:
     _walk(code, plan, slots, constants, checks)
     code.line()
     code.line()
-    _decide(code, bool(checks))
+    _decide(code, bool(checks), bool(plan.experiments))
     slot_masks = [(repr(s.name), constants.mask(s.mask, slots[s.name], "SLOT"), "") for s in plan.slots.values()]
 
     out = CodeWriter()
@@ -245,7 +244,7 @@ def _walk(
     code.outdent()
 
 
-def _decide(code: CodeWriter, has_checks: bool) -> None:
+def _decide(code: CodeWriter, has_checks: bool, has_experiments: bool) -> None:
     """The module's own entry point: the engine's decision, on values supplied by the caller."""
     code.line("def decide(context, features, slots=None):")
     code.indent()
@@ -254,8 +253,10 @@ def _decide(code: CodeWriter, has_checks: bool) -> None:
     code.line("``features`` holds the store features and model scores by their text, e.g.")
     code.line("``{'user.tier': 'gold', 'p_click': 0.8}``; an absent count is 0, anything else")
     code.line("absent is unknown. ``slots`` limits the decision to those slots.")
+    if has_experiments:
+        code.line("An experiment's arm is given in ``features`` by the experiment's name.")
     code.line('"""')
-    code.line("alive = stage0(context)")
+    code.line("alive = stage0(context, features)" if has_experiments else "alive = stage0(context)")
     code.line("if slots is not None:")
     code.indent()
     code.line("alive &= sum(SLOTS.get(slot, 0) for slot in set(slots))")

@@ -24,7 +24,7 @@ GENERATED_NAMES = frozenset(
         *("stage0", "stage1", "needed", "walk", "decide", "bisect_left", "bisect_right"),
         *("arith_value", "Values", "FeatureKind", "FeatureRef"),
         *("alive", "context", "fetched", "features", "slots", "decisions", "choices", "out", "make_values"),
-        *("candidates", "lowest", "bit", "settled", "unknown", "truth", "left", "right", "kind", "i", "V"),
+        *("candidates", "lowest", "bit", "settled", "unknown", "truth", "left", "right", "kind", "i", "V", "keep"),
     }
 )
 RESERVED_PREFIXES = ("check_", "truth_", "feature_", "slot_")

@@ -4,8 +4,9 @@ A feature reads its value once, checks its type (a wrong type is unknown),
 and narrows the candidate set ``alive`` by what that value leaves. A small
 table is a chain of comparisons written in place (``if user_tier in
 {'gold', 'platinum'}:``); a large one a named constant looked up by value, or
-bisected by number. Either way a feature costs one lookup and one AND,
-however many rules test it.
+bisected by number; a very large categorical one whose values each change few
+candidates (one rule per product) names, per value, the bits it flips. Either
+way a feature costs one lookup and one AND, however many rules test it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .codegen_source import (
     dict_lines,
     mask_literal,
     one_line,
+    tuple_literal,
     value_literal,
 )
 from .features import FeatureKind
@@ -34,6 +36,13 @@ SMALL_INTEGER_LIMIT = 64
 # comparisons: cheaper than a lookup at this size, and readable in place.
 CHAIN_GROUPS = 3
 CHAIN_BRANCHES = 4
+# A categorical table whose masks, one per value, would take more than this
+# many bits, and whose values flip at most SPARSE_FLIPS candidates each on
+# average, is written as the bits each value flips (built per decision: a few
+# shifts) rather than as masks: one rule per product would otherwise make the
+# module, and the memory it holds, quadratic in the rule count.
+SPARSE_TABLE_BITS = 1 << 23
+SPARSE_FLIPS = 64
 # How many of a table's predicates its comment shows.
 SHOWN_PREDICATES = 4
 
@@ -47,14 +56,21 @@ class TableWriter:
         self.code = code
         self.uses_bisect = False
 
-    def stage0(self, tables: Sequence[FeatureTable]) -> None:
+    def stage0(self, tables: Sequence[FeatureTable], experiments: bool = False) -> None:
+        """``experiments``: the plan has experiments, so stage 0 also takes each one's arm (``arms``)."""
         code = self.code
-        code.line("def stage0(context):")
-        code.indent()
-        code.line('"""Stage 0: the candidates the request context leaves."""')
+        if experiments:
+            code.line("def stage0(context, arms):")
+            code.indent()
+            code.line('"""Stage 0: the candidates the request context and the user\'s experiment arms leave."""')
+        else:
+            code.line("def stage0(context):")
+            code.indent()
+            code.line('"""Stage 0: the candidates the request context leaves."""')
         code.line("alive = ALL")
         for table in tables:
-            self._apply(table, f"context.get({table.ref.name!r})")
+            source = "arms" if table.ref.kind is FeatureKind.EXPERIMENT else "context"
+            self._apply(table, f"{source}.get({table.ref.name!r})")
         code.line("return alive")
         code.outdent()
 
@@ -137,26 +153,45 @@ class TableWriter:
         )
         code.line(f"if {known}:")
         code.indent()
-        values = sorted(table.keep_by_value, key=repr)
-        groups: dict[int, list[Any]] = {}  # the values that leave the same candidates
+        values = sorted(table.flips_by_value, key=repr)
+        groups: dict[tuple[int, ...], list[Any]] = {}  # the values that leave the same candidates
         for value in values:
-            groups.setdefault(table.keep_by_value[value], []).append(value)
+            groups.setdefault(table.flips_by_value[value], []).append(value)
+        masks = (
+            {flips: table.keep_for_value(vs[0]) for flips, vs in groups.items()} if len(groups) <= CHAIN_GROUPS else {}
+        )
         if not values:
             self._narrow(table.keep_other, name, "OTHER")
         elif (
             table.value_type in ("string", "bool")
-            and len(groups) <= CHAIN_GROUPS
-            and all(constants.fits(mask) for mask in (*groups, table.keep_other))
+            and masks
+            and all(constants.fits(mask) for mask in (*masks.values(), table.keep_other))
         ):
-            branches: list[tuple[str | None, int]] = [(_membership(name, vs), mask) for mask, vs in groups.items()]
+            branches: list[tuple[str | None, int]] = [(_membership(name, groups[f]), m) for f, m in masks.items()]
             self._chain([*branches, (None, table.keep_other)], name)
+        elif _sparse(table, constants.width):
+            self._flips(table, name, values)
         else:
             constant = f"{name.upper()}_KEEP"
-            entries = [(value_literal(v), mask_literal(table.keep_by_value[v], constants.width), "") for v in values]
+            entries = [(value_literal(v), mask_literal(table.keep_for_value(v), constants.width), "") for v in values]
             constants.define(constant, dict_lines(constant, entries))
             code.line(f"alive &= {constant}.get({name}, {constants.mask(table.keep_other, name, 'OTHER')})")
         code.outdent()
         self._otherwise(table, name)
+
+    def _flips(self, table: FeatureTable, name: str, values: list[Any]) -> None:
+        """A large table whose values each change few candidates: the bits each flips from what any other
+        value keeps, rather than a mask as wide as the plan per value."""
+        code, constants = self.code, self.constants
+        constant = f"{name.upper()}_FLIPS"
+        entries = [(value_literal(v), tuple_literal(map(str, table.flips_by_value[v])), "") for v in values]
+        constants.define(constant, dict_lines(constant, entries))
+        code.line(f"keep = {constants.mask(table.keep_other, name, 'OTHER')}")
+        code.line(f"for bit in {constant}.get({name}, ()):")
+        code.indent()
+        code.line("keep ^= 1 << bit")
+        code.outdent()
+        code.line("alive &= keep")
 
     def _otherwise(self, table: FeatureTable, name: str) -> None:
         self.code.line("else:")
@@ -184,6 +219,14 @@ class TableWriter:
             self.code.line("pass  # every candidate survives")
         else:
             self.code.line(f"alive &= {self.constants.mask(mask, name, role)}")
+
+
+def _sparse(table: FeatureTable, width: int) -> bool:
+    """Whether the table is written as flips (see SPARSE_TABLE_BITS)."""
+    values = len(table.flips_by_value)
+    if values * width <= SPARSE_TABLE_BITS:
+        return False
+    return sum(len(flips) for flips in table.flips_by_value.values()) <= SPARSE_FLIPS * values
 
 
 def _membership(name: str, values: list[Any]) -> str:

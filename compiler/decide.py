@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .caps import CapIndex
+from .consent import ConsentPlan
+from .experiments import NO_ASSIGNMENT, Assigner, Assignment
+from .exposure import ExposureIndex
 from .features import FeatureKind, FeatureRef
-from .ir import predicate_features
+from .ir import Predicate, predicate_features
 from .ruleset import Ruleset
 from .values import Values
 
 NEEDED_CACHE_SIZE = 4096
+_REQUEST_KINDS = (FeatureKind.CONTEXT, FeatureKind.EXPERIMENT)  # known from the request: never fetched
 
 RunModel = Callable[[str, Values], Any]  # (model name, the decision's values) -> probability or None
 
@@ -86,7 +91,7 @@ class Outcomes:
     explain): most decisions are settled by the tables alone.
     """
 
-    __slots__ = ("_factory", "_values", "alive", "decision", "read")
+    __slots__ = ("_factory", "_values", "alive", "assignment", "consent", "decision", "read")
 
     def __init__(
         self,
@@ -95,10 +100,14 @@ class Outcomes:
         alive: int,
         factory: Callable[[], Values],
         read: Mapping[str, Any],
+        assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
     ):
         self.decision = decision
+        self.consent = consent  # False: the user declined personalization, and rules needing consent were skipped
         self.alive = alive
         self.read = read  # the store's and the request's feature values stages 1 and 2 read
+        self.assignment = assignment  # the arms drawn before stage 0, and whether the user is held out
         self._values = values
         self._factory = factory
 
@@ -136,11 +145,35 @@ class Decider:
         )
         self._needed_by_alive: dict[int, tuple[str, ...]] = {}
         self.caps = CapIndex.of(plan)  # which candidates are capped: explain.capped_rules reads it
-        # For sampling: each predicate with its text and the non-context features it reads.
-        self.predicate_index = [
-            (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind is not FeatureKind.CONTEXT))
-            for p in plan.predicates
+        # Experiments and the holdout, when the ruleset has any: drawn from the user id before stage 0.
+        self.assigner = Assigner(plan.experiments, plan.holdout) if plan.experiments or plan.holdout else None
+
+    @cached_property
+    def predicate_index(self) -> list[tuple[Predicate, str, tuple[str, ...]]]:
+        """For sampling: each predicate with its text and the store features it reads.
+
+        Built when a decision is first sampled: printing every predicate's text
+        takes seconds at 100,000 rules, and most engines never sample.
+        """
+        return [
+            (p, p.text(), tuple(r.text for r in predicate_features(p) if r.kind not in _REQUEST_KINDS))
+            for p in self._plan.predicates
         ]
+
+    @property
+    def choices(self) -> tuple[SlotDecision, ...]:
+        """Every answer a slot can get (each rule's, each default's): shared by all decisions, never copied."""
+        return self._choices
+
+    @cached_property
+    def consent(self) -> ConsentPlan:
+        """Which candidates need consent: built on the first decision for a user who declined."""
+        return ConsentPlan.of(self._plan)
+
+    @cached_property
+    def exposure_index(self) -> ExposureIndex:
+        """What exposure needs of the plan: built on the first record of a decision that drew an arm."""
+        return ExposureIndex(self._plan)
 
     def _needed(self, alive: int) -> tuple[str, ...]:
         """Store features to fetch; requests with the same context share the answer."""
@@ -152,9 +185,32 @@ class Decider:
             needed = cache[alive] = tuple(self._compiled.needed(alive))
         return needed
 
-    def begin(self, context: Mapping[str, Any], slots: Iterable[str] | None = None) -> tuple[int, tuple[str, ...]]:
-        """Stage 0: the surviving candidates of the requested slots, and the store features they still need."""
-        alive = self._compiled.stage0(context)
+    def assign(self, user_id: str | None, supplied: Mapping[str, Any] | None = None) -> Assignment:
+        """The request's experiment arms and holdout (``Assigner.assign``); nothing to draw without experiments."""
+        assigner = self.assigner
+        return NO_ASSIGNMENT if assigner is None else assigner.assign(user_id, supplied)
+
+    def begin(
+        self,
+        context: Mapping[str, Any],
+        slots: Iterable[str] | None = None,
+        assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
+    ) -> tuple[int, tuple[str, ...]]:
+        """Stage 0: the surviving candidates of the requested slots, and the store features they still need.
+
+        A user in the holdout has none: every slot gets its default, and nothing is fetched.
+        For a user without ``consent`` the rules that need it are removed here, so their
+        features are not needed.
+        """
+        if assignment.holdout:
+            return 0, ()
+        if self._plan.experiments:
+            alive = self._compiled.stage0(context, assignment.arms)
+        else:
+            alive = self._compiled.stage0(context)
+        if not consent:
+            alive &= ~self.consent.mask
         if slots is not None:
             masks = self._slot_masks
             alive &= sum(masks.get(slot, 0) for slot in set(slots))
@@ -174,12 +230,22 @@ class Decider:
         slots: Iterable[str] | None = None,
         run_model: RunModel | None = None,
         degraded: bool = False,
+        assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
     ) -> Outcomes:
-        """Stages 1 and 2, once the store features have been fetched."""
+        """Stages 1 and 2, once the store features have been fetched.
+
+        Without ``consent`` (learnt from the store's answer, when the request did not say) the
+        rules that need it are removed before stage 1, and only what was read counts as fetched.
+        """
+        if not consent:
+            plan = self.consent
+            alive &= ~plan.mask
+            needed = plan.without_personal(needed)
         alive = self._compiled.stage1(alive, fetched)
 
         def make_values() -> Values:
-            return Values(context, fetched, self._plan.features, self._types, run_model)
+            return Values(context, fetched, self._plan.features, self._types, run_model, assignment.arms)
 
         result, values = self._walk(alive, make_values, self._choices)
         if slots is not None:
@@ -191,7 +257,7 @@ class Decider:
         else:
             models_run = ()
         decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
-        return Outcomes(decision, values, alive, make_values, fetched)
+        return Outcomes(decision, values, alive, make_values, fetched, assignment, consent)
 
 
 def _type_of(plan: Any, text: str) -> str:

@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .caps import RuleCap
+from .consent import SKIPPED
 from .decide import Decider, Decision, Outcomes, SlotDecision
+from .experiments import ArmDraw, HoldoutDraw, arm_draws, holdout_draw
 from .features import FeatureKind
 from .ir import All, Atom, Predicate, Test, value_text
 from .plan import Conjunction, PlannedRule
 from .values import Values, condition_value, predicate_value
 
 # How a candidate came out: it won its slot; its condition did not hold (false or
-# unknown); or its condition held but its cap stopped it.
-Outcome = Literal["won", "unmet", "capped"]
+# unknown); its condition held but its cap stopped it; or the user declined
+# personalization and the rule reads personal data, so it was skipped unevaluated.
+Outcome = Literal["won", "unmet", "capped", "needs_consent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,10 @@ class CandidateTrace:
     line: int = 0
     outcome: Outcome = field(
         default="unmet",
-        metadata={"doc": "won; unmet: its condition was false or unknown; capped: it held, but its cap stopped it"},
+        metadata={
+            "doc": "won; unmet: its condition was false or unknown; capped: it held, but its cap stopped it;"
+            " needs_consent: the user declined and the rule reads personal data, so it was skipped"
+        },
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,15 +117,28 @@ class Explanation:
     model_inputs: dict[str, dict[str, float | None]]  # per model run: input -> value (NaN, null in JSON: unknown)
     values: dict[str, Any] = field(metadata={"doc": "every feature value the decision read, by feature text"})
     decision: Decision = field(compare=False, repr=False)
+    experiments: dict[str, ArmDraw] = field(
+        default_factory=dict,
+        metadata={"optional": True, "doc": "each experiment's arm for this user, and how it was drawn"},
+    )
+    holdout: HoldoutDraw | None = field(
+        default=None, metadata={"optional": True, "doc": "whether the user is in the ruleset's holdout, and why"}
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``experiments`` and ``holdout`` only when the ruleset declares them."""
+        out = {
             "slots": {name: trace.to_dict() for name, trace in self.slots.items()},
             "fetched": list(self.fetched),
             "models": self.models,
             "model_inputs": self.model_inputs,
             "values": self.values,
         }
+        if self.experiments:
+            out["experiments"] = {name: draw.to_dict() for name, draw in self.experiments.items()}
+        if self.holdout is not None:
+            out["holdout"] = self.holdout.to_dict()
+        return out
 
     @classmethod
     def from_dict(
@@ -131,11 +150,25 @@ class Explanation:
         models = dict(data.get("models", {}))
         answers = {name: trace.decision for name, trace in slots.items()}
         decision = Decision(answers, ruleset, version, tuple(models), fetched, degraded)
-        return cls(slots, fetched, models, dict(data.get("model_inputs", {})), dict(data.get("values", {})), decision)
+        experiments = {name: ArmDraw.from_dict(draw) for name, draw in data.get("experiments", {}).items()}
+        holdout = HoldoutDraw.from_dict(data["holdout"]) if data.get("holdout") else None
+        return cls(
+            slots,
+            fetched,
+            models,
+            dict(data.get("model_inputs", {})),
+            dict(data.get("values", {})),
+            decision,
+            experiments,
+            holdout,
+        )
 
     def render(self) -> str:
         """Plain text for people: per slot, the answer and why better rules lost."""
         lines = []
+        if self.holdout is not None:
+            lines.append(self.holdout.render())
+        lines.extend(draw.render(name) for name, draw in self.experiments.items())
         for name, trace in self.slots.items():
             answer = trace.decision.content or "nothing"
             how = {"rule": f"rule {trace.decision.rule}", "default": "the slot's default", "nothing": "no rule fired"}
@@ -162,11 +195,13 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
     plan = decider.ruleset.plan
     decision = outcomes.decision
     values = outcomes.values
+    assignment = outcomes.assignment
     traces: dict[str, SlotTrace] = {}
     for slot, answer in decision.slots.items():
         slot_plan = plan.slots.get(slot)
-        if slot_plan is None:
-            traces[slot] = SlotTrace(slot, answer, "nothing", (), 0)
+        if slot_plan is None or assignment.holdout:  # held out: no rule is looked at, so none is evaluated here
+            served_as = "default" if answer.content is not None and slot_plan is not None else "nothing"
+            traces[slot] = SlotTrace(slot, answer, served_as, (), 0)
             continue
         by_rule: dict[str, list[Conjunction]] = {}
         for bit in range(slot_plan.first_bit, slot_plan.last_bit + 1):
@@ -175,12 +210,16 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
         candidates = []
         outranked = 0
         won = False
+        skipped = decider.consent.rules if not outcomes.consent else {}
         for conjunctions in by_rule.values():
             rule = conjunctions[0].rule
             if won:
                 outranked += 1
                 continue
-            if answer.rule == rule.name:
+            if rule.name in skipped:  # never evaluated: its values were not read, and are not read here
+                reads = ", ".join(skipped[rule.name][:3]) + (", …" if len(skipped[rule.name]) > 3 else "")
+                candidates.append(_trace(rule, "needs_consent", f"{SKIPPED} (reads {reads})"))
+            elif answer.rule == rule.name:
                 won = True
                 candidates.append(_trace(rule, "won", _holds_reason(conjunctions, values, outcomes.alive)))
             elif rule.cap is not None and any(_held_but_for_cap(c, rule.cap, values) for c in conjunctions):
@@ -190,7 +229,16 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
         served = "rule" if answer.rule else ("default" if answer.content else "nothing")
         traces[slot] = SlotTrace(slot, answer, served, tuple(candidates), outranked)
     models = {name: values.get(name) for name in decision.models_run}
-    return Explanation(traces, decision.fetched, models, dict(values.model_inputs), dict(values), decision)
+    return Explanation(
+        traces,
+        decision.fetched,
+        models,
+        dict(values.model_inputs),
+        dict(values),
+        decision,
+        arm_draws(plan.experiments, assignment),
+        holdout_draw(plan.holdout, assignment),
+    )
 
 
 def capped_rules(decider: Decider, outcomes: Outcomes) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ class FeatureKind(StrEnum):
     PROFILE = "profile"  # user.ATTR
     CONTEXT = "context"  # context.ATTR
     MODEL = "model"  # a model's predicted probability
+    EXPERIMENT = "experiment"  # the user's arm of an experiment, drawn from the user id; unknown outside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,10 @@ def attribute_ref(node: ast.Attribute) -> FeatureRef:
 
 def model_ref(name: str) -> FeatureRef:
     return FeatureRef(FeatureKind.MODEL, name, name=name)
+
+
+def experiment_ref(name: str) -> FeatureRef:
+    return FeatureRef(FeatureKind.EXPERIMENT, name, name=name)
 
 
 def call_key(call: ast.Call) -> str | None:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, Related, warning
+from tailor.dsl.diagnostics import Diagnostic, Related, note, warning
 from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
@@ -21,6 +21,8 @@ from .check import CheckedRule, Program, walk
 from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
 from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
+from .lint_consent import lint_consent
+from .lint_experiments import lint_experiments
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
 
@@ -51,6 +53,34 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
         found += _unnamed(program)
         found += _windows_beyond_retention(program, calls, retention)
         found += _caps(program, retention)
+        found += lint_experiments(plan)
+        found += _undeclared_attributes(program)
+        found += lint_consent(plan)
+    return found
+
+
+# The word that declares each type, by the type's name.
+_TYPE_WORDS = {name: word for word, name in ast.ATTRIBUTE_TYPES.items()}
+
+
+def _undeclared_attributes(program: Program) -> list[Diagnostic]:
+    """A note per attribute whose type was only inferred, with the declaration that would fix it."""
+    found = []
+    for text, span in program.inferred_at.items():
+        kind = program.attribute_types[text]
+        word = _TYPE_WORDS.get(kind.name)
+        if word is None:
+            continue  # a list: no declaration says it
+        public = "" if text.startswith("context.") else " (and public, if it is not personal data)"
+        found.append(
+            note(
+                f"{text} is {'' if word == 'text' else 'a '}{word} only because of how it is used here:"
+                " declare it to fix its type",
+                span,
+                code="undeclared-attribute",
+                hint=f"add: attribute {text} {word}{public}",
+            )
+        )
     return found
 
 
@@ -153,6 +183,7 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                         covering = other_index
                         break
                 tied = overlaps.get(rule.priority)
+                ambiguous_with = []
                 for other_index in sorted(set().union(*(tied.candidates(s) for s in shaped)) if tied else ()):
                     if covering is not None and other_index >= covering:
                         break
@@ -161,7 +192,9 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
                         continue
                     compared += 1
                     if _overlap(shapes[other_index], shaped):
-                        found.append(_ambiguous(rule, other))
+                        ambiguous_with.append(other)
+                if ambiguous_with:
+                    found.append(_ambiguous(rule, ambiguous_with))
                 if covering is not None:
                     found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
             for conjunction in shaped:
@@ -178,14 +211,26 @@ def _rules_using_models(plan: DecisionPlan) -> set[str]:
     }
 
 
-def _ambiguous(rule: CheckedRule, other: CheckedRule) -> Diagnostic:
+# An ambiguity names this many of the rules a rule ties with; its notes point at every one.
+NAMED_TIES = 3
+
+
+def _ambiguous(rule: CheckedRule, others: list[CheckedRule]) -> Diagnostic:
+    """One finding per rule, for every rule above it that it ties with: a generated ruleset can have
+    dozens of rules at one priority that can all fire, and a line per pair would bury what to fix."""
+    if len(others) == 1:
+        who, verb = f"rules '{others[0].name}' and '{rule.name}'", "both"
+    else:
+        named = ", ".join(f"'{other.name}'" for other in others[:NAMED_TIES])
+        more = f" and {len(others) - NAMED_TIES} more" if len(others) > NAMED_TIES else ""
+        who, verb = f"rule '{rule.name}' and the {len(others)} rules above it ({named}{more})", "all"
     return warning(
-        f"rules '{other.name}' and '{rule.name}' can both apply to slot '{rule.slot}' with the"
-        f" same priority ({rule.priority}) but different content; only file order decides",
+        f"{who} can {verb} apply to slot '{rule.slot}' with the same priority ({rule.priority}) but different"
+        " content; only file order decides",
         _rule_span(rule),
         code="ambiguous",
-        hint="give one of them a higher priority",
-        related=[Related(f"'{other.name}' is here", _rule_span(other))] if _rule_span(other) else [],
+        hint="give one of them a higher priority" if len(others) == 1 else "give them different priorities",
+        related=[Related(f"'{other.name}' is here", span) for other in others if (span := _rule_span(other))],
     )
 
 

@@ -24,7 +24,7 @@ from tailor.dsl import ast
 
 from .caps import RuleCap, rule_cap
 from .check import CheckedRule, Program
-from .features import FeatureRef, attribute_ref, call_key, call_ref, model_ref
+from .features import FeatureRef, attribute_ref, call_key, call_ref, experiment_ref, model_ref
 from .ir import (
     FALSE,
     MIRRORED_OP,
@@ -229,6 +229,8 @@ class Normalizer:
                 return Const(frozenset(v.value for v in values if isinstance(v, Const)))
             case ast.Attribute():
                 return Feature(self.attribute(expr))
+            case ast.Name(name) if name in self.program.experiments:
+                return Feature(self.intern(experiment_ref(name)))
             case ast.Name(name):
                 return Feature(self.intern(model_ref(name)))
             case ast.Call():

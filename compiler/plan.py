@@ -26,13 +26,14 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .caps import RuleCap
 from .check import Program
+from .experiments import ExperimentPlan, HoldoutPlan, experiment_plans, holdout_plan
 from .features import FeatureKind, FeatureRef
 from .ir import UNKNOWN, Atom, Condition, Predicate, Test, predicate_features, predicates
 from .normalize import NormalProgram, compare
@@ -50,7 +51,7 @@ STAGE_CONTEXT, STAGE_STORE, STAGE_MODEL = 0, 1, 2
 
 
 def feature_stage(ref: FeatureRef) -> int:
-    if ref.kind is FeatureKind.CONTEXT:
+    if ref.kind is FeatureKind.CONTEXT or ref.kind is FeatureKind.EXPERIMENT:  # an arm is drawn from the request
         return STAGE_CONTEXT
     if ref.kind is FeatureKind.MODEL:
         return STAGE_MODEL
@@ -142,7 +143,13 @@ class PlannedRule:
 
 @dataclass(frozen=True, slots=True)
 class FeatureTable:
-    """Which candidate bits survive each value of one feature."""
+    """Which candidate bits survive each value of one feature.
+
+    A categorical value is stored as the bits it *flips* from ``keep_other``
+    (what a value no atom names keeps), not as a mask of its own: with one
+    rule per product each value flips a bit or two, and a mask per value as
+    wide as the plan would take memory quadratic in the rule count.
+    """
 
     ref: FeatureRef
     stage: int
@@ -150,7 +157,7 @@ class FeatureTable:
     uses: int  # bits whose conjunctions read this feature at all
     keep_unknown: int
     keep_other: int  # a known value that no atom names (categorical), or any known value (presence)
-    keep_by_value: dict[Any, int]  # categorical
+    flips_by_value: dict[Any, tuple[int, ...]]  # categorical: the bits, ascending, where it differs from keep_other
     cuts: tuple[float, ...]  # numeric: sorted thresholds
     keep_by_region: tuple[int, ...]  # numeric: 2 * len(cuts) + 1 regions
     atoms: tuple[Atom, ...]
@@ -158,6 +165,16 @@ class FeatureTable:
     @property
     def numeric(self) -> bool:
         return self.value_type == "number"
+
+    def keep_for_value(self, value: Any) -> int:
+        """The surviving bits for a known categorical value (what the generated code computes)."""
+        flips = self.flips_by_value.get(value)
+        return self.keep_other if not flips else self.keep_other ^ bits_mask(flips)
+
+    @property
+    def keep_by_value(self) -> dict[Any, int]:
+        """Every named value's surviving bits: as wide as the plan each, so for small tables and tests."""
+        return {value: self.keep_for_value(value) for value in self.flips_by_value}
 
     def keep_for_number(self, value: float) -> int:
         """The surviving bits for a known numeric value (what the generated code computes)."""
@@ -188,6 +205,8 @@ class DecisionPlan:
     predicates: tuple[Predicate, ...]  # every distinct predicate
     attribute_kinds: dict[str, str]  # attribute text -> its type's name (Program.attribute_types holds the Types)
     model_inputs: dict[str, tuple[ModelInput, ...]] = field(default_factory=dict)
+    experiments: dict[str, ExperimentPlan] = field(default_factory=dict)  # how each experiment draws its arms
+    holdout: HoldoutPlan | None = None
 
     def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
         return tuple(t for t in self.tables if t.stage == stage)
@@ -253,7 +272,7 @@ def build_plan(
     slots: dict[str, SlotPlan] = {}
     for slot in program.slots:
         bits = slot_bits[slot]
-        mask = sum(1 << b for b in bits)
+        mask = bits_mask(bits)
         default = program.defaults.get(slot)
         slots[slot] = SlotPlan(
             slot, mask, default.content.name if default else None, bits[0] if bits else 0, bits[-1] if bits else -1
@@ -278,6 +297,8 @@ def build_plan(
         tuple(distinct),
         attribute_kinds,
         model_inputs,
+        experiment_plans(program),
+        holdout_plan(program),
     )
 
 
@@ -289,6 +310,8 @@ def value_type(ref: FeatureRef, attribute_kinds: Mapping[str, str]) -> str:
     if ref.kind in (FeatureKind.PROFILE, FeatureKind.CONTEXT):
         kind = attribute_kinds.get(ref.text, "any")
         return "number" if kind == "duration" else kind
+    if ref.kind is FeatureKind.EXPERIMENT:
+        return "string"
     return "number"
 
 
@@ -308,15 +331,14 @@ def _tables(
             by_atom = atom_bits.get(feature)
             if by_atom is None:
                 by_atom = atom_bits[feature] = {}
-            by_atom.setdefault(atom, []).append(bit)
+            bits = by_atom.setdefault(atom, [])
+            if not bits or bits[-1] != bit:  # ascending, once each: a table's flips are read off these
+                bits.append(bit)
             use_bits.setdefault(feature, []).append(bit)
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
                 use_bits.setdefault(ref, []).append(bit)
-    atoms_by_feature = {
-        ref: {atom: _mask(bits) for atom, bits in by_atom.items()} for ref, by_atom in atom_bits.items()
-    }
-    uses = {ref: _mask(bits) for ref, bits in use_bits.items()}
+    uses = {ref: bits_mask(bits) for ref, bits in use_bits.items()}
     # A conjunction that may run a model reads the model's inputs too: they are
     # fetched in the same round trip as everything else it needs.
     for model in [ref for ref in uses if ref.kind is FeatureKind.MODEL]:
@@ -326,7 +348,7 @@ def _tables(
     all_bits = (1 << len(conjunctions)) - 1
     tables = []
     for ref, used_by in uses.items():
-        atoms = atoms_by_feature.get(ref, {})
+        atoms = atom_bits.get(ref, {})
         tables.append(_table(ref, atoms, used_by, all_bits, value_type(ref, attribute_types)))
 
     def order(table: FeatureTable) -> tuple:
@@ -341,8 +363,9 @@ def _tables(
     return tuple(sorted(tables, key=order))
 
 
-def _mask(bits: list[int]) -> int:
+def bits_mask(bits: Iterable[int]) -> int:
     """The int with these bits set, built in one pass over a buffer when there are many."""
+    bits = bits if isinstance(bits, list | tuple) else list(bits)
     if len(bits) <= 16:
         mask = 0
         for bit in bits:
@@ -354,14 +377,13 @@ def _mask(bits: list[int]) -> int:
     return int.from_bytes(buffer, "little")
 
 
-def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
+def _table(ref: FeatureRef, atoms: Mapping[Atom, Sequence[int]], uses: int, all_bits: int, kind: str) -> FeatureTable:
     """The feature's table: for each value the table can tell apart, the bits whose atoms hold.
 
     ``atoms`` maps each atom to the bits of the conjunctions that contain it
     (all within ``all_bits``). The values are the constants the atoms name, or
     for numbers one point per region between and at the thresholds.
     """
-    keep_unknown = _keep_one(atoms, all_bits, UNKNOWN)
     if kind == "number":
         cuts = sorted({float(v) for a in atoms for v in _atom_values(a)})
         points = []
@@ -369,23 +391,72 @@ def _table(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, ki
             below = cut - 1.0 if index == 0 else (cuts[index - 1] + cut) / 2
             points.extend((below, cut))
         points.append(cuts[-1] + 1.0 if cuts else 0.0)
-        regions = _keep_each(atoms, all_bits, points, numeric=True)
+        regions = _keep_each({atom: bits_mask(bits) for atom, bits in atoms.items()}, all_bits, points)
+        keep_unknown = _keep_one(atoms, all_bits, UNKNOWN)
         return FeatureTable(
             ref, feature_stage(ref), kind, uses, keep_unknown, 0, {}, tuple(cuts), tuple(regions), tuple(atoms)
         )
     values = list({v for a in atoms for v in _atom_values(a)})
-    by_value = dict(zip(values, _keep_each(atoms, all_bits, values, numeric=False), strict=True))
-    other = _keep_one(atoms, all_bits, _OTHER)
-    return FeatureTable(ref, feature_stage(ref), kind, uses, keep_unknown, other, by_value, (), (), tuple(atoms))
+    on_other = {atom: atom_holds(atom, _OTHER) is True for atom in atoms}
+    other = all_bits & ~bits_mask(bit for atom, bits in atoms.items() if not on_other[atom] for bit in bits)
+    unknown = _keep_one(atoms, all_bits, UNKNOWN)
+    by_value = dict(zip(values, _flips_each(atoms, on_other, values), strict=True))
+    return FeatureTable(ref, feature_stage(ref), kind, uses, unknown, other, by_value, (), (), tuple(atoms))
 
 
-def _keep_one(atoms: Mapping[Atom, int], all_bits: int, value: Any) -> int:
-    """The bits that survive one value: every atom asked. For the few values every table has."""
-    killed = 0
+def _flips_each(
+    atoms: Mapping[Atom, Sequence[int]], on_other: Mapping[Atom, bool], values: list[Any]
+) -> list[tuple[int, ...]]:
+    """For each of ``values`` (known, distinct), the bits it keeps differently from a value no atom names.
+
+    A bit survives a value when every atom of its conjunction holds for it. An
+    atom naming constants (``==``, ``in``, ``!=``, ``not in``) holds for a
+    value it does not name just as for an unnamed one, so a value can only flip
+    the bits of the atoms naming it, found through a dict by constant ("equal"
+    meaning what ``==`` means): one rule per product costs a bit or two per
+    value, not a mask as wide as the plan. Atoms the index cannot reason about
+    (an order on strings, a NaN constant) are asked value by value.
+    """
+    naming: dict[Any, list[Atom]] = {}
+    asked: list[Atom] = []
+    atoms_of_bit: dict[int, list[Atom]] = {}
     for atom, bits in atoms.items():
-        if atom_holds(atom, value) is not True:
-            killed |= bits
-    return all_bits & ~killed
+        for bit in bits:
+            atoms_of_bit.setdefault(bit, []).append(atom)
+        if atom.op in ("present", "missing"):
+            continue  # the same for every known value
+        constants = _atom_values(atom)
+        if (atom.op in _MEMBERSHIP or atom.op in _EXCLUSION) and all(c == c for c in constants):
+            for constant in constants:
+                naming.setdefault(constant, []).append(atom)
+        else:
+            asked.append(atom)  # NaN equals nothing, not even itself; orders are asked
+    flips = []
+    for value in values:
+        holds = {atom: atom.op in _MEMBERSHIP for atom in naming.get(value, ())}
+        for atom in asked:
+            truth = atom_holds(atom, value) is True
+            if truth != on_other[atom]:
+                holds[atom] = truth
+        if len(holds) == 1:  # the common case: one atom flips, and its bits flip unless another atom pins them
+            [(atom, truth)] = holds.items()
+            touched: Iterable[int] = atoms[atom]
+        else:
+            touched = sorted({bit for atom in holds for bit in atoms[atom]})
+        flipped = []
+        for bit in touched:
+            of_bit = atoms_of_bit[bit]
+            if len(of_bit) == 1 or all(holds.get(a, on_other[a]) for a in of_bit) != all(on_other[a] for a in of_bit):
+                flipped.append(bit)
+        flips.append(tuple(flipped))
+    return flips
+
+
+def _keep_one(atoms: Mapping[Atom, Sequence[int]], all_bits: int, value: Any) -> int:
+    """The bits that survive one value: every atom asked. For the few values every table has."""
+    return all_bits & ~bits_mask(
+        bit for atom, bits in atoms.items() if atom_holds(atom, value) is not True for bit in bits
+    )
 
 
 _MEMBERSHIP = ("==", "in")
@@ -393,11 +464,12 @@ _EXCLUSION = ("!=", "not in")
 _ORDER = ("<", "<=", ">", ">=")
 
 
-def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[Any], numeric: bool) -> list[int]:
-    """``_keep_one`` for each of ``values`` (known, distinct), without asking every atom about every value.
+def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[float]) -> list[int]:
+    """A numeric table's ``_keep_one`` for each of ``values`` (known, distinct), without asking
+    every atom about every value.
 
-    A one-rule-per-product ruleset has as many constants as atoms, so asking
-    each atom would cost their product. Instead the atoms are indexed: those
+    Many thresholds on one feature would make asking each atom cost their
+    product. Instead the atoms (each with its mask) are indexed: those
     that name constants by constant (a dict, so "equal" means what ``==``
     means), and the numeric comparisons by threshold, which a sweep over the
     sorted values settles in n·log n. A conjunction's atoms on one feature are
@@ -432,7 +504,7 @@ def _keep_each(atoms: Mapping[Atom, int], all_bits: int, values: list[Any], nume
                 shared |= membership_bits & bits
                 membership_bits |= bits
                 membership.append((atom, bits))
-        elif numeric and op in _ORDER and _orderable(atom.value):
+        elif op in _ORDER and _orderable(atom.value):
             ordered.append((atom, bits))
         else:
             asked.append((atom, bits))

@@ -41,6 +41,7 @@ class Values(dict):
     """Validated feature values by text, loaded on first use."""
 
     __slots__ = (
+        "_arms",
         "_context",
         "_features",
         "_refs",
@@ -58,8 +59,11 @@ class Values(dict):
         refs: Mapping[str, FeatureRef],
         types: Mapping[str, str],
         run_model: Callable[[str, Values], Any] | None = None,
+        arms: Mapping[str, Any] | None = None,
     ):
+        """``arms``: each experiment's arm by name; None reads arms from ``features``, by the same names."""
         super().__init__()
+        self._arms = arms
         self._context = context
         self._features = features
         self._refs = refs
@@ -82,6 +86,8 @@ class Values(dict):
                 raw = self._run_model(ref.name, self)
                 if raw is None:
                     self.models_failed.append(ref.name)
+        elif kind is FeatureKind.EXPERIMENT:
+            raw = self._arms.get(ref.name) if self._arms is not None else self._features.get(text)
         elif kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
             raw = self._features.get(text, 0)
         else:

@@ -291,7 +291,79 @@ class TestDecl:
     span: Span | None = _span()
 
 
-Declaration = RulesetDecl | ContentDecl | ModelDecl | SegmentDecl | RuleDecl | DefaultDecl | TestDecl
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One arm of an experiment and its weight, a percentage (``model 50%``)."""
+
+    name: Ident
+    weight: Number
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentDecl:
+    """``experiment NAME`` with its ``arms``, and optionally a ``seed`` and a ``coverage``.
+
+    ``seed`` and ``coverage`` are None when the author left them out: the seed
+    is then the experiment's name, and coverage 100%.
+    """
+
+    name: Ident
+    arms: tuple[Arm, ...]
+    seed: String | None = None
+    coverage: Number | None = None
+    span: Span | None = _span()
+
+    @property
+    def seed_text(self) -> str:
+        return self.seed.value if self.seed is not None else self.name.name
+
+    @property
+    def coverage_share(self) -> float:
+        """The share of users who enter, as a fraction."""
+        return float(self.coverage.amount) if self.coverage is not None else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutDecl:
+    """``holdout 5%``: the share of users kept out of every rule; ``seed`` None for the default."""
+
+    share: Number
+    seed: String | None = None
+    span: Span | None = _span()
+
+
+# The types an attribute can be declared with, as written, and the name of each in messages.
+ATTRIBUTE_TYPES: dict[str, str] = {"number": "number", "text": "string", "boolean": "bool", "duration": "duration"}
+PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeDecl:
+    """``attribute user.age number``, optionally ``public``: a profile or context attribute's type.
+
+    ``type`` is the word as written (the checker knows the words, see ``ATTRIBUTE_TYPES``);
+    ``public`` marks an attribute that is not personal data, so rules may read it without consent.
+    """
+
+    attribute: Attribute
+    type: Ident
+    public: bool = False
+    span: Span | None = _span()
+
+
+Declaration = (
+    RulesetDecl
+    | ContentDecl
+    | ModelDecl
+    | SegmentDecl
+    | RuleDecl
+    | DefaultDecl
+    | TestDecl
+    | ExperimentDecl
+    | HoldoutDecl
+    | AttributeDecl
+)
 
 
 @dataclass(frozen=True, slots=True)

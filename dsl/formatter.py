@@ -124,8 +124,8 @@ def _attach(result: list[_Item], item: _Item, comment: ast.Comment) -> None:
     above the declaration (``item`` is ``result[-1]`` or about to be appended).
     """
     target = item.lines[0]
-    for line in item.lines:
-        if 0 <= line.source_start <= comment.span.start:
+    for line in item.lines:  # the line that starts last before the comment (clauses may have moved)
+        if 0 <= line.source_start <= comment.span.start and line.source_start >= max(target.source_start, 0):
             target = line
     if target.comment:
         index = len(result) - 1 if result and result[-1] is item else len(result)
@@ -159,6 +159,14 @@ def _declaration_lines(decl: ast.Declaration) -> list[_Line]:
             return [_Line(f"default show {content}" + (f" in {slot}" if slot else ""), start)]
         case ast.TestDecl():
             return _test_lines(decl, start)
+        case ast.ExperimentDecl():
+            return _experiment_lines(decl, start)
+        case ast.HoldoutDecl(share, seed):
+            return [
+                _Line(f"holdout {expression_text(share)}" + (f" seed {string_text(seed.value)}" if seed else ""), start)
+            ]
+        case ast.AttributeDecl(attribute, kind, public):
+            return [_Line(f"attribute {expression_text(attribute)} {kind}" + (" public" if public else ""), start)]
     raise TypeError(f"not a declaration: {decl!r}")
 
 
@@ -226,6 +234,19 @@ def _condition_lines(prefix: str, condition: ast.Expr, indent: str, start: int) 
     return lines
 
 
+def _experiment_lines(decl: ast.ExperimentDecl, start: int) -> list[_Line]:
+    """The name, then one clause per line: arms, seed, coverage."""
+    arms = [f"{arm.name} {expression_text(arm.weight)}" for arm in decl.arms]
+    lines = [_Line(f"experiment {decl.name}", start)]
+    if arms:
+        lines += _list_lines(f"{INDENT}arms ", arms, [_node_start(arm) for arm in decl.arms])
+    if decl.seed is not None:
+        lines.append(_Line(f"{INDENT}seed {string_text(decl.seed.value)}", _node_start(decl.seed)))
+    if decl.coverage is not None:
+        lines.append(_Line(f"{INDENT}coverage {expression_text(decl.coverage)}", _node_start(decl.coverage)))
+    return lines
+
+
 def _test_lines(test: ast.TestDecl, start: int) -> list[_Line]:
     lines = [_Line(f"test {string_text(test.title.value)}", start)]
     if test.at is not None:
@@ -238,7 +259,7 @@ def _test_lines(test: ast.TestDecl, start: int) -> list[_Line]:
     return lines
 
 
-def _node_start(node: ast.Given | ast.Expectation) -> int:
+def _node_start(node: ast.Given | ast.Expectation | ast.Arm | ast.String | ast.Number) -> int:
     return node.span.start if node.span is not None else -1
 
 

@@ -155,23 +155,25 @@ class _FastParser:
     def parse(self, tokens: list[Token], start: str, callbacks: _Callbacks) -> Any:
         actions: list[dict[str, Any]] = self._actions  # a shift's next state (an int), or a _Reduce
         end_state = self._end_states[start]
-        states = [self._start_states[start]]
+        state = self._start_states[start]
+        states = [state]  # the stack; ``state`` is its top
         values: list[Any] = []
         for token in chain(tokens, (_END,)):
             kind = token.type
             while True:
-                action = actions[states[-1]].get(kind)
+                action = actions[state].get(kind)
                 if action.__class__ is int:
                     if token is _END:
                         raise _NoAction  # Lark asserts: nothing is shifted after the end
                     states.append(action)
+                    state = action
                     values.append(token)
                     break
                 if action is None:
                     raise _NoAction
                 index = action.index
-                if index is None:
-                    del states[-1]
+                if index is None:  # one child passed through: replace the top state, keep the value
+                    state = states[-1] = actions[states[-2]][action.origin]
                 else:
                     size = action.size
                     if size:
@@ -181,8 +183,8 @@ class _FastParser:
                     else:
                         children = []
                     values.append(callbacks[index](children))
-                state = actions[states[-1]][action.origin]
-                states.append(state)
+                    state = actions[states[-1]][action.origin]
+                    states.append(state)
                 if state == end_state and token is _END:
                     return values[-1]
         raise AssertionError("unreachable: the end token either finishes the parse or fails it")

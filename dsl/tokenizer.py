@@ -37,12 +37,19 @@ KEYWORDS: dict[str, str] = {
     "test": "TEST",
     "given": "_GIVEN",
     "expect": "_EXPECT",
+    "experiment": "EXPERIMENT",
+    "holdout": "HOLDOUT",
 }
 
 # Words that are keywords only where nothing else could stand, so they stay free as
 # names everywhere else (a content or segment called `cap`): `cap` in a rule's tail,
 # after what it shows, and `per` right after `cap N`.
 CONTEXTUAL_KEYWORDS: dict[str, str] = {"cap": "CAP", "per": "_PER"}
+
+# `attribute` starts a declaration only when an attribute follows it (``attribute user.age
+# number``): a word followed by a name and a dot, which no other declaration can contain. It is
+# a name everywhere else, so rulesets that already call a content or a segment `attribute` parse.
+ATTRIBUTE_WORD = "attribute"
 
 PUNCTUATION: dict[str, str] = {
     "==": "COMP",
@@ -69,7 +76,14 @@ PUNCTUATION: dict[str, str] = {
 
 # Token types that begin a declaration: the parser resynchronizes on them
 # after a syntax error so that one mistake does not hide the next.
-DECLARATION_STARTS = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST"})
+DECLARATION_STARTS = frozenset(
+    {"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST", "EXPERIMENT", "HOLDOUT", "ATTRIBUTE"}
+)
+
+# A word followed by a percentage is an experiment's arm (``arms rules 50%, model 50%``),
+# even a reserved one; only these keywords may stand before a percentage themselves.
+_BEFORE_PERCENT = frozenset({"HOLDOUT", "WHEN", "_GIVEN", "_IN", "NOT", "_AND", "_OR"})
+_ARM_WORDS = frozenset(KEYWORDS.values()) - _BEFORE_PERCENT
 
 # Whitespace is skipped as the prefix of the next token's match rather than as
 # a token of its own: that halves the matches on a typical file. The prefix is
@@ -161,9 +175,14 @@ def tokenize(source: Source) -> Tokens:
                 kind, shown, capping = _contextual(kind, value, previous, shown, capping)
         elif kind == "PUNCT":
             kind = punctuation[value]
+            if kind == "_DOT" and len(tokens) >= 2 and _declares_attribute(tokens[-2], tokens[-1]):
+                tokens[-2].type = "ATTRIBUTE"
+                in_expect = shown = capping = False
         elif kind == "COMMENT":
             comments.append(Token(kind, value, start, end))
             continue
+        elif kind == "PERCENT" and tokens and tokens[-1].type in _ARM_WORDS:
+            tokens[-1].type = "NAME"
         elif kind not in ("STRING", "NUMBER", "DURATION", "PERCENT"):
             problems.append(_lexical_error(kind, value, Span(source, start, end)))
             replacement = _stand_in(kind, value)
@@ -173,6 +192,11 @@ def tokenize(source: Source) -> Tokens:
         previous = kind
         append(Token(kind, value, start, end))
     return Tokens(tokens, comments, problems)
+
+
+def _declares_attribute(word: Token, scope: Token) -> bool:
+    """Whether ``word scope .`` starts an attribute declaration: ``attribute user.``."""
+    return word.type == "NAME" and word.value == ATTRIBUTE_WORD and scope.type == "NAME"
 
 
 def _contextual(kind: str, value: str, previous: str, shown: bool, capping: bool) -> tuple[str, bool, bool]:

@@ -145,6 +145,90 @@ class TreeBuilder:
         slot, content = children
         return ast.Expectation(slot, content, self._span(slot, content))
 
+    def experiment_decl(self, children: list) -> ast.ExperimentDecl:
+        keyword, name, *clauses = children
+        found: dict[str, Any] = {}
+        for word, value in clauses:
+            expected = _CLAUSE_WORDS[type(value)]
+            if word.value not in expected:
+                self.problems.append(
+                    error(
+                        f"expected {' or '.join(repr(w) for w in expected)}, found '{word.value}'",
+                        self._token_span(word),
+                        code="syntax",
+                        hint="an experiment has arms (arms a 50%, b 50%), and may have a seed and a coverage",
+                    )
+                )
+            elif word.value in found:
+                self.problems.append(
+                    error(f"this experiment already has its {word.value}", self._token_span(word), code="syntax")
+                )
+            else:
+                found[word.value] = value
+        arms = found.get("arms", ())
+        if not any(isinstance(value, tuple) for _word, value in clauses):
+            self.problems.append(
+                error(
+                    f"experiment '{name.name}' has no arms",
+                    name.span,
+                    code="syntax",
+                    hint="list them with their weights: arms control 50%, treatment 50%",
+                )
+            )
+        last = clauses[-1][1]
+        end = last[-1] if isinstance(last, tuple) else last
+        return ast.ExperimentDecl(
+            name, arms, found.get("seed"), found.get("coverage"), Span(self.source, keyword.start_pos, end.span.end)
+        )
+
+    def arms_clause(self, children: list) -> tuple[Token, tuple[ast.Arm, ...]]:
+        word, *arms = children
+        return word, tuple(arms)
+
+    def seed_clause(self, children: list) -> tuple[Token, ast.String]:
+        word, token = children
+        return word, ast.String(self._string(token), self._token_span(token))
+
+    def share_clause(self, children: list) -> tuple[Token, ast.Number]:
+        word, token = children
+        return word, self.percent([token])
+
+    def arm(self, children: list) -> ast.Arm:
+        name, weight = children
+        number = self.percent([weight])
+        return ast.Arm(ast.Ident(name.value, self._token_span(name)), number, self._span(name, weight))
+
+    def holdout_decl(self, children: list) -> ast.HoldoutDecl:
+        keyword, share, word, seed = children
+        seed_node = None
+        if word is not None:
+            if word.value != "seed":
+                self.problems.append(
+                    error(
+                        f"expected 'seed' after the holdout's share, found '{word.value}'",
+                        self._token_span(word),
+                        code="syntax",
+                    )
+                )
+            seed_node = ast.String(self._string(seed), self._token_span(seed))
+        return ast.HoldoutDecl(self.percent([share]), seed_node, self._span(keyword, seed or share))
+
+    def attribute_decl(self, children: list) -> ast.AttributeDecl:
+        """``attribute SCOPE.NAME TYPE [public]``; whether the scope and type exist is the checker's question."""
+        keyword, scope, name, kind, public = children
+        if public is not None and public.value != ast.PUBLIC:
+            self.problems.append(
+                error(
+                    f"expected 'public' or the end of the declaration, found '{public.value}'",
+                    self._token_span(public),
+                    code="syntax",
+                    hint="declare an attribute like: attribute user.country text public",
+                )
+            )
+        attribute = ast.Attribute(scope.value, name.value, self._span(scope, name))
+        type_word = ast.Ident(kind.value, self._token_span(kind))
+        return ast.AttributeDecl(attribute, type_word, public is not None, self._span(keyword, public or kind))
+
     # --- expressions ---
 
     def or_expr(self, children: list) -> ast.Or:
@@ -277,6 +361,10 @@ class TreeBuilder:
                 )
             )
         return None, token.end_pos
+
+
+# The words that may introduce each kind of experiment clause, by what the clause holds.
+_CLAUSE_WORDS: dict[type, tuple[str, ...]] = {tuple: ("arms",), ast.String: ("seed",), ast.Number: ("coverage",)}
 
 
 def _number(text: str) -> int | float:

@@ -5,7 +5,9 @@ server's ``DecisionService`` (asynchronous, within a deadline). Only the
 fetch differs between them, so the flow leaves the fetch to its caller and
 does no I/O itself; it is two steps with the fetch in between:
 
-- ``begin`` runs stage 0 (``Decider.begin``) and says what the store must
+- ``begin`` draws the user's experiment arms and holdout (``Decider.assign``:
+  a pure function of the request, no I/O), runs stage 0 (``Decider.begin``)
+  on them and says what the store must
   still supply (``Pending.missing``): the store features the surviving
   candidates read, less those the request supplies, for a user. Without a
   store or a user nothing is missing, and a feature nobody supplied is what
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from tailor.compiler.decide import Decider, Outcomes
+from tailor.compiler.experiments import NO_ASSIGNMENT, Assignment
 from tailor.compiler.features import FeatureRef
 
 from .inference import ModelRunner
@@ -49,6 +52,7 @@ class Pending(NamedTuple):
     alive: int  # the candidates stage 0 left
     needed: tuple[str, ...]  # store features they read (the decision's ``fetched``)
     missing: tuple[str, ...] | list[str]  # what the store must still supply; empty when it is not asked
+    assignment: Assignment  # the experiment arms drawn from the user id, and whether the user is held out
 
     def refs(self) -> list[FeatureRef]:
         """The missing features, as the store's ``fetch`` takes them."""
@@ -67,18 +71,23 @@ def begin(
     features: Mapping[str, Any] | None,
     *,
     store: bool = True,
+    consent: bool = True,
 ) -> Pending:
-    """Stage 0, and what the store must supply: nothing without a store (``store=False``) or a user."""
+    """Stage 0, and what the store must supply: nothing without a store (``store=False``) or a user.
+
+    Without ``consent`` the rules that need it are removed in stage 0, so none of their features is missing.
+    """
     context = context if context is not None else {}
     slots = tuple(slots) if slots is not None else None  # read twice: by stage 0 and by stage 2
-    alive, needed = decider.begin(context, slots)
+    assignment = decider.assign(user_id, features) if decider.assigner is not None else NO_ASSIGNMENT
+    alive, needed = decider.begin(context, slots, assignment, consent)
     if not store or user_id is None or not needed:
         missing: tuple[str, ...] | list[str] = ()
     elif features:
         missing = [text for text in needed if text not in features]  # a supplied value is not fetched
     else:
         missing = needed
-    return Pending(decider, user_id, context, slots, features, alive, needed, missing)
+    return Pending(decider, user_id, context, slots, features, alive, needed, missing, assignment)
 
 
 def finish(
@@ -87,13 +96,15 @@ def finish(
     models: ModelRunner | None,
     deadline: float | None = None,
     degraded: bool = False,
+    consent: bool = True,
 ) -> Outcomes:
     """Stages 1 and 2 on the fetched values (None when nothing was fetched) under the supplied ones.
 
     ``models`` is None when the ruleset has none; ``deadline`` (a ``time.perf_counter()``
-    instant) bounds inference too.
+    instant) bounds inference too. ``consent`` False (the store said the user declined)
+    removes the rules that need consent before stage 1.
     """
-    decider, user_id, context, slots, features, alive, needed, _ = pending  # one unpacking: the hot path
+    decider, user_id, context, slots, features, alive, needed, _, assignment = pending  # one unpacking: the hot path
     if fetched is None:
         values = features if features is not None else {}
     elif features:
@@ -101,7 +112,7 @@ def finish(
     else:
         values = fetched
     run_model = models.for_decision(user_id, deadline) if models is not None else None
-    return decider.finish(context, alive, needed, values, slots, run_model, degraded)
+    return decider.finish(context, alive, needed, values, slots, run_model, degraded, assignment, consent)
 
 
 @dataclass(slots=True)

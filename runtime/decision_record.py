@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tailor.compiler.decide import Outcomes
+from tailor.compiler.exposure import exposed
 from tailor.compiler.features import FeatureKind
 
 if TYPE_CHECKING:
@@ -62,6 +63,35 @@ class RecordedValues:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentArm:
+    """The arm one experiment drew for the decision's user, in the experiment's current phase."""
+
+    experiment: str
+    arm: str
+    phase: str = field(metadata={"doc": "a hash of the arms, weights, coverage and seed: results never mix phases"})
+    exposed: bool = field(
+        metadata={"doc": "the decision evaluated a rule that reads the experiment (see compiler/exposure.py)"}
+    )
+    slots: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "the slots where it did: feedback on them counts for the arm in the experiment's results"},
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "arm": self.arm,
+            "phase": self.phase,
+            "exposed": self.exposed,
+            "slots": list(self.slots),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentArm:
+        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"], tuple(data.get("slots", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One decision served by ``/v1/decide`` (explain and rule tests are not served decisions)."""
 
@@ -76,6 +106,11 @@ class DecisionRecord:
     models: dict[str, float | None] = field(metadata={"doc": "each model run, with its score (null: it failed)"})
     degraded: bool
     reason: str | None = field(metadata={"doc": "why the decision was degraded: timeout, store_error or model"})
+    experiments: tuple[ExperimentArm, ...] = field(
+        default=(),
+        metadata={"doc": "the arm of each experiment the user was drawn into (not those outside it, nor pinned arms)"},
+    )
+    holdout: bool = field(default=False, metadata={"doc": "the user is in the holdout: every slot showed its default"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +125,8 @@ class DecisionRecord:
             "models": self.models,
             "degraded": self.degraded,
             "reason": self.reason,
+            "experiments": [entry.to_dict() for entry in self.experiments],
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -106,6 +143,8 @@ class DecisionRecord:
             dict(data["models"]),
             data["degraded"],
             data["reason"],
+            tuple(ExperimentArm.from_dict(entry) for entry in data.get("experiments", ())),
+            data.get("holdout", False),
         )
 
     @classmethod
@@ -142,6 +181,15 @@ class DecisionRecord:
                     features[text] = value
                 elif (name := model_names.get(text)) is not None:
                     models[name] = value
+        assignment = outcomes.assignment
+        experiments: tuple[ExperimentArm, ...] = ()
+        if assignment.hashes:
+            exposed_to = exposed(served.decider, context, outcomes)
+            planned = served.ruleset.plan.experiments
+            experiments = tuple(
+                ExperimentArm(name, arm, planned[name].phase, name in exposed_to, exposed_to.get(name, ()))
+                for name, arm in assignment.drawn()
+            )
         return cls(
             decision_id,
             at,
@@ -154,4 +202,6 @@ class DecisionRecord:
             models,
             decision.degraded,
             reason if reason is not None else ("model" if decision.degraded else None),
+            experiments,
+            assignment.holdout,
         )

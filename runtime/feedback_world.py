@@ -2,7 +2,7 @@
 
 ``tailor simulate --url`` drives a server with it: each user arrives as one
 of a few personas, whose events and profile make the retail example's rules
-fire, asks for the home and product pages, and answers every slot shown with
+fire, asks for the home, product and cart pages, and answers every slot shown with
 feedback. Each (persona, content) pair has a true click-through rate, so the
 KPIs, the rule-health report and an experiment's results can be checked
 against the truth the simulation was built on.
@@ -38,6 +38,7 @@ class Persona:
     share: float
     profile: dict[str, Any] = field(default_factory=dict)
     history: tuple[PastEvent, ...] = ()
+    context: dict[str, Any] = field(default_factory=dict)  # laid over every page's context (a cart's total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +79,21 @@ RETAIL = World(
             {"tier": "bronze"},
             (
                 *(PastEvent("view", "Electronics", hours * 3600.0) for hours in (1, 3, 5, 9)),
+                PastEvent("add_to_cart", "Electronics", 1200.0),
                 PastEvent("purchase", "Electronics", 2 * DAY, 120.0),
             ),
+            {"cart_total": 129.0},
         ),
-        Persona("lapsed", 0.15, {"tier": "silver"}, (PastEvent("purchase", "Shoes", 45 * DAY, 70.0),)),
+        Persona(
+            "lapsed",
+            0.15,
+            {"tier": "silver"},
+            (PastEvent("purchase", "Shoes", 25 * DAY, 70.0), PastEvent("cart_abandoned", None, 2 * DAY)),
+        ),
         Persona("newcomer", 0.20, {}, tuple(PastEvent("view", "Toys", days * DAY) for days in (1, 2, 4, 5))),
         Persona("visitor", 0.30),
     ),
-    pages=({"page": "home"}, {"page": "product", "category": "Electronics"}),
+    pages=({"page": "home"}, {"page": "product", "category": "Electronics"}, {"page": "cart", "cart_total": 42.0}),
     ctr={
         "hero_vip": 0.08,
         "hero_welcome_back": 0.06,
@@ -95,6 +103,10 @@ RETAIL = World(
         "sidebar_bundle": 0.002,
         "sidebar_free_shipping": 0.05,
         "sidebar_reviews": 0.04,
+        "upsell_warranty": 0.07,
+        "upsell_comeback": 0.06,
+        "upsell_shipping_gap": 0.05,
+        "upsell_bestsellers": 0.03,
     },
     ignored_rule="electronics_bundle",
 )

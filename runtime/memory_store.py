@@ -38,11 +38,13 @@ from .buckets import (
     plan_in_chunks,
     split_attributes,
 )
+from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, EventRejected, RecordResult
-from .feedback import Join, Outcome, Tally, served_impressions
+from .experiment_counts import ArmTotals
+from .feedback import FeedbackMark, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery
 from .memory_feedback import MemoryFeedback
-from .store import FeatureStore
+from .store import EXPOSURE_TTL, Exposure, FeatureStore
 
 DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
 SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
@@ -164,6 +166,11 @@ class MemoryStore(FeatureStore):
         self._listing = 1  # the pass whose list new users join: the next one (one shared int)
         self._swept = time.monotonic()  # when the last pass ended
         self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
+        # First exposures by (experiment, phase): user -> when it is forgotten, oldest first, at most
+        # ``max_users`` per phase; and how many users each arm exposed.
+        self._exposed: dict[tuple[str, str], OrderedDict[str, float]] = {}
+        self._exposure_counts: dict[tuple[str, str], dict[str, int]] = {}
+        self._model_counts: dict[tuple[str, str], dict[str, float]] = {}  # (model, version) -> field -> count
 
     @property
     def users(self) -> int:
@@ -172,12 +179,25 @@ class MemoryStore(FeatureStore):
 
     # --- the synchronous twins -------------------------------------------------------
 
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         at = time.time() if at is None else at
         values: dict[str, Any] = {}
         with self._lock:
             self.round_trips += 1
             user = self._users.get(user_id)
+            if consent is not None:  # the consent attribute first: a user who declined gets only public reads
+                stored = user.profile.get(consent.attribute) if user is not None and user.profile else None
+                if stored is not None:
+                    values[consent.text] = decode_attribute(stored)
+                if stored == DECLINED:
+                    features = consent.allowed(features)
             kept = {} if user is None else user.series
             clock = time.monotonic()
             for ref in features:
@@ -223,8 +243,25 @@ class MemoryStore(FeatureStore):
 
     # --- the FeatureStore interface ----------------------------------------------------
 
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
-        return self.fetch_now(user_id, features, at)
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
+        return self.fetch_now(user_id, features, at, consent=consent)
+
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        with self._lock:
+            self.round_trips += 1
+            found = set()
+            for user_id in set(user_ids):
+                user = self._users.get(user_id)
+                if user is not None and user.profile and user.profile.get(attribute) == DECLINED:
+                    found.add(user_id)
+            return found
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         """Apply the batch ``EVENTS_PER_STEP`` events at a time, letting the event loop run between.
@@ -244,6 +281,32 @@ class MemoryStore(FeatureStore):
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         self.set_profile_now(user_id, attributes)
+
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        now = time.time()
+        new = 0
+        with self._lock:
+            self.round_trips += 1
+            for user_id, experiment, phase, arm in exposures:
+                phase_key = (experiment, phase)
+                seen = self._exposed.get(phase_key)
+                if seen is None:
+                    seen = self._exposed[phase_key] = OrderedDict()
+                forgotten_at = seen.get(user_id)
+                if forgotten_at is not None and forgotten_at > now:
+                    continue
+                seen.pop(user_id, None)
+                seen[user_id] = now + EXPOSURE_TTL
+                if len(seen) > self.max_users:
+                    seen.popitem(last=False)  # bounded, as users are: the oldest exposure is forgotten
+                counts = self._exposure_counts.setdefault(phase_key, {})
+                counts[arm] = counts.get(arm, 0) + 1
+                new += 1
+        return new
+
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._exposure_counts.get((experiment, phase), {}))
 
     async def ping(self) -> bool:
         return True
@@ -266,6 +329,22 @@ class MemoryStore(FeatureStore):
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return self.feedback.kpi_counts(query)
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return self.feedback.arm_totals(experiment, phase)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        with self._lock:
+            for (model, version, name), amount in counts.items():
+                found = self._model_counts.setdefault((model, version), {})
+                found[name] = found.get(name, 0) + amount
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._model_counts.get((model, version), {}))
 
     # --- internals ---------------------------------------------------------------------
 

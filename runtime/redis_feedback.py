@@ -4,9 +4,16 @@ Keys (all under the store's prefix; names encoded by ``redis_keys.key_part``):
 
 - ``j:{decision}``: a decision's join record, a hash kept for the attribution
   window: ``u`` its user, ``v`` its version, ``a`` when (epoch seconds), and
-  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON);
-  feedback without an id marks it counted with ``d:{type}:{slot}``.
+  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON),
+  ``m`` the scores of the models it ran (JSON, when there were any);
+  feedback without an id marks it counted with ``d:{type}:{slot}``, and any
+  counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``{x:{experiment}:{phase}}:f:all`` and ``...:f:{YYYY-MM-DD}``: an experiment's counters per phase
+  (``experiment_counts.py``), hashes of ``{measure}:{arm}`` -> amount; ``...:f:days`` the days;
+  ``...:v`` each converted user's value in the phase (for ``value_squares``), kept as long as exposures.
+  A join record's ``x`` holds the experiments it exposed its user to, as JSON
+  ``[[experiment, arm, phase, [slot, ...]], ...]``.
 - ``kpi:versions``: the versions with counters; ``kpi:{version}:all`` the totals
   and ``kpi:{version}:{YYYY-MM-DD}`` each UTC day's (hashes of
   ``{measure}:[slot, rule, content]`` -> count), ``kpi:{version}:days`` the days.
@@ -32,12 +39,26 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from . import experiment_counts as arm_counts
 from .buckets import check_batch, kept_buckets, series_keys
 from .events import EventRejected
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally, served_impressions
+from .experiment_counts import ArmMeasures, ArmTotals
+from .feedback import (
+    DECISIONS,
+    IMPRESSION,
+    MEASURES,
+    VALUE,
+    FeedbackMark,
+    Join,
+    JoinArm,
+    Outcome,
+    Tally,
+    served_impressions,
+)
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD
+from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -49,10 +70,11 @@ TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of
 
 # KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
-# the counter fields it adds 1 to, and its impression events' series updates (``SERIES_ADD``'s arguments,
-# the key as an index); ARGV[3]: JSON, [set key index, member] to add (versions, days). A decision whose
-# join record exists is skipped whole: a call that is sent again counts nothing twice. JSON rather than
-# one argument a value: the client packs arguments one by one, in Python, which costs more than all this.
+# the counter fields it adds 1 to, its impression events' series updates (``SERIES_ADD``'s arguments,
+# the key as an index) and its experiment arms' served impressions ([total key index, day key index,
+# field]); ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment phases' days). A
+# decision whose join record exists is skipped whole: a call that is sent again counts nothing twice. JSON
+# rather than one argument a value: the client packs arguments one by one, in Python, which costs more.
 KEEP_SCRIPT = (
     SERIES_ADD
     + """
@@ -71,6 +93,10 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
     for _, u in ipairs(d[6]) do
       series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8])
     end
+    for _, a in ipairs(d[7]) do
+      redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
+      redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
+    end
     kept = kept + 1
   end
 end
@@ -82,29 +108,37 @@ return kept
 )
 KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
 
-# KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]}],
-# or null when the record is gone. One script rather than a pipeline of HGETALLs, and one JSON text
-# rather than nested replies: one command to send, and one reply that parses in one call.
+# KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]},
+# experiments (the ``x`` field's JSON, or null), models (the ``m`` field's text, or null), {mark: time
+# (text)}], or null when the record is gone. One script rather than a pipeline of HGETALLs, and one JSON
+# text rather than nested replies: one command to send, and one reply that parses in one call.
 JOINS_SCRIPT = """
 local joins = {}
 for k = 1, #KEYS do
   local flat = redis.call('HGETALL', KEYS[k])
-  local user, version, at, slots = nil, nil, nil, {}
+  local user, version, at, slots, x, m, marks = nil, nil, nil, {}, 'null', 'null', {}
   for f = 1, #flat, 2 do
     local name = flat[f]
+    local head = string.sub(name, 1, 2)
     if name == 'u' then
       user = flat[f + 1]
     elseif name == 'v' then
       version = flat[f + 1]
     elseif name == 'a' then
       at = flat[f + 1]
-    elseif string.sub(name, 1, 2) == 's:' then
+    elseif name == 'x' then
+      x = flat[f + 1]
+    elseif name == 'm' then
+      m = cjson.encode(flat[f + 1])
+    elseif head == 's:' then
       slots[#slots + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. flat[f + 1]
+    elseif head == 'f:' then
+      marks[#marks + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. cjson.encode(flat[f + 1])
     end
   end
   if user and version and at then
     joins[k] = '[' .. cjson.encode(user) .. ',' .. cjson.encode(version) .. ',' .. cjson.encode(at) .. ',{'
-      .. table.concat(slots, ',') .. '}]'
+      .. table.concat(slots, ',') .. '},' .. x .. ',' .. m .. ',{' .. table.concat(marks, ',') .. '}]'
   else
     joins[k] = 'null'
   end
@@ -112,12 +146,14 @@ end
 return '[' .. table.concat(joins, ',') .. ']'
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
-
 # KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). ARGV[2]: JSON, per item: 'i'
 # (deduplicated by its id key) or 'd' (by a field of its join record), the dedupe key's index, the
 # fingerprint or field, the total and day counter keys' indexes, the measure's field ('' for none), the
-# value's field ('' for none) and the value (as KEEP_SCRIPT, JSON: the client packs arguments slowly).
-# Replies, per item: 'a' accepted, 'd' duplicate, 'c' conflict.
+# value's field ('' for none), the value, then the experiment arms it counts for (per arm the indexes of
+# the phase's total, day, days and users' values keys and the arm; see experiment_counts.py) and, when
+# there are any, its user, measure ('' for none), '1' for a conversion ('' otherwise) and its day (as
+# KEEP_SCRIPT, JSON: the client packs arguments slowly). Replies, per item: 'a' accepted, 'd' duplicate,
+# 'c' conflict.
 COUNT_SCRIPT = """
 local replies = {}
 local ttl = ARGV[1]
@@ -145,13 +181,49 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBYFLOAT', total, value_field, value)
       redis.call('HINCRBYFLOAT', day, value_field, value)
     end
+    local user, measure, conversion, day_name = t[10], t[11], t[12], t[13]
+    for _, a in ipairs(t[9]) do
+      local arm_total, arm_day, arm_days, arm_users, arm = KEYS[a[1]], KEYS[a[2]], KEYS[a[3]], KEYS[a[4]], a[5]
+      if measure ~= '' then
+        redis.call('HINCRBY', arm_total, measure .. ':' .. arm, 1)
+        redis.call('HINCRBY', arm_day, measure .. ':' .. arm, 1)
+      end
+      if value_field ~= '' then
+        redis.call('HINCRBYFLOAT', arm_total, 'value:' .. arm, value)
+        redis.call('HINCRBYFLOAT', arm_day, 'value:' .. arm, value)
+      end
+      redis.call('SADD', arm_days, day_name)
+      if conversion == '1' then
+        local before = redis.call('HGET', arm_users, user)
+        local after = tonumber(redis.call('HINCRBYFLOAT', arm_users, user, value))
+        redis.call('PEXPIRE', arm_users, ARM_USERS_TTL)
+        local was = 0
+        if before then
+          was = tonumber(before)
+        else
+          redis.call('HINCRBY', arm_total, 'converters:' .. arm, 1)
+        end
+        redis.call('HINCRBYFLOAT', arm_total, 'value_squares:' .. arm, after * after - was * was)
+      end
+    end
   end
   replies[n] = outcome
 end
 return replies
-"""
+""".replace("ARM_USERS_TTL", str(math.ceil(EXPOSURE_TTL * 1000)))
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
+
+# KEYS: join records. ARGV: per key, a mark's field and its time. A record that is gone is not made anew.
+MARK_SCRIPT = """
+for k = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HSETNX', KEYS[k], ARGV[2 * k - 1], ARGV[2 * k])
+  end
+end
+return 0
+"""
+MARK_SHA = hashlib.sha1(MARK_SCRIPT.encode()).hexdigest()
 
 
 def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
@@ -183,6 +255,15 @@ class RedisFeedback:
     def days_key(self, version: str) -> str:
         return f"{self.prefix}kpi:{key_part(version)}:days"
 
+    def arm_counters_key(self, experiment: str, phase: str, day: str | None) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:{day or 'all'}"
+
+    def arm_days_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:days"
+
+    def arm_users_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:v"
+
     # --- writes ---
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
@@ -208,6 +289,22 @@ class RedisFeedback:
         for join in joins:
             day = join.day
             fields = ["u", join.user_id, "v", join.version, "a", repr(join.at)]
+            if join.models:
+                fields += ["m", json.dumps(join.models)]
+            if join.experiments:
+                exposed = [[x.experiment, x.arm, x.phase, list(x.slots)] for x in join.experiments]
+                fields += ["x", json.dumps(exposed, ensure_ascii=False)]
+            arms: list[list[object]] = []
+            if impressions:
+                for experiment, phase, arm in arm_counts.served_impressions(join):
+                    arms.append(
+                        [
+                            key_index(self.arm_counters_key(experiment, phase, None)),
+                            key_index(self.arm_counters_key(experiment, phase, day)),
+                            f"{MEASURES[IMPRESSION]}:{arm}",
+                        ]
+                    )
+                    sets[key_index(self.arm_days_key(experiment, phase)), day] = None
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
@@ -223,6 +320,7 @@ class RedisFeedback:
                     key_index(self.counters_key(join.version, day)),
                     counted,
                     self._impressions(join, now, constants, key_index) if impressions else [],
+                    arms,
                 ]
             )
             sets[key_index(self.versions_key()), join.version] = None
@@ -277,10 +375,35 @@ class RedisFeedback:
         found = {}
         for decision_id, join in zip(wanted, orjson.loads(reply), strict=True):
             if join is not None:
-                user, version, at, slots = join
+                user, version, at, slots, exposed, models, marks = join
                 shown = {slot: (rule, content) for slot, (rule, content) in slots.items()}
-                found[decision_id] = Join(decision_id, user, version, float(at), shown)
+                experiments = (
+                    tuple(JoinArm(experiment, arm, phase, tuple(on)) for experiment, arm, phase, on in exposed)
+                    if exposed
+                    else ()
+                )
+                feedback = []
+                for name, ts in marks.items():
+                    kind, _, slot = name.partition(":")
+                    feedback.append(FeedbackMark(slot, kind, float(ts)))
+                found[decision_id] = Join(
+                    decision_id,
+                    user,
+                    version,
+                    float(at),
+                    shown,
+                    experiments,
+                    json.loads(models) if models is not None else {},
+                    tuple(feedback),
+                )
         return found
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        for start in range(0, len(marks), TALLIES_PER_CALL):
+            chunk = marks[start : start + TALLIES_PER_CALL]
+            keys = [self.join_key(decision_id) for decision_id, _ in chunk]
+            args = [part for _, mark in chunk for part in (f"f:{mark.type}:{mark.slot}", repr(float(mark.ts)))]
+            await self.store._script(self.store._writes(), MARK_SCRIPT, MARK_SHA, keys, args)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -321,16 +444,28 @@ class RedisFeedback:
                 dedupe = ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
             else:
                 dedupe = ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
-            items.append(
+            item = [
+                *dedupe,
+                counters_index(tally.version, None),
+                counters_index(tally.version, tally.day),
+                field(tally.measure, tally) if tally.measure else "",
+                field(VALUE, tally) if tally.value else "",
+                repr(tally.value),
                 [
-                    *dedupe,
-                    counters_index(tally.version, None),
-                    counters_index(tally.version, tally.day),
-                    field(tally.measure, tally) if tally.measure else "",
-                    field(VALUE, tally) if tally.value else "",
-                    repr(tally.value),
-                ]
-            )
+                    [
+                        key_index(self.arm_counters_key(experiment, phase, None)),
+                        key_index(self.arm_counters_key(experiment, phase, tally.day)),
+                        key_index(self.arm_days_key(experiment, phase)),
+                        key_index(self.arm_users_key(experiment, phase)),
+                        arm,
+                    ]
+                    for experiment, phase, arm in tally.arms
+                ],
+            ]
+            if tally.arms:
+                conversion = "1" if arm_counts.is_conversion(tally) else ""
+                item += [tally.user_id, tally.measure or "", conversion, tally.day]
+            items.append(item)
         return list(index), [ttl, orjson.dumps(items)]
 
     # --- reads ---
@@ -367,3 +502,30 @@ class RedisFeedback:
                 slot, rule, content = json.loads(where)
                 add_counts(found, (version, slot, rule, content), measure, float(amount))
         return found
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's counters: two round trips (the totals and the days, then each day's)."""
+        client = self.store._reads()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.arm_counters_key(experiment, phase, None))
+            pipe.smembers(self.arm_days_key(experiment, phase))
+            self.store.round_trips += 1
+            total_fields, listed = await pipe.execute()
+        days = sorted(day.decode() for day in listed)
+        replies = []
+        if days:
+            async with client.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self.arm_counters_key(experiment, phase, day))
+                self.store.round_trips += 1
+                replies = await pipe.execute()
+        by_day = {day: _arm_measures(fields) for day, fields in zip(days, replies, strict=True)}
+        return ArmTotals(_arm_measures(total_fields), by_day)
+
+
+def _arm_measures(fields: dict[bytes, bytes]) -> ArmMeasures:
+    found: ArmMeasures = {}
+    for name, amount in fields.items():
+        measure, _, arm = name.decode().partition(":")
+        arm_counts.add(found, arm, measure, float(amount))
+    return found

@@ -30,13 +30,15 @@ from redis.retry import Retry as BlockingRetry
 from tailor.compiler.features import FeatureKind, FeatureRef
 
 from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
+from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
-from .feedback import Join, Outcome, Tally
+from .experiment_counts import ArmTotals
+from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD
-from .store import FeatureStore
+from .store import EXPOSURE_TTL, Exposure, FeatureStore
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
@@ -113,10 +115,29 @@ RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 # bucket, for 'p' the number of attribute names and the names. Summing here keeps the
 # request small: a 2 h window is two numbers, not 121 field names. Totals come back
 # as text ('%.17g'), since Redis would truncate a Lua number to an integer.
+# ARGV[1] is the consent attribute's name, or '' without a consent gate. With one,
+# KEYS[1] is the user's profile and ARGV[2] the number of public attributes, named
+# next: the attribute is read before anything else, and reply 1 is its value. When
+# it is 'false' the script reads the public attributes alone (reply 2) and stops,
+# so nothing personal is read; otherwise the reads follow, their replies after it.
 FETCH_SCRIPT = """
 local replies = {}
-local i = 1
-for k = 1, #KEYS do
+local i = 2
+local first = 1
+if ARGV[1] ~= '' then
+  local consent = redis.call('HGET', KEYS[1], ARGV[1])
+  local n = tonumber(ARGV[2])
+  replies[1] = consent
+  if consent == 'false' then
+    if n > 0 then
+      replies[2] = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+    end
+    return replies
+  end
+  i = 3 + n
+  first = 2
+end
+for k = first, #KEYS do
   local what = ARGV[i]
   if what == 'c' or what == 't' then
     -- A series hash holds only the buckets that saw events (it is pruned as it
@@ -150,6 +171,22 @@ end
 return replies
 """
 FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
+
+
+# KEYS[1]: the phase's counts (a hash, arm -> users); KEYS[2..]: each exposure's marker.
+# ARGV[1]: the markers' TTL (ms); ARGV[2..]: each exposure's arm. A marker that is
+# already set is an exposure already counted. All keys share the phase's hash tag.
+EXPOSE_SCRIPT = """
+local new = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', ARGV[1]) then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+    new = new + 1
+  end
+end
+return new
+"""
+EXPOSE_SHA = hashlib.sha1(EXPOSE_SCRIPT.encode()).hexdigest()
 
 
 class RedisStore(FeatureStore):
@@ -200,32 +237,63 @@ class RedisStore(FeatureStore):
     def fingerprints_key(self, user_id: str) -> str:
         return f"{self._user(user_id)}:fp"
 
+    def _phase(self, experiment: str, phase: str) -> str:
+        # One phase's keys share a hash tag, so one script call can mark and count them.
+        return f"{self.prefix}{{x:{key_part(experiment)}:{phase}}}"
+
+    def exposure_counts_key(self, experiment: str, phase: str) -> str:
+        return f"{self._phase(experiment, phase)}:n"
+
+    def exposure_key(self, experiment: str, phase: str, user_id: str) -> str:
+        return f"{self._phase(experiment, phase)}:u:{key_part(user_id)}"
+
+    def model_counts_key(self, model: str, version: str) -> str:
+        return f"{self.prefix}model:{key_part(model)}:{version}"
+
     # --- the interface -------------------------------------------------------------------
 
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """One script reads every feature; see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
-        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if not keys:
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at)
+        return self._fetch_values(reads, profile, replies, at, consent, features)
 
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """``fetch`` through a blocking client, for the synchronous engine: any thread, no event loop."""
         at = time.time() if at is None else at
-        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if not keys:
             return {}
         replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at)
+        return self._fetch_values(reads, profile, replies, at, consent, features)
 
     def _fetch_args(
-        self, user_id: str, features: Sequence[FeatureRef], at: float
+        self, user_id: str, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None
     ) -> tuple[list[str], list[str], list[FeatureRef], list[FeatureRef]]:
         """KEYS and ARGV for ``FETCH_SCRIPT``, and the features its replies answer, in order."""
         keys: list[str] = []
-        args: list[str] = []
+        args: list[str] = [""]
+        if consent is not None:
+            public = [ref.name for ref in consent.allowed(features)]
+            keys.append(self.profile_key(user_id))
+            args = [consent.attribute, str(len(public)), *public]
         reads: list[FeatureRef] = []
         for ref in features:
             if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
@@ -245,10 +313,26 @@ class RedisStore(FeatureStore):
         return keys, args, reads, profile
 
     def _fetch_values(
-        self, reads: list[FeatureRef], profile: list[FeatureRef], replies: list[Any], at: float
+        self,
+        reads: list[FeatureRef],
+        profile: list[FeatureRef],
+        replies: list[Any],
+        at: float,
+        consent: ConsentGate | None = None,
+        features: Sequence[FeatureRef] = (),
     ) -> dict[str, Any]:
         """Values by feature text from ``FETCH_SCRIPT``'s replies."""
         values: dict[str, Any] = {}
+        if consent is not None:
+            stored, replies = replies[0], replies[1:]
+            if stored is not None:
+                values[consent.text] = decode_attribute(stored)
+            if stored in (DECLINED, DECLINED.encode()):
+                public = consent.allowed(features)
+                for ref, text in zip(public, replies[0] if replies else (), strict=False):
+                    if text is not None:
+                        values[ref.text] = decode_attribute(text)
+                return values
         for ref, reply in zip(reads, replies, strict=False):
             if ref.kind is FeatureKind.COUNT:
                 values[ref.text] = int(reply)
@@ -299,6 +383,37 @@ class RedisStore(FeatureStore):
             self.round_trips += 1
             await pipe.execute()
 
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        """One script call per experiment phase in the batch (its keys share a cluster slot)."""
+        by_phase: dict[tuple[str, str], list[Exposure]] = {}
+        for exposure in exposures:
+            by_phase.setdefault((exposure.experiment, exposure.phase), []).append(exposure)
+        ttl = str(math.ceil(EXPOSURE_TTL * 1000))
+        new = 0
+        for (experiment, phase), batch in by_phase.items():
+            keys = [self.exposure_counts_key(experiment, phase)]
+            keys += [self.exposure_key(experiment, phase, exposure.user_id) for exposure in batch]
+            args = [ttl, *(exposure.arm for exposure in batch)]
+            new += int(await self._script(self._writes(), EXPOSE_SCRIPT, EXPOSE_SHA, keys, args))
+        return new
+
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        self.round_trips += 1
+        counts = await self._reads().hgetall(self.exposure_counts_key(experiment, phase))
+        return {arm.decode() if isinstance(arm, bytes) else arm: int(count) for arm, count in counts.items()}
+
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        """One pipeline of HGETs, on the readers' pool."""
+        users = sorted(set(user_ids))
+        if not users:
+            return set()
+        async with self._reads().pipeline(transaction=False) as pipe:
+            for user_id in users:
+                pipe.hget(self.profile_key(user_id), attribute)
+            self.round_trips += 1
+            stored = await pipe.execute()
+        return {user_id for user_id, text in zip(users, stored, strict=True) if text in (DECLINED, DECLINED.encode())}
+
     async def ping(self) -> bool:
         try:
             self.round_trips += 1
@@ -315,8 +430,32 @@ class RedisStore(FeatureStore):
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)
 
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return await self.feedback.arm_totals(experiment, phase)
+
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return await self.feedback.kpi_counts(query)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        await self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """One transaction of HINCRBYs (HINCRBYFLOAT for sums that are not whole)."""
+        if not counts:
+            return
+        async with self._writes().pipeline(transaction=True) as pipe:
+            for (model, version, name), amount in counts.items():
+                key = self.model_counts_key(model, version)
+                if float(amount).is_integer():
+                    pipe.hincrby(key, name, int(amount))
+                else:
+                    pipe.hincrbyfloat(key, name, amount)
+            await pipe.execute()
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        self.round_trips += 1
+        counts = await self._reads().hgetall(self.model_counts_key(model, version))
+        return {name.decode(): float(amount) for name, amount in counts.items()}
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

@@ -1,7 +1,9 @@
 """Running the rule tests of a ruleset (``*_test.rules``), for ``tailor test``.
 
 A test describes a visitor with ``given`` values and says what each slot must
-show. It is checked against the ruleset like rules are (unknown slots, contents
+show; ``given hero_test = "model"`` puts the visitor in an experiment's arm
+(tests have no user id, so nothing is drawn and no one is held out). It is
+checked against the ruleset like rules are (unknown slots, contents
 and features are errors with the same diagnostics), then decided by the real
 compiled engine, so a passing test means the served decision would be the
 same. Models never run here: a test that needs a score gives it, which keeps
@@ -80,6 +82,7 @@ class TestResult:
 class Coverage:
     rules: tuple[tuple[RuleInfo, bool], ...]  # every rule, and whether some test made it win its slot
     predicates: tuple[tuple[str, bool, bool], ...]  # (text, seen true, seen false)
+    arms: tuple[tuple[str, str, bool], ...] = ()  # (experiment, arm, whether some test gave that arm)
 
     @property
     def rules_covered(self) -> int:
@@ -88,6 +91,10 @@ class Coverage:
     @property
     def rule_percent(self) -> float:
         return 100.0 * self.rules_covered / len(self.rules) if self.rules else 100.0
+
+    @property
+    def arms_covered(self) -> int:
+        return sum(covered for _experiment, _arm, covered in self.arms)
 
     @property
     def predicates_covered(self) -> int:
@@ -205,6 +212,15 @@ class _Checker:
                     f"{text} is {_article(expected)} in the rules, but this test gives {expression_text(item.value)}",
                     item.value.span,
                     code="type",
+                )
+                continue
+            experiment = self.plan.experiments.get(ref.name) if ref.kind is FeatureKind.EXPERIMENT else None
+            if experiment is not None and value not in experiment.arms:
+                self._report(
+                    f"experiment '{ref.name}' has no arm {expression_text(item.value)}",
+                    item.value.span,
+                    code="unknown-arm",
+                    hint=did_you_mean(value, experiment.arms) or "its arms are " + ", ".join(experiment.arms),
                 )
                 continue
             if ref.kind is FeatureKind.CONTEXT:
@@ -330,9 +346,15 @@ def run(suite: Suite, pattern: str | None = None) -> Report:
             if verdict is not None:
                 seen[predicate.text()].add(verdict)
         results.append(TestResult(case, tuple(failures)))
+    given_arms = {(name, case.features.get(name)) for case in suite.cases for name in plan.experiments}
     coverage = Coverage(
         tuple((rule, rule.name in winners) for rule in ruleset.rules),
         tuple((text, True in outcomes_, False in outcomes_) for text, outcomes_ in seen.items()),
+        tuple(
+            (name, arm, (name, arm) in given_arms)
+            for name, experiment in plan.experiments.items()
+            for arm in experiment.arms
+        ),
     )
     return Report(ruleset.name, tuple(results), coverage)
 
@@ -388,6 +410,13 @@ def render_coverage(coverage: Coverage) -> list[str]:
             never = "true" if not seen_true else ""
             never += (" or " if never else "") + "false" if not seen_false else ""
             lines.append(f"  never {never}: {text}")
+    if coverage.arms:
+        lines.append(f"arm coverage: {coverage.arms_covered}/{len(coverage.arms)} experiment arms were given in a test")
+        lines.extend(
+            f"  not given: {experiment} = {json.dumps(arm)}"
+            for experiment, arm, covered in coverage.arms
+            if not covered
+        )
     return lines
 
 
@@ -422,6 +451,9 @@ def report_json(report: Report) -> dict[str, Any]:
             "predicates": [
                 {"predicate": text, "true": seen_true, "false": seen_false}
                 for text, seen_true, seen_false in coverage.predicates
+            ],
+            "arms": [
+                {"experiment": experiment, "arm": arm, "given": covered} for experiment, arm, covered in coverage.arms
             ],
         },
     }

@@ -13,21 +13,38 @@ replay or a batch job can decide on production data). Writes are
 asynchronous in the protocol; only a store that also writes synchronously,
 ``SyncWrites`` (the memory store), takes the engine's ``record`` and
 ``set_profile``. Events for Redis go through the server or ``await record``.
+
+Stores also remember first exposures to experiments (``expose``), each
+(user, experiment, phase) once, and count them per arm (``exposures``): the
+service writes them off the response path (``runtime/exposures.py``).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
+from .consent import ConsentGate
 from .events import Event, RecordResult
 
 if TYPE_CHECKING:
-    from .feedback import Join, Outcome, Tally
+    from .experiment_counts import ArmTotals
+    from .feedback import FeedbackMark, Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
+
+EXPOSURE_TTL = 180 * 86400.0  # seconds a first exposure is remembered: longer than an experiment runs
+
+
+class Exposure(NamedTuple):
+    """A user's first exposure to one phase of an experiment, in the arm they were drawn into."""
+
+    user_id: str
+    experiment: str
+    phase: str
+    arm: str
 
 
 class FeatureStore(Protocol):
@@ -37,17 +54,40 @@ class FeatureStore(Protocol):
     round_trips: int = 0
 
     @abstractmethod
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """Values by feature text, as of ``at`` (epoch seconds; now when None), in one round trip.
 
         Profile attributes: the stored value, absent when not set. Counts and totals: a
         number, 0 when nothing happened. ``since``: seconds since the last such event,
         absent when there was none. Context and model features are not the store's.
+
+        With ``consent``, the store reads the consent attribute first, in the same round
+        trip, and answers its value under ``consent.text``; when it is ``false`` it reads
+        nothing else but ``consent.allowed(features)``, the public user attributes.
         """
 
     @abstractmethod
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """``fetch``, blocking the calling thread: for the synchronous engine, never for the event loop."""
+
+    @abstractmethod
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        """Those of ``user_ids`` whose profile attribute ``attribute`` is ``false``, in one round trip:
+        their events and feedback are dropped (``--consent-attribute``)."""
 
     @abstractmethod
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
@@ -61,6 +101,18 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         """Upsert profile attributes; a None value deletes the attribute."""
+
+    @abstractmethod
+    async def expose(self, exposures: Sequence[Exposure]) -> int:
+        """Remember each (user, experiment, phase) once and count it under its arm; how many were new.
+
+        Idempotent: an exposure already remembered (within ``EXPOSURE_TTL``) is
+        neither stored nor counted again, so a retried batch counts nobody twice.
+        """
+
+    @abstractmethod
+    async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
+        """How many users were exposed to each arm of an experiment's phase (arms nobody saw are absent)."""
 
     @abstractmethod
     async def ping(self) -> bool:
@@ -85,8 +137,28 @@ class FeatureStore(Protocol):
         before) or ``CONFLICT`` (its id was counted with another fingerprint). Ids are kept ``keep`` seconds."""
 
     @abstractmethod
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's feedback counters per arm, in total and per UTC day (``experiment_counts.py``):
+        counted by ``count_feedback`` (and ``keep_decisions``' served impressions) in the same atomic step."""
+
+    @abstractmethod
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         """The KPI counters ``query`` asks for (its version and days; slots and rules are filtered by the caller)."""
+
+    @abstractmethod
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        """Note each (decision id, mark) in the decision's join record, while it is kept; a (slot, type)
+        marked before keeps its first time. ``joins`` answers them: the labels of training from the log."""
+
+    # --- live model counters (see model_monitor.py) ---
+
+    @abstractmethod
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """Add to the counters of models, shared by every server process: (model, version, field) -> amount."""
+
+    @abstractmethod
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        """Every counter of one model version, by field (empty when nothing was counted)."""
 
     async def close(self) -> None:
         """Release connections."""

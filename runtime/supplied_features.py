@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tailor.compiler.features import FeatureKind, FeatureRef, supplied_feature, value_key
+from tailor.compiler.features import FeatureKind, FeatureRef, experiment_ref, supplied_feature, value_key
 from tailor.dsl.diagnostics import Diagnostic
 
 MAX_REMEMBERED_KEYS = 4096  # keys written by hand, per version: a caller's few spellings, not a growing set
@@ -111,4 +111,7 @@ class SuppliedFeatures:
         found = supplied_feature(key)
         if isinstance(found, Diagnostic):
             return found.message + (f" ({found.hint})" if found.hint else "")
-        return self._read.get(value_key(found), ())
+        texts = self._read.get(value_key(found), ())
+        if not texts and found.kind is FeatureKind.MODEL:  # a bare name may be an experiment's: a pinned arm
+            texts = self._read.get(value_key(experiment_ref(found.name)), ())
+        return texts

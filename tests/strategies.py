@@ -37,6 +37,9 @@ TRICKY_NAMES = (
     "cap",
     "per",
     "capped",
+    "attribute",
+    "public",
+    "text",
 )
 identifiers: st.SearchStrategy[str] = st.one_of(
     st.builds(str.__add__, st.sampled_from(_NAME_START), st.text(_NAME_START + "0123456789", max_size=11)).filter(
@@ -134,6 +137,16 @@ caps: st.SearchStrategy[ast.Cap] = st.builds(ast.Cap, cap_limits, durations)
 expected_contents: st.SearchStrategy[ast.Ident] = idents | st.sampled_from(["nothing", "default"]).map(ast.Ident)
 
 
+# An arm is named by any word, reserved or not, but those that may stand before a percentage.
+arm_names: st.SearchStrategy[ast.Ident] = (
+    identifiers | st.sampled_from(sorted(RESERVED_WORDS - {"holdout", "when", "given", "in", "not", "and", "or"}))
+).map(ast.Ident)
+arms: st.SearchStrategy[ast.Arm] = st.builds(ast.Arm, arm_names, percentages)
+
+
+type_words: st.SearchStrategy[ast.Ident] = st.sampled_from(sorted(ast.ATTRIBUTE_TYPES)).map(ast.Ident)
+
+
 def declarations(max_leaves: int = 12) -> st.SearchStrategy[ast.Declaration]:
     exprs = expressions(max_leaves)
     return st.one_of(
@@ -158,6 +171,10 @@ def declarations(max_leaves: int = 12) -> st.SearchStrategy[ast.Declaration]:
             _tuples(st.builds(ast.Expectation, idents, expected_contents), 1, 3),
             st.none() | exprs,
         ),
+        st.builds(ast.ExperimentDecl, idents, _tuples(arms, 1, 4), st.none() | strings, st.none() | percentages),
+        st.builds(ast.HoldoutDecl, percentages, st.none() | strings),
+        # The type is any word: the parser takes it, and the checker says which words are types.
+        st.builds(ast.AttributeDecl, attributes, idents | type_words, st.booleans()),
     )
 
 

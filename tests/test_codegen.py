@@ -29,6 +29,7 @@ import reference
 
 import tailor
 from bench import workload
+from tailor.compiler import codegen_tables
 from tailor.compiler.codegen_names import Namer, derived_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,9 +164,10 @@ def test_no_function_carries_its_tables_as_default_arguments() -> None:
 
 def test_identical_checks_are_one_function_shared_by_their_bits() -> None:
     source = _retail_source()
-    assert source.count("def check_") == 1
+    assert source.count("def check_") == 2  # hero_by_model's p_click > 0.5; electronics_accessories' > 0.7
     compiled = tailor.load(RETAIL).compiled
-    assert compiled.checks[5] is not None and compiled.checks[5] is compiled.checks[6]
+    shared = [check for check in compiled.checks if check is not None and check.__name__.endswith("accessories")]
+    assert len(shared) == 2 and shared[0] is shared[1]  # its two conjunctions share one function
 
 
 def test_features_are_named_after_their_text() -> None:
@@ -294,3 +296,32 @@ def test_formulas_condition_values_and_arithmetic_agree_with_the_reference(seed:
         for slot, outcome in expected.items():
             assert (decision.slots[slot].content, decision.slots[slot].rule) == (outcome.content, outcome.rule)
             assert alone[slot] == (outcome.content, outcome.rule), (slot, request)
+
+
+# Rules that exclude SKUs, so that a value also flips bits that any other value keeps.
+EXCLUDING = """
+rule not_three when context.sku != "sku-3" and user.tier == "silver" then show c2 in footer priority 50
+rule not_some when context.sku not in ["sku-4", "sku-5"] and context.page == "home" then show c3 in sidebar priority 40
+"""
+
+
+def test_a_table_of_flipped_bits_decides_as_masks_and_the_reference_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SPARSE_TABLE_BITS a table names the bits each SKU flips instead of a mask per SKU."""
+    text = workload.sku_ruleset_text(300) + EXCLUDING
+    masks = tailor.loads(text, name="sku")
+    monkeypatch.setattr(codegen_tables, "SPARSE_TABLE_BITS", 0)
+    flips = tailor.loads(text, name="sku")
+    assert "CONTEXT_SKU_FLIPS" in flips.compiled.source and "CONTEXT_SKU_KEEP" in masks.compiled.source
+    assert "CONTEXT_SKU_FLIPS" not in masks.compiled.source
+    engines = [tailor.Engine(masks), tailor.Engine(flips)]
+    program = reference.load(text, name="sku")
+    rng = random.Random(3)
+    for _ in range(600):
+        sku = rng.choice([f"sku-{rng.randrange(310)}", "sku-3", "sku-4", "other", 7, None])
+        context = {"sku": sku, "page": rng.choice(["product", "home"])}
+        features = {"user.tier": rng.choice(["gold", "silver", None])}
+        expected = reference.decide(program, context, features)
+        for engine in engines:
+            decision = engine.decide(context=context, features=features)
+            served = {slot: (answer.content, answer.rule) for slot, answer in decision.slots.items()}
+            assert served == {slot: (outcome.content, outcome.rule) for slot, outcome in expected.items()}, context

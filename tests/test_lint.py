@@ -111,3 +111,29 @@ def test_compile_reports_a_missing_model_file_on_its_line(tmp_path: Path) -> Non
     result = run("compile", "l.rules", cwd=tmp_path)
     assert result.returncode == 1
     assert "l.rules:5:1: error: model p_click: model file p.onnx does not exist" in result.stdout
+
+
+# Each rule tests its own attribute, so none implies another and any two can fire together.
+TIES = """
+content a = {}
+content b = {}
+default show a in hero
+""" + "\n".join(f'rule t{i} when context.f{i} == "x" then show {"ab"[i % 2]} in hero priority 3' for i in range(8))
+
+
+def test_a_rule_tied_with_several_rules_is_one_finding_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "t.rules").write_text(TIES)
+    found = [d for d in lint_path(tmp_path / "t.rules") if d.code == "ambiguous"]
+    tail = "can {} apply to slot 'hero' with the same priority (3) but different content; only file order decides"
+    assert [d.message for d in found] == [
+        f"rules 't0' and 't1' {tail.format('both')}",
+        f"rules 't1' and 't2' {tail.format('both')}",
+        f"rule 't3' and the 2 rules above it ('t0', 't2') {tail.format('all')}",
+        f"rule 't4' and the 2 rules above it ('t1', 't3') {tail.format('all')}",
+        f"rule 't5' and the 3 rules above it ('t0', 't2', 't4') {tail.format('all')}",
+        f"rule 't6' and the 3 rules above it ('t1', 't3', 't5') {tail.format('all')}",
+        f"rule 't7' and the 4 rules above it ('t0', 't2', 't4' and 1 more) {tail.format('all')}",
+    ]
+    # Each finding's notes point at every rule it ties with, the unnamed ones too.
+    assert [r.message for r in found[-1].related] == ["'t0' is here", "'t2' is here", "'t4' is here", "'t6' is here"]
+    assert found[-1].related[-1].line == found[-2].line  # t6 is the line above t7

@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         notes.append("never_fired, never_won and mostly_capped need the decision log (--log DIR)")
     kpis = None
     if args.url is not None:
-        query = {"since": since, "until": until}
+        from tailor.runtime.feedback import utc_day
+
+        query = {"since": utc_day(since), "until": utc_day(until)}  # KPIs are counted by UTC day, both inclusive
         if not args.all_versions:
             query["version"] = ruleset.version
         url = args.url.rstrip("/") + "/v1/kpis?" + urlencode(query)

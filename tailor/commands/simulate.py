@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         "retail hero banners whose clicks depend on what the user did before. The same seed gives the same file.\n\n"
         "With --url: drive a running server with simulated users of the retail example. Each user is a persona "
         "(VIP, electronics fan, lapsed buyer, newcomer, visitor) whose profile and past events make rules fire; "
-        "it asks for the home and product pages and answers every slot with feedback: an impression, a click "
+        "it asks for the home, product and cart pages and answers every slot with feedback: an impression, a click "
         "at the true click-through rate of its (persona, content), dwell time, and sometimes a conversion. One "
         "content is ignored by everyone, so the KPIs and `tailor report` have a known answer. The summary "
         "(what was sent, per slot, rule and content, and the true rates) goes to --out, or stdout.",
@@ -49,6 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         default=[],
         metavar="RULE=FRACTION",
         help="lose that share of RULE's clicks before they reach the server, as a broken tag would; repeatable",
+    )
+    parser.add_argument(
+        "--drop-users",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT:ARM=FRACTION",
+        help="lose that share of an arm's users before they reach the server, as a page broken for one arm "
+        "would: a sample ratio mismatch to detect; repeatable",
     )
     parser.add_argument("--api-key", metavar="KEY", help="for a server with a key (default: $TAILOR_API_KEY)")
     parser.defaults_from(_simulation_defaults)
@@ -99,8 +107,16 @@ def _drive(args: argparse.Namespace) -> int:
     try:
         lifts = _fractions(args.lift, "--lift")
         drops = _fractions(args.drop_clicks, "--drop-clicks")
+        lost = _fractions(args.drop_users, "--drop-users")
         simulation = simulate_feedback(
-            args.url, world, args.users, seed=args.seed, api_key=api_key(args), lifts=lifts, drop_clicks=drops
+            args.url,
+            world,
+            args.users,
+            seed=args.seed,
+            api_key=api_key(args),
+            lifts=lifts,
+            drop_clicks=drops,
+            drop_users=lost,
         )
     except ValueError as exc:
         print(f"tailor: {exc}", file=sys.stderr)
