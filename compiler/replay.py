@@ -120,6 +120,7 @@ class Replayer:
         for conjunction in plan.conjunctions:
             self._conjunctions.setdefault(conjunction.rule.name, []).append(conjunction)
         self._inputs: dict[Predicate, tuple[FeatureRef, ...]] = {}
+        self._experiments = tuple(plan.experiments)
         self.replayed = 0
         self.mismatched = 0  # slots replayed whose logged winner did not hold on replay: never, unless a bug
         self._counts: dict[str, Counter[str]] = {rule.name: Counter() for rule in plan.rules}
@@ -132,15 +133,23 @@ class Replayer:
         models: Mapping[str, float | None],
         served: Mapping[str, str | None],
         logged: bool = True,
+        arms: Mapping[str, str] | None = None,
     ) -> list[RuleReplay]:
         """Every rule of the slots ``served`` names (slot -> the rule that won it, if any), in rank order.
 
         ``features`` are the store features the decision read by canonical
         text, ``models`` the scores of the models it ran. ``logged`` says the
         decision was made by this ruleset, so the winners are the log's.
+        ``arms`` are the experiments' arms the user was drawn into (the
+        record's ``experiments``): an experiment absent from it left the user
+        outside its coverage, so its arm is missing, not unread.
         """
         read = {**features, **{name: score for name, score in models.items() if name in self._refs}}
         recorded = set(features) | set(models)
+        if arms is not None:
+            for name in self._experiments:
+                read[name] = arms.get(name)
+                recorded.add(name)
         values = Values(context, read, self._refs, self._types)
         verdicts: dict[Predicate, Any] = {}
 
@@ -177,9 +186,10 @@ class Replayer:
         models: Mapping[str, float | None],
         served: Mapping[str, str | None],
         logged: bool = True,
+        arms: Mapping[str, str] | None = None,
     ) -> list[RuleReplay]:
         """Replay one decision and count it."""
-        results = self.replay(context, features, models, served, logged)
+        results = self.replay(context, features, models, served, logged, arms)
         self.replayed += 1
         for result in results:
             counts = self._counts[result.rule]

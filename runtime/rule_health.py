@@ -162,8 +162,11 @@ def replay_log(ruleset: Ruleset, records: Iterable[DecisionRecord], *, all_versi
         if record.degraded:
             degraded += 1
             continue
+        if record.holdout:  # held out of personalization: no rule was asked, so none is judged
+            continue
         served = {slot: answer.rule for slot, answer in record.slots.items()}
-        replayer.add(record.context, record.features, record.models, served, logged=same)
+        arms = {entry.experiment: entry.arm for entry in record.experiments}
+        replayer.add(record.context, record.features, record.models, served, logged=same, arms=arms)
     return LogReplay(replayer.tallies(), replayer.replayed, degraded, others, replayer.mismatched)
 
 

@@ -37,9 +37,9 @@ PATIENT_MS = 10_000.0  # the agreement must not depend on how busy the machine i
 STORE_KINDS = (FeatureKind.COUNT, FeatureKind.TOTAL, FeatureKind.SINCE, FeatureKind.PROFILE)
 
 EVENTS = [
-    # alice: a gold member who browses electronics
-    *(Event("alice", "view", "Electronics", ts=NOW - i * HOUR) for i in range(1, 5)),
-    Event("alice", "purchase", "Books", value=30.0, ts=NOW - 2 * DAY),
+    # erin: a gold member who browses electronics
+    *(Event("erin", "view", "Electronics", ts=NOW - i * HOUR) for i in range(1, 5)),
+    Event("erin", "purchase", "Books", value=30.0, ts=NOW - 2 * DAY),
     # bob: an electronics fan who clicked the accessories banner
     *(Event("bob", "view", "Electronics", ts=NOW - i * 10 * MINUTE) for i in range(1, 7)),
     Event("bob", "add_to_cart", "Electronics", ts=NOW - 20 * MINUTE),
@@ -50,11 +50,11 @@ EVENTS = [
     Event("carol", "cart_abandoned", ts=NOW - 3 * DAY),
     *(Event("carol", "view", ts=NOW - i * DAY) for i in range(1, 4)),
 ]
-PROFILES = {"alice": {"tier": "gold"}, "bob": {"tier": "silver"}, "carol": {"tier": "bronze"}}
+PROFILES = {"erin": {"tier": "gold"}, "bob": {"tier": "silver"}, "carol": {"tier": "bronze"}}
 
 REQUESTS: list[dict[str, Any]] = [
-    {"user_id": "alice", "context": {"page": "home", "device": "mobile"}},
-    {"user_id": "alice", "context": {"page": "product", "category": "Electronics"}, "slots": ["sidebar"]},
+    {"user_id": "erin", "context": {"page": "home", "device": "mobile"}},
+    {"user_id": "erin", "context": {"page": "product", "category": "Electronics"}, "slots": ["sidebar"]},
     {"user_id": "bob", "context": {"page": "home", "device": "desktop"}},
     {"user_id": "bob", "context": {"page": "cart", "cart_total": 120}, "slots": ["cart_upsell", "nowhere"]},
     {"user_id": "carol", "context": {"page": "home"}},
@@ -63,7 +63,7 @@ REQUESTS: list[dict[str, Any]] = [
     {"user_id": "nobody", "context": {"page": "home", "device": "mobile"}},
     {"user_id": "nobody", "context": {"page": "cart", "cart_total": 40}},
     # supplied values override stored ones
-    {"user_id": "alice", "context": {"page": "home"}, "features": {"user.tier": "bronze"}},
+    {"user_id": "erin", "context": {"page": "home"}, "features": {"user.tier": "bronze"}},
     {"user_id": "bob", "context": {"page": "home"}, "features": {'views("Electronics", 24h)': 0}},
     {"user_id": "bob", "context": {"page": "home"}, "features": {"p_click": 0.95}},
     {"user_id": "carol", "context": {"page": "home"}, "features": {'since("purchase")': 2 * DAY}},
@@ -181,9 +181,9 @@ def test_both_fetch_only_what_the_request_does_not_supply() -> None:
     stored = [text for text, ref in ruleset.plan.features.items() if ref.kind in STORE_KINDS]
     everything = dict.fromkeys(stored)
     requests = [
-        {"user_id": "alice", "context": {"page": "home"}},
-        {"user_id": "alice", "context": {"page": "home"}, "features": {"user.tier": "gold"}},
-        {"user_id": "alice", "context": {"page": "home"}, "features": everything},
+        {"user_id": "erin", "context": {"page": "home"}},
+        {"user_id": "erin", "context": {"page": "home"}, "features": {"user.tier": "gold"}},
+        {"user_id": "erin", "context": {"page": "home"}, "features": everything},
     ]
     asked = []
     for decide in (in_process, served):
@@ -202,11 +202,11 @@ def test_an_unreachable_store_degrades_both_alike(unreachable: RedisStore) -> No
     ruleset = load(RETAIL)
     stored = [text for text, ref in ruleset.plan.features.items() if ref.kind in STORE_KINDS]
     requests = [
-        {"user_id": "alice", "context": {"page": "home"}},
-        {"user_id": "alice", "context": {"page": "cart", "cart_total": 40}, "slots": ["cart_upsell"]},
-        {"user_id": "alice", "context": {"page": "home"}, "features": {"user.tier": "gold"}},
+        {"user_id": "erin", "context": {"page": "home"}},
+        {"user_id": "erin", "context": {"page": "cart", "cart_total": 40}, "slots": ["cart_upsell"]},
+        {"user_id": "erin", "context": {"page": "home"}, "features": {"user.tier": "gold"}},
         # everything supplied: the store is not asked, so the decision is whole
-        {"user_id": "alice", "context": {"page": "home"}, "features": {**dict.fromkeys(stored), "user.tier": "gold"}},
+        {"user_id": "erin", "context": {"page": "home"}, "features": {**dict.fromkeys(stored), "user.tier": "gold"}},
     ]
     engine = in_process(unreachable, requests)
     server = served(unreachable, requests)
@@ -236,11 +236,11 @@ def test_a_degraded_decision_knows_no_counter() -> None:
 def test_the_engine_writes_only_to_a_store_that_writes_synchronously(unreachable: RedisStore) -> None:
     engine = Engine(load(RETAIL), unreachable)
     with pytest.raises(TypeError, match="asynchronously"):
-        engine.record([Event("alice", "view", "Electronics", ts=NOW)], now=NOW)
+        engine.record([Event("erin", "view", "Electronics", ts=NOW)], now=NOW)
     with pytest.raises(TypeError, match="asynchronously"):
-        engine.set_profile("alice", {"tier": "gold"})
+        engine.set_profile("erin", {"tier": "gold"})
     local = Engine(load(RETAIL))
-    local.record([Event("alice", "view", "Electronics", ts=NOW - i) for i in range(3)], now=NOW)
-    local.set_profile("alice", {"tier": "gold"})
+    local.record([Event("erin", "view", "Electronics", ts=NOW - i) for i in range(3)], now=NOW)
+    local.set_profile("erin", {"tier": "gold"})
     assert isinstance(local.store, MemoryStore)
-    assert _content(local.decide("alice", {"page": "home"}, at=NOW), "hero") == "hero_vip"
+    assert _content(local.decide("erin", {"page": "home"}, at=NOW), "hero") == "hero_vip"

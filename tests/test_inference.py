@@ -30,17 +30,17 @@ def test_the_shipped_model_loads_with_its_inputs(retail: tailor.Ruleset) -> None
 
 def test_stage_one_fetches_the_model_inputs_only_when_the_model_may_run(retail: tailor.Ruleset) -> None:
     engine = tailor.Engine(retail)
-    fan = engine.decide(user_id="u1", context=CONTEXT, features=FAN)
+    fan = engine.decide(user_id="u2", context=CONTEXT, features=FAN)
     assert 'clicks("acc-42", 30d)' in fan.fetched  # read by p_click alone
-    cart = engine.decide(user_id="u1", context={"page": "cart"}, slots=["cart_upsell"], features={})
+    cart = engine.decide(user_id="u2", context={"page": "cart"}, slots=["cart_upsell"], features={})
     assert 'clicks("acc-42", 30d)' not in cart.fetched
 
 
 def test_a_decision_runs_the_model_and_explain_shows_score_and_inputs(retail: tailor.Ruleset) -> None:
     engine = tailor.Engine(retail)
-    decision = engine.decide(user_id="u1", context=CONTEXT, features=FAN)
+    decision = engine.decide(user_id="u2", context=CONTEXT, features=FAN)
     assert decision.models_run == ("p_click",)
-    explanation = engine.explain(user_id="u1", context=CONTEXT, features=FAN)
+    explanation = engine.explain(user_id="u2", context=CONTEXT, features=FAN)
     score = explanation.values["p_click"]
     assert 0.0 <= score <= 1.0
     inputs = explanation.model_inputs["p_click"]
@@ -53,16 +53,16 @@ def test_a_decision_runs_the_model_and_explain_shows_score_and_inputs(retail: ta
 
 def test_the_model_is_skipped_when_cheaper_rules_settle_the_slot(retail: tailor.Ruleset) -> None:
     engine = tailor.Engine(retail)
-    gold = engine.decide(user_id="u1", context=CONTEXT, features={**FAN, "user.tier": "gold"})
+    gold = engine.decide(user_id="u2", context=CONTEXT, features={**FAN, "user.tier": "gold"})
     assert gold.slots["hero"].rule == "vip_early_access"
     assert gold.models_run == ()
-    not_a_fan = engine.decide(user_id="u1", context=CONTEXT, features={"user.tier": "bronze"})
+    not_a_fan = engine.decide(user_id="u2", context=CONTEXT, features={"user.tier": "bronze"})
     assert not_a_fan.models_run == ()
 
 
 def test_a_supplied_score_overrides_the_model(retail: tailor.Ruleset) -> None:
     engine = tailor.Engine(retail)
-    forced = engine.decide(user_id="u1", context=CONTEXT, features={**FAN, "p_click": 0.95})
+    forced = engine.decide(user_id="u2", context=CONTEXT, features={**FAN, "p_click": 0.95})
     assert forced.slots["hero"].rule == "electronics_accessories"
 
 
@@ -71,15 +71,15 @@ def test_predictions_are_cached_per_user_and_inputs(retail: tailor.Ruleset) -> N
     engine = tailor.Engine(retail)
     engine._models = runner
     for _ in range(3):
-        engine.decide(user_id="u1", context=CONTEXT, features=FAN)
+        engine.decide(user_id="u2", context=CONTEXT, features=FAN)
     assert (runner.runs, runner.cache_hits) == (1, 2)
-    engine.decide(user_id="u2", context=CONTEXT, features=FAN)
-    engine.decide(user_id="u1", context=CONTEXT, features={**FAN, 'views("Electronics", 24h)': 6})
+    engine.decide(user_id="u3", context=CONTEXT, features=FAN)
+    engine.decide(user_id="u2", context=CONTEXT, features={**FAN, 'views("Electronics", 24h)': 6})
     assert runner.runs == 3
     uncached = ModelRunner(retail, cache_ttl=0)
     engine._models = uncached
-    engine.decide(user_id="u1", context=CONTEXT, features=FAN)
-    engine.decide(user_id="u1", context=CONTEXT, features=FAN)
+    engine.decide(user_id="u2", context=CONTEXT, features=FAN)
+    engine.decide(user_id="u2", context=CONTEXT, features=FAN)
     assert uncached.runs == 2
 
 
@@ -99,7 +99,7 @@ def test_a_failing_model_yields_unknown_and_a_degraded_decision(retail: tailor.R
         retail.files,
         models={"p_click": Broken()},
     )
-    decision = tailor.Engine(broken).decide(user_id="u1", context=CONTEXT, features=FAN)
+    decision = tailor.Engine(broken).decide(user_id="u2", context=CONTEXT, features=FAN)
     assert decision.degraded
     assert decision.slots["hero"].rule is None  # p_click unknown: the rule does not fire
     assert decision.slots["hero"].content == "hero_generic"

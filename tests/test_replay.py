@@ -16,7 +16,7 @@ from decision_logs import Request, serve
 
 import tailor
 from tailor.compiler.features import FeatureKind
-from tailor.compiler.ir import predicate_features, predicates
+from tailor.compiler.ir import All, predicate_features, predicates
 from tailor.compiler.plan import value_type
 from tailor.compiler.replay import Outcome, Replayer, Verdict
 from tailor.compiler.values import Values, condition_value
@@ -128,9 +128,12 @@ def test_replayed_retail_decisions_agree_with_the_truth() -> None:
     beaten = 0
     for (request, supplied), record in zip(made, records, strict=True):
         assert record.version == ruleset.version and not record.degraded
+        if record.holdout:
+            continue  # held out: no rule was asked, and nothing was fetched to judge one by
         served = {slot: answer.rule for slot, answer in record.slots.items()}
-        truth = Values(request.context, supplied, plan.features, types)  # a model left out is unknown here
-        for result in replayer.add(record.context, record.features, record.models, served):
+        arms = {entry.experiment: entry.arm for entry in record.experiments}
+        truth = Values(request.context, supplied, plan.features, types, arms=arms)  # a model left out is unknown
+        for result in replayer.add(record.context, record.features, record.models, served, arms=arms):
             rule = next(r for r in plan.rules if r.name == result.rule)
             seen[result.verdict] += 1
             beaten += result.outcome is Outcome.BEATEN
@@ -139,7 +142,10 @@ def test_replayed_retail_decisions_agree_with_the_truth() -> None:
                 continue
             if rule.name in reads_model and "p_click" not in supplied:
                 continue  # the truth does not know the score the model gave
-            held = condition_value(rule.condition, truth) is True
+            condition = rule.condition  # a cap is judged apart from the condition it guards
+            if rule.cap is not None and isinstance(condition, All):
+                condition = All(tuple(item for item in condition.items if item != rule.cap.atom))
+            held = condition_value(condition, truth) is True
             assert held == (result.verdict is Verdict.HELD), (rule.name, record.to_dict())
     assert replayer.mismatched == 0
     assert all(tally.capped == 0 for tally in replayer.tallies().values())  # there are no caps to stop a rule
@@ -154,7 +160,8 @@ def test_replay_of_the_same_version_finds_the_logged_winners(logged: bool) -> No
     replayer = Replayer(ruleset)
     for record in records:
         served = {slot: answer.rule for slot, answer in record.slots.items()}
-        results = replayer.replay(record.context, record.features, record.models, served, logged)
+        arms = {entry.experiment: entry.arm for entry in record.experiments}
+        results = replayer.replay(record.context, record.features, record.models, served, logged, arms)
         winners = {r.rule for r in results if r.outcome is Outcome.WON}
         logged_rules = {rule for rule in served.values() if rule not in (None, "default")}
         if logged:
