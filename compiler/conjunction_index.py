@@ -49,10 +49,16 @@ def shape(terms: tuple[Predicate, ...]) -> Shape:
     atoms: dict[str, list[Atom]] = {}
     features: set[str] = set()
     for predicate in terms:
-        for ref in predicate_features(predicate):
-            features.add(ref.text)
         if isinstance(predicate, Atom):
-            atoms.setdefault(predicate.feature.text, []).append(predicate)
+            text = predicate.feature.text
+            features.add(text)
+            on_feature = atoms.get(text)
+            if on_feature is None:
+                atoms[text] = [predicate]
+            else:
+                on_feature.append(predicate)
+        else:
+            features.update(ref.text for ref in predicate_features(predicate))
     pins: dict[str, frozenset[Any]] = {}
     for text, on_feature in atoms.items():
         for atom in on_feature:
@@ -92,11 +98,12 @@ def meet(first: Shape, second: Shape) -> bool:
         texts = first.atoms.keys() & second.atoms.keys()
     else:
         texts = first.atoms.keys() | second.atoms.keys()
+    first_pins, second_pins = first.pins, second.pins
     for text in texts:
         mine, theirs = first.atoms.get(text, ()), second.atoms.get(text, ())
-        if len(mine) == 1 == len(theirs) and text in first.pins and text in second.pins:
+        if len(mine) == 1 == len(theirs) and text in first_pins and text in second_pins:
             # One ==/in atom each: they meet where their constants do (what merging would find).
-            if first.pins[text].isdisjoint(second.pins[text]):
+            if first_pins[text].isdisjoint(second_pins[text]):
                 return False
         elif merge_conjunction((mine or theirs)[0].feature, [*mine, *theirs]) is None:
             return False
@@ -215,13 +222,21 @@ class OverlapIndex:
         pins = conjunction.pins
         found: set[int] = set()
         for pinned, group in self._groups.items():
-            shared = [text for text in pins if text in pinned]
-            if not shared:
+            # Both pin the shared features, so their constants meet on each: look up the one that tells
+            # most apart, the fewest of its constants among the most the group has (a SKU before a page).
+            text = None
+            best = 0.0
+            for shared in pins:
+                if shared in pinned:
+                    ratio = len(pins[shared]) / (len(group.by_constant[shared]) or 1)
+                    if text is None or ratio < best:
+                        text, best = shared, ratio
+            if text is None:
                 found.update(group.keys)
                 continue
-            # Both pin these features, so their constants meet on each: look up the one that tells most
-            # apart, the fewest of its constants among the most the group has (a SKU before a page).
-            text = min(shared, key=lambda t: len(pins[t]) / (len(group.by_constant[t]) or 1))
+            by_constant = group.by_constant[text]
             for constant in pins[text]:
-                found.update(group.holding(text, constant))
+                holding = by_constant.get(constant)
+                if holding:
+                    found.update(holding)
         return found

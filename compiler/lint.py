@@ -126,11 +126,14 @@ def implies(conjunction: Iterable[Predicate], predicate: Predicate) -> bool:
     return merge_conjunction(predicate.feature, [*same_feature, negated]) is None
 
 
-def _entails(conjunction: Shape, terms: tuple[Predicate, ...], predicate: Predicate) -> bool:
+def _entails(conjunction: Shape, terms: tuple[Predicate, ...], predicate: Predicate, known: dict | None = None) -> bool:
     """``implies(terms, predicate)``, read off the conjunction's shape.
 
     Only the atoms on the predicate's feature matter, and what they imply of
     an ``==``/``in`` atom the shape already knows: the constants they allow.
+    ``known`` remembers the other answers by the atoms' identity (the
+    normalizer makes equal predicates one object, so thousands of rules ask
+    the same question); it must not outlive the plan they belong to.
     """
     if not isinstance(predicate, Atom):
         return predicate in terms
@@ -143,7 +146,13 @@ def _entails(conjunction: Shape, terms: tuple[Predicate, ...], predicate: Predic
         if implied is EVERY or implied is NOTHING:
             return implied
         return implied <= (predicate.value if predicate.op == "in" else frozenset((predicate.value,)))
-    return implies(on_feature, predicate)
+    if known is None:
+        return implies(on_feature, predicate)
+    key = (id(predicate), *map(id, on_feature))
+    answer = known.get(key)
+    if answer is None:
+        answer = known[key] = implies(on_feature, predicate)
+    return answer
 
 
 def _terms(conjunction: Conjunction) -> tuple[Predicate, ...] | None:
@@ -166,40 +175,50 @@ def _shadowing_and_ambiguity(plan: DecisionPlan, checked: dict[str, CheckedRule]
         rules[-1][1].append(_terms(conjunction))
     compared = 0  # exact comparisons, against COMPARISON_LIMIT
     model_rules = _rules_using_models(plan)
+    known: dict = {}  # implications already decided, for _covers
+    notes: dict[str, list[Related]] = {}  # "'name' is here", by rule: a rule is named in many findings
     for rules in by_slot.values():
         shapes = [None if None in conjs else [shape(c) for c in conjs] for _, conjs in rules]
+        slot_rules = [checked[name] for name, _ in rules]
         implications = ImplicationIndex()
         overlaps: dict[int, OverlapIndex] = defaultdict(OverlapIndex)
         for index, (name, conjunctions) in enumerate(rules):
             shaped = shapes[index]
             if shaped is None:
                 continue  # too large to expand: neither analysed nor compared with
-            rule = checked[name]
+            rule = slot_rules[index]
             if shaped and compared < COMPARISON_LIMIT:
                 covering = None
                 for other_index in sorted(implications.candidates(shaped[0])):
                     compared += 1
-                    if _covers(shapes[other_index], rules[other_index][1], shaped, conjunctions):
+                    if _covers(shapes[other_index], rules[other_index][1], shaped, conjunctions, known):
                         covering = other_index
                         break
                 tied = overlaps.get(rule.priority)
                 ambiguous_with = []
-                for other_index in sorted(set().union(*(tied.candidates(s) for s in shaped)) if tied else ()):
-                    if covering is not None and other_index >= covering:
-                        break
-                    other = checked[rules[other_index][0]]
-                    if other.decl.content.name == rule.decl.content.name:
-                        continue
-                    compared += 1
-                    if _overlap(shapes[other_index], shaped):
-                        ambiguous_with.append(other)
+                if tied:
+                    if len(shaped) == 1:
+                        tied_candidates = tied.candidates(shaped[0])
+                    else:
+                        tied_candidates = set().union(*(tied.candidates(s) for s in shaped))
+                    content = rule.decl.content.name
+                    for other_index in sorted(tied_candidates):
+                        if covering is not None and other_index >= covering:
+                            break
+                        other = slot_rules[other_index]
+                        if other.decl.content.name == content:
+                            continue
+                        compared += 1
+                        if _overlap(shapes[other_index], shaped):
+                            ambiguous_with.append(other)
                 if ambiguous_with:
-                    found.append(_ambiguous(rule, ambiguous_with))
+                    found.append(_ambiguous(rule, ambiguous_with, notes))
                 if covering is not None:
-                    found.append(_shadowed(rule, checked[rules[covering][0]], name in model_rules))
+                    found.append(_shadowed(rule, slot_rules[covering], name in model_rules, notes))
+            tied_index = overlaps[rule.priority]
             for conjunction in shaped:
                 implications.add(index, conjunction)
-                overlaps[rule.priority].add(index, conjunction)
+                tied_index.add(index, conjunction)
     return found
 
 
@@ -215,9 +234,13 @@ def _rules_using_models(plan: DecisionPlan) -> set[str]:
 NAMED_TIES = 3
 
 
-def _ambiguous(rule: CheckedRule, others: list[CheckedRule]) -> Diagnostic:
+def _ambiguous(
+    rule: CheckedRule, others: list[CheckedRule], notes: dict[str, list[Related]] | None = None
+) -> Diagnostic:
     """One finding per rule, for every rule above it that it ties with: a generated ruleset can have
-    dozens of rules at one priority that can all fire, and a line per pair would bury what to fix."""
+    dozens of rules at one priority that can all fire, and a line per pair would bury what to fix.
+
+    ``notes`` keeps each rule's note, which many findings share (see ``_here``)."""
     if len(others) == 1:
         who, verb = f"rules '{others[0].name}' and '{rule.name}'", "both"
     else:
@@ -230,27 +253,50 @@ def _ambiguous(rule: CheckedRule, others: list[CheckedRule]) -> Diagnostic:
         _rule_span(rule),
         code="ambiguous",
         hint="give one of them a higher priority" if len(others) == 1 else "give them different priorities",
-        related=[Related(f"'{other.name}' is here", span) for other in others if (span := _rule_span(other))],
+        related=[note for other in others for note in _here(other, notes)],
     )
 
 
-def _covers(upper: list[Shape], upper_terms: list, lower: list[Shape], lower_terms: list) -> bool:
-    """Every way ``lower`` can fire is a way ``upper`` fires too."""
+def _here(rule: CheckedRule, notes: dict[str, list[Related]] | None) -> list[Related]:
+    """The note pointing at ``rule`` (none when it has no place), made once per rule with ``notes``:
+    placing a note looks its line up, and at scale a rule is named in thousands of findings."""
+    if notes is not None and (kept := notes.get(rule.name)) is not None:
+        return kept
+    span = _rule_span(rule)
+    made = [Related(f"'{rule.name}' is here", span)] if span else []
+    if notes is not None:
+        notes[rule.name] = made
+    return made
+
+
+def _covers(
+    upper: list[Shape], upper_terms: list, lower: list[Shape], lower_terms: list, known: dict | None = None
+) -> bool:
+    """Every way ``lower`` can fire is a way ``upper`` fires too (``known``: see ``_entails``)."""
     for conjunction, terms in zip(lower, lower_terms, strict=True):
-        if not any(
-            candidate.features <= conjunction.features and all(_entails(conjunction, terms, p) for p in needs)
-            for candidate, needs in zip(upper, upper_terms, strict=True)
-        ):
+        features = conjunction.features
+        for candidate, needs in zip(upper, upper_terms, strict=True):
+            if candidate.features <= features:
+                for p in needs:
+                    if not _entails(conjunction, terms, p, known):
+                        break
+                else:
+                    break  # this way of ``upper`` firing covers the conjunction
+        else:
             return False
     return True
 
 
 def _overlap(first: list[Shape], second: list[Shape]) -> bool:
     """Some way for one rule to fire can hold together with some way for the other."""
+    if len(first) == 1 == len(second):
+        return meet(first[0], second[0])
     return any(meet(a, b) for a in first for b in second)
 
 
-def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagnostic:
+def _shadowed(
+    rule: CheckedRule, other: CheckedRule, uses_model: bool, notes: dict[str, list[Related]] | None = None
+) -> Diagnostic:
     why = "a higher priority" if other.priority > rule.priority else "the same priority and comes first"
     if uses_model:
         message = (
@@ -269,7 +315,7 @@ def _shadowed(rule: CheckedRule, other: CheckedRule, uses_model: bool) -> Diagno
         _rule_span(rule),
         code=code,
         hint=f"raise its priority above {other.priority}, or narrow '{other.name}'",
-        related=[Related(f"'{other.name}' is here", _rule_span(other))] if _rule_span(other) else [],
+        related=_here(other, notes),
     )
 
 

@@ -151,9 +151,28 @@ class _FastParser:
         ]
         self._start_states: dict[str, int] = dict(table.start_states)
         self._end_states: dict[str, int] = dict(table.end_states)
+        # (state below the top, top state, token type) -> the top state after the one-child
+        # reductions that token makes there, in a row; learnt as the parses meet them.
+        self._passes: dict[tuple[int, int, str], int] = {}
+
+    def _passed(self, below: int, state: int, kind: str) -> int:
+        """The top state after the one-child reductions ``kind`` makes in a row over ``below``.
+
+        Each of them only swaps the top state, through ``below``'s goto, so the
+        chain (up to eight long, from an atom to an expression) depends on the
+        three alone. It stops at an end state, where the loop may finish.
+        """
+        actions = self._actions
+        ends = self._end_states.values()
+        action = actions[state].get(kind)
+        while action.__class__ is _Reduce and action.index is None and state not in ends:
+            state = actions[below][action.origin]
+            action = actions[state].get(kind)
+        return state
 
     def parse(self, tokens: list[Token], start: str, callbacks: _Callbacks) -> Any:
         actions: list[dict[str, Any]] = self._actions  # a shift's next state (an int), or a _Reduce
+        passes = self._passes
         end_state = self._end_states[start]
         state = self._start_states[start]
         states = [state]  # the stack; ``state`` is its top
@@ -172,8 +191,12 @@ class _FastParser:
                 if action is None:
                     raise _NoAction
                 index = action.index
-                if index is None:  # one child passed through: replace the top state, keep the value
-                    state = states[-1] = actions[states[-2]][action.origin]
+                if index is None:  # one child passed through, perhaps several times: swap the top state
+                    key = (states[-2], state, kind)
+                    top = passes.get(key)
+                    if top is None:
+                        top = passes[key] = self._passed(states[-2], state, kind)
+                    state = states[-1] = top
                 else:
                     size = action.size
                     if size:
