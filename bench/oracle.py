@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailor.bucketing import bucket_ranges, choose_arm
+from tailor.bucketing import hash as bucket_hash
 from tailor.compiler.check import Program
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.compiler.model_inputs import input_vector
@@ -56,7 +58,7 @@ from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.service import DecisionService
 
 from . import serve
-from .baselines import NaiveInterpreter, rules_by_slot
+from .baselines import NaiveInterpreter, default_content, rules_by_slot
 from .targets import Target
 from .workload import MODEL_FILE, ruleset_text
 
@@ -265,6 +267,21 @@ def known_values(ruleset: Ruleset, context: Mapping[str, Any], fetched: Mapping[
     return values
 
 
+def arms_of(ruleset: Ruleset, user_id: str) -> dict[str, str | None]:
+    """Each experiment's arm for ``user_id``, drawn with ``tailor.bucketing`` from the declarations alone."""
+    arms: dict[str, str | None] = {}
+    for name, experiment in ruleset.plan.experiments.items():
+        ranges = bucket_ranges(len(experiment.arms), experiment.coverage, experiment.weights)
+        index = choose_arm(bucket_hash(experiment.seed, user_id), ranges)
+        arms[name] = experiment.arms[index] if index >= 0 else None
+    return arms
+
+
+def held_out(ruleset: Ruleset, user_id: str) -> bool:
+    holdout = ruleset.plan.holdout
+    return holdout is not None and bucket_hash(holdout.seed, user_id) < holdout.share
+
+
 def store_refs(ruleset: Ruleset) -> list[FeatureRef]:
     return [ref for ref in ruleset.plan.features.values() if ref.kind not in (FeatureKind.CONTEXT, FeatureKind.MODEL)]
 
@@ -294,8 +311,16 @@ async def _compare(path: Path, url: str, requests: Sequence[dict[str, Any]], at:
             engine_rows.append((engine_store.round_trips - trips, len(decision.models_run), len(decision.fetched)))
             inferences += served.models.runs - runs
 
+            if held_out(ruleset, user):  # defaults only, from the request alone
+                expected = {slot: default_content(ruleset.program, slot) for slot in oracle.slots}
+                got = {slot: answer.content for slot, answer in decision.slots.items()}
+                if got != expected:
+                    raise OracleMismatch(f"{path.name}, request {index}: held out, the engine decided {got}")
+                oracle_rows.append(Need(0, 0, 0))
+                continue
             values = known_values(ruleset, context, await oracle_store.fetch(user, everything, at))
             features = {text: value for text, value in values.items() if not text.startswith("context.")}
+            features |= arms_of(ruleset, user)
             expected = oracle.winners(context, features)
             got = {slot: answer.content for slot, answer in decision.slots.items()}
             if got != expected:
