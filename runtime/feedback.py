@@ -114,6 +114,7 @@ class Tally:
     content: str
     measure: str | None  # the KPI measure it adds 1 to; None for a custom type
     value: float  # what it adds to VALUE: a conversion's value, else 0
+    user_id: str = ""  # the decision's user: a store indexes the item's id under it, for erasure
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ def judge(
                 content,
                 measure,
                 value,
+                join.user_id,
             )
         )
         judged.counted.append(index)

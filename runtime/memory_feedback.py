@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .user_data import JoinData, joined_slots
 
 Counters = dict[tuple[str, str, str], dict[str, float]]  # (slot, rule, content) -> measure -> sum
 
@@ -34,7 +35,7 @@ class MemoryFeedback:
         self.max_joins = max_joins
         self._lock = threading.Lock()
         self._joins: OrderedDict[str, _Kept] = OrderedDict()
-        self._ids: OrderedDict[str, tuple[float, str]] = OrderedDict()  # id -> (deadline, fingerprint)
+        self._ids: OrderedDict[str, tuple[float, str, str]] = OrderedDict()  # id -> (deadline, fingerprint, user)
         self._counters: dict[tuple[str, str | None], Counters] = {}  # (version, day or None for the total)
 
     def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
@@ -91,12 +92,35 @@ class MemoryFeedback:
                         add_counts(found, (version, slot, rule, content), measure, amount)
         return found
 
+    def of(self, user_id: str) -> tuple[list[JoinData], list[str]]:
+        """The user's live join records and counted feedback ids (a scan: erasure and export are rare)."""
+        with self._lock:
+            clock = time.monotonic()
+            joins = [
+                JoinData(join.decision_id, join.version, join.at, joined_slots(join.slots))
+                for kept in self._joins.values()
+                if (join := kept.join).user_id == user_id and kept.deadline > clock
+            ]
+            ids = [item for item, (deadline, _, user) in self._ids.items() if user == user_id and deadline > clock]
+        return joins, ids
+
+    def erase(self, user_id: str) -> tuple[int, int]:
+        """Drop the user's join records and feedback ids; how many of each (live or not) there were."""
+        with self._lock:
+            decisions = [decision_id for decision_id, kept in self._joins.items() if kept.join.user_id == user_id]
+            for decision_id in decisions:
+                del self._joins[decision_id]
+            ids = [item_id for item_id, (_, _, user) in self._ids.items() if user == user_id]
+            for item_id in ids:
+                del self._ids[item_id]
+        return len(decisions), len(ids)
+
     def _count_once(self, tally: Tally, deadline: float) -> Outcome:
         if tally.id is not None:
             seen = self._ids.get(tally.id)
             if seen is not None:
                 return Outcome.DUPLICATE if seen[1] == tally.fingerprint else Outcome.CONFLICT
-            self._ids[tally.id] = (deadline, tally.fingerprint)
+            self._ids[tally.id] = (deadline, tally.fingerprint, tally.user_id)
             return Outcome.ACCEPTED
         kept = self._joins.get(tally.decision_id)
         counted = kept.counted if kept is not None else set()  # gone since it was read: count it once now

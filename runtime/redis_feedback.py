@@ -7,6 +7,8 @@ Keys (all under the store's prefix; names quoted as in ``redis_store.py``):
   per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON);
   feedback without an id marks it counted with ``d:{type}:{slot}``.
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``{user}:j`` and ``{user}:f``: the decision ids of the user's join records and
+  the feedback ids counted on them, so erasure finds them (``redis_users.py``).
 - ``kpi:versions``: the versions with counters; ``kpi:{version}:all`` the totals
   and ``kpi:{version}:{YYYY-MM-DD}`` each UTC day's (hashes of
   ``{measure}:[slot, rule, content]`` -> count), ``kpi:{version}:days`` the days.
@@ -141,6 +143,9 @@ class RedisFeedback:
                             counters[self.counters_key(join.version, day), name] += 1
                     pipe.hset(key, mapping=fields)
                     pipe.pexpire(key, ttl)
+                    index = self.store.decisions_index_key(join.user_id)  # how erasure finds the user's joins
+                    pipe.sadd(index, join.decision_id)
+                    pipe.pexpire(index, ttl)
                 for (key, name), amount in counters.items():
                     pipe.hincrby(key, name, amount)
                 for version, day in days:
@@ -175,10 +180,25 @@ class RedisFeedback:
         outcomes: list[Outcome] = []
         ttl = str(math.ceil(keep * 1000))
         for start in range(0, len(tallies), TALLIES_PER_CALL):
-            keys, args = self._count_args(tallies[start : start + TALLIES_PER_CALL], ttl)
+            chunk = tallies[start : start + TALLIES_PER_CALL]
+            await self._index_ids(chunk, ttl)
+            keys, args = self._count_args(chunk, ttl)
             replies = await self.store._script(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, keys, args)
             outcomes += (OUTCOMES[reply] for reply in replies)
         return outcomes
+
+    async def _index_ids(self, tallies: Sequence[Tally], ttl: str) -> None:
+        """Put each item id under its user before it is counted, so erasure finds every id kept."""
+        indexed = [tally for tally in tallies if tally.id is not None and tally.user_id]
+        if not indexed:
+            return
+        async with self.store._writes().pipeline(transaction=False) as pipe:
+            for tally in indexed:
+                index = self.store.feedback_index_key(tally.user_id)
+                pipe.sadd(index, tally.id)
+                pipe.pexpire(index, ttl)
+            self.store.round_trips += 1
+            await pipe.execute()
 
     def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str]]:
         """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it."""
