@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from redis import exceptions
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from .decision_log import LogErasure
 from .redis_store import DEFAULT_PREFIX
 from .redis_urls import without_password
 
@@ -30,6 +32,8 @@ def stream_key(prefix: str = DEFAULT_PREFIX) -> str:
 
 class StreamSink:
     """Appends batches to the Stream at ``url``, trimmed to about ``max_len`` entries."""
+
+    kind = "stream"
 
     def __init__(self, url: str, *, max_len: int, key: str | None = None, timeout: float = TIMEOUT):
         self.url = url
@@ -56,6 +60,17 @@ class StreamSink:
                 for line in lines:
                     pipe.xadd(self.key, {FIELD: line}, maxlen=self.max_len, approximate=True)
                 await pipe.execute()
+
+    async def erase(self, user_id: str) -> LogErasure:
+        """Delete the user's entries now (a scan of the whole Stream, a page at a time)."""
+        from .decision_log_erasure import erase_from_stream
+
+        return LogErasure("stream", await erase_from_stream(self._connected(), self.key, user_id), 0)
+
+    async def records_of(self, user_id: str) -> tuple[list[Any], bool]:
+        from .decision_log_erasure import stream_records
+
+        return await stream_records(self._connected(), self.key, user_id)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -30,6 +30,7 @@ from pydantic import (
 from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
+from ..erasure import UserErasure, UserExport
 from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult
 from ..kpis import KpiReport
 from ..status import RulesetStatus
@@ -268,6 +269,8 @@ ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, expla
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
 FeedbackResponse = model_of(FeedbackResult, "FeedbackResponse")
 KpisResponse = model_of(KpiReport, "KpisResponse")
+UserErasureResponse = model_of(UserErasure, "UserErasureResponse")
+UserExportResponse = model_of(UserExport, "UserExportResponse")
 
 # --- response models of the HTTP layer's own answers ---
 
