@@ -8,18 +8,17 @@ one, and the full file is compressed beside itself in a thread: first to
 ``<name>.gz.tmp``, renamed to ``<name>.gz`` when complete, and only then is
 the plain file removed. At every moment one complete copy of each record
 exists under a name a reader knows (``decision_log_reader`` prefers the
-plain file when both are there). Erasures of users wait for a rotation:
-see ``decision_log_erasure``.
+plain file when both are there). The compression is
+``decision_log_erasure.rotated``, which also applies the erasures of users
+waiting for a rotation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import gzip
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,17 +37,6 @@ PARTIAL = ".tmp"  # a compressed copy being written: readers skip it
 
 def file_name(now: datetime, pid: int) -> str:
     return f"{PREFIX}{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{pid}{SUFFIX}"
-
-
-def compress(path: Path) -> Path:
-    """``path`` gzip-compressed beside itself, then removed; the compressed file's path."""
-    done = path.with_name(path.name + ".gz")
-    partial = done.with_name(done.name + PARTIAL)
-    with path.open("rb") as source, gzip.open(partial, "wb", compresslevel=6) as target:
-        shutil.copyfileobj(source, target, 1 << 20)
-    os.replace(partial, done)
-    path.unlink()
-    return done
 
 
 class FileSink:
