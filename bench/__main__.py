@@ -7,8 +7,8 @@ Measures, in this order: parsing, deciding in process at 100 to 50,000 rules
 against the baselines (with compile time), memory per rule count, store round
 trips and model runs against a perfect oracle, the cost of a model, serving
 over HTTP against the framework floor, decisions beside 1,000-event batches
-on both stores, and hot reload (save to serve, and the decisions answered
-while a large reload compiles). Then it writes
+on both stores, hot reload (save to serve, and the decisions answered
+while a large reload compiles), and ``tailor diff``'s replay rate. Then it writes
 ``performance.md``, ``performance.json`` (every figure, to redraw from) and
 ``img/perf-*.png`` into the output directory: the repository's docs/ for a
 full run, build/bench/ for a quick or partial one (``--quick``, ``--only``),
@@ -38,13 +38,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import decide, ingest, memory, models, oracle, parse, reload, serve
+from . import decide, ingest, memory, models, oracle, parse, reload, replay, serve
 from . import report as report_page
 from .decide import Disagreement
 from .oracle import OracleMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "reload")
+SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "reload", "replay")
 FULL_RULES = (100, 1_000, 10_000, 50_000)
 QUICK_RULES = (100, 1_000)
 RELOAD_RULES = 1_000
@@ -125,6 +125,8 @@ def measure(
             progress("decisions during a large reload")
             rules = reload.QUICK_BESIDE_RULES if quick else reload.BESIDE_RULES
             results["reload"]["beside"] = reload.beside(rules, rounds=1 if quick else reload.BESIDE_ROUNDS)
+        elif section == "replay":
+            results["replay"] = replay.run(replay.QUICK_DECISIONS if quick else replay.FULL_DECISIONS)
     return results
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import decide, floor_app, ingest, models, oracle, parse, reload, serve
+from . import decide, floor_app, ingest, models, oracle, parse, reload, replay, serve
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
 from .workload import SHAPE_LABELS
@@ -96,7 +96,9 @@ def render(results: dict[str, Any], targets: Sequence[tuple[str, Target]], image
         out += _ingest_section(results["ingest"])
     if "reload" in results:
         out += _reload_section(results["reload"])
-    out += _reproduce_section(meta, ingested="ingest" in results)
+    if "replay" in results:
+        out += _replay_section(results["replay"])
+    out += _reproduce_section(meta, ingested="ingest" in results, replayed="replay" in results)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -528,6 +530,30 @@ def _beside_reload(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _replay_section(result: dict[str, Any]) -> list[str]:
+    return [
+        "## Replaying the decision log (`python -m bench.replay`)",
+        "",
+        f"`tailor diff` on {result['decisions']:,} logged decisions of the retail example (an export file of "
+        f"{result['log_mib']:.1f} MiB): each record is read, parsed and decided again by the version that",
+        "served it and by one with a moved threshold, and the diff accumulated. The rate is per core (the CPU",
+        "time of one process); the log is streamed, never held whole, so memory does not grow with it.",
+        "",
+        *_table(
+            ["decisions", "CPU time", "decisions/s per core", "changed", "memory growth"],
+            [
+                [
+                    f"{result['decisions']:,}",
+                    f"{result['seconds']:.2f} s",
+                    f"{result['rate']:,.0f}",
+                    f"{result['changed']:,}",
+                    f"{result['rss_growth_mib']:.1f} MiB",
+                ]
+            ],
+        ),
+    ]
+
+
 def _save_to_serve(result: dict[str, Any]) -> list[str]:
     times = result["times_s"]
     return [
@@ -544,7 +570,7 @@ def _save_to_serve(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _reproduce_section(meta: dict[str, Any], *, ingested: bool) -> list[str]:
+def _reproduce_section(meta: dict[str, Any], *, ingested: bool, replayed: bool = False) -> list[str]:
     return [
         "## Reproducing",
         "",
@@ -560,7 +586,8 @@ def _reproduce_section(meta: dict[str, Any], *, ingested: bool) -> list[str]:
         "Each section's module also runs alone and prints its own figures: "
         + ", ".join(f"`python -m bench.{name}`" for name in ("decide", "memory", "parse", "oracle", "models", "serve"))
         + (", `python -m bench.ingest`" if ingested else "")
-        + ", `python -m bench.reload`.",
+        + ", `python -m bench.reload`"
+        + (", `python -m bench.replay`." if replayed else "."),
         "",
     ]
 
@@ -585,4 +612,6 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
             found += [("hardening", t) for t in reload.beside_targets(results["reload"]["beside"])]
     if "models" in results:
         found += [("models", t) for t in models.targets(results["models"])]
+    if "replay" in results:
+        found += [("runtime", t) for t in replay.targets(results["replay"])]
     return found

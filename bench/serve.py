@@ -21,8 +21,9 @@ features from Redis.
 
 A third contender measures what the decision log costs: the same ``tailor
 serve`` with the log on (``LOGGED_FLAGS``: the Redis Stream in the same
-Redis, every decision logged), against the plain server, which runs with the
-log off. Its targets compare the two servers measured back to back in the
+Redis, every decision logged, and with ``--impressions served`` every served
+slot counted and recorded as an impression), against the plain server, which
+runs with the log off. Its targets compare the two servers measured back to back in the
 same rounds.
 
 Measured, in rounds that alternate the order of the contenders:
@@ -108,9 +109,9 @@ LOG_P50_RATIO = 1.1  # p50 at most this times the server's without the log
 
 # tailor serve's flags for each server. The plain server runs with the decision log off; the logged one with
 # what serving "with the log on" means: by default with --redis, the log is the Redis Stream beside the
-# features, every decision sampled. Whatever else belongs to the "on" configuration is added here.
+# features, every decision sampled; and the closed loop's costliest setting: every served slot an impression.
 SERVER_FLAGS: tuple[str, ...] = ("--decision-log", "off")
-LOGGED_FLAGS: tuple[str, ...] = ()
+LOGGED_FLAGS: tuple[str, ...] = ("--impressions", "served")
 ORDER = ("floor", "server", "logged")  # in even rounds; reversed in odd ones, so each pair runs back to back
 LOG_OUTCOMES = ("written", "dropped", "sampled_out", "failed")
 

@@ -1,9 +1,10 @@
 """Name resolution and type checking of a whole ruleset.
 
-All files of a ruleset share one namespace. Profile and context attributes
-have no declared types: the first comparison that fixes an attribute's type
-fixes it for the whole ruleset, and a later use that disagrees is reported
-with both locations.
+All files of a ruleset share one namespace. A profile or context attribute
+may be declared (``attribute user.age number``): its type is then fixed, and
+a use that disagrees is reported with the declaration. An undeclared one is
+typed by inference: the first comparison that fixes its type fixes it for the
+whole ruleset, and a later use that disagrees is reported with both locations.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Program:
     slots: tuple[str, ...] = ()  # every slot a rule or a default targets, in first-mention order
     experiments: dict[str, ast.ExperimentDecl] = field(default_factory=dict)
     holdout: ast.HoldoutDecl | None = None
+    declared: dict[str, ast.AttributeDecl] = field(default_factory=dict)  # by attribute text
+    inferred_at: dict[str, Span | None] = field(default_factory=dict)  # undeclared attributes: the use that typed each
+
+    @property
+    def public_attributes(self) -> frozenset[str]:
+        """The ``user.*`` attributes declared ``public``: not personal data, readable without consent."""
+        return frozenset(text for text, decl in self.declared.items() if decl.public and decl.attribute.scope == "user")
 
 
 def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
@@ -109,6 +117,7 @@ class _Checker:
         self.defaults: dict[str, ast.DefaultDecl] = {}
         self.rules: list[CheckedRule] = []
         self.attributes: dict[str, tuple[Type, Span | None]] = {}
+        self.declared: dict[str, ast.AttributeDecl] = {}
         self._call_refs: dict[str, FeatureRef] = {}  # valid calls, by ``call_key``
 
     def report(self, message: str, span: Span | None, **extra) -> None:
@@ -132,6 +141,7 @@ class _Checker:
                     self._content(decl.content)
         self._segments()
         types = {text: entry[0] for text, entry in self.attributes.items()}
+        inferred = {text: entry[1] for text, entry in self.attributes.items() if text not in self.declared}
         slots = tuple({**dict.fromkeys(rule.slot for rule in self.rules), **dict.fromkeys(self.defaults)})
         return Program(
             name,
@@ -145,6 +155,8 @@ class _Checker:
             slots,
             self.experiments,
             self.holdout,
+            self.declared,
+            inferred,
         )
 
     def _ruleset_name(self) -> str:
@@ -179,6 +191,8 @@ class _Checker:
                         self._named(name, decl)
                     case ast.HoldoutDecl():
                         self._holdout(decl)
+                    case ast.AttributeDecl():
+                        self._attribute(decl)
                     case ast.DefaultDecl():
                         slot_name = decl.slot_name
                         if slot_name in self.defaults:
@@ -253,6 +267,40 @@ class _Checker:
                 decl.coverage.span,
                 code="weights",
             )
+
+    def _attribute(self, decl: ast.AttributeDecl) -> None:
+        """A declared attribute: a known scope, a known type, declared once; its type is then fixed."""
+        attribute = decl.attribute
+        if attribute.scope not in SCOPES:
+            self.report(
+                f"unknown attribute scope '{attribute.scope}'",
+                attribute.span,
+                code="unknown-name",
+                hint=did_you_mean(attribute.scope, SCOPES) or "attributes are user.NAME or context.NAME",
+            )
+            return
+        text = _attribute_text(attribute)
+        type_name = ast.ATTRIBUTE_TYPES.get(decl.type.name)
+        if type_name is None:
+            self.report(
+                f"unknown type '{decl.type.name}'",
+                decl.type.span,
+                code="unknown-name",
+                hint=did_you_mean(decl.type.name, ast.ATTRIBUTE_TYPES)
+                or "the types are number, text, boolean and duration",
+            )
+            return
+        first = self.declared.get(text)
+        if first is not None:
+            self.report(
+                f"{text} is already declared",
+                attribute.span,
+                code="duplicate",
+                related=[Related("first declared here", first.attribute.span)] if first.attribute.span else [],
+            )
+            return
+        self.declared[text] = decl
+        self.attributes[text] = (_TYPES[type_name], attribute.span)
 
     def _holdout(self, decl: ast.HoldoutDecl) -> None:
         if self.holdout is not None:
@@ -367,7 +415,11 @@ class _Checker:
             if kind == DURATION:
                 hint = f"compare it, for example {text} > 7d"
             self.report(
-                f"a condition must be true or false, but {text} is {kind.article}", _span(expr), code="type", hint=hint
+                f"a condition must be true or false, but {text} is {kind.article}",
+                _span(expr),
+                code="type",
+                hint=hint,
+                related=self._typed_at(expr),
             )
 
     def _settle(self, expr: ast.Expr, kind: Type | None) -> Type | None:
@@ -380,12 +432,13 @@ class _Checker:
             self.attributes[text] = (kind, expr.span)
             return kind
         if not known[0].matches(kind):
-            self.report(
-                f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere",
-                expr.span,
-                code="type",
-                related=[Related(f"{text} is used as {known[0].article} here", known[1])] if known[1] else [],
-            )
+            if text in self.declared:
+                message = f"{text} is declared as {known[0].article}, but used as {kind.article} here"
+                note = f"{text} is declared as {known[0].article} here"
+            else:
+                message = f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere"
+                note = f"{text} is used as {known[0].article} here"
+            self.report(message, expr.span, code="type", related=[Related(note, known[1])] if known[1] else [])
         return known[0]
 
     def _typed_at(self, *exprs: ast.Expr) -> list[Related]:
@@ -394,7 +447,12 @@ class _Checker:
         for expr in exprs:
             entry = self.attributes.get(_attribute_text(expr)) if isinstance(expr, ast.Attribute) else None
             if entry is not None and entry[1] is not None and entry[1] != expr.span:
-                related.append(Related(f"{expression_text(expr)} is {entry[0].article} because of this use", entry[1]))
+                text = expression_text(expr)
+                if text in self.declared:
+                    note = f"{text} is declared as {entry[0].article} here"
+                else:
+                    note = f"{text} is {entry[0].article} because of this use"
+                related.append(Related(note, entry[1]))
         return related
 
     def _type_of(self, expr: ast.Expr) -> Type | None:
@@ -574,6 +632,9 @@ _ARITHMETIC: dict[tuple[Type, str, Type], Type] = {
     (DURATION, "/", NUMBER): DURATION,
     (DURATION, "/", DURATION): NUMBER,
 }
+
+
+_TYPES: dict[str, Type] = {kind.name: kind for kind in (NUMBER, STRING, BOOL, DURATION)}
 
 
 def _comparison_hint(left: Type, right: Type) -> str:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from .caps import CapIndex
+from .consent import ConsentPlan
 from .experiments import NO_ASSIGNMENT, Assigner, Assignment
 from .exposure import ExposureIndex
 from .features import FeatureKind, FeatureRef
@@ -90,7 +91,7 @@ class Outcomes:
     explain): most decisions are settled by the tables alone.
     """
 
-    __slots__ = ("_factory", "_values", "alive", "assignment", "decision", "read")
+    __slots__ = ("_factory", "_values", "alive", "assignment", "consent", "decision", "read")
 
     def __init__(
         self,
@@ -100,8 +101,10 @@ class Outcomes:
         factory: Callable[[], Values],
         read: Mapping[str, Any],
         assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
     ):
         self.decision = decision
+        self.consent = consent  # False: the user declined personalization, and rules needing consent were skipped
         self.alive = alive
         self.read = read  # the store's and the request's feature values stages 1 and 2 read
         self.assignment = assignment  # the arms drawn before stage 0, and whether the user is held out
@@ -157,6 +160,16 @@ class Decider:
             for p in self._plan.predicates
         ]
 
+    @property
+    def choices(self) -> tuple[SlotDecision, ...]:
+        """Every answer a slot can get (each rule's, each default's): shared by all decisions, never copied."""
+        return self._choices
+
+    @cached_property
+    def consent(self) -> ConsentPlan:
+        """Which candidates need consent: built on the first decision for a user who declined."""
+        return ConsentPlan.of(self._plan)
+
     @cached_property
     def exposure_index(self) -> ExposureIndex:
         """What exposure needs of the plan: built on the first record of a decision that drew an arm."""
@@ -178,11 +191,17 @@ class Decider:
         return NO_ASSIGNMENT if assigner is None else assigner.assign(user_id, supplied)
 
     def begin(
-        self, context: Mapping[str, Any], slots: Iterable[str] | None = None, assignment: Assignment = NO_ASSIGNMENT
+        self,
+        context: Mapping[str, Any],
+        slots: Iterable[str] | None = None,
+        assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
     ) -> tuple[int, tuple[str, ...]]:
         """Stage 0: the surviving candidates of the requested slots, and the store features they still need.
 
         A user in the holdout has none: every slot gets its default, and nothing is fetched.
+        For a user without ``consent`` the rules that need it are removed here, so their
+        features are not needed.
         """
         if assignment.holdout:
             return 0, ()
@@ -190,6 +209,8 @@ class Decider:
             alive = self._compiled.stage0(context, assignment.arms)
         else:
             alive = self._compiled.stage0(context)
+        if not consent:
+            alive &= ~self.consent.mask
         if slots is not None:
             masks = self._slot_masks
             alive &= sum(masks.get(slot, 0) for slot in set(slots))
@@ -210,8 +231,17 @@ class Decider:
         run_model: RunModel | None = None,
         degraded: bool = False,
         assignment: Assignment = NO_ASSIGNMENT,
+        consent: bool = True,
     ) -> Outcomes:
-        """Stages 1 and 2, once the store features have been fetched."""
+        """Stages 1 and 2, once the store features have been fetched.
+
+        Without ``consent`` (learnt from the store's answer, when the request did not say) the
+        rules that need it are removed before stage 1, and only what was read counts as fetched.
+        """
+        if not consent:
+            plan = self.consent
+            alive &= ~plan.mask
+            needed = plan.without_personal(needed)
         alive = self._compiled.stage1(alive, fetched)
 
         def make_values() -> Values:
@@ -227,7 +257,7 @@ class Decider:
         else:
             models_run = ()
         decision = Decision(result, ruleset.name, ruleset.version, models_run, needed, degraded)
-        return Outcomes(decision, values, alive, make_values, fetched, assignment)
+        return Outcomes(decision, values, alive, make_values, fetched, assignment, consent)
 
 
 def _type_of(plan: Any, text: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -116,17 +117,26 @@ class Assignment(NamedTuple):
 
 
 NO_ASSIGNMENT = Assignment({})
+_UNPINNED: frozenset[str] = frozenset()
+_new_tuple = tuple.__new__
 
 
 class Assigner:
     """Draws a request's arms and holdout for one compiled plan."""
 
-    __slots__ = ("_empty", "experiments", "holdout")
+    __slots__ = ("_empty", "_experiments", "experiments", "holdout")
 
     def __init__(self, experiments: Mapping[str, ExperimentPlan], holdout: HoldoutPlan | None):
         self.experiments = tuple(experiments.values())
         self.holdout = holdout
         self._empty = Assignment(dict.fromkeys(experiments))  # no user, or held out: every arm unknown
+        # What drawing needs of each experiment, unpacked once: its name, seed state, arms, and the
+        # starts and ends of their ranges (sorted, and disjoint: the last start at or below a hash is
+        # the only range that may hold it, as ``choose_arm`` finds it).
+        self._experiments = tuple(
+            (e.name, e.state, e.arms, tuple(start for start, _ in e.ranges), tuple(end for _, end in e.ranges))
+            for e in self.experiments
+        )
 
     def assign(self, user_id: str | None, supplied: Mapping[str, Any] | None = None) -> Assignment:
         """The request's assignment: drawn from ``user_id``, with arms ``supplied`` by experiment name pinned."""
@@ -135,14 +145,16 @@ class Assigner:
         holdout_hash = None
         holdout = self.holdout
         if holdout is not None:
-            holdout_hash, held = holdout.draw(user_id)
-            if held:
+            holdout_hash = hash_after(holdout.state, user_id)
+            if holdout_hash < holdout.share:
                 return Assignment(self._empty.arms, True, {}, holdout_hash)
         arms: dict[str, str | None] = {}
         hashes: dict[str, float] = {}
-        for experiment in self.experiments:
-            hashes[experiment.name], arms[experiment.name] = experiment.draw(user_id)
-        assignment = Assignment(arms, False, hashes, holdout_hash)
+        for name, state, names, starts, ends in self._experiments:  # ExperimentPlan.draw, inlined: the hot path
+            value = hashes[name] = hash_after(state, user_id)
+            index = bisect_right(starts, value) - 1
+            arms[name] = names[index] if index >= 0 and value < ends[index] else None
+        assignment = _new_tuple(Assignment, (arms, False, hashes, holdout_hash, _UNPINNED))  # skips __new__
         return self._pinned(assignment, supplied) if supplied else assignment
 
     def _pinned(self, assignment: Assignment, supplied: Mapping[str, Any]) -> Assignment:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .caps import RuleCap
+from .consent import SKIPPED
 from .decide import Decider, Decision, Outcomes, SlotDecision
 from .experiments import ArmDraw, HoldoutDraw, arm_draws, holdout_draw
 from .features import FeatureKind
@@ -21,8 +22,9 @@ from .plan import Conjunction, PlannedRule
 from .values import Values, condition_value, predicate_value
 
 # How a candidate came out: it won its slot; its condition did not hold (false or
-# unknown); or its condition held but its cap stopped it.
-Outcome = Literal["won", "unmet", "capped"]
+# unknown); its condition held but its cap stopped it; or the user declined
+# personalization and the rule reads personal data, so it was skipped unevaluated.
+Outcome = Literal["won", "unmet", "capped", "needs_consent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,10 @@ class CandidateTrace:
     line: int = 0
     outcome: Outcome = field(
         default="unmet",
-        metadata={"doc": "won; unmet: its condition was false or unknown; capped: it held, but its cap stopped it"},
+        metadata={
+            "doc": "won; unmet: its condition was false or unknown; capped: it held, but its cap stopped it;"
+            " needs_consent: the user declined and the rule reads personal data, so it was skipped"
+        },
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,12 +210,16 @@ def explain(decider: Decider, outcomes: Outcomes) -> Explanation:
         candidates = []
         outranked = 0
         won = False
+        skipped = decider.consent.rules if not outcomes.consent else {}
         for conjunctions in by_rule.values():
             rule = conjunctions[0].rule
             if won:
                 outranked += 1
                 continue
-            if answer.rule == rule.name:
+            if rule.name in skipped:  # never evaluated: its values were not read, and are not read here
+                reads = ", ".join(skipped[rule.name][:3]) + (", …" if len(skipped[rule.name]) > 3 else "")
+                candidates.append(_trace(rule, "needs_consent", f"{SKIPPED} (reads {reads})"))
+            elif answer.rule == rule.name:
                 won = True
                 candidates.append(_trace(rule, "won", _holds_reason(conjunctions, values, outcomes.alive)))
             elif rule.cap is not None and any(_held_but_for_cap(c, rule.cap, values) for c in conjunctions):

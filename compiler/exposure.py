@@ -48,29 +48,34 @@ class ExposureIndex:
             self.last_bit[conjunction.rule.name] = conjunction.bit
 
 
-def exposed(decider: Decider, context: Mapping[str, Any], outcomes: Outcomes) -> frozenset[str]:
-    """The experiments whose drawn arm this decision exposed its user to (see the module's text)."""
+def exposed(decider: Decider, context: Mapping[str, Any], outcomes: Outcomes) -> dict[str, tuple[str, ...]]:
+    """The experiments whose drawn arm this decision exposed its user to (see the module's text), each with
+    the slots where it did: a slot's feedback counts for the arm only where the arm could have changed it."""
     assignment = outcomes.assignment
     drawn = assignment.drawn()
     if not drawn or assignment.holdout:
-        return frozenset()
+        return {}
     index = decider.exposure_index
-    looked_at = 0  # the candidates the walk reached: each requested slot's bits down to its winner
+    looked_at: dict[str, int] = {}  # per requested slot, the candidates the walk reached: down to its winner
     for slot, answer in outcomes.decision.slots.items():
         mask = index.slot_masks.get(slot, 0)
         if answer.rule is not None:
             mask &= (1 << (index.last_bit[answer.rule] + 1)) - 1
-        looked_at |= mask
-    found = set()
+        looked_at[slot] = mask
+    everywhere = 0
+    for mask in looked_at.values():
+        everywhere |= mask
+    found: dict[str, tuple[str, ...]] = {}
     experiments = decider.ruleset.plan.experiments
     for name, _arm in drawn:
-        reading = index.uses.get(name, 0) & looked_at
+        reading = index.uses.get(name, 0) & everywhere
         if not reading:
             continue
+        alive_in_some_arm = 0
         for arm in experiments[name].arms:
             arms = {**assignment.arms, name: arm}
             alive, _needed = decider.begin(context, None, assignment._replace(arms=arms))
-            if alive & reading:
-                found.add(name)
-                break
-    return frozenset(found)
+            alive_in_some_arm |= alive & reading
+        if alive_in_some_arm:
+            found[name] = tuple(slot for slot, mask in looked_at.items() if mask & alive_in_some_arm)
+    return found

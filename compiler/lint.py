@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, Related, warning
+from tailor.dsl.diagnostics import Diagnostic, Related, note, warning
 from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
@@ -21,6 +21,7 @@ from .check import CheckedRule, Program, walk
 from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
 from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
+from .lint_consent import lint_consent
 from .lint_experiments import lint_experiments
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
@@ -53,6 +54,33 @@ def lint(plan: DecisionPlan, retention: float = DEFAULT_RETENTION) -> list[Diagn
         found += _windows_beyond_retention(program, calls, retention)
         found += _caps(program, retention)
         found += lint_experiments(plan)
+        found += _undeclared_attributes(program)
+        found += lint_consent(plan)
+    return found
+
+
+# The word that declares each type, by the type's name.
+_TYPE_WORDS = {name: word for word, name in ast.ATTRIBUTE_TYPES.items()}
+
+
+def _undeclared_attributes(program: Program) -> list[Diagnostic]:
+    """A note per attribute whose type was only inferred, with the declaration that would fix it."""
+    found = []
+    for text, span in program.inferred_at.items():
+        kind = program.attribute_types[text]
+        word = _TYPE_WORDS.get(kind.name)
+        if word is None:
+            continue  # a list: no declaration says it
+        public = "" if text.startswith("context.") else " (and public, if it is not personal data)"
+        found.append(
+            note(
+                f"{text} is {'' if word == 'text' else 'a '}{word} only because of how it is used here:"
+                " declare it to fix its type",
+                span,
+                code="undeclared-attribute",
+                hint=f"add: attribute {text} {word}{public}",
+            )
+        )
     return found
 
 

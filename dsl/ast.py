@@ -333,6 +333,25 @@ class HoldoutDecl:
     span: Span | None = _span()
 
 
+# The types an attribute can be declared with, as written, and the name of each in messages.
+ATTRIBUTE_TYPES: dict[str, str] = {"number": "number", "text": "string", "boolean": "bool", "duration": "duration"}
+PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeDecl:
+    """``attribute user.age number``, optionally ``public``: a profile or context attribute's type.
+
+    ``type`` is the word as written (the checker knows the words, see ``ATTRIBUTE_TYPES``);
+    ``public`` marks an attribute that is not personal data, so rules may read it without consent.
+    """
+
+    attribute: Attribute
+    type: Ident
+    public: bool = False
+    span: Span | None = _span()
+
+
 Declaration = (
     RulesetDecl
     | ContentDecl
@@ -343,6 +362,7 @@ Declaration = (
     | TestDecl
     | ExperimentDecl
     | HoldoutDecl
+    | AttributeDecl
 )
 
 

@@ -19,6 +19,7 @@ from .source import Span
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"  # information, not a problem: lint's suggestions and summaries
 
     def __str__(self) -> str:
         return self.value
@@ -137,6 +138,17 @@ def warning(
     return Diagnostic(Severity.WARNING, message, span, code, hint, tuple(related), file_name)
 
 
+def note(
+    message: str, span: Span | None, *, code: str = "", hint: str = "", related=(), file_name: str = ""
+) -> Diagnostic:
+    return Diagnostic(Severity.NOTE, message, span, code, hint, tuple(related), file_name)
+
+
+def is_problem(diagnostic: Diagnostic) -> bool:
+    """An error or a warning: a note is information, and fails nothing."""
+    return diagnostic.severity is not Severity.NOTE
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A "did you mean …?" hint, or "" when nothing is close."""
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
@@ -163,7 +175,14 @@ def sorted_unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return result
 
 
-_COLORS = {"error": "\033[1;31m", "warning": "\033[1;33m", "bold": "\033[1m", "blue": "\033[1;34m", "reset": "\033[0m"}
+_COLORS = {
+    "error": "\033[1;31m",
+    "warning": "\033[1;33m",
+    "note": "\033[1;36m",
+    "bold": "\033[1m",
+    "blue": "\033[1;34m",
+    "reset": "\033[0m",
+}
 
 
 def render(diag: Diagnostic, *, color: bool = False) -> str:
@@ -208,7 +227,7 @@ def render_all(diagnostics: Iterable[Diagnostic], *, color: bool = False) -> str
 
 def render_github(diag: Diagnostic) -> str:
     """A GitHub Actions workflow command, so CI shows the problem on the line."""
-    kind = "error" if diag.severity is Severity.ERROR else "warning"
+    kind = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(diag.severity, "notice")
     message = github_escape(diag.message + (f" ({diag.hint})" if diag.hint else ""))
     if diag.span is None:
         return f"::{kind} file={diag.file}::{message}"

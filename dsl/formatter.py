@@ -165,6 +165,8 @@ def _declaration_lines(decl: ast.Declaration) -> list[_Line]:
             return [
                 _Line(f"holdout {expression_text(share)}" + (f" seed {string_text(seed.value)}" if seed else ""), start)
             ]
+        case ast.AttributeDecl(attribute, kind, public):
+            return [_Line(f"attribute {expression_text(attribute)} {kind}" + (" public" if public else ""), start)]
     raise TypeError(f"not a declaration: {decl!r}")
 
 

@@ -129,26 +129,29 @@ def display_name(path: Path) -> str:
 EMPTY_FILE = "the file is empty; delete a file to remove its rules"
 
 
-def read_file(path: Path, cache: ParseCache | None = None) -> ParsedFile:
+def read_file(path: Path, cache: ParseCache | None = None, *, named: Path | None = None) -> ParsedFile:
     """Read and parse one file; a file that cannot be read, is not UTF-8 or is empty is an error.
 
     An empty file is usually one caught mid-save (truncated, not yet
     written): compiled as "no rules", it would take its slots off the air.
+    ``named``: where the file stands in messages and versions when ``path`` is
+    a copy of it (a git revision's file, read into a temporary directory).
     """
     cache = cache or _DEFAULT_CACHE
-    name = display_name(path)
+    shown = named if named is not None else path
+    name = display_name(shown)
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         problem = error(f"this file is not UTF-8 text ({exc.reason} at byte {exc.start})", None, file_name=name)
-        return ParsedFile(path, ast.Module((), name), (problem,), "")
+        return ParsedFile(shown, ast.Module((), name), (problem,), "")
     except OSError as exc:
         problem = error(f"cannot read this file: {exc.strerror}", None, file_name=name)
-        return ParsedFile(path, ast.Module((), name), (problem,), "")
+        return ParsedFile(shown, ast.Module((), name), (problem,), "")
     if not text.strip():
-        return ParsedFile(path, ast.Module((), name), (error(EMPTY_FILE, None, file_name=name),), "")
+        return ParsedFile(shown, ast.Module((), name), (error(EMPTY_FILE, None, file_name=name),), "")
     module, problems, digest = cache.parse(name, text)
-    return ParsedFile(path, module, problems, digest)
+    return ParsedFile(shown, module, problems, digest)
 
 
 def read_ruleset(root: Path, cache: ParseCache | None = None) -> list[ParsedFile]:

@@ -12,10 +12,10 @@ from lark import UnexpectedToken
 
 from .diagnostics import Diagnostic, did_you_mean, error
 from .source import Source, Span
-from .tokenizer import CONTEXTUAL_KEYWORDS, DECLARATION_STARTS, KEYWORDS, Token
+from .tokenizer import ATTRIBUTE_WORD, CONTEXTUAL_KEYWORDS, DECLARATION_STARTS, KEYWORDS, Token
 
 # Tokens after which a declaration keyword is a misused name, not a new declaration.
-NAME_EXPECTED_AFTER = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "_SHOW", "_IN"})
+NAME_EXPECTED_AFTER = frozenset({"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "_SHOW", "_IN", "ATTRIBUTE"})
 
 _EXPRESSION_STARTS = frozenset(
     {"NAME", "STRING", "NUMBER", "PERCENT", "DURATION", "TRUE", "FALSE", "LSQB", "_LPAR", "MINUS", "NOT"}
@@ -45,6 +45,7 @@ _WORDS = {
     "$END": "the end of the file",
 }
 _WORDS.update({token_type: f"'{word}'" for word, token_type in [*KEYWORDS.items(), *CONTEXTUAL_KEYWORDS.items()]})
+_WORDS["ATTRIBUTE"] = "'attribute'"
 
 _ALL_KEYWORDS = {**KEYWORDS, **CONTEXTUAL_KEYWORDS}
 _KEYWORD_TYPES = frozenset(_ALL_KEYWORDS.values())
@@ -58,7 +59,7 @@ def _describe_expected(expected: set[str]) -> str:
         phrases.append("a condition or a value")
     if len(expected & DECLARATION_STARTS) >= 5:
         expected -= DECLARATION_STARTS
-        phrases.append("a declaration (rule, when, segment, content, model, default, experiment, holdout)")
+        phrases.append("a declaration (rule, when, segment, content, model, default, experiment, holdout, attribute)")
     operators = expected & _OPERATORS
     if len(operators) >= 3:
         expected -= _OPERATORS
@@ -137,6 +138,8 @@ def syntax_error(source: Source, exc: UnexpectedToken, chunk: list[Token], follo
         )
     if token.type == "_EQUAL" and "_EQUAL" not in expected:
         hint = "use == to compare two values"
+    elif token.type == "NAME" and token.value == ATTRIBUTE_WORD:
+        hint = "declare an attribute with its scope and type, like: attribute user.age number"
     elif token.type == "NAME":
         keywords = [word for word, token_type in _ALL_KEYWORDS.items() if token_type in expected]
         hint = did_you_mean(token.value, keywords)

@@ -46,6 +46,11 @@ KEYWORDS: dict[str, str] = {
 # after what it shows, and `per` right after `cap N`.
 CONTEXTUAL_KEYWORDS: dict[str, str] = {"cap": "CAP", "per": "_PER"}
 
+# `attribute` starts a declaration only when an attribute follows it (``attribute user.age
+# number``): a word followed by a name and a dot, which no other declaration can contain. It is
+# a name everywhere else, so rulesets that already call a content or a segment `attribute` parse.
+ATTRIBUTE_WORD = "attribute"
+
 PUNCTUATION: dict[str, str] = {
     "==": "COMP",
     "!=": "COMP",
@@ -72,7 +77,7 @@ PUNCTUATION: dict[str, str] = {
 # Token types that begin a declaration: the parser resynchronizes on them
 # after a syntax error so that one mistake does not hide the next.
 DECLARATION_STARTS = frozenset(
-    {"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST", "EXPERIMENT", "HOLDOUT"}
+    {"RULESET", "CONTENT", "MODEL", "SEGMENT", "RULE", "WHEN", "DEFAULT", "TEST", "EXPERIMENT", "HOLDOUT", "ATTRIBUTE"}
 )
 
 # A word followed by a percentage is an experiment's arm (``arms rules 50%, model 50%``),
@@ -170,6 +175,9 @@ def tokenize(source: Source) -> Tokens:
                 kind, shown, capping = _contextual(kind, value, previous, shown, capping)
         elif kind == "PUNCT":
             kind = punctuation[value]
+            if kind == "_DOT" and len(tokens) >= 2 and _declares_attribute(tokens[-2], tokens[-1]):
+                tokens[-2].type = "ATTRIBUTE"
+                in_expect = shown = capping = False
         elif kind == "COMMENT":
             comments.append(Token(kind, value, start, end))
             continue
@@ -184,6 +192,11 @@ def tokenize(source: Source) -> Tokens:
         previous = kind
         append(Token(kind, value, start, end))
     return Tokens(tokens, comments, problems)
+
+
+def _declares_attribute(word: Token, scope: Token) -> bool:
+    """Whether ``word scope .`` starts an attribute declaration: ``attribute user.``."""
+    return word.type == "NAME" and word.value == ATTRIBUTE_WORD and scope.type == "NAME"
 
 
 def _contextual(kind: str, value: str, previous: str, shown: bool, capping: bool) -> tuple[str, bool, bool]:

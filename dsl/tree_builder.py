@@ -213,6 +213,22 @@ class TreeBuilder:
             seed_node = ast.String(self._string(seed), self._token_span(seed))
         return ast.HoldoutDecl(self.percent([share]), seed_node, self._span(keyword, seed or share))
 
+    def attribute_decl(self, children: list) -> ast.AttributeDecl:
+        """``attribute SCOPE.NAME TYPE [public]``; whether the scope and type exist is the checker's question."""
+        keyword, scope, name, kind, public = children
+        if public is not None and public.value != ast.PUBLIC:
+            self.problems.append(
+                error(
+                    f"expected 'public' or the end of the declaration, found '{public.value}'",
+                    self._token_span(public),
+                    code="syntax",
+                    hint="declare an attribute like: attribute user.country text public",
+                )
+            )
+        attribute = ast.Attribute(scope.value, name.value, self._span(scope, name))
+        type_word = ast.Ident(kind.value, self._token_span(kind))
+        return ast.AttributeDecl(attribute, type_word, public is not None, self._span(keyword, public or kind))
+
     # --- expressions ---
 
     def or_expr(self, children: list) -> ast.Or:

@@ -20,24 +20,29 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from .consent import made_without_consent
 from .decision_record import DecisionRecord
 from .events import FUTURE_TOLERANCE, Event, EventRejected
 from .feedback import (
     DEFAULT_ATTRIBUTION,
     FeedbackItem,
+    FeedbackMark,
     FeedbackResult,
     Impressions,
     Join,
     Outcome,
     Tally,
     judge,
-    served_impressions,
 )
 from .kpis import KpiQuery, KpiReport
 from .metrics import Metrics
 from .service import WRITE_TIMEOUT, StoreUnavailable
 from .store import FeatureStore
+
+if TYPE_CHECKING:
+    from .model_monitor import ModelMonitor
 
 log = logging.getLogger("tailor.runtime")
 
@@ -55,8 +60,12 @@ class Attribution:
         *,
         attribution: float = DEFAULT_ATTRIBUTION,
         impressions: Impressions = Impressions.FEEDBACK,
+        consent_attribute: str | None = None,
+        monitor: ModelMonitor | None = None,
     ):
         self.store = store
+        self.consent_attribute = consent_attribute  # with it, feedback for users whose attribute is false is dropped
+        self.monitor = monitor  # told of the feedback counted on decisions models scored
         self.metrics = metrics
         self.attribution = attribution
         self.impressions = impressions
@@ -105,13 +114,12 @@ class Attribution:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await self.store.keep_decisions(joins, self.attribution, impressions=served)
-                if served:
-                    events = [event for join in joins for event in served_impressions(join)]
-                    await self.store.record(events)
         except Exception as exc:  # a lost join record makes its feedback unknown: counted, never fatal
             outcome = "failed"
             log.warning("could not keep %d served decisions for feedback: %s: %s", len(joins), type(exc).__name__, exc)
         self.metrics.served_records[outcome].inc(len(joins))
+        if served and outcome == "kept" and self.monitor is not None:
+            self.monitor.served_impressions(joins)
         if served and outcome == "kept":
             tally = self.metrics.feedback_counted
             for join in joins:
@@ -134,10 +142,23 @@ class Attribution:
                     f"more than the {FUTURE_TOLERANCE:.0f} s tolerated; nothing of the batch was counted"
                 )
         await self.flush()
+        # Without consent, dropped unread: the item says so, or its decision was made without it.
+        dropped = {
+            index for index, item in enumerate(items) if item.consent is False or made_without_consent(item.decision_id)
+        }
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
-                joins = await self.store.joins([item.decision_id for item in items])
-                judged = judge(items, joins, attribution=self.attribution, impressions=self.impressions, now=now)
+                asked = [item.decision_id for index, item in enumerate(items) if index not in dropped]
+                joins = await self.store.joins(asked) if asked else {}
+                if self.consent_attribute is not None and joins:
+                    refused = await self.store.declined([j.user_id for j in joins.values()], self.consent_attribute)
+                    dropped |= {
+                        index
+                        for index, item in enumerate(items)
+                        if (join := joins.get(item.decision_id)) is not None and join.user_id in refused
+                    }
+                kept = [item for index, item in enumerate(items) if index not in dropped]
+                judged = judge(kept, joins, attribution=self.attribution, impressions=self.impressions, now=now)
                 counted = await self.store.count_feedback(judged.tallies, self.attribution)
                 events: list[Event] = []
                 for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True):
@@ -146,14 +167,26 @@ class Attribution:
                         events.append(event)
                 if events:
                     await self.store.record(events, now)
+                marks = [
+                    (items[index].decision_id, FeedbackMark(items[index].slot, items[index].type, event.ts))
+                    for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True)
+                    if outcome is not Outcome.CONFLICT
+                ]
+                if marks:  # the labels of training from the log: kept in the join records
+                    await self.store.mark_feedback(marks)
         except Exception as exc:
             raise StoreUnavailable(
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "
                 "items counted already answer as duplicates"
             ) from exc
-        outcomes = [outcome for outcome in judged.outcomes if outcome is not None]
-        assert len(outcomes) == len(items), "the store judged every tally"
+        judged_outcomes = iter([outcome for outcome in judged.outcomes if outcome is not None])
+        outcomes = [Outcome.NO_CONSENT if index in dropped else next(judged_outcomes) for index in range(len(items))]
+        assert next(judged_outcomes, None) is None, "the store judged every tally"
+        if dropped:
+            self.metrics.no_consent["feedback"].inc(len(dropped))
         self._count(outcomes, judged.tallies, counted)
+        if self.monitor is not None:
+            self.monitor.outcomes(joins, judged.tallies, counted)
         return FeedbackResult.of(outcomes)
 
     def _count(self, outcomes: Sequence[Outcome], tallies: Sequence[Tally], counted: Sequence[Outcome]) -> None:
@@ -164,6 +197,15 @@ class Attribution:
         for counted_tally, outcome in zip(tallies, counted, strict=True):
             if outcome is Outcome.ACCEPTED and counted_tally.measure is not None:
                 tally[counted_tally.slot, counted_tally.rule, counted_tally.measure] += 1
+
+    async def joined(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        """The join records still kept, with the feedback counted on them (``tailor train --from-log``)."""
+        await self.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                return await self.store.joins(decision_ids)
+        except Exception as exc:
+            raise StoreUnavailable(f"the join records could not be read ({type(exc).__name__})") from exc
 
     # --- KPIs ---
 

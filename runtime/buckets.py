@@ -164,27 +164,37 @@ def check_batch(events: Sequence[Event], now: float) -> list[float]:
 
 def plan_events(events: Sequence[Event], times: Sequence[float], now: float, scheme: Scheme) -> list[Planned]:
     """What each checked event (at its time from ``check_batch``) writes."""
-    horizon = now - scheme.retention
     planned: list[Planned] = []
     for event, ts in zip(events, times, strict=True):
-        if ts < horizon:
+        kept = kept_buckets(ts, now, scheme)
+        if kept is None:
             planned.append(Planned(event, ts, True, ()))
             continue
         value = 1.0 if event.value is None else float(event.value)
-        keys = (event.key, ANY_KEY) if event.key and event.key != ANY_KEY else (ANY_KEY,)
-        # Each kept bucket once, its number and TTL shared by the event's keys (a store keeps them).
-        kept = [
-            (resolution, bucket, resolution.ttl(bucket, now))
-            for resolution in scheme.resolutions
-            if (bucket := resolution.bucket(ts)) >= resolution.oldest(now)
-        ]
         writes = tuple(
             Write(event.user_id, event.type, key, resolution, bucket, value, ts, ttl)
-            for key in keys
+            for key in series_keys(event.key)
             for resolution, bucket, ttl in kept
         )
         planned.append(Planned(event, ts, False, writes, None if event.id is None else fingerprint(event)))
     return planned
+
+
+def kept_buckets(ts: float, now: float, scheme: Scheme) -> list[tuple[Resolution, int, float]] | None:
+    """The buckets an event at ``ts`` (checked) writes, each kept one once with its number and TTL (shared
+    by the event's keys); None when it is older than the retention: accepted, and ignored."""
+    if ts < now - scheme.retention:
+        return None
+    return [
+        (resolution, bucket, resolution.ttl(bucket, now))
+        for resolution in scheme.resolutions
+        if (bucket := resolution.bucket(ts)) >= resolution.oldest(now)
+    ]
+
+
+def series_keys(key: str | None) -> tuple[str, ...]:
+    """The keys whose series an event with ``key`` updates: its own and the ``"any"`` key's."""
+    return (key, ANY_KEY) if key and key != ANY_KEY else (ANY_KEY,)
 
 
 def fingerprint(event: Event) -> str:

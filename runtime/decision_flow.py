@@ -71,12 +71,16 @@ def begin(
     features: Mapping[str, Any] | None,
     *,
     store: bool = True,
+    consent: bool = True,
 ) -> Pending:
-    """Stage 0, and what the store must supply: nothing without a store (``store=False``) or a user."""
+    """Stage 0, and what the store must supply: nothing without a store (``store=False``) or a user.
+
+    Without ``consent`` the rules that need it are removed in stage 0, so none of their features is missing.
+    """
     context = context if context is not None else {}
     slots = tuple(slots) if slots is not None else None  # read twice: by stage 0 and by stage 2
     assignment = decider.assign(user_id, features) if decider.assigner is not None else NO_ASSIGNMENT
-    alive, needed = decider.begin(context, slots, assignment)
+    alive, needed = decider.begin(context, slots, assignment, consent)
     if not store or user_id is None or not needed:
         missing: tuple[str, ...] | list[str] = ()
     elif features:
@@ -92,11 +96,13 @@ def finish(
     models: ModelRunner | None,
     deadline: float | None = None,
     degraded: bool = False,
+    consent: bool = True,
 ) -> Outcomes:
     """Stages 1 and 2 on the fetched values (None when nothing was fetched) under the supplied ones.
 
     ``models`` is None when the ruleset has none; ``deadline`` (a ``time.perf_counter()``
-    instant) bounds inference too.
+    instant) bounds inference too. ``consent`` False (the store said the user declined)
+    removes the rules that need consent before stage 1.
     """
     decider, user_id, context, slots, features, alive, needed, _, assignment = pending  # one unpacking: the hot path
     if fetched is None:
@@ -106,7 +112,7 @@ def finish(
     else:
         values = fetched
     run_model = models.for_decision(user_id, deadline) if models is not None else None
-    return decider.finish(context, alive, needed, values, slots, run_model, degraded, assignment)
+    return decider.finish(context, alive, needed, values, slots, run_model, degraded, assignment, consent)
 
 
 @dataclass(slots=True)

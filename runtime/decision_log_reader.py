@@ -1,7 +1,8 @@
 """Reading the decision log back, from either sink: ``tailor log``, reports and experiments read through here.
 
 A source is a Redis URL (``redis://``, ``rediss://``, ``unix://``: its Stream
-``tailor:decisions`` is read) or a directory of log files. Records come
+``tailor:decisions`` is read), a directory of log files, or one file of
+records (``tailor log export``'s NDJSON, plain or ``.gz``). Records come
 oldest first: in Stream order, or file by file in name order (names sort by
 the time a file was opened; with several workers their files interleave, and
 each file is in the order its process served). Compressed (``.gz``) and
@@ -33,7 +34,7 @@ log = logging.getLogger("tailor.runtime")
 PAGE = 1000  # Stream entries per XRANGE
 POLL = 0.5  # seconds between looks for new records when following files
 BLOCK_MS = 1000  # how long one XREAD waits for new records when following a Stream
-Source = str | Path  # a Redis URL, or a directory of log files
+Source = str | Path  # a Redis URL, a directory of log files, or an export file
 
 
 def read_records(source: Source, since: float | None = None, until: float | None = None) -> Iterator[DecisionRecord]:
@@ -83,7 +84,8 @@ def _all(source: Source) -> Iterator[DecisionRecord]:
     if isinstance(source, str) and is_redis_url(source):
         yield from _stream_records(source)
         return
-    for path in log_files(Path(source)):
+    given = Path(source)
+    for path in [given] if given.is_file() else log_files(given):
         for line in _lines(path):
             record = _record(line, path)
             if record is not None:

@@ -18,6 +18,8 @@ from tailor.compiler.exposure import exposed
 from tailor.compiler.features import FeatureKind
 
 if TYPE_CHECKING:
+    from tailor.compiler.features import FeatureRef
+
     from .service import Served
 
 DEFAULT_RULE = "default"  # the rule name a slot's default is recorded and counted under
@@ -39,6 +41,27 @@ class SlotServed:
         return cls(data["content"], data["rule"], data["priority"])
 
 
+NOTHING_SERVED = SlotServed(None, None, None)  # shared: a slot that showed nothing
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedValues:
+    """Where a version's feature values go in its records, computed once per version (``Served``):
+    a decision's values are sorted by lookups, not by each one's kind."""
+
+    models: dict[str, str]  # a model's feature text -> the model's name
+    features: frozenset[str]  # the texts recorded under "features": store features (context ones are not)
+
+    @classmethod
+    def of(cls, features: Mapping[str, FeatureRef]) -> RecordedValues:
+        return cls(
+            {text: ref.name for text, ref in features.items() if ref.kind is FeatureKind.MODEL},
+            frozenset(
+                text for text, ref in features.items() if ref.kind not in (FeatureKind.MODEL, FeatureKind.CONTEXT)
+            ),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ExperimentArm:
     """The arm one experiment drew for the decision's user, in the experiment's current phase."""
@@ -49,13 +72,23 @@ class ExperimentArm:
     exposed: bool = field(
         metadata={"doc": "the decision evaluated a rule that reads the experiment (see compiler/exposure.py)"}
     )
+    slots: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "the slots where it did: feedback on them counts for the arm in the experiment's results"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "arm": self.arm, "phase": self.phase, "exposed": self.exposed}
+        return {
+            "experiment": self.experiment,
+            "arm": self.arm,
+            "phase": self.phase,
+            "exposed": self.exposed,
+            "slots": list(self.slots),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentArm:
-        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"])
+        return cls(data["experiment"], data["arm"], data["phase"], data["exposed"], tuple(data.get("slots", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,34 +160,34 @@ class DecisionRecord:
     ) -> DecisionRecord:
         """The record of a decision the service just made on ``served``."""
         decision = outcomes.decision
-        plan = served.ruleset.plan
         priorities = served.priorities
         slots: dict[str, SlotServed] = {}
         for slot, answer in decision.slots.items():
             if answer.content is None:
-                slots[slot] = SlotServed(None, None, None)
+                slots[slot] = NOTHING_SERVED
             elif answer.rule is None:
                 slots[slot] = SlotServed(answer.content, DEFAULT_RULE, None)
             else:
                 slots[slot] = SlotServed(answer.content, answer.rule, priorities.get(answer.rule))
-        features = {text: outcomes.read.get(text) for text in decision.fetched}
+        read = outcomes.read
+        features = {text: read.get(text) for text in decision.fetched}
         models: dict[str, float | None] = {}
         values = outcomes.known
         if values is not None:
+            recorded = served.recorded
+            model_names, stored = recorded.models, recorded.features
             for text, value in values.items():
-                ref = plan.features.get(text)
-                if ref is None:
-                    continue
-                if ref.kind is FeatureKind.MODEL:
-                    models[ref.name] = value
-                elif ref.kind is not FeatureKind.CONTEXT:
+                if text in stored:
                     features[text] = value
+                elif (name := model_names.get(text)) is not None:
+                    models[name] = value
         assignment = outcomes.assignment
         experiments: tuple[ExperimentArm, ...] = ()
         if assignment.hashes:
             exposed_to = exposed(served.decider, context, outcomes)
+            planned = served.ruleset.plan.experiments
             experiments = tuple(
-                ExperimentArm(name, arm, plan.experiments[name].phase, name in exposed_to)
+                ExperimentArm(name, arm, planned[name].phase, name in exposed_to, exposed_to.get(name, ()))
                 for name, arm in assignment.drawn()
             )
         return cls(

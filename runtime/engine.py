@@ -47,8 +47,10 @@ class Engine:
         slots: Iterable[str] | None = None,
         features: Mapping[str, Any] | None = None,
         at: float | None = None,
+        consent: bool | None = None,
     ) -> Decision:
-        return self._outcomes(user_id, context, slots, features, at).decision
+        """``consent`` False: the user declined personalization, so rules that need consent are skipped."""
+        return self._outcomes(user_id, context, slots, features, at, consent).decision
 
     def explain(
         self,
@@ -57,8 +59,9 @@ class Engine:
         slots: Iterable[str] | None = None,
         features: Mapping[str, Any] | None = None,
         at: float | None = None,
+        consent: bool | None = None,
     ) -> Explanation:
-        return explain(self._decider, self._outcomes(user_id, context, slots, features, at))
+        return explain(self._decider, self._outcomes(user_id, context, slots, features, at, consent))
 
     def record(self, events: Sequence[Event | Mapping[str, Any]], now: float | None = None) -> RecordResult:
         """Apply behavioural events (as the server's POST /v1/events does)."""
@@ -90,15 +93,19 @@ class Engine:
         slots: Iterable[str] | None,
         features: Mapping[str, Any] | None,
         at: float | None,
+        consent: bool | None = None,
     ) -> Outcomes:
         store = self.store
-        pending = decision_flow.begin(self._decider, user_id, context, slots, features, store=store is not None)
+        given = consent is not False
+        pending = decision_flow.begin(
+            self._decider, user_id, context, slots, features, store=store is not None, consent=given
+        )
         if store is None or user_id is None or not pending.missing:
-            return decision_flow.finish(pending, None, self._models)
+            return decision_flow.finish(pending, None, self._models, consent=given)
         try:
             fetched = store.fetch_now(user_id, pending.refs(), at)
         except Exception as exc:  # any store failure degrades the decision; it never fails it
             self._health.failed(f"{type(exc).__name__}: {exc}")
-            return decision_flow.finish(pending, pending.unknown(), self._models, degraded=True)
+            return decision_flow.finish(pending, pending.unknown(), self._models, degraded=True, consent=given)
         self._health.answered()
-        return decision_flow.finish(pending, fetched, self._models)
+        return decision_flow.finish(pending, fetched, self._models, consent=given)

@@ -28,6 +28,7 @@ class RecordResult:
     duplicates: int = 0  # ids already seen in the last 24 h, with the same payload
     expired: int = 0  # older than the retention horizon: accepted, ignored
     conflicts: int = 0  # ids already seen in the last 24 h with another payload: ignored, the first stands
+    dropped_no_consent: int = 0  # events of users without consent: counted, never stored
 
     def __add__(self, other: RecordResult) -> RecordResult:
         """The result of two parts of a batch (stores apply a batch in chunks)."""
@@ -36,6 +37,7 @@ class RecordResult:
             self.duplicates + other.duplicates,
             self.expired + other.expired,
             self.conflicts + other.conflicts,
+            self.dropped_no_consent + other.dropped_no_consent,
         )
 
 

@@ -11,12 +11,13 @@ behavioural event keyed by the content's name. The stores do the counting
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .decision_record import DecisionRecord
 from .events import Event
@@ -30,6 +31,8 @@ IMPRESSION = "impression"
 MEASURES = {IMPRESSION: "impressions", "click": "clicks", "conversion": "conversions"}
 DECISIONS = "decisions"
 VALUE = "value"  # the sum of conversions' values
+CONVERSION = "conversion"
+ArmKey = tuple[str, str, str]  # experiment, phase, arm
 
 
 class Impressions(Enum):
@@ -50,6 +53,7 @@ class Outcome(Enum):
     UNKNOWN_SLOT = "unknown_slot"  # the decision showed nothing in that slot
     EXPIRED = "expired"  # it happened after the decision's attribution window
     WRONG_USER = "wrong_user"  # its user_id is not the decision's user
+    NO_CONSENT = "no_consent"  # its user declined personalization: dropped, never stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,35 @@ class FeedbackItem:
     ts: float | None = None
     id: str | None = None
     user_id: str | None = None
+    consent: bool | None = None  # False: the user declined, and the item is dropped
 
     def fingerprint(self) -> str:
         """What tells a retry (same payload) from a reuse of its id (another one)."""
         text = "\x1f".join(map(repr, (self.decision_id, self.slot, self.type, self.value, self.ts, self.user_id)))
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+class JoinArm(NamedTuple):
+    """An experiment the decision exposed its user to: feedback on ``slots`` counts for ``arm`` in ``phase``."""
+
+    experiment: str
+    arm: str
+    phase: str
+    slots: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "arm": self.arm, "phase": self.phase, "slots": list(self.slots)}
+
+
+class FeedbackMark(NamedTuple):
+    """Feedback of one type on one slot of a decision, counted: kept in its join record, the first time only."""
+
+    slot: str
+    type: str
+    ts: float  # when it happened: the item's ts, else when it was received
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "type": self.type, "ts": self.ts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +105,50 @@ class Join:
     decision_id: str
     user_id: str
     version: str
-    at: float  # when it was decided: epoch seconds
-    slots: Mapping[str, tuple[str, str]]  # slot -> (rule, content), for the slots that showed something
+    at: float = field(metadata={"doc": "when it was decided: epoch seconds"})
+    slots: Mapping[str, tuple[str, str]] = field(
+        metadata={"doc": "slot -> [rule, content], for the slots that showed something"}
+    )
+    experiments: tuple[JoinArm, ...] = field(
+        default=(), metadata={"doc": "the experiments it exposed its user to, and on which slots"}
+    )
+    models: Mapping[str, float] = field(
+        default_factory=dict, metadata={"doc": "the score of each model the decision ran (live AUC, calibration)"}
+    )
+    feedback: tuple[FeedbackMark, ...] = field(
+        default=(), metadata={"doc": "each (slot, type) of feedback counted on it, first time only (training labels)"}
+    )
+
+    def arms_of(self, slot: str) -> tuple[ArmKey, ...]:
+        """(experiment, phase, arm) of each experiment whose results feedback on ``slot`` counts in."""
+        return tuple((x.experiment, x.phase, x.arm) for x in self.experiments if slot in x.slots)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "user_id": self.user_id,
+            "version": self.version,
+            "at": self.at,
+            "slots": {slot: list(shown) for slot, shown in self.slots.items()},
+            "experiments": [x.to_dict() for x in self.experiments],
+            "models": dict(self.models),
+            "feedback": [mark.to_dict() for mark in self.feedback],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Join:
+        return cls(
+            data["decision_id"],
+            data["user_id"],
+            data["version"],
+            data["at"],
+            {slot: (rule, content) for slot, (rule, content) in data["slots"].items()},
+            tuple(
+                JoinArm(x["experiment"], x["arm"], x["phase"], tuple(x["slots"])) for x in data.get("experiments", ())
+            ),
+            dict(data.get("models", {})),
+            tuple(FeedbackMark(m["slot"], m["type"], m["ts"]) for m in data.get("feedback", ())),
+        )
 
     @property
     def day(self) -> str:
@@ -92,11 +162,23 @@ class Join:
             for slot, served in record.slots.items()
             if served.content is not None and served.rule is not None
         }
-        return cls(record.decision_id, record.user_id, record.version, record.at, slots)
+        experiments = tuple(
+            JoinArm(entry.experiment, entry.arm, entry.phase, tuple(slot for slot in entry.slots if slot in slots))
+            for entry in record.experiments
+            if entry.exposed
+        )
+        models = {name: score for name, score in record.models.items() if score is not None}
+        return cls(record.decision_id, record.user_id, record.version, record.at, slots, experiments, models)
 
 
 def utc_day(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return _day_text(int(at // 86400))
+
+
+@functools.lru_cache(maxsize=64)
+def _day_text(day: int) -> str:
+    """A UTC day's text by its number since the epoch: a feedback batch asks for a few days many times."""
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +196,9 @@ class Tally:
     content: str
     measure: str | None  # the KPI measure it adds 1 to; None for a custom type
     value: float  # what it adds to VALUE: a conversion's value, else 0
-    user_id: str = ""  # the decision's user: a store indexes the item's id under it, for erasure
+    user_id: str = ""  # the decision's user: a conversion counts once per user in an experiment's results;
+    # a store also indexes the item's id under it, for erasure
+    arms: tuple[ArmKey, ...] = ()  # (experiment, phase, arm) whose results it also counts in
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +222,10 @@ class FeedbackResult:
     results: tuple[ItemResult, ...] = field(
         metadata={"doc": "the items not counted for another reason, with why; nothing else in the batch is lost"}
     )
+    dropped_no_consent: int = field(
+        default=0,
+        metadata={"doc": "items for users without consent, or on decisions made without it: dropped, never stored"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +233,7 @@ class FeedbackResult:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "results": [result.to_dict() for result in self.results],
+            "dropped_no_consent": self.dropped_no_consent,
         }
 
     @classmethod
@@ -159,6 +248,7 @@ class FeedbackResult:
             sum(o is Outcome.DUPLICATE for o in outcomes),
             sum(o is Outcome.IGNORED for o in outcomes),
             problems,
+            sum(o is Outcome.NO_CONSENT for o in outcomes),
         )
 
 
@@ -212,6 +302,7 @@ def judge(
                 measure,
                 value,
                 join.user_id,
+                join.arms_of(item.slot),
             )
         )
         judged.counted.append(index)

@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from tailor.compiler.plan import PredicateStats
 
 from .buckets import Scheme
+from .canary import DEFAULT_CANARY_SHARE, Canary
+from .consent import consent_attribute
 from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
 from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
@@ -30,6 +32,7 @@ from .redis_urls import redis_url_problem, without_password
 from .reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS
 from .ruleset_loader import load
 from .service import DEFAULT_DEADLINE_MS, DEFAULT_SAMPLE_EVERY, DecisionService
+from .shadow import DEFAULT_SHADOW_SAMPLE, Shadow
 from .store import FeatureStore
 
 log = logging.getLogger("tailor.runtime")
@@ -64,6 +67,11 @@ class ServeOptions:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     attribution: float = DEFAULT_ATTRIBUTION  # seconds a served decision's join record is kept for feedback
     impressions: str = Impressions.FEEDBACK.value  # where impressions come from: feedback items, or served slots
+    consent_attribute: str | None = None  # "user.consent": the profile attribute whose false means "declined"
+    shadow: str | None = None  # a candidate ruleset decided beside the served one, never served
+    shadow_sample: float = DEFAULT_SHADOW_SAMPLE
+    canary: str | None = None  # a candidate ruleset served to canary_share of users
+    canary_share: float = DEFAULT_CANARY_SHARE
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -105,6 +113,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         sample_every=options.sample_every,
         freeze_heap=True,
         model_limits=options.model_limits,
+        consent_attribute=consent_attribute(options.consent_attribute) if options.consent_attribute else None,
     )
     served = service.open()
     where = (
@@ -118,6 +127,11 @@ def build_app(options: ServeOptions) -> FastAPI:
         service.listen(decision_log)
     else:
         log.info("decision log: off")
+    shadow = canary = None
+    if options.shadow is not None:
+        shadow = Shadow(service, _candidate(options.shadow, service, "shadow"), options.shadow_sample)
+    if options.canary is not None:
+        canary = service.canary = Canary(service, _candidate(options.canary, service, "canary"), options.canary_share)
     app = create_app(
         service,
         decision_log=decision_log,
@@ -127,15 +141,30 @@ def build_app(options: ServeOptions) -> FastAPI:
         settle_ms=options.settle_ms,
         attribution=options.attribution,
         impressions=Impressions(options.impressions),
+        shadow=shadow,
+        canary=canary,
     )
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app
+
+
+def _candidate(path: str, live: DecisionService, role: str) -> DecisionService:
+    """A candidate ruleset, compiled and hot-reloaded like the served one but never asked to decide on its own."""
+    candidate = DecisionService(
+        path, live.store, deadline_ms=live.deadline * 1000, sample_every=0, model_limits=live.model_limits
+    )
+    served = candidate.open()
+    log.info("%s candidate: ruleset %s %s (%d rules)", role, served.ruleset.name, served.version, len(served.rules))
+    return candidate
 
 
 def check(options: ServeOptions) -> None:
     """Raise what starting would raise (``RulesError``, a bad statistics file), without a store."""
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
     load(options.path, stats=stats, model_limits=options.model_limits)
+    for candidate in (options.shadow, options.canary):
+        if candidate is not None:
+            load(candidate, model_limits=options.model_limits)
     Scheme.for_retention(options.retention)
 
 

@@ -8,15 +8,18 @@ and at most ``max_joins`` are kept (the oldest go first).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
+from . import experiment_counts as arm_counts
+from .experiment_counts import ArmMeasures, ArmTotals
+from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
-from .user_data import JoinData, joined_slots
+from .user_data import ExperimentValue, JoinData
 
 Counters = dict[tuple[str, str, str], dict[str, float]]  # (slot, rule, content) -> measure -> sum
 
@@ -26,6 +29,14 @@ class _Kept:
     deadline: float  # monotonic
     join: Join
     counted: set[tuple[str, str]] = field(default_factory=set)  # (slot, type) counted without an id
+    marks: dict[tuple[str, str], float] = field(default_factory=dict)  # (slot, type) -> when, first time only
+
+    def marked(self) -> Join:
+        """The join record with its feedback marks, as ``joins`` answers it."""
+        if not self.marks:
+            return self.join
+        marks = tuple(FeedbackMark(slot, kind, ts) for (slot, kind), ts in self.marks.items())
+        return dataclasses.replace(self.join, feedback=marks)
 
 
 class MemoryFeedback:
@@ -37,6 +48,10 @@ class MemoryFeedback:
         self._joins: OrderedDict[str, _Kept] = OrderedDict()
         self._ids: OrderedDict[str, tuple[float, str, str]] = OrderedDict()  # id -> (deadline, fingerprint, user)
         self._counters: dict[tuple[str, str | None], Counters] = {}  # (version, day or None for the total)
+        # Experiments' counters by (experiment, phase): per period (None: the total) and arm; and each
+        # converted user's value, at most ``max_joins`` users per phase (the oldest converter is forgotten).
+        self._arms: dict[tuple[str, str], dict[str | None, ArmMeasures]] = {}
+        self._arm_users: dict[tuple[str, str], OrderedDict[str, float]] = {}
 
     def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
         with self._lock:
@@ -50,6 +65,9 @@ class MemoryFeedback:
                     self._add(join.version, join.day, (slot, rule, content), DECISIONS, 1)
                     if impressions:
                         self._add(join.version, join.day, (slot, rule, content), MEASURES[IMPRESSION], 1)
+                if impressions:
+                    for experiment, phase, arm in arm_counts.served_impressions(join):
+                        self._add_arm(experiment, phase, arm, join.day, MEASURES[IMPRESSION], 1)
             while len(kept) > self.max_joins:
                 kept.popitem(last=False)
 
@@ -60,8 +78,16 @@ class MemoryFeedback:
             for decision_id in decision_ids:
                 kept = self._joins.get(decision_id)
                 if kept is not None and kept.deadline > clock:
-                    found[decision_id] = kept.join
+                    found[decision_id] = kept.marked()
             return found
+
+    def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        with self._lock:
+            clock = time.monotonic()
+            for decision_id, mark in marks:
+                kept = self._joins.get(decision_id)
+                if kept is not None and kept.deadline > clock:
+                    kept.marks.setdefault((mark.slot, mark.type), mark.ts)
 
     def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes = []
@@ -77,6 +103,8 @@ class MemoryFeedback:
                         self._add(tally.version, tally.day, key, tally.measure, 1)
                     if tally.value:
                         self._add(tally.version, tally.day, key, VALUE, tally.value)
+                    for experiment, phase, arm in tally.arms:
+                        self._count_arm(experiment, phase, arm, tally)
         return outcomes
 
     def kpi_counts(self, query: KpiQuery) -> KpiCounts:
@@ -92,20 +120,27 @@ class MemoryFeedback:
                         add_counts(found, (version, slot, rule, content), measure, amount)
         return found
 
-    def of(self, user_id: str) -> tuple[list[JoinData], list[str]]:
-        """The user's live join records and counted feedback ids (a scan: erasure and export are rare)."""
+    def of(self, user_id: str) -> tuple[list[JoinData], list[str], list[ExperimentValue]]:
+        """The user's live join records, counted feedback ids and converted values per experiment phase
+        (a scan: erasure and export are rare)."""
         with self._lock:
             clock = time.monotonic()
             joins = [
-                JoinData(join.decision_id, join.version, join.at, joined_slots(join.slots))
+                JoinData.of(kept.marked())
                 for kept in self._joins.values()
-                if (join := kept.join).user_id == user_id and kept.deadline > clock
+                if kept.join.user_id == user_id and kept.deadline > clock
             ]
             ids = [item for item, (deadline, _, user) in self._ids.items() if user == user_id and deadline > clock]
-        return joins, ids
+            values = [
+                ExperimentValue(experiment, phase, users[user_id])
+                for (experiment, phase), users in sorted(self._arm_users.items())
+                if user_id in users
+            ]
+        return joins, ids, values
 
-    def erase(self, user_id: str) -> tuple[int, int]:
-        """Drop the user's join records and feedback ids; how many of each (live or not) there were."""
+    def erase(self, user_id: str) -> tuple[int, int, int]:
+        """Drop the user's join records (their feedback marks with them), feedback ids and converted values;
+        how many of each (live or not) there were. The per-arm counters are aggregates and stay."""
         with self._lock:
             decisions = [decision_id for decision_id, kept in self._joins.items() if kept.join.user_id == user_id]
             for decision_id in decisions:
@@ -113,7 +148,43 @@ class MemoryFeedback:
             ids = [item_id for item_id, (_, _, user) in self._ids.items() if user == user_id]
             for item_id in ids:
                 del self._ids[item_id]
-        return len(decisions), len(ids)
+            values = sum(users.pop(user_id, None) is not None for users in self._arm_users.values())
+        return len(decisions), len(ids), values
+
+    def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        with self._lock:
+            periods = self._arms.get((experiment, phase), {})
+            total = {arm: dict(measures) for arm, measures in periods.get(None, {}).items()}
+            days = {
+                day: {arm: dict(measures) for arm, measures in arms.items()}
+                for day, arms in sorted(periods.items(), key=lambda item: item[0] or "")
+                if day is not None
+            }
+        return ArmTotals(total, days)
+
+    def _count_arm(self, experiment: str, phase: str, arm: str, tally: Tally) -> None:
+        for measure, amount in arm_counts.tally_counts(tally):
+            self._add_arm(experiment, phase, arm, tally.day, measure, amount)
+        if not arm_counts.is_conversion(tally):
+            return
+        users = self._arm_users.get((experiment, phase))
+        if users is None:
+            users = self._arm_users[experiment, phase] = OrderedDict()
+        after, converters, squares = arm_counts.per_user_step(users.get(tally.user_id), tally.value)
+        users[tally.user_id] = after
+        users.move_to_end(tally.user_id)
+        if len(users) > self.max_joins:
+            users.popitem(last=False)
+        totals = self._arms[experiment, phase].setdefault(None, {})
+        arm_counts.add(totals, arm, arm_counts.CONVERTERS, converters)
+        arm_counts.add(totals, arm, arm_counts.VALUE_SQUARES, squares)
+
+    def _add_arm(self, experiment: str, phase: str, arm: str, day: str, measure: str, amount: float) -> None:
+        periods = self._arms.get((experiment, phase))
+        if periods is None:
+            periods = self._arms[experiment, phase] = {}
+        for period in (None, day):
+            arm_counts.add(periods.setdefault(period, {}), arm, measure, amount)
 
     def _count_once(self, tally: Tally, deadline: float) -> Outcome:
         if tally.id is not None:

@@ -17,6 +17,7 @@ per applied chunk of events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -37,8 +38,10 @@ from .buckets import (
     plan_in_chunks,
     split_attributes,
 )
-from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
-from .feedback import Join, Outcome, Tally
+from .consent import DECLINED, ConsentGate
+from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, EventRejected, RecordResult
+from .experiment_counts import ArmTotals
+from .feedback import FeedbackMark, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery
 from .memory_exposures import MemoryExposures
 from .memory_feedback import MemoryFeedback
@@ -166,6 +169,7 @@ class MemoryStore(FeatureStore):
         self._swept = time.monotonic()  # when the last pass ended
         self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
         self._exposures = MemoryExposures(max_users)  # first exposures, at most ``max_users`` per phase
+        self._model_counts: dict[tuple[str, str], dict[str, float]] = {}  # (model, version) -> field -> count
 
     @property
     def users(self) -> int:
@@ -174,12 +178,25 @@ class MemoryStore(FeatureStore):
 
     # --- the synchronous twins -------------------------------------------------------
 
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         at = time.time() if at is None else at
         values: dict[str, Any] = {}
         with self._lock:
             self.round_trips += 1
             user = self._users.get(user_id)
+            if consent is not None:  # the consent attribute first: a user who declined gets only public reads
+                stored = user.profile.get(consent.attribute) if user is not None and user.profile else None
+                if stored is not None:
+                    values[consent.text] = decode_attribute(stored)
+                if stored == DECLINED:
+                    features = consent.allowed(features)
             kept = {} if user is None else user.series
             clock = time.monotonic()
             for ref in features:
@@ -225,8 +242,25 @@ class MemoryStore(FeatureStore):
 
     # --- the FeatureStore interface ----------------------------------------------------
 
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
-        return self.fetch_now(user_id, features, at)
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
+        return self.fetch_now(user_id, features, at, consent=consent)
+
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        with self._lock:
+            self.round_trips += 1
+            found = set()
+            for user_id in set(user_ids):
+                user = self._users.get(user_id)
+                if user is not None and user.profile and user.profile.get(attribute) == DECLINED:
+                    found.add(user_id)
+            return found
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         """Apply the batch ``EVENTS_PER_STEP`` events at a time, letting the event loop run between.
@@ -260,6 +294,13 @@ class MemoryStore(FeatureStore):
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         self.feedback.keep_decisions(joins, keep, impressions)
+        if impressions:
+            try:
+                await self.record([event for join in joins for event in served_impressions(join)])
+            except EventRejected:  # a decision "at" a time too far ahead: kept, its impressions not recorded
+                for join in joins:
+                    with contextlib.suppress(EventRejected):
+                        await self.record(served_impressions(join))
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         return self.feedback.joins(decision_ids)
@@ -287,12 +328,13 @@ class MemoryStore(FeatureStore):
                 if user.seen is not None:
                     event_ids = [event_id for event_id, (at, _) in user.seen.items() if is_duplicate(at, now)]
                 profile = {name: decode_attribute(text) for name, text in (user.profile or {}).items()}
-        joins, feedback_ids = self.feedback.of(user_id)
+        joins, feedback_ids, values = self.feedback.of(user_id)
         return UserData(
             profile,
             tuple(sorted(series, key=lambda s: (s.event, s.key, s.resolution))),
             tuple(event_ids),
             tuple(self._exposures.of(user_id)),
+            tuple(values),
             tuple(joins),
             tuple(feedback_ids),
         )
@@ -301,15 +343,32 @@ class MemoryStore(FeatureStore):
         with self._lock:
             self.round_trips += 1
             user = self._users.pop(user_id, None)  # the sweep's lists skip an id whose user is gone
-        joins, feedback_ids = self.feedback.erase(user_id)
+        joins, feedback_ids, values = self.feedback.erase(user_id)
         return StoreErasure(
             len(user.profile or ()) if user is not None else 0,
             len(user.series) if user is not None else 0,
             len(user.seen or ()) if user is not None else 0,
             self._exposures.erase(user_id),
+            values,
             joins,
             feedback_ids,
         )
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return self.feedback.arm_totals(experiment, phase)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        with self._lock:
+            for (model, version, name), amount in counts.items():
+                found = self._model_counts.setdefault((model, version), {})
+                found[name] = found.get(name, 0) + amount
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._model_counts.get((model, version), {}))
 
     # --- internals ---------------------------------------------------------------------
 

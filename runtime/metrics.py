@@ -15,6 +15,7 @@ import math
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -24,6 +25,9 @@ from prometheus_client.utils import floatToGoString
 from .decision_record import DEFAULT_RULE as RECORDED_DEFAULT  # "default": join records' and KPIs' name
 from .feedback import Outcome
 from .memory_store import EVICTIONS
+
+if TYPE_CHECKING:
+    from .model_report import ModelsReport
 
 STAGES = ("plan", "fetch", "finish", "total")
 # Decisions take tens of microseconds without a store and a few milliseconds with one.
@@ -133,6 +137,42 @@ class _Predictions(Collector):
         family.add_metric(("computed",), computed)
         family.add_metric(("cache",), cached)
         yield family
+
+
+class _Models(Collector):
+    """The served models' drift, live AUC and calibration, as the last models report computed them.
+
+    The scrape handler refreshes the report from the store first (``ModelMonitor.report``).
+    """
+
+    GAUGES = (
+        ("psi", "tailor_model_psi", "Population stability index of the live scores against training."),
+        ("js", "tailor_model_js", "Jensen-Shannon distance (base 2) of the live scores against training."),
+        ("auc", "tailor_model_auc", "Live AUC of the score for a click, from feedback."),
+        ("calibration_error", "tailor_model_calibration_error", "Mean |predicted - observed CTR| by decile."),
+        ("scored", "tailor_model_live_scores", "Live scores counted since the model version was first served."),
+    )
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._metrics.models_report
+        for attribute, name, documentation in self.GAUGES:
+            family = GaugeMetricFamily(name, documentation, labels=("model", "version"))
+            for model in report.models if report is not None else ():
+                value = getattr(model, attribute)
+                if value is not None:
+                    family.add_metric((model.name, model.version), float(value))
+            yield family
+        bands = GaugeMetricFamily(
+            "tailor_model_drift_band",
+            "1 for the drift band each model is in: ok, warn, alert, none.",
+            labels=("model", "band"),
+        )
+        for model in report.models if report is not None else ():
+            bands.add_metric((model.name, model.band.value), 1)
+        yield bands
 
 
 class LoopHistogram:
@@ -286,6 +326,15 @@ class Metrics:
             registry=registry,
         )
         self.erasures = {origin: erasures.labels(origin) for origin in ("request", "notice")}
+        no_consent = Counter(
+            "tailor_no_consent",
+            "For users without consent: decisions made without personal data, events and feedback items dropped.",
+            ("kind",),
+            registry=registry,
+        )
+        self.no_consent = {kind: no_consent.labels(kind) for kind in ("decisions", "events", "feedback")}
+        self.models_report: ModelsReport | None = None  # set by ModelMonitor.report: what the model gauges show
+        registry.register(_Models(self))
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

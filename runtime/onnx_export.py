@@ -60,9 +60,27 @@ def to_onnx(booster: Any, width: int) -> Any:
             if len(dims) == 1:
                 dims[0].Clear()
                 dims[0].dim_param = "N"
+    # The converter lists the opsets it imports in no fixed order: sorted, the same booster gives the same bytes.
+    imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in imports:
+        model.opset_import.add(domain=domain, version=version)
     model.producer_name = "tailor"
     model.doc_string = "A click model trained by tailor train; see docs/models.md."
     return model
+
+
+def served_scores(model: Any, rows: np.ndarray) -> np.ndarray:
+    """What the server computes for ``rows`` with the converted ``model``: ONNX Runtime's float32
+    probabilities, read as Python floats. The training distribution is cut on these, not on LightGBM's
+    float64 ones, so a score on a cut point falls on the same side in training and serving."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(["probabilities"], {"features": np.asarray(rows, dtype=np.float32)})
+    return probabilities[:, 1].astype(np.float64)
 
 
 def verify(booster: Any, data: bytes, x_test: np.ndarray, out: Path) -> float:

@@ -1,21 +1,33 @@
 """``RedisStore``'s join records, feedback ids and KPI counters.
 
-Keys (all under the store's prefix; names quoted as in ``redis_store.py``):
+Keys (all under the store's prefix; names encoded by ``redis_keys.key_part``):
 
 - ``j:{decision}``: a decision's join record, a hash kept for the attribution
   window: ``u`` its user, ``v`` its version, ``a`` when (epoch seconds), and
-  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON);
-  feedback without an id marks it counted with ``d:{type}:{slot}``.
+  per slot that showed something ``s:{slot}`` = ``[rule, content]`` (JSON),
+  ``m`` the scores of the models it ran (JSON, when there were any);
+  feedback without an id marks it counted with ``d:{type}:{slot}``, and any
+  counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
 - ``{user}:j`` and ``{user}:f``: the decision ids of the user's join records and
-  the feedback ids counted on them, so erasure finds them (``redis_users.py``).
+  the feedback ids counted on them, so erasure finds them (``redis_users.py``); a
+  conversion also names its phase in ``{user}:x``, the phases with the user's value.
+- ``{x:{experiment}:{phase}}:f:all`` and ``...:f:{YYYY-MM-DD}``: an experiment's counters per phase
+  (``experiment_counts.py``), hashes of ``{measure}:{arm}`` -> amount; ``...:f:days`` the days;
+  ``...:v`` each converted user's value in the phase (for ``value_squares``), kept as long as exposures.
+  A join record's ``x`` holds the experiments it exposed its user to, as JSON
+  ``[[experiment, arm, phase, [slot, ...]], ...]``.
 - ``kpi:versions``: the versions with counters; ``kpi:{version}:all`` the totals
   and ``kpi:{version}:{YYYY-MM-DD}`` each UTC day's (hashes of
   ``{measure}:[slot, rule, content]`` -> count), ``kpi:{version}:days`` the days.
 
-Writes go in short chunks, each atomic (a transaction, or one script call),
-so no call holds Redis long; counting feedback is one script per chunk, so
-two server processes never count an item twice.
+Writes go in short chunks, each one atomic script call, so no call holds
+Redis long: keeping served decisions (with ``--impressions served``, their
+impression events too) skips a decision already kept, so a chunk sent again
+counts nothing twice; counting feedback is one script per chunk, so two server
+processes never count an item twice. The scripts take their items as one JSON
+argument: redis-py packs arguments one by one in Python, which costs the
+server more than the JSON.
 """
 
 from __future__ import annotations
@@ -23,44 +35,147 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
-from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, Join, Outcome, Tally
+import orjson
+
+from . import experiment_counts as arm_counts
+from .buckets import check_batch, kept_buckets, series_keys
+from .events import EventRejected
+from .experiment_counts import ArmMeasures, ArmTotals
+from .feedback import (
+    DECISIONS,
+    IMPRESSION,
+    MEASURES,
+    VALUE,
+    FeedbackMark,
+    Join,
+    JoinArm,
+    Outcome,
+    Tally,
+    served_impressions,
+)
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .redis_keys import key_part
+from .redis_series import SERIES_ADD, SERIES_INDEX
+from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-JOINS_PER_CALL = 64  # join records per transaction
+# Served decisions per keep script call: with impressions served, a decision updates about a dozen series,
+# so a call holds Redis about as long as a record call of ``EVENTS_PER_CALL`` events.
+DECISIONS_PER_CALL = 16
 TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of Redis time
 
-# KEYS: join records. Replies: each one's fields and values, flat (empty when it is gone). One script
-# rather than a pipeline of HGETALLs: one command to send and one reply to parse.
-JOINS_SCRIPT = """
-local replies = {}
-for k = 1, #KEYS do
-  replies[k] = redis.call('HGETALL', KEYS[k])
+# KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
+# join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
+# the counter fields it adds 1 to, its impression events' series updates (``SERIES_ADD``'s arguments,
+# the key as an index) and its experiment arms' served impressions ([total key index, day key index,
+# field]), its user's decisions index [key index, decision id] and series index [key index, TTL (ms),
+# names] (``SERIES_INDEX``; empty without impressions), the indexes erasure reads (``redis_users.py``);
+# ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment phases' days). A
+# decision whose join record exists is skipped whole: a call that is sent again counts nothing twice. JSON
+# rather than one argument a value: the client packs arguments one by one, in Python, which costs more.
+KEEP_SCRIPT = (
+    SERIES_ADD
+    + SERIES_INDEX
+    + """
+local ttl = ARGV[1]
+local kept = 0
+for _, d in ipairs(cjson.decode(ARGV[2])) do
+  local join = KEYS[d[1]]
+  if redis.call('EXISTS', join) == 0 then
+    redis.call('HSET', join, unpack(d[2]))
+    redis.call('PEXPIRE', join, ttl)
+    local total, day = KEYS[d[3]], KEYS[d[4]]
+    for _, field in ipairs(d[5]) do
+      redis.call('HINCRBY', total, field, 1)
+      redis.call('HINCRBY', day, field, 1)
+    end
+    for _, u in ipairs(d[6]) do
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8])
+    end
+    for _, a in ipairs(d[7]) do
+      redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
+      redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
+    end
+    local decisions = KEYS[d[8][1]]
+    redis.call('SADD', decisions, d[8][2])
+    redis.call('PEXPIRE', decisions, ttl)
+    local k = d[9]
+    if #k > 0 then
+      series_index(KEYS[k[1]], k[3], k[2])
+    end
+    kept = kept + 1
+  end
 end
-return replies
+for _, s in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('SADD', KEYS[s[1]], s[2])
+end
+return kept
+"""
+)
+KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
+
+# KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]},
+# experiments (the ``x`` field's JSON, or null), models (the ``m`` field's text, or null), {mark: time
+# (text)}], or null when the record is gone. One script rather than a pipeline of HGETALLs, and one JSON
+# text rather than nested replies: one command to send, and one reply that parses in one call.
+JOINS_SCRIPT = """
+local joins = {}
+for k = 1, #KEYS do
+  local flat = redis.call('HGETALL', KEYS[k])
+  local user, version, at, slots, x, m, marks = nil, nil, nil, {}, 'null', 'null', {}
+  for f = 1, #flat, 2 do
+    local name = flat[f]
+    local head = string.sub(name, 1, 2)
+    if name == 'u' then
+      user = flat[f + 1]
+    elseif name == 'v' then
+      version = flat[f + 1]
+    elseif name == 'a' then
+      at = flat[f + 1]
+    elseif name == 'x' then
+      x = flat[f + 1]
+    elseif name == 'm' then
+      m = cjson.encode(flat[f + 1])
+    elseif head == 's:' then
+      slots[#slots + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. flat[f + 1]
+    elseif head == 'f:' then
+      marks[#marks + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. cjson.encode(flat[f + 1])
+    end
+  end
+  if user and version and at then
+    joins[k] = '[' .. cjson.encode(user) .. ',' .. cjson.encode(version) .. ',' .. cjson.encode(at) .. ',{'
+      .. table.concat(slots, ',') .. '},' .. x .. ',' .. m .. ',{' .. table.concat(marks, ',') .. '}]'
+  else
+    joins[k] = 'null'
+  end
+end
+return '[' .. table.concat(joins, ',') .. ']'
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
-
-# KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). Then, per item: 'i' (deduplicated by
-# its id key) or 'd' (by a field of its join record), the dedupe key's index, the fingerprint or field,
-# the total and day counter keys' indexes, the measure's field ('' for none), the value's field ('' for
-# none) and the value. Replies, per item: 'a' accepted, 'd' duplicate, 'c' conflict.
+# KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). ARGV[2]: JSON, per item: 'i'
+# (deduplicated by its id key) or 'd' (by a field of its join record), the dedupe key's index, the
+# fingerprint or field, the total and day counter keys' indexes, the measure's field ('' for none), the
+# value's field ('' for none), the value, then the experiment arms it counts for (per arm the indexes of
+# the phase's total, day, days and users' values keys, the arm, and the index of its user's phases index
+# with the phase's name there, which a conversion adds to; see experiment_counts.py), its user's feedback
+# ids index ([key index, id], or [] for an item without an id: an id newly kept is added, for erasure) and,
+# when there are arms, its user, measure ('' for none), '1' for a conversion ('' otherwise) and its day
+# (as KEEP_SCRIPT, JSON: the client packs arguments slowly). Replies, per item: 'a' accepted,
+# 'd' duplicate, 'c' conflict.
 COUNT_SCRIPT = """
 local replies = {}
 local ttl = ARGV[1]
-local i, n = 2, 0
-while i <= #ARGV do
-  local kind, dedupe, mark = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
-  local total, day = KEYS[tonumber(ARGV[i + 3])], KEYS[tonumber(ARGV[i + 4])]
-  local field, value_field, value = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  i = i + 8
+for n, t in ipairs(cjson.decode(ARGV[2])) do
+  local kind, dedupe, mark = t[1], KEYS[t[2]], t[3]
+  local total, day = KEYS[t[4]], KEYS[t[5]]
+  local field, value_field, value = t[6], t[7], t[8]
   local outcome = 'a'
   if kind == 'i' then
     local first = redis.call('GET', dedupe)
@@ -68,6 +183,9 @@ while i <= #ARGV do
       outcome = first == mark and 'd' or 'c'
     else
       redis.call('SET', dedupe, mark, 'PX', ttl)
+      local ids = KEYS[t[10][1]]
+      redis.call('SADD', ids, t[10][2])
+      redis.call('PEXPIRE', ids, ttl)
     end
   elseif redis.call('EXISTS', dedupe) == 1 and redis.call('HSETNX', dedupe, mark, 1) == 0 then
     outcome = 'd'
@@ -81,14 +199,51 @@ while i <= #ARGV do
       redis.call('HINCRBYFLOAT', total, value_field, value)
       redis.call('HINCRBYFLOAT', day, value_field, value)
     end
+    local user, measure, conversion, day_name = t[11], t[12], t[13], t[14]
+    for _, a in ipairs(t[9]) do
+      local arm_total, arm_day, arm_days, arm_users, arm = KEYS[a[1]], KEYS[a[2]], KEYS[a[3]], KEYS[a[4]], a[5]
+      if measure ~= '' then
+        redis.call('HINCRBY', arm_total, measure .. ':' .. arm, 1)
+        redis.call('HINCRBY', arm_day, measure .. ':' .. arm, 1)
+      end
+      if value_field ~= '' then
+        redis.call('HINCRBYFLOAT', arm_total, 'value:' .. arm, value)
+        redis.call('HINCRBYFLOAT', arm_day, 'value:' .. arm, value)
+      end
+      redis.call('SADD', arm_days, day_name)
+      if conversion == '1' then
+        local before = redis.call('HGET', arm_users, user)
+        local after = tonumber(redis.call('HINCRBYFLOAT', arm_users, user, value))
+        redis.call('PEXPIRE', arm_users, ARM_USERS_TTL)
+        redis.call('SADD', KEYS[a[6]], a[7])
+        redis.call('PEXPIRE', KEYS[a[6]], ARM_USERS_TTL)
+        local was = 0
+        if before then
+          was = tonumber(before)
+        else
+          redis.call('HINCRBY', arm_total, 'converters:' .. arm, 1)
+        end
+        redis.call('HINCRBYFLOAT', arm_total, 'value_squares:' .. arm, after * after - was * was)
+      end
+    end
   end
-  n = n + 1
   replies[n] = outcome
 end
 return replies
-"""
+""".replace("ARM_USERS_TTL", str(math.ceil(EXPOSURE_TTL * 1000)))
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
+
+# KEYS: join records. ARGV: per key, a mark's field and its time. A record that is gone is not made anew.
+MARK_SCRIPT = """
+for k = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HSETNX', KEYS[k], ARGV[2 * k - 1], ARGV[2 * k])
+  end
+end
+return 0
+"""
+MARK_SHA = hashlib.sha1(MARK_SCRIPT.encode()).hexdigest()
 
 
 def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
@@ -106,52 +261,135 @@ class RedisFeedback:
     # --- keys ---
 
     def join_key(self, decision_id: str) -> str:
-        return f"{self.prefix}j:{quote(decision_id, safe='')}"
+        return f"{self.prefix}j:{key_part(decision_id)}"
 
     def id_key(self, item_id: str) -> str:
-        return f"{self.prefix}fid:{quote(item_id, safe='')}"
+        return f"{self.prefix}fid:{key_part(item_id)}"
 
     def versions_key(self) -> str:
         return f"{self.prefix}kpi:versions"
 
     def counters_key(self, version: str, day: str | None) -> str:
-        return f"{self.prefix}kpi:{quote(version, safe='')}:{day or 'all'}"
+        return f"{self.prefix}kpi:{key_part(version)}:{day or 'all'}"
 
     def days_key(self, version: str) -> str:
-        return f"{self.prefix}kpi:{quote(version, safe='')}:days"
+        return f"{self.prefix}kpi:{key_part(version)}:days"
+
+    def arm_counters_key(self, experiment: str, phase: str, day: str | None) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:{day or 'all'}"
+
+    def arm_days_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:f:days"
+
+    def arm_users_key(self, experiment: str, phase: str) -> str:
+        return f"{self.store._phase(experiment, phase)}:v"
 
     # --- writes ---
 
     async def keep_decisions(self, joins: Sequence[Join], keep: float, impressions: bool) -> None:
-        ttl = math.ceil(keep * 1000)
+        ttl = str(math.ceil(keep * 1000))
         client = self.store._writes()
-        for start in range(0, len(joins), JOINS_PER_CALL):
-            chunk = joins[start : start + JOINS_PER_CALL]
-            counters: dict[tuple[str, str], int] = defaultdict(int)  # (key, field) -> increment
-            days: set[tuple[str, str]] = set()
-            async with client.pipeline(transaction=True) as pipe:
-                for join in chunk:
-                    key = self.join_key(join.decision_id)
-                    fields = {"u": join.user_id, "v": join.version, "a": repr(join.at)}
-                    day = join.day
-                    days.add((join.version, day))
-                    for slot, (rule, content) in join.slots.items():
-                        fields[f"s:{slot}"] = json.dumps([rule, content], ensure_ascii=False)
-                        for measure in (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,):
-                            name = counter_field(measure, slot, rule, content)
-                            counters[self.counters_key(join.version, None), name] += 1
-                            counters[self.counters_key(join.version, day), name] += 1
-                    pipe.hset(key, mapping=fields)
-                    pipe.pexpire(key, ttl)
-                    index = self.store.decisions_index_key(join.user_id)  # how erasure finds the user's joins
-                    pipe.sadd(index, join.decision_id)
-                    pipe.pexpire(index, ttl)
-                for (key, name), amount in counters.items():
-                    pipe.hincrby(key, name, amount)
-                for version, day in days:
-                    pipe.sadd(self.versions_key(), version)
-                    pipe.sadd(self.days_key(version), day)
-                await pipe.execute()
+        now = time.time()
+        for start in range(0, len(joins), DECISIONS_PER_CALL):
+            keys, args = self._keep_args(joins[start : start + DECISIONS_PER_CALL], impressions, now)
+            await self.store._script(client, KEEP_SCRIPT, KEEP_SHA, keys, [ttl, *args], counted=False)
+
+    def _keep_args(self, joins: Sequence[Join], impressions: bool, now: float) -> tuple[list[str], list[bytes]]:
+        """KEYS and ARGV (after the TTL) for ``KEEP_SCRIPT``; see the comment above it."""
+        index: dict[str, int] = {}
+
+        def key_index(key: str) -> int:
+            return index.setdefault(key, len(index) + 1)
+
+        measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
+        names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
+        sets: dict[tuple[int, str], None] = {}
+        constants = self.store._series_constants(now) if impressions else {}
+        decisions = []
+        for join in joins:
+            day = join.day
+            fields = ["u", join.user_id, "v", join.version, "a", repr(join.at)]
+            if join.models:
+                fields += ["m", json.dumps(join.models)]
+            if join.experiments:
+                exposed = [[x.experiment, x.arm, x.phase, list(x.slots)] for x in join.experiments]
+                fields += ["x", json.dumps(exposed, ensure_ascii=False)]
+            arms: list[list[object]] = []
+            if impressions:
+                for experiment, phase, arm in arm_counts.served_impressions(join):
+                    arms.append(
+                        [
+                            key_index(self.arm_counters_key(experiment, phase, None)),
+                            key_index(self.arm_counters_key(experiment, phase, day)),
+                            f"{MEASURES[IMPRESSION]}:{arm}",
+                        ]
+                    )
+                    sets[key_index(self.arm_days_key(experiment, phase)), day] = None
+            updates, indexed = self._impressions(join, now, constants, key_index) if impressions else ([], [])
+            counted: list[str] = []
+            for slot, (rule, content) in join.slots.items():
+                fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
+                found = names.get((slot, rule, content))
+                if found is None:
+                    found = names[slot, rule, content] = [counter_field(m, slot, rule, content) for m in measures]
+                counted += found
+            decisions.append(
+                [
+                    key_index(self.join_key(join.decision_id)),
+                    fields,
+                    key_index(self.counters_key(join.version, None)),
+                    key_index(self.counters_key(join.version, day)),
+                    counted,
+                    updates,
+                    arms,
+                    [key_index(self.store.decisions_index_key(join.user_id)), join.decision_id],
+                    indexed,
+                ]
+            )
+            sets[key_index(self.versions_key()), join.version] = None
+            sets[key_index(self.days_key(join.version)), day] = None
+        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets))]
+
+    def _impressions(
+        self,
+        join: Join,
+        now: float,
+        constants: dict[str, tuple[str, str, bool]],
+        key_index: Callable[[str], int],
+    ) -> tuple[list[list[object]], list[object]]:
+        """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
+        slots' events share the user and the time, so the same buckets, and the "any" key's series; and
+        ``SERIES_INDEX``'s (empty when there are no updates)."""
+        events = served_impressions(join)
+        if not events:
+            return [], []
+        try:
+            ts = check_batch(events, now)[0]
+        except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
+            return [], []
+        kept = kept_buckets(ts, now, self.store.scheme)
+        if kept is None:
+            return [], []
+        counts = Counter(key for event in events for key in series_keys(event.key))
+        updates: list[list[object]] = []
+        for key, count in counts.items():
+            for resolution, bucket, ttl in kept:
+                oldest, prune, is_day = constants[resolution.name]
+                updates.append(
+                    [
+                        key_index(self.store.series_key(join.user_id, IMPRESSION, key, resolution)),
+                        str(bucket),
+                        str(count),
+                        repr(float(count)),  # an impression's value is 1
+                        str(math.ceil(ttl * 1000)),
+                        oldest,
+                        prune,
+                        repr(ts) if is_day else "",
+                    ]
+                )
+        longest = max(math.ceil(ttl * 1000) for _, _, ttl in kept)
+        names = [self.store.series_name(IMPRESSION, key) for key in counts]
+        return updates, [key_index(self.store.series_index_key(join.user_id)), str(longest), names]
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))
@@ -159,53 +397,55 @@ class RedisFeedback:
             return {}
         keys = [self.join_key(decision_id) for decision_id in wanted]
         # A read, on the readers' pool: it must not queue behind the writes for the two write connections.
-        replies = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
+        reply = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
         found = {}
-        for decision_id, flat in zip(wanted, replies, strict=True):
-            if not flat:
-                continue
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            slots = {}
-            for name, value in fields.items():
-                if name.startswith(b"s:"):
-                    rule, content = json.loads(value)
-                    slots[name[2:].decode()] = (rule, content)
-            if b"v" in fields:
+        for decision_id, join in zip(wanted, orjson.loads(reply), strict=True):
+            if join is not None:
+                user, version, at, slots, exposed, models, marks = join
+                shown = {slot: (rule, content) for slot, (rule, content) in slots.items()}
+                experiments = (
+                    tuple(JoinArm(experiment, arm, phase, tuple(on)) for experiment, arm, phase, on in exposed)
+                    if exposed
+                    else ()
+                )
+                feedback = []
+                for name, ts in marks.items():
+                    kind, _, slot = name.partition(":")
+                    feedback.append(FeedbackMark(slot, kind, float(ts)))
                 found[decision_id] = Join(
-                    decision_id, fields[b"u"].decode(), fields[b"v"].decode(), float(fields[b"a"]), slots
+                    decision_id,
+                    user,
+                    version,
+                    float(at),
+                    shown,
+                    experiments,
+                    json.loads(models) if models is not None else {},
+                    tuple(feedback),
                 )
         return found
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        for start in range(0, len(marks), TALLIES_PER_CALL):
+            chunk = marks[start : start + TALLIES_PER_CALL]
+            keys = [self.join_key(decision_id) for decision_id, _ in chunk]
+            args = [part for _, mark in chunk for part in (f"f:{mark.type}:{mark.slot}", repr(float(mark.ts)))]
+            await self.store._script(self.store._writes(), MARK_SCRIPT, MARK_SHA, keys, args)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
         ttl = str(math.ceil(keep * 1000))
         for start in range(0, len(tallies), TALLIES_PER_CALL):
-            chunk = tallies[start : start + TALLIES_PER_CALL]
-            await self._index_ids(chunk, ttl)
-            keys, args = self._count_args(chunk, ttl)
+            keys, args = self._count_args(tallies[start : start + TALLIES_PER_CALL], ttl)
             replies = await self.store._script(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, keys, args)
             outcomes += (OUTCOMES[reply] for reply in replies)
         return outcomes
 
-    async def _index_ids(self, tallies: Sequence[Tally], ttl: str) -> None:
-        """Put each item id under its user before it is counted, so erasure finds every id kept."""
-        indexed = [tally for tally in tallies if tally.id is not None and tally.user_id]
-        if not indexed:
-            return
-        async with self.store._writes().pipeline(transaction=False) as pipe:
-            for tally in indexed:
-                index = self.store.feedback_index_key(tally.user_id)
-                pipe.sadd(index, tally.id)
-                pipe.pexpire(index, ttl)
-            self.store.round_trips += 1
-            await pipe.execute()
-
-    def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str]]:
+    def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it."""
         index: dict[str, int] = {}
 
-        def key_index(key: str) -> str:
-            return str(index.setdefault(key, len(index) + 1))
+        def key_index(key: str) -> int:
+            return index.setdefault(key, len(index) + 1)
 
         fields: dict[tuple[str, str, str, str], str] = {}  # a batch repeats a few slots, rules and contents
 
@@ -216,28 +456,46 @@ class RedisFeedback:
                 name = fields[key] = counter_field(*key)
             return name
 
-        counters: dict[tuple[str, str | None], str] = {}
+        counters: dict[tuple[str, str | None], int] = {}
 
-        def counters_index(version: str, day: str | None) -> str:
+        def counters_index(version: str, day: str | None) -> int:
             found = counters.get((version, day))
             if found is None:
                 found = counters[version, day] = key_index(self.counters_key(version, day))
             return found
 
-        args = [ttl]
+        items = []
         for tally in tallies:
             if tally.id is not None:
-                args += ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
+                dedupe = ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
             else:
-                args += ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
-            args += [
+                dedupe = ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
+            item = [
+                *dedupe,
                 counters_index(tally.version, None),
                 counters_index(tally.version, tally.day),
                 field(tally.measure, tally) if tally.measure else "",
                 field(VALUE, tally) if tally.value else "",
                 repr(tally.value),
+                [
+                    [
+                        key_index(self.arm_counters_key(experiment, phase, None)),
+                        key_index(self.arm_counters_key(experiment, phase, tally.day)),
+                        key_index(self.arm_days_key(experiment, phase)),
+                        key_index(self.arm_users_key(experiment, phase)),
+                        arm,
+                        key_index(self.store.exposures_index_key(tally.user_id)),
+                        self.store.phase_name(experiment, phase),
+                    ]
+                    for experiment, phase, arm in tally.arms
+                ],
+                [key_index(self.store.feedback_index_key(tally.user_id)), tally.id] if tally.id is not None else [],
             ]
-        return list(index), args
+            if tally.arms:
+                conversion = "1" if arm_counts.is_conversion(tally) else ""
+                item += [tally.user_id, tally.measure or "", conversion, tally.day]
+            items.append(item)
+        return list(index), [ttl, orjson.dumps(items)]
 
     # --- reads ---
 
@@ -273,3 +531,30 @@ class RedisFeedback:
                 slot, rule, content = json.loads(where)
                 add_counts(found, (version, slot, rule, content), measure, float(amount))
         return found
+
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's counters: two round trips (the totals and the days, then each day's)."""
+        client = self.store._reads()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.arm_counters_key(experiment, phase, None))
+            pipe.smembers(self.arm_days_key(experiment, phase))
+            self.store.round_trips += 1
+            total_fields, listed = await pipe.execute()
+        days = sorted(day.decode() for day in listed)
+        replies = []
+        if days:
+            async with client.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self.arm_counters_key(experiment, phase, day))
+                self.store.round_trips += 1
+                replies = await pipe.execute()
+        by_day = {day: _arm_measures(fields) for day, fields in zip(days, replies, strict=True)}
+        return ArmTotals(_arm_measures(total_fields), by_day)
+
+
+def _arm_measures(fields: dict[bytes, bytes]) -> ArmMeasures:
+    found: ArmMeasures = {}
+    for name, amount in fields.items():
+        measure, _, arm = name.decode().partition(":")
+        arm_counts.add(found, arm, measure, float(amount))
+    return found

@@ -19,7 +19,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from redis import Redis as BlockingRedis
 from redis import exceptions
@@ -31,10 +30,14 @@ from redis.retry import Retry as BlockingRetry
 from tailor.compiler.features import FeatureKind, FeatureRef
 
 from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
+from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
-from .feedback import Join, Outcome, Tally
+from .experiment_counts import ArmTotals
+from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
+from .redis_keys import key_part
+from .redis_series import SERIES_ADD, SERIES_INDEX
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
@@ -63,7 +66,10 @@ WRITE_CONNECTIONS = 2
 # An id seen with another fingerprint is a conflict; with the same, or with none
 # (stored before fingerprints were), a duplicate. Either way the first one stands.
 # A new id forgets at most 64 old ones, so a call's work stays bounded.
-RECORD_SCRIPT = """
+RECORD_SCRIPT = (
+    SERIES_ADD
+    + SERIES_INDEX
+    + """
 local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
 local i = 4
@@ -101,44 +107,17 @@ while i <= #ARGV do
     accepted = accepted + 1
     local longest = 0
     for _ = 1, n do
-      local key, bucket = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
-      redis.call('HINCRBY', key, bucket, 1)
-      redis.call('HINCRBYFLOAT', key, bucket .. 't', ARGV[i + 2])
-      local ts = ARGV[i + 6]
-      if ts ~= '' then
-        local last = redis.call('HGET', key, 'last')
-        if not last or tonumber(last) < tonumber(ts) then
-          redis.call('HSET', key, 'last', ts)
-        end
-      end
-      local ttl = tonumber(ARGV[i + 3])
-      if redis.call('PTTL', key) < ttl then
-        redis.call('PEXPIRE', key, ttl)
-      end
-      if ttl > longest then
-        longest = ttl
-      end
-      if redis.call('HLEN', key) > tonumber(ARGV[i + 5]) then
-        local oldest = tonumber(ARGV[i + 4])
-        for _, field in ipairs(redis.call('HKEYS', key)) do
-          local b = tonumber(string.match(field, '^-?%d+'))
-          if b and b < oldest then
-            redis.call('HDEL', key, field)
-          end
-        end
-      end
+      local a = i + 1
+      series_add(KEYS[tonumber(ARGV[i])], ARGV[a], 1, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+      longest = math.max(longest, tonumber(ARGV[a + 2]))
       i = i + 7
     end
-    if names > 0 then
-      redis.call('SADD', series, unpack(ARGV, first_name, first_name + names - 1))
-      if redis.call('PTTL', series) < longest then
-        redis.call('PEXPIRE', series, longest)
-      end
-    end
+    series_index(series, {unpack(ARGV, first_name, first_name + names - 1)}, longest)
   end
 end
 return {accepted, duplicates, conflicts}
 """
+)
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
 # KEYS: one per read. ARGV, per read: what to read ('c' a count, 't' a total, 'l' the
@@ -146,10 +125,29 @@ RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 # bucket, for 'p' the number of attribute names and the names. Summing here keeps the
 # request small: a 2 h window is two numbers, not 121 field names. Totals come back
 # as text ('%.17g'), since Redis would truncate a Lua number to an integer.
+# ARGV[1] is the consent attribute's name, or '' without a consent gate. With one,
+# KEYS[1] is the user's profile and ARGV[2] the number of public attributes, named
+# next: the attribute is read before anything else, and reply 1 is its value. When
+# it is 'false' the script reads the public attributes alone (reply 2) and stops,
+# so nothing personal is read; otherwise the reads follow, their replies after it.
 FETCH_SCRIPT = """
 local replies = {}
-local i = 1
-for k = 1, #KEYS do
+local i = 2
+local first = 1
+if ARGV[1] ~= '' then
+  local consent = redis.call('HGET', KEYS[1], ARGV[1])
+  local n = tonumber(ARGV[2])
+  replies[1] = consent
+  if consent == 'false' then
+    if n > 0 then
+      replies[2] = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+    end
+    return replies
+  end
+  i = 3 + n
+  first = 2
+end
+for k = first, #KEYS do
   local what = ARGV[i]
   if what == 'c' or what == 't' then
     -- A series hash holds only the buckets that saw events (it is pruned as it
@@ -236,15 +234,15 @@ class RedisStore(FeatureStore):
 
     def _user(self, user_id: str) -> str:
         # The braces are a hash tag: one user's keys share a cluster slot.
-        return f"{self.prefix}{{{quote(user_id, safe='')}}}"
+        return f"{self.prefix}{{{key_part(user_id)}}}"
 
     def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
-        return f"{self._user(user_id)}:c:{quote(event, safe='')}:{quote(key, safe='')}:{resolution.name}"
+        return f"{self._user(user_id)}:c:{key_part(event)}:{key_part(key)}:{resolution.name}"
 
     @staticmethod
     def series_name(event: str, key: str) -> str:
         """An event type and key as the user's series keys and series index name them."""
-        return f"{quote(event, safe='')}:{quote(key, safe='')}"
+        return f"{key_part(event)}:{key_part(key)}"
 
     def series_index_key(self, user_id: str) -> str:
         """The set of the user's series names (``series_name``): how erasure finds every series."""
@@ -273,45 +271,66 @@ class RedisStore(FeatureStore):
 
     def _phase(self, experiment: str, phase: str) -> str:
         # One phase's keys share a hash tag, so one script call can mark and count them.
-        return f"{self.prefix}{{x:{quote(experiment, safe='')}:{phase}}}"
+        return f"{self.prefix}{{x:{key_part(experiment)}:{phase}}}"
 
     @staticmethod
     def phase_name(experiment: str, phase: str) -> str:
         """An experiment phase as the user's exposures index names it."""
-        return f"{quote(experiment, safe='')}:{phase}"
+        return f"{key_part(experiment)}:{phase}"
 
     def exposure_counts_key(self, experiment: str, phase: str) -> str:
         return f"{self._phase(experiment, phase)}:n"
 
     def exposure_key(self, experiment: str, phase: str, user_id: str) -> str:
-        return f"{self._phase(experiment, phase)}:u:{quote(user_id, safe='')}"
+        return f"{self._phase(experiment, phase)}:u:{key_part(user_id)}"
+
+    def model_counts_key(self, model: str, version: str) -> str:
+        return f"{self.prefix}model:{key_part(model)}:{version}"
 
     # --- the interface -------------------------------------------------------------------
 
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """One script reads every feature; see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
-        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if not keys:
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at)
+        return self._fetch_values(reads, profile, replies, at, consent, features)
 
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """``fetch`` through a blocking client, for the synchronous engine: any thread, no event loop."""
         at = time.time() if at is None else at
-        keys, args, reads, profile = self._fetch_args(user_id, features, at)
+        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if not keys:
             return {}
         replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at)
+        return self._fetch_values(reads, profile, replies, at, consent, features)
 
     def _fetch_args(
-        self, user_id: str, features: Sequence[FeatureRef], at: float
+        self, user_id: str, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None
     ) -> tuple[list[str], list[str], list[FeatureRef], list[FeatureRef]]:
         """KEYS and ARGV for ``FETCH_SCRIPT``, and the features its replies answer, in order."""
         keys: list[str] = []
-        args: list[str] = []
+        args: list[str] = [""]
+        if consent is not None:
+            public = [ref.name for ref in consent.allowed(features)]
+            keys.append(self.profile_key(user_id))
+            args = [consent.attribute, str(len(public)), *public]
         reads: list[FeatureRef] = []
         for ref in features:
             if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
@@ -331,10 +350,26 @@ class RedisStore(FeatureStore):
         return keys, args, reads, profile
 
     def _fetch_values(
-        self, reads: list[FeatureRef], profile: list[FeatureRef], replies: list[Any], at: float
+        self,
+        reads: list[FeatureRef],
+        profile: list[FeatureRef],
+        replies: list[Any],
+        at: float,
+        consent: ConsentGate | None = None,
+        features: Sequence[FeatureRef] = (),
     ) -> dict[str, Any]:
         """Values by feature text from ``FETCH_SCRIPT``'s replies."""
         values: dict[str, Any] = {}
+        if consent is not None:
+            stored, replies = replies[0], replies[1:]
+            if stored is not None:
+                values[consent.text] = decode_attribute(stored)
+            if stored in (DECLINED, DECLINED.encode()):
+                public = consent.allowed(features)
+                for ref, text in zip(public, replies[0] if replies else (), strict=False):
+                    if text is not None:
+                        values[ref.text] = decode_attribute(text)
+                return values
         for ref, reply in zip(reads, replies, strict=False):
             if ref.kind is FeatureKind.COUNT:
                 values[ref.text] = int(reply)
@@ -412,6 +447,18 @@ class RedisStore(FeatureStore):
         counts = await self._reads().hgetall(self.exposure_counts_key(experiment, phase))
         return {arm.decode() if isinstance(arm, bytes) else arm: int(count) for arm, count in counts.items()}
 
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        """One pipeline of HGETs, on the readers' pool."""
+        users = sorted(set(user_ids))
+        if not users:
+            return set()
+        async with self._reads().pipeline(transaction=False) as pipe:
+            for user_id in users:
+                pipe.hget(self.profile_key(user_id), attribute)
+            self.round_trips += 1
+            stored = await pipe.execute()
+        return {user_id for user_id, text in zip(users, stored, strict=True) if text in (DECLINED, DECLINED.encode())}
+
     async def ping(self) -> bool:
         try:
             self.round_trips += 1
@@ -428,6 +475,9 @@ class RedisStore(FeatureStore):
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)
 
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        return await self.feedback.arm_totals(experiment, phase)
+
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return await self.feedback.kpi_counts(query)
 
@@ -436,6 +486,27 @@ class RedisStore(FeatureStore):
 
     async def erase(self, user_id: str) -> StoreErasure:
         return await self.users.erase(user_id)
+
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        await self.feedback.mark_feedback(marks)
+
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """One transaction of HINCRBYs (HINCRBYFLOAT for sums that are not whole)."""
+        if not counts:
+            return
+        async with self._writes().pipeline(transaction=True) as pipe:
+            for (model, version, name), amount in counts.items():
+                key = self.model_counts_key(model, version)
+                if float(amount).is_integer():
+                    pipe.hincrby(key, name, int(amount))
+                else:
+                    pipe.hincrbyfloat(key, name, amount)
+            await pipe.execute()
+
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        self.round_trips += 1
+        counts = await self._reads().hgetall(self.model_counts_key(model, version))
+        return {name.decode(): float(amount) for name, amount in counts.items()}
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None
@@ -505,15 +576,34 @@ class RedisStore(FeatureStore):
             "retry": retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
         }
 
-    async def _script(self, client: Redis, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
+    async def _script(
+        self,
+        client: Redis,
+        script: str,
+        sha: str,
+        keys: list[str],
+        args: Sequence[str | bytes],
+        *,
+        counted: bool = True,
+    ) -> Any:
         """One round trip: the script by its digest, or, when this Redis has not seen it
-        (new, restarted or flushed), a second one that sends the script itself."""
+        (new, restarted or flushed), a second one that sends the script itself. ``counted``: a caller's
+        round trip (background writes are not)."""
         try:
-            self.round_trips += 1
+            self.round_trips += counted
             return await client.evalsha(sha, len(keys), *keys, *args)
         except exceptions.NoScriptError:
-            self.round_trips += 1
+            self.round_trips += counted
             return await client.eval(script, len(keys), *keys, *args)
+
+    def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
+        """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
+        bucket and prune threshold, and whether it keeps the latest event time (the day series)."""
+        day = self.scheme.day
+        return {
+            resolution.name: (str(resolution.oldest(now)), str(2 * resolution.prune_above + 1), resolution is day)
+            for resolution in self.scheme.resolutions
+        }
 
     def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
         """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
@@ -530,23 +620,31 @@ class RedisStore(FeatureStore):
                 index[self.fingerprints_key(user_id)] = len(index) + 1
             return str(index[key])
 
+        # What is the same for every write to a resolution in this call, and each series' key index.
+        fixed = self._series_constants(now)
+        series: dict[tuple[str, str, str, str], str] = {}
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
         for item in live:
             event = item.event
             ids = ids_index(event.user_id) if event.id is not None else "0"
             names = list(dict.fromkeys(self.series_name(write.event, write.key) for write in item.writes))
-            series = key_index(self.series_index_key(event.user_id))
-            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes)), series, str(len(names))]
+            indexed = key_index(self.series_index_key(event.user_id))
+            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes)), indexed, str(len(names))]
             args += names
             for write in item.writes:
                 resolution = write.resolution
+                where = (write.user_id, write.event, write.key, resolution.name)
+                key = series.get(where)
+                if key is None:
+                    key = series[where] = key_index(self.series_key(write.user_id, write.event, write.key, resolution))
+                oldest, prune, is_day = fixed[resolution.name]
                 args += [
-                    key_index(self.series_key(write.user_id, write.event, write.key, resolution)),
+                    key,
                     str(write.bucket),
                     repr(write.value),
                     str(math.ceil(write.ttl * 1000)),
-                    str(resolution.oldest(now)),
-                    str(2 * resolution.prune_above + 1),
-                    repr(write.ts) if resolution == self.scheme.day else "",
+                    oldest,
+                    prune,
+                    repr(write.ts) if is_day else "",
                 ]
         return list(index), args

@@ -6,8 +6,10 @@ ids ``ids`` and their fingerprints ``fp``, and the counter series
 else tells, so the record script keeps an index of them, ``k``. Data about
 the user in shared keys is indexed the same way: ``j`` the decisions whose
 join records (``j:{decision}``) are theirs, ``f`` the feedback ids
-(``fid:{id}``) counted on them, ``x`` the experiment phases whose exposure
-markers (``{x:EXP:PHASE}:u:USER``) name them. Each index is written before
+(``fid:{id}``) counted on them (feedback marks are fields of the join
+records, and go with them), ``x`` the experiment phases whose exposure
+markers (``{x:EXP:PHASE}:u:USER``) or converted values (the field USER of
+``{x:EXP:PHASE}:v``) name them. Each index is written before
 (or with) what it points to and outlives it, so nothing kept is missing
 from it. Erasure is one transaction: the indexes are watched while they
 are read, and everything goes at once, or, when the user's data changed
@@ -23,7 +25,7 @@ from urllib.parse import unquote
 from redis.exceptions import WatchError
 
 from .buckets import decode_attribute, is_duplicate
-from .user_data import ExposureData, JoinData, StoreErasure, UserData, decoded_series, joined_slots
+from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
@@ -32,18 +34,21 @@ if TYPE_CHECKING:
 
 ATTEMPTS = 8  # erasure transactions tried before giving up, when the user's data keeps changing
 
-# KEYS[1]: a phase's counts, KEYS[2]: the user's marker in it. Forget the exposure and take it off its
-# arm's count (an arm nobody else saw is removed, as if never counted). Run inside the transaction.
+# KEYS[1]: a phase's counts, KEYS[2]: the user's marker in it, KEYS[3]: the phase's users' values; ARGV[1]:
+# the user. Forget the exposure and take it off its arm's count (an arm nobody else saw is removed, as if
+# never counted), and the user's converted value (the per-arm totals made from it are aggregates and stay).
+# Reply: [exposures forgotten, values deleted]. Run inside the transaction.
 UNEXPOSE_SCRIPT = """
+local values = redis.call('HDEL', KEYS[3], ARGV[1])
 local arm = redis.call('GET', KEYS[2])
 if not arm then
-  return 0
+  return {0, values}
 end
 redis.call('DEL', KEYS[2])
 if redis.call('HINCRBY', KEYS[1], arm, -1) <= 0 then
   redis.call('HDEL', KEYS[1], arm)
 end
-return 1
+return {1, values}
 """
 
 
@@ -102,11 +107,13 @@ class RedisUsers:
                 pipe.exists(store.feedback.id_key(item_id))
             for experiment, phase in phase_names:
                 pipe.get(store.exposure_key(experiment, phase, user_id))
+                pipe.hget(store.feedback.arm_users_key(experiment, phase), user_id)
             store.round_trips += 1
             replies = await pipe.execute()
         series_replies = replies[: len(series_keys)]
         id_replies = replies[len(series_keys) : len(series_keys) + len(feedback_ids)]
-        arm_replies = replies[len(series_keys) + len(feedback_ids) :]
+        phase_replies = replies[len(series_keys) + len(feedback_ids) :]
+        arm_replies, value_replies = phase_replies[0::2], phase_replies[1::2]
         widths = {resolution.name: resolution.width for resolution in store.scheme.resolutions}
         series = []
         for (_, name, resolution), fields in zip(series_keys, series_replies, strict=True):
@@ -125,7 +132,12 @@ class RedisUsers:
                 if arm is not None
             ),
             tuple(
-                JoinData(join.decision_id, join.version, join.at, joined_slots(join.slots))
+                ExperimentValue(experiment, phase, float(value))
+                for (experiment, phase), value in zip(phase_names, value_replies, strict=True)
+                if value is not None
+            ),
+            tuple(
+                JoinData.of(join)
                 for join in (joins.get(decision_id) for decision_id in decisions)
                 if join is not None and join.user_id == user_id
             ),
@@ -162,12 +174,14 @@ class RedisUsers:
         _delete(pipe, [store.feedback.id_key(item_id) for item_id in feedback_ids])
         for experiment, phase in (self._phase(name) for name in phases):
             marker = store.exposure_key(experiment, phase, user_id)
-            pipe.eval(UNEXPOSE_SCRIPT, 2, store.exposure_counts_key(experiment, phase), marker)
+            converted = store.feedback.arm_users_key(experiment, phase)
+            pipe.eval(UNEXPOSE_SCRIPT, 3, store.exposure_counts_key(experiment, phase), marker, converted, user_id)
         pipe.delete(*indexes)
         store.round_trips += 1
         attributes, event_ids, _, series, joined, counted, *rest = await pipe.execute()
-        exposures = sum(int(unexposed) for unexposed in rest[:-1])
-        return StoreErasure(int(attributes), int(series), int(event_ids), exposures, int(joined), int(counted))
+        exposures = sum(int(unexposed) for unexposed, _ in rest[:-1])
+        values = sum(int(deleted) for _, deleted in rest[:-1])
+        return StoreErasure(int(attributes), int(series), int(event_ids), exposures, values, int(joined), int(counted))
 
 
 def _delete(pipe: Pipeline, keys: list[str]) -> None:

@@ -12,6 +12,7 @@ FIFO, a device or a stuck mount is an error on its line, never a hang.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,39 @@ def compile_path(
         return _unreadable(root, [], "no such file or directory")
     started = time.perf_counter()
     files = read_ruleset(root, cache)
+    parsed = time.perf_counter() - started
+    return compile_files(
+        root, files, ruleset_name(root), parsed, stats=stats, models=models, until=until, model_limits=model_limits
+    )
+
+
+def compile_files(
+    root: Path,
+    files: list[ParsedFile],
+    name: str,
+    parsed: float = 0.0,
+    *,
+    stats: PredicateStats | None = None,
+    models: bool = True,
+    until: str = STAGE_NAMES[-1],
+    model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+    locate: Callable[[Path], Path] | None = None,
+) -> LoadedRuleset:
+    """``compile_path`` on files already parsed (``parsed``: the seconds that took).
+
+    ``locate`` maps a declared model file to where its bytes are, when the
+    files were read from elsewhere than they are named (a git revision).
+    """
     if not files:
         return _unreadable(root, files, "no .rules files here")
-    parsed = time.perf_counter()
-    compilation = compile_ruleset(files, name=ruleset_name(root), stats=stats, until="check")
-    compilation.timings = {"parse": parsed - started, **compilation.timings}
+    compilation = compile_ruleset(files, name=name, stats=stats, until="check")
+    compilation.timings = {"parse": parsed, **compilation.timings}
     loaded: dict[str, Any] = {}
     program = compilation.program if compilation.ok else None
     declared = tuple(declared_model_files(program).values()) if program is not None else None
     if models and program is not None and program.models:
         started = time.perf_counter()
-        loaded, problems = read_models(program, model_limits)
+        loaded, problems = read_models(program, model_limits, locate)
         compilation.timings["read models"] = time.perf_counter() - started
         features = {name: model.features for name, model in loaded.items()}
         compilation = resume(compilation, until=until, model_features=features)
@@ -171,7 +194,7 @@ def lint_path(
 
 
 def read_models(
-    program: Program, limits: ModelLimits = DEFAULT_MODEL_LIMITS
+    program: Program, limits: ModelLimits = DEFAULT_MODEL_LIMITS, locate: Callable[[Path], Path] | None = None
 ) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Every model file a checked program declares, read and validated; problems on the model lines."""
     from .onnx_models import ModelError, read_model  # onnxruntime loads only when a ruleset has models
@@ -182,7 +205,7 @@ def read_models(
     for name, decl in program.models.items():
         model_path = paths[name]
         try:
-            models[name] = read_model(name, model_path, limits)
+            models[name] = read_model(name, locate(model_path) if locate is not None else model_path, limits)
         except ModelError as exc:
             problems.append(
                 error(f"model {name}: {exc.message}", decl.span, hint=exc.hint, code="model", file_name=str(model_path))

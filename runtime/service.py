@@ -21,10 +21,10 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tailor.compiler.decide import Decider, Outcomes
 from tailor.compiler.explain import explain
@@ -35,8 +35,9 @@ from tailor.dsl.diagnostics import Diagnostic, RulesError, render_all
 from tailor.dsl.loader import ParseCache
 
 from . import decision_flow, heap
+from .consent import ConsentGate, decision_id_without_consent, declined
 from .decision_flow import Pending, StoreHealth
-from .decision_record import DecisionRecord
+from .decision_record import DecisionRecord, RecordedValues
 from .events import Event, EventRejected, RecordResult
 from .exposures import ExposureLog
 from .inference import ModelRunner
@@ -44,6 +45,9 @@ from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 from .ruleset_loader import Prepared, prepare, sized_cache
 from .store import FeatureStore
+
+if TYPE_CHECKING:
+    from .canary import Canary
 
 log = logging.getLogger("tailor.runtime")
 
@@ -87,6 +91,7 @@ class Served:
     slots: frozenset[str]
     models: ModelRunner
     priorities: dict[str, int]  # by rule name: what a decision record says of the winner
+    recorded: RecordedValues  # where each feature value goes in a decision record
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> Served:
@@ -100,6 +105,7 @@ class Served:
             frozenset(ruleset.slots),
             ModelRunner(ruleset),
             {rule.name: rule.priority for rule in ruleset.rules},
+            RecordedValues.of(ruleset.plan.features),
         )
 
     @property
@@ -122,8 +128,12 @@ class DecisionService:
         metrics: Metrics | None = None,
         freeze_heap: bool = False,
         model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+        consent_attribute: str | None = None,
     ):
         self.path = Path(path)
+        # The profile attribute whose false means the user declined (``consent`` for user.consent), or None.
+        self.consent_attribute = consent_attribute
+        self._gate: tuple[Decider, ConsentGate] | None = None
         self.model_limits = model_limits
         self.freeze_heap = freeze_heap  # see runtime/heap.py: for a server process, not a library user
         self.store = store
@@ -154,6 +164,7 @@ class DecisionService:
         # First exposures to experiments: it listens from the first version that has experiments on.
         self.exposures = ExposureLog(store)
         self._exposing = False
+        self.canary: Canary | None = None  # set by the server for --canary
 
     def _ruleset_labels(self) -> tuple[str, str] | None:
         current = self.current
@@ -257,27 +268,56 @@ class DecisionService:
         slots: Sequence[str] | None = None,
         features: Mapping[str, Any] | None = None,
         at: float | None = None,
+        consent: bool | None = None,
     ) -> Decided:
         """One decision on the version current when it started: the flow of ``decision_flow.py``,
-        its fetch awaited within the deadline, timed stage by stage."""
+        its fetch awaited within the deadline, timed stage by stage.
+
+        ``consent`` False: the user declined, and rules needing consent are removed in stage 0.
+        Otherwise, with a consent attribute, the store reads it first in the same round trip
+        (``ConsentGate``); a user whose attribute is false, or whose consent could not be read,
+        is decided on as one who declined.
+        """
         served = self.current
         if served is None:
             raise NotReady("no ruleset is loaded")
+        if self.canary is not None:  # a share of users gets the candidate (see canary.py)
+            return await self.canary.decide(self._decide, served, user_id, context, slots, features, at, consent)
+        return await self._decide(served, user_id, context, slots, features, at, consent)
+
+    async def _decide(
+        self,
+        served: Served,
+        user_id: str,
+        context: Mapping[str, Any],
+        slots: Sequence[str] | None,
+        features: Mapping[str, Any] | None,
+        at: float | None,
+        consent: bool | None,
+    ) -> Decided:
         metrics = self.metrics
         clock = time.perf_counter
         start = clock()
-        pending = decision_flow.begin(served.decider, user_id, context, slots, features)
+        given = consent is not False
+        pending = decision_flow.begin(served.decider, user_id, context, slots, features, consent=given)
+        gate = self._consent_gate(served.decider) if given and self.consent_attribute is not None else None
         planned = fetch_done = clock()
         metrics.plan.observe(planned - start)
         fetched: dict[str, Any] | None = None
         reason = None
-        if pending.missing:
-            fetched, reason = await self._fetch(user_id, pending, at, self.deadline - (planned - start))
+        if pending.missing or gate is not None:
+            fetched, reason = await self._fetch(user_id, pending, at, self.deadline - (planned - start), gate)
             fetch_done = clock()
             metrics.fetch.observe(fetch_done - planned)
+            if gate is not None:
+                given = reason is None and not declined(fetched, gate)
+                if gate.text not in pending.missing:
+                    fetched.pop(gate.text, None)
         models = served.models if served.ruleset.models else None
         degraded = reason is not None
-        outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded)
+        outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded, given)
+        if not given:
+            metrics.no_consent["decisions"].inc()
         if outcomes.decision.degraded and not degraded:
             metrics.degraded_model.inc()
         done = clock()
@@ -286,14 +326,25 @@ class DecisionService:
         self._count(served, outcomes)
         return Decided(served, outcomes, reason)
 
+    def _consent_gate(self, decider: Decider) -> ConsentGate:
+        """The consent gate of the version served: the attribute, and the user attributes it declares public."""
+        gate = self._gate
+        if gate is None or gate[0] is not decider:
+            assert self.consent_attribute is not None
+            gate = self._gate = (decider, ConsentGate(self.consent_attribute, decider.consent.public))
+        return gate[1]
+
     async def _fetch(
-        self, user_id: str, pending: Pending, at: float | None, remaining: float
+        self, user_id: str, pending: Pending, at: float | None, remaining: float, gate: ConsentGate | None = None
     ) -> tuple[dict[str, Any], str | None]:
         """One store round trip within the deadline; on failure every missing feature is unknown,
         and the reason says why."""
         try:
             async with asyncio.timeout(remaining):
-                fetched = await self.store.fetch(user_id, pending.refs(), at)
+                if gate is None:
+                    fetched = await self.store.fetch(user_id, pending.refs(), at)
+                else:
+                    fetched = await self.store.fetch(user_id, pending.refs(), at, consent=gate)
         except TimeoutError:
             self.metrics.degraded_timeout.inc()
             self._health.failed(f"no answer within {self.deadline * 1000:g} ms")
@@ -315,7 +366,7 @@ class DecisionService:
                 tally[slot, answer.rule or (DEFAULT_RULE if answer.content is not None else NO_RULE)] += 1
         for model in decision.models_run:
             self.metrics.model_calls.labels(model).inc()
-        if self._sample_every and not decision.degraded:
+        if self._sample_every and not decision.degraded and outcomes.consent:
             self._until_sample -= 1
             if self._until_sample <= 0:
                 self._until_sample = self._sample_every
@@ -360,9 +411,13 @@ class DecisionService:
             body["explain"] = explain(served.decider, outcomes).to_dict()
         return body
 
-    def new_decision_id(self) -> str:
-        """Unique across the server's processes and restarts: a random per-process prefix and a counter."""
-        return f"{self._id_prefix}{next(self._ids):016x}"
+    def new_decision_id(self, consent: bool = True) -> str:
+        """Unique across the server's processes and restarts: a random per-process prefix and a counter.
+
+        A decision without consent says so in its id, so feedback on it is dropped unread.
+        """
+        decision_id = f"{self._id_prefix}{next(self._ids):016x}"
+        return decision_id if consent else decision_id_without_consent(decision_id)
 
     def listen(self, listener: Callable[[DecisionRecord], None]) -> None:
         """Call ``listener`` with the record of every served decision.
@@ -375,8 +430,12 @@ class DecisionService:
     def publish(
         self, decided: Decided, decision_id: str, user_id: str, context: Mapping[str, Any], at: float | None
     ) -> None:
-        """A decision was served (``/v1/decide``): tell the listeners, when there are any."""
-        if not self._listeners:
+        """A decision was served (``/v1/decide``): tell the listeners, when there are any.
+
+        Not for a user without consent: nothing about the decision is kept (no join record,
+        no exposure, no decision log record).
+        """
+        if not self._listeners or not decided.outcomes.consent:
             return
         served, outcomes, reason = decided
         when = at if at is not None else time.time()
@@ -396,8 +455,33 @@ class DecisionService:
 
     # --- writes and health ---
 
-    async def record(self, events: Sequence[Event]) -> RecordResult:
-        """Apply a batch in one round trip; ``EventRejected`` passes through, store failures become 503s."""
+    async def without_consent(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` whose consent attribute is false (none without ``--consent-attribute``)."""
+        if self.consent_attribute is None or not user_ids:
+            return set()
+        try:
+            return await asyncio.wait_for(self.store.declined(user_ids, self.consent_attribute), WRITE_TIMEOUT)
+        except Exception as exc:
+            raise StoreUnavailable(_unavailable(exc)) from exc
+
+    async def record(self, events: Sequence[Event], declined: Sequence[bool] = ()) -> RecordResult:
+        """Apply a batch in one round trip; ``EventRejected`` passes through, store failures become 503s.
+
+        Events of users without consent (``declined[i]``, or the consent attribute) are counted
+        in ``dropped_no_consent`` and never reach the store.
+        """
+        refused = await self.without_consent([event.user_id for event in events])
+        kept = [
+            event
+            for index, event in enumerate(events)
+            if event.user_id not in refused and not (index < len(declined) and declined[index])
+        ]
+        dropped = len(events) - len(kept)
+        if dropped:
+            self.metrics.no_consent["events"].inc(dropped)
+        if not kept:
+            return RecordResult(dropped_no_consent=dropped)
+        events = kept
         try:
             result = await asyncio.wait_for(self.store.record(events), WRITE_TIMEOUT)
         except EventRejected:
@@ -410,7 +494,7 @@ class DecisionService:
         events_metric["duplicate"].inc(result.duplicates)
         events_metric["conflict"].inc(result.conflicts)
         events_metric["expired"].inc(result.expired)
-        return result
+        return replace(result, dropped_no_consent=dropped) if dropped else result
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         try:

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from tailor.compiler.features import FeatureRef
 
+from .consent import ConsentGate
 from .events import Event, RecordResult
 
 if TYPE_CHECKING:
-    from .feedback import Join, Outcome, Tally
+    from .experiment_counts import ArmTotals
+    from .feedback import FeedbackMark, Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
     from .user_data import StoreErasure, UserData
 
@@ -56,17 +58,40 @@ class FeatureStore(Protocol):
     round_trips: int = 0
 
     @abstractmethod
-    async def fetch(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    async def fetch(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """Values by feature text, as of ``at`` (epoch seconds; now when None), in one round trip.
 
         Profile attributes: the stored value, absent when not set. Counts and totals: a
         number, 0 when nothing happened. ``since``: seconds since the last such event,
         absent when there was none. Context and model features are not the store's.
+
+        With ``consent``, the store reads the consent attribute first, in the same round
+        trip, and answers its value under ``consent.text``; when it is ``false`` it reads
+        nothing else but ``consent.allowed(features)``, the public user attributes.
         """
 
     @abstractmethod
-    def fetch_now(self, user_id: str, features: Sequence[FeatureRef], at: float | None = None) -> dict[str, Any]:
+    def fetch_now(
+        self,
+        user_id: str,
+        features: Sequence[FeatureRef],
+        at: float | None = None,
+        *,
+        consent: ConsentGate | None = None,
+    ) -> dict[str, Any]:
         """``fetch``, blocking the calling thread: for the synchronous engine, never for the event loop."""
+
+    @abstractmethod
+    async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
+        """Those of ``user_ids`` whose profile attribute ``attribute`` is ``false``, in one round trip:
+        their events and feedback are dropped (``--consent-attribute``)."""
 
     @abstractmethod
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
@@ -102,7 +127,8 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         """Keep each served decision's join record for ``keep`` seconds, and count its slots as decisions
-        (with ``impressions``, as impressions too) in the KPI counters, in total and per UTC day."""
+        (with ``impressions``, as impressions too, and record each slot's impression event of the user:
+        ``feedback.served_impressions``) in the KPI counters, in total and per UTC day."""
 
     @abstractmethod
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
@@ -113,6 +139,11 @@ class FeatureStore(Protocol):
         """Count each tally once, atomically across processes; per tally ``ACCEPTED``, ``DUPLICATE``
         (its id with the same fingerprint, or without an id its (decision, slot, type), was counted
         before) or ``CONFLICT`` (its id was counted with another fingerprint). Ids are kept ``keep`` seconds."""
+
+    @abstractmethod
+    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
+        """An experiment phase's feedback counters per arm, in total and per UTC day (``experiment_counts.py``):
+        counted by ``count_feedback`` (and ``keep_decisions``' served impressions) in the same atomic step."""
 
     @abstractmethod
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
@@ -132,6 +163,21 @@ class FeatureStore(Protocol):
         Idempotent: a second call finds nothing and says so with zeros. Aggregates
         that do not name the user (KPI counters) are left as they are.
         """
+
+    @abstractmethod
+    async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
+        """Note each (decision id, mark) in the decision's join record, while it is kept; a (slot, type)
+        marked before keeps its first time. ``joins`` answers them: the labels of training from the log."""
+
+    # --- live model counters (see model_monitor.py) ---
+
+    @abstractmethod
+    async def add_model_counts(self, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """Add to the counters of models, shared by every server process: (model, version, field) -> amount."""
+
+    @abstractmethod
+    async def model_counts(self, model: str, version: str) -> dict[str, float]:
+        """Every counter of one model version, by field (empty when nothing was counted)."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ import numpy as np
 from tailor.dsl.printer import duration_text
 
 from .dataset import LABEL_WINDOW, Dataset, Progress, build_dataset
+from .distributions import DISTRIBUTION_KEY, TrainingDistribution
 from .event_log import read_events
 from .events import DEFAULT_RETENTION
 from .feature_rows import FeatureRows, parse_feature, parse_features, read_feature_list, split_top_level
-from .onnx_export import float32_thresholds, to_onnx, verify
+from .onnx_export import float32_thresholds, served_scores, to_onnx, verify
 from .train_error import TrainError
 
 __all__ = [
@@ -136,15 +138,19 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainRepor
     return fit(dataset, options, _digest(options.events))
 
 
-def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> TrainReport:
-    """Train on the earlier rows, score on the later ones, convert, verify, write."""
+def fit(
+    dataset: Dataset, options: TrainOptions, events_digest: str = "", provenance: Mapping[str, str] | None = None
+) -> TrainReport:
+    """Train on the earlier rows, score on the later ones, convert, verify, write; ``provenance`` is
+    more metadata, saying where the rows came from."""
     import lightgbm
 
     rows = len(dataset.labels)
     cut = round(rows * (1 - options.holdout))
     if rows < 20 or cut < 10 or rows - cut < 10:
+        of = f" of {', '.join(options.targets)}" if options.targets else ""
         raise TrainError(
-            f"only {rows} labelled impressions of {', '.join(options.targets)} in the log",
+            f"only {rows} labelled impressions{of} in the log",
             "check --target against the impressions' keys, or use a longer log",
         )
     x_train, y_train = dataset.rows[:cut], dataset.labels[:cut]
@@ -178,6 +184,7 @@ def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> Tra
         "tailor.targets": json.dumps(list(options.targets), ensure_ascii=False),
     }
     model = to_onnx(booster, len(dataset.features))
+    distribution = TrainingDistribution.of(served_scores(model, x_train), x_train, dataset.features)
     expected = booster.predict(x_test)
     score = auc(y_test, expected)
     loss = log_loss(y_test, expected)
@@ -193,9 +200,12 @@ def fit(dataset: Dataset, options: TrainOptions, events_digest: str = "") -> Tra
         "tailor.logloss": f"{loss:.4f}",
         "tailor.trainer": f"lightgbm {lightgbm.__version__}: {options.trees} trees, {options.leaves} leaves",
         "tailor.seed": str(options.seed),
+        "tailor.holdout_from": repr(float(dataset.times[cut])),
+        DISTRIBUTION_KEY: distribution.to_json(),
     }
     if events_digest:
         metadata["tailor.events"] = events_digest
+    metadata.update(provenance or {})
     import onnx
 
     onnx.helper.set_model_props(model, metadata)

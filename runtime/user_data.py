@@ -4,15 +4,20 @@ Both stores answer ``FeatureStore.export`` and ``FeatureStore.erase`` with
 these shapes, so an export or an erasure reads the same on either store:
 counters decoded per event type, key and resolution, bucket by bucket, with
 each bucket's start as epoch seconds; the experiments the user was exposed
-to; the join records of the decisions served to them (what feedback is
-attributed to) and the feedback ids counted for them.
+to, and their converted value in each phase where they converted (what an
+experiment's per-user totals are updated from); the join records of the
+decisions served to them (what feedback is attributed to, with its marks)
+and the feedback ids counted for them. Aggregates that do not name the user
+(KPI counters, experiments' per-arm counters, models' counters) are not theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .feedback import FeedbackMark, Join, JoinArm
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,18 @@ class ExposureData:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentValue:
+    """The user's converted value in one phase of an experiment, kept to count them once among converters."""
+
+    experiment: str
+    phase: str
+    value: float = field(metadata={"doc": "the sum of the user's conversion values in the phase"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "phase": self.phase, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
 class JoinedSlot:
     """What one slot of a served decision showed, as its join record keeps it."""
 
@@ -78,6 +95,9 @@ class JoinData:
     version: str
     at: float = field(metadata={"doc": "when it was decided: epoch seconds"})
     slots: dict[str, JoinedSlot]
+    experiments: tuple[JoinArm, ...] = field(metadata={"doc": "the experiments it exposed the user to"})
+    models: dict[str, float] = field(metadata={"doc": "the score of each model the decision ran"})
+    feedback: tuple[FeedbackMark, ...] = field(metadata={"doc": "feedback counted on it, first time per slot and type"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,7 +105,16 @@ class JoinData:
             "version": self.version,
             "at": self.at,
             "slots": {slot: joined.to_dict() for slot, joined in self.slots.items()},
+            "experiments": [x.to_dict() for x in self.experiments],
+            "models": dict(self.models),
+            "feedback": [mark.to_dict() for mark in self.feedback],
         }
+
+    @classmethod
+    def of(cls, join: Join) -> JoinData:
+        """A join record as exported: all it keeps but the user's id."""
+        slots = {slot: JoinedSlot(rule, content) for slot, (rule, content) in join.slots.items()}
+        return cls(join.decision_id, join.version, join.at, slots, join.experiments, dict(join.models), join.feedback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +125,7 @@ class UserData:
     series: tuple[SeriesData, ...] = field(metadata={"doc": "behavioural counters, caps' impressions among them"})
     event_ids: tuple[str, ...] = field(metadata={"doc": "event ids seen in the last 24 h, kept to count retries once"})
     exposures: tuple[ExposureData, ...]
+    experiment_values: tuple[ExperimentValue, ...]
     joins: tuple[JoinData, ...] = field(metadata={"doc": "decisions served to the user, still open to feedback"})
     feedback_ids: tuple[str, ...] = field(metadata={"doc": "ids of feedback items counted on those decisions"})
 
@@ -105,13 +135,22 @@ class UserData:
             "series": [series.to_dict() for series in self.series],
             "event_ids": list(self.event_ids),
             "exposures": [exposure.to_dict() for exposure in self.exposures],
+            "experiment_values": [value.to_dict() for value in self.experiment_values],
             "joins": [join.to_dict() for join in self.joins],
             "feedback_ids": list(self.feedback_ids),
         }
 
     @property
     def empty(self) -> bool:
-        return not (self.profile or self.series or self.event_ids or self.exposures or self.joins or self.feedback_ids)
+        return not (
+            self.profile
+            or self.series
+            or self.event_ids
+            or self.exposures
+            or self.experiment_values
+            or self.joins
+            or self.feedback_ids
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +161,7 @@ class StoreErasure:
     series: int = field(metadata={"doc": "counter series, each event type and key at each resolution"})
     event_ids: int
     exposures: int = field(metadata={"doc": "first exposures forgotten, each taken off its arm's count"})
+    experiment_values: int = field(metadata={"doc": "converted values per experiment phase"})
     joins: int = field(metadata={"doc": "join records of decisions served to the user"})
     feedback_ids: int
 
@@ -131,6 +171,7 @@ class StoreErasure:
             "series": self.series,
             "event_ids": self.event_ids,
             "exposures": self.exposures,
+            "experiment_values": self.experiment_values,
             "joins": self.joins,
             "feedback_ids": self.feedback_ids,
         }
@@ -138,11 +179,6 @@ class StoreErasure:
     @property
     def anything(self) -> bool:
         return any(self.to_dict().values())
-
-
-def joined_slots(slots: Mapping[str, tuple[str, str]]) -> dict[str, JoinedSlot]:
-    """A join's ``slot -> (rule, content)`` as exported."""
-    return {slot: JoinedSlot(rule, content) for slot, (rule, content) in slots.items()}
 
 
 def decoded_series(

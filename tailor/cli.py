@@ -12,12 +12,49 @@ import sys
 from collections.abc import Sequence
 
 from tailor.commands import compile as compile_
-from tailor.commands import completion, explain, fmt, kpis, lint, log, report, serve, simulate, stats, test, train
+from tailor.commands import (
+    completion,
+    diff,
+    experiments,
+    explain,
+    fmt,
+    kpis,
+    lint,
+    log,
+    models,
+    promote,
+    report,
+    retrain,
+    serve,
+    simulate,
+    stats,
+    test,
+    train,
+)
 from tailor.commands.exit_codes import EXIT_OK
 from tailor.commands.parser import Parser
 
 # In the order --help lists them.
-COMMANDS = (lint, fmt, compile_, serve, log, stats, kpis, test, explain, report, simulate, train, completion)
+COMMANDS = (
+    lint,
+    fmt,
+    compile_,
+    serve,
+    log,
+    stats,
+    kpis,
+    experiments,
+    models,
+    test,
+    explain,
+    report,
+    diff,
+    simulate,
+    train,
+    promote,
+    retrain,
+    completion,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,9 @@ TRICKY_NAMES = (
     "cap",
     "per",
     "capped",
+    "attribute",
+    "public",
+    "text",
 )
 identifiers: st.SearchStrategy[str] = st.one_of(
     st.builds(str.__add__, st.sampled_from(_NAME_START), st.text(_NAME_START + "0123456789", max_size=11)).filter(
@@ -141,6 +144,9 @@ arm_names: st.SearchStrategy[ast.Ident] = (
 arms: st.SearchStrategy[ast.Arm] = st.builds(ast.Arm, arm_names, percentages)
 
 
+type_words: st.SearchStrategy[ast.Ident] = st.sampled_from(sorted(ast.ATTRIBUTE_TYPES)).map(ast.Ident)
+
+
 def declarations(max_leaves: int = 12) -> st.SearchStrategy[ast.Declaration]:
     exprs = expressions(max_leaves)
     return st.one_of(
@@ -167,6 +173,8 @@ def declarations(max_leaves: int = 12) -> st.SearchStrategy[ast.Declaration]:
         ),
         st.builds(ast.ExperimentDecl, idents, _tuples(arms, 1, 4), st.none() | strings, st.none() | percentages),
         st.builds(ast.HoldoutDecl, percentages, st.none() | strings),
+        # The type is any word: the parser takes it, and the checker says which words are types.
+        st.builds(ast.AttributeDecl, attributes, idents | type_words, st.booleans()),
     )
 
 

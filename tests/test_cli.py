@@ -25,7 +25,7 @@ def tailor(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comple
 def test_lint_clean_exits_zero(tmp_path: Path) -> None:
     (tmp_path / "shop.rules").write_text(
         'content generic = {"id": "g"}\nrule home when context.page == "home" then show generic in hero\n'
-        "default show generic in hero\n"
+        "default show generic in hero\nattribute context.page text\n"
     )
     result = tailor("lint", "shop.rules", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -164,12 +164,12 @@ def test_lint_says_what_it_checked(tmp_path: Path) -> None:
     (rules / "pages").mkdir(parents=True)
     (rules / "home.rules").write_text(
         'content generic = {"id": "g"}\nrule home when context.page == "home" then show generic in hero\n'
-        "default show generic in hero\n"
+        "default show generic in hero\nattribute context.page text\n"
     )
     (rules / "pages" / "cart.rules").write_text(
         'rule cart when context.page == "cart" then show generic in side\n'
         'rule big when context.page == "cart" and context.total > 100 then show generic in side priority 2\n'
-        "default show generic in side\n"
+        "default show generic in side\nattribute context.total number\n"
     )
     (rules / "home_test.rules").write_text("# tests are not part of the ruleset\n")
     result = tailor("lint", "rules", cwd=tmp_path)
@@ -193,7 +193,9 @@ def test_lint_counts_the_problems_it_prints(tmp_path: Path) -> None:
     (tmp_path / "bad.rules").write_text('content g = {"id": "g"}\nrule a when views(60d) > 2 then show g in hero\n')
     warnings = tailor("lint", ".", cwd=tmp_path)
     assert warnings.returncode == 0
-    assert warnings.stderr == "0 errors, 2 warnings\n"
+    # the note, on standard error: what users without consent see in slot hero
+    assert warnings.stderr.splitlines()[-1] == "0 errors, 2 warnings, 1 note"
+    assert warnings.stdout.count(": warning: ") == 2 and ": note: " not in warnings.stdout
     assert "no problems" not in warnings.stderr
 
 

@@ -409,7 +409,7 @@ def test_invalid_string_escape() -> None:
         (
             "when a then show b capp 3 per 24h",
             "expected 'cap', 'in', 'priority', the end of the file or a declaration"
-            " (rule, when, segment, content, model, default, experiment, holdout), found 'capp'",
+            " (rule, when, segment, content, model, default, experiment, holdout, attribute), found 'capp'",
             "did you mean 'cap'?",
             20,
         ),
@@ -428,14 +428,14 @@ def test_invalid_string_escape() -> None:
         (
             "when a then show b cap 3 per 24h priority 2",
             "expected the end of the file or a declaration"
-            " (rule, when, segment, content, model, default, experiment, holdout), found 'priority'",
+            " (rule, when, segment, content, model, default, experiment, holdout, attribute), found 'priority'",
             "the cap comes last: write the priority before it",
             34,
         ),
         (
             "default show b cap 3 per 24h",
             "expected 'in', the end of the file or a declaration"
-            " (rule, when, segment, content, model, default, experiment, holdout), found 'cap'",
+            " (rule, when, segment, content, model, default, experiment, holdout, attribute), found 'cap'",
             "a default is what a slot shows when no rule fires: only rules can be capped",
             16,
         ),

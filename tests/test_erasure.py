@@ -70,7 +70,8 @@ def call(server: Server, method: str, path: str, **request: Any) -> dict[str, An
 
 
 def fill(server: Server, other: Server, user: str, count: int) -> list[str]:
-    """Events, a profile, decisions (through both servers) and feedback; the decision ids."""
+    """Events, a profile, decisions (through both servers) and feedback (a click on each, and a conversion in
+    the experiment, so the user's converted value is kept); the decision ids."""
     events = [{"user_id": user, "type": "view", "key": "Electronics", "id": f"{user}-v{i}"} for i in range(3)] + [
         {"user_id": user, "type": "purchase", "value": 42.0}
     ]
@@ -84,6 +85,15 @@ def fill(server: Server, other: Server, user: str, count: int) -> list[str]:
         {"decision_id": answer["decision_id"], "slot": "banner", "type": "click", "id": f"{user}-fb{index}"}
         for index, answer in enumerate(decided)
     ]
+    items.append(
+        {
+            "decision_id": decided[0]["decision_id"],
+            "slot": "banner",
+            "type": "conversion",
+            "value": 30.0,
+            "id": f"{user}-cv",
+        }
+    )
 
     def counted() -> bool:  # join records are written off the response path: retry until they are there
         result = call(other, "POST", "/v1/feedback", json={"items": items})
@@ -149,10 +159,13 @@ def test_two_servers_on_redis_erase_a_user_everywhere(rules: Path, tmp_path: Pat
         assert sorted(j["decision_id"] for j in exported["store"]["joins"]) == sorted(gone)
         assert sorted(r["decision_id"] for r in exported["decisions"]) == sorted(gone)  # two processes log them
         assert exported["decision_log"] == "stream"
-        assert [(e["experiment"], e["arm"] in ("plain", "bold")) for e in exported["store"]["exposures"]] == [
-            ("banner_test", True)
+        exposures = {e["experiment"]: e["arm"] for e in exported["store"]["exposures"]}
+        assert exposures["banner_test"] in ("plain", "bold")  # the retail ruleset's own experiments too
+        assert [(v["experiment"], v["value"]) for v in exported["store"]["experiment_values"]] == [
+            ("banner_test", 30.0)
         ]
-        assert len(exported["store"]["feedback_ids"]) == len(gone) and len(exported["store"]["event_ids"]) >= 3
+        assert len(exported["store"]["feedback_ids"]) == len(gone) + 1 and len(exported["store"]["event_ids"]) >= 3
+        assert any(j["experiments"] for j in exported["store"]["joins"])
         assert any(GONE.encode() in part for _, part in everything(client))
 
         erased = call(a, "DELETE", f"/v1/users/{GONE}")
@@ -168,9 +181,10 @@ def test_two_servers_on_redis_erase_a_user_everywhere(rules: Path, tmp_path: Pat
             "profile_attributes": 2,
             "series": len(exported["store"]["series"]),
             "event_ids": erased["store"]["event_ids"],
-            "exposures": 1,
+            "exposures": len(exposures),
+            "experiment_values": 1,
             "joins": len(gone),
-            "feedback_ids": len(gone),
+            "feedback_ids": len(gone) + 1,
         }
         assert erased["store"]["event_ids"] >= 3
 

@@ -14,7 +14,17 @@ import pytest
 import redis
 
 from tailor.runtime.events import Event
-from tailor.runtime.feedback import DEFAULT_ATTRIBUTION, FeedbackItem, Impressions, Join, Outcome, judge
+from tailor.runtime.feedback import (
+    CONVERSION,
+    DEFAULT_ATTRIBUTION,
+    FeedbackItem,
+    FeedbackMark,
+    Impressions,
+    Join,
+    JoinArm,
+    Outcome,
+    judge,
+)
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.store import Exposure, FeatureStore
@@ -32,7 +42,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[FeatureStore]:
 
 
 async def fill(store: FeatureStore, user: str, now: float) -> None:
-    """A profile, events with and without ids, an exposure, a served decision and feedback with an id."""
+    """A profile, events with and without ids, exposures, a served decision in an experiment with a model's
+    score, feedback with ids on it (a click and a conversion, so the user's value in the phase is kept) and
+    its marks, and a decision kept with its served impressions (series only that script writes)."""
     await store.set_profile(user, {"tier": "gold", "email": f"{user}@example.com"})
     await store.record(
         [
@@ -43,13 +55,20 @@ async def fill(store: FeatureStore, user: str, now: float) -> None:
         now,
     )
     await store.expose([Exposure(user, "checkout", "p1", "b"), Exposure(user, "banner", "p9", "a")])
-    join = Join(f"d-{user}", user, "v1", now - 5, {"hero": ("promo", "summer")})
+    arm = JoinArm("checkout", "b", "p1", ("hero",))
+    join = Join(f"d-{user}", user, "v1", now - 5, {"hero": ("promo", "summer")}, (arm,), {"click": 0.25})
     await store.keep_decisions([join], DEFAULT_ATTRIBUTION)
-    items = [FeedbackItem(join.decision_id, "hero", "click", None, now - 1, f"{user}-fb1")]
+    served = Join(f"s-{user}", user, "v1", now - 4, {"side": ("promo", "served-only")}, (arm,))
+    await store.keep_decisions([served], DEFAULT_ATTRIBUTION, impressions=True)
+    items = [
+        FeedbackItem(join.decision_id, "hero", "click", None, now - 1, f"{user}-fb1"),
+        FeedbackItem(join.decision_id, "hero", CONVERSION, 12.5, now - 1, f"{user}-fb2"),
+    ]
     judged = judge(
         items, {join.decision_id: join}, attribution=DEFAULT_ATTRIBUTION, impressions=Impressions.FEEDBACK, now=now
     )
-    assert await store.count_feedback(judged.tallies, DEFAULT_ATTRIBUTION) == [Outcome.ACCEPTED]
+    assert await store.count_feedback(judged.tallies, DEFAULT_ATTRIBUTION) == [Outcome.ACCEPTED] * 2
+    await store.mark_feedback([(join.decision_id, FeedbackMark("hero", "click", now - 1))])
     await store.record(judged.events, now)
 
 
@@ -63,6 +82,7 @@ def test_export_shows_everything_and_erase_removes_it_all_and_nothing_else(store
         names = {(s.event, s.key, s.resolution) for s in before.series}
         assert {("view", "Electronics", "d"), ("view", "Home & Garden", "m"), ("view", "any", "h")} <= names
         assert ("purchase", "any", "d") in names and ("click", "summer", "d") in names
+        assert ("impression", "served-only", "h") in names  # written by the script keeping served decisions
         day_view = next(s for s in before.series if (s.event, s.key, s.resolution) == ("view", "any", "d"))
         assert sum(b.count for b in day_view.buckets) == 2 and sum(b.total for b in day_view.buckets) == 3.5
         assert day_view.last == now - 20
@@ -71,20 +91,31 @@ def test_export_shows_everything_and_erase_removes_it_all_and_nothing_else(store
             ("checkout", "p1", "b"),
             ("banner", "p9", "a"),
         }
-        assert [(j.decision_id, j.slots["hero"].content) for j in before.joins] == [(f"d-{GONE}", "summer")]
-        assert before.feedback_ids == (f"{GONE}-fb1",)
+        joined = {j.decision_id: j for j in before.joins}
+        assert set(joined) == {f"d-{GONE}", f"s-{GONE}"} and joined[f"d-{GONE}"].slots["hero"].content == "summer"
+        assert joined[f"d-{GONE}"].experiments == (JoinArm("checkout", "b", "p1", ("hero",)),)
+        assert joined[f"d-{GONE}"].models == {"click": 0.25}
+        assert joined[f"d-{GONE}"].feedback == (FeedbackMark("hero", "click", now - 1),)
+        assert sorted(before.feedback_ids) == [f"{GONE}-fb1", f"{GONE}-fb2"]
+        assert [(v.experiment, v.phase, v.value) for v in before.experiment_values] == [("checkout", "p1", 12.5)]
         assert await store.exposures("checkout", "p1") == {"b": 2}
+        converters = (await store.arm_totals("checkout", "p1")).amount("b", "converters")
+        assert converters == 2
 
         erased = await store.erase(GONE)
         assert erased.profile_attributes == 2
         assert erased.series == len(before.series)
-        assert erased.event_ids >= 2 and erased.exposures == 2 and erased.joins == 1 and erased.feedback_ids == 1
+        assert erased.event_ids >= 2 and erased.exposures == 2 and erased.experiment_values == 1
+        assert erased.joins == 2 and erased.feedback_ids == 2
         after = await store.export(GONE)
         assert after.empty, after
         assert await store.exposures("checkout", "p1") == {"b": 1}  # the other user still counts
         kept = await store.export(KEPT)
-        assert kept.profile and len(kept.series) == len(before.series) and len(kept.joins) == 1
-        assert len(kept.exposures) == 2 and kept.feedback_ids == (f"{KEPT}-fb1",)
+        assert kept.profile and len(kept.series) == len(before.series) and len(kept.joins) == 2
+        assert len(kept.exposures) == 2 and sorted(kept.feedback_ids) == [f"{KEPT}-fb1", f"{KEPT}-fb2"]
+        assert [v.value for v in kept.experiment_values] == [12.5]
+        # the phase's per-arm counters are aggregates: they stay as they were
+        assert (await store.arm_totals("checkout", "p1")).amount("b", "converters") == converters
         again = await store.erase(GONE)
         assert not again.anything  # idempotent: nothing left to erase
         if isinstance(store, RedisStore):

@@ -57,8 +57,8 @@ def serve(tmp_path, store, requests: list[tuple[str, dict, list[str] | None]], r
     return records, asyncio.run(run())
 
 
-def exposed(record: DecisionRecord) -> dict[str, bool]:
-    return {entry.experiment: entry.exposed for entry in record.experiments}
+def exposed(record: DecisionRecord) -> dict[str, tuple[bool, tuple[str, ...]]]:
+    return {entry.experiment: (entry.exposed, entry.slots) for entry in record.experiments}
 
 
 def test_a_record_names_the_arm_its_phase_and_whether_the_user_was_exposed(tmp_path) -> None:
@@ -76,13 +76,19 @@ def test_a_record_names_the_arm_its_phase_and_whether_the_user_was_exposed(tmp_p
     )
     phase = service.current.ruleset.plan.experiments["hero_test"].phase
     first = records[0].experiments[0]
-    assert first.to_dict() == {"experiment": "hero_test", "arm": "model", "phase": phase, "exposed": True}
+    assert first.to_dict() == {
+        "experiment": "hero_test",
+        "arm": "model",
+        "phase": phase,
+        "exposed": True,
+        "slots": ["hero"],
+    }
     assert [exposed(r) for r in records] == [
-        {"hero_test": True},
-        {"hero_test": True},
-        {"hero_test": False},
-        {"hero_test": False},
-        {"hero_test": True},
+        {"hero_test": (True, ("hero",))},
+        {"hero_test": (True, ("hero",))},
+        {"hero_test": (False, ())},
+        {"hero_test": (False, ())},
+        {"hero_test": (True, ("footer",))},  # only the footer's feedback counts for the arm
     ]
     assert all(not r.holdout for r in records)
     assert DecisionRecord.from_dict(records[0].to_dict()) == records[0]

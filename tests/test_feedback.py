@@ -128,6 +128,7 @@ def test_each_item_is_answered_and_counted_once(client: TestClient) -> None:
             {"index": 7, "status": "unknown_slot"},
             {"index": 8, "status": "wrong_user"},
         ],
+        "dropped_no_consent": 0,
     }
     retried = feedback(client, *batch)  # a retry of the whole batch counts nothing again
     assert (retried["accepted"], retried["duplicates"]) == (0, 6)
@@ -298,3 +299,87 @@ def test_serve_takes_the_attribution_window_and_the_source_of_impressions() -> N
     assert (given.attribution, given.impressions) == (3 * DAY, "served")
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "rules", "--impressions", "sometimes"])
+
+
+def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_memory_store(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Redis keeps a chunk of served decisions in one script call: sent again (a retry), it counts nothing
+    twice; its impression events, merged per series, read as the memory store's (one event a slot)."""
+    import asyncio
+
+    from tailor.compiler.features import FeatureKind, FeatureRef
+    from tailor.runtime.feedback import Join
+    from tailor.runtime.kpis import KpiQuery
+
+    at = time.time() - 30
+    shown = {"hero": ("r1", "acc"), "sidebar": ("default", "acc"), "footer": ("r2", "x")}
+    joins = [Join(f"d{i}", "ü/1", "v1", at + i, shown) for i in range(3)]
+    refs = [
+        FeatureRef(FeatureKind.COUNT, f'count("impression", "{key}", 1h)', "impression", key, 3600.0)
+        for key in ("acc", "x", "any")
+    ]
+
+    async def kept(store: FeatureStore, times: int) -> tuple[dict[str, Any], Any]:
+        for _ in range(times):
+            await store.keep_decisions(joins, DAY, impressions=True)
+        counts = await store.kpi_counts(KpiQuery(None, None, None, None, None))
+        values = await store.fetch("ü/1", refs)
+        await store.close()
+        return values, counts
+
+    on_redis = asyncio.run(kept(RedisStore(redis_url, prefix=redis_prefix), 2))
+    in_memory = asyncio.run(kept(MemoryStore(), 1))
+    assert on_redis == in_memory
+    assert on_redis[0] == {refs[0].text: 6, refs[1].text: 3, refs[2].text: 9}
+    assert on_redis[1]["v1", "sidebar", "default", "acc"] == {"decisions": 3.0, "impressions": 3.0}
+
+
+def test_join_records_keep_experiments_models_and_marks_and_count_arms_on_redis_as_in_memory(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The keep, count and join-read scripts take and give JSON: a join record's experiments (``x``),
+    models (``m``) and feedback marks read back whole, and the arms' served impressions, measures and
+    converters count as the memory store's, once though the Redis chunk is sent twice."""
+    import asyncio
+
+    from tailor.runtime.feedback import FeedbackMark, Join, JoinArm, Tally
+
+    at = time.time() - 30
+    shown = {"hero": ("r1", "acc"), "sidebar": ("default", "acc")}
+    exposed = Join("d1", "ü/1", "v1", at, shown, (JoinArm("exp é", "B", "p1", ("hero",)),), {"m": 0.25})
+    plain = Join("d2", "u2", "v1", at, {"hero": ("r1", "acc")})
+    arms = (("exp é", "p1", "B"),)
+    day = exposed.day
+    tallies = [
+        Tally("d1", "hero", "click", None, "f1", "v1", day, "r1", "acc", "clicks", 0.0, "ü/1", arms),
+        Tally("d1", "hero", "conversion", "c1", "f2", "v1", day, "r1", "acc", "conversions", 3.0, "ü/1", arms),
+        Tally("d1", "hero", "conversion", "c1", "f2", "v1", day, "r1", "acc", "conversions", 3.0, "ü/1", arms),
+    ]
+    mark = FeedbackMark("hero", "click", at + 5)
+
+    async def kept(store: FeatureStore, times: int) -> tuple[Any, ...]:
+        for _ in range(times):
+            await store.keep_decisions([exposed, plain], DAY, impressions=True)
+        outcomes = await store.count_feedback(tallies, DAY)
+        await store.mark_feedback([("d1", mark)])
+        joins = await store.joins(["d1", "d2", "gone"])
+        totals = await store.arm_totals("exp é", "p1")
+        await store.close()
+        return outcomes, joins, totals
+
+    on_redis = asyncio.run(kept(RedisStore(redis_url, prefix=redis_prefix), 2))
+    in_memory = asyncio.run(kept(MemoryStore(), 1))
+    assert on_redis == in_memory
+    outcomes, joins, totals = on_redis
+    assert [outcome.value for outcome in outcomes] == ["accepted", "accepted", "duplicate"]
+    assert joins["d1"].experiments == exposed.experiments and joins["d1"].models == {"m": 0.25}
+    assert joins["d1"].feedback == (mark,) and set(joins) == {"d1", "d2"}
+    assert totals.total["B"] == {
+        "impressions": 1,
+        "clicks": 1,
+        "conversions": 1,
+        "value": 3.0,
+        "converters": 1,
+        "value_squares": 9.0,
+    }

@@ -195,5 +195,5 @@ def test_a_5_mb_string_literal_lints_in_little_memory(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert found == []
+    assert [d.code for d in found] == ["undeclared-attribute"]  # a note: context.page's type was inferred
     assert peak < 200e6  # about 25 MB: the literal read, parsed and planned; it was 1.2 GB

@@ -57,16 +57,16 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     output = run_tour(tmp_path, with_training=False)
     # Before the events the sidebar shows its default; after them, the bundle rule fires and explain says why.
     assert '"sidebar":{"content":"sidebar_reviews"' in output
-    assert '{"accepted":3,"duplicates":0,"conflicts":0,"expired":0}' in output
+    assert '{"accepted":3,"duplicates":0,"conflicts":0,"expired":0,"dropped_no_consent":0}' in output
     assert '"rule":"electronics_bundle"' in output
     assert 'views(\\"Electronics\\", 24h) = 3' in output
     # The loop: feedback is counted, the KPIs show it, and the report names the rule whose content is ignored.
-    assert '{"accepted":2,"duplicates":0,"ignored":0,"results":[]}' in output
+    assert '{"accepted":2,"duplicates":0,"ignored":0,"results":[],"dropped_no_consent":0}' in output
     assert re.search(r"sidebar +electronics_bundle +sidebar_bundle +1 +1 +1 ", output)  # tailor kpis
     assert re.search(r"product\.rules:3: rule electronics_bundle .*\n  low_ctr: ", output)
     assert len(re.findall(r"\n  low_ctr: ", output)) == 1
     # Breaking a rule leaves the old version serving and reports where the error is.
-    assert '"last_error":[{"file":"home.rules","line":5' in output  # relative to the ruleset root
+    assert '"last_error":[{"file":"home.rules","line":17' in output  # relative to the ruleset root
 
 
 @pytest.mark.slow

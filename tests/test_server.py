@@ -227,13 +227,18 @@ def test_one_feature_supplied_twice_is_422(client: TestClient) -> None:
     )
 
 
+def stored(accepted: int, duplicates: int = 0) -> dict[str, int]:
+    """What POST /v1/events answers for a batch with no conflicts, nothing expired and nothing dropped."""
+    return {"accepted": accepted, "duplicates": duplicates, "conflicts": 0, "expired": 0, "dropped_no_consent": 0}
+
+
 def test_events_change_decisions_and_are_deduplicated(client: TestClient) -> None:
     assert hero(client, user_id="v") == "generic"
-    assert views(client, "v", 2) == {"accepted": 2, "duplicates": 0, "conflicts": 0, "expired": 0}
+    assert views(client, "v", 2) == stored(2, duplicates=0)
     assert hero(client, user_id="v") == "generic"
-    assert views(client, "v", 1, id="e-1") == {"accepted": 1, "duplicates": 0, "conflicts": 0, "expired": 0}
+    assert views(client, "v", 1, id="e-1") == stored(1, duplicates=0)
     assert hero(client, user_id="v") == "fan"
-    assert views(client, "v", 1, id="e-1") == {"accepted": 0, "duplicates": 1, "conflicts": 0, "expired": 0}
+    assert views(client, "v", 1, id="e-1") == stored(0, duplicates=1)
     assert hero(client, user_id="other") == "generic"
 
 
@@ -251,6 +256,7 @@ def test_expired_and_future_events(client: TestClient) -> None:
         "duplicates": 0,
         "conflicts": 0,
         "expired": 1,
+        "dropped_no_consent": 0,
     }
     response = client.post(
         "/v1/events",
@@ -258,7 +264,7 @@ def test_expired_and_future_events(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert "future" in response.json()["detail"]
-    assert views(client, "x", 0) == {"accepted": 0, "duplicates": 0, "conflicts": 0, "expired": 0}
+    assert views(client, "x", 0) == stored(0, duplicates=0)
     assert hero(client, user_id="x", features={}) == "generic"  # nothing of the rejected batch was stored
 
 

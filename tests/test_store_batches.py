@@ -318,6 +318,6 @@ def test_the_events_endpoint_reports_conflicts(tmp_path: Path):
             return response.json()
 
         now = time.time()
-        assert post(now) == {"accepted": 1, "duplicates": 0, "conflicts": 0, "expired": 0}
-        assert post(now) == {"accepted": 0, "duplicates": 1, "conflicts": 0, "expired": 0}
-        assert post(now - 1) == {"accepted": 0, "duplicates": 0, "conflicts": 1, "expired": 0}
+        assert post(now) == {"accepted": 1, "duplicates": 0, "conflicts": 0, "expired": 0, "dropped_no_consent": 0}
+        assert post(now) == {"accepted": 0, "duplicates": 1, "conflicts": 0, "expired": 0, "dropped_no_consent": 0}
+        assert post(now - 1) == {"accepted": 0, "duplicates": 0, "conflicts": 1, "expired": 0, "dropped_no_consent": 0}

@@ -13,6 +13,7 @@ are relative to the ruleset's root.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
@@ -22,14 +23,18 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from ..attribution import Attribution
+from ..canary import Canary
 from ..decision_log import DecisionLog
 from ..erasure import Erasure
 from ..events import Event
+from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..kpis import KpiQuery
+from ..model_monitor import ModelMonitor
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
-from ..service import DecisionService, NotReady
+from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
+from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
@@ -44,10 +49,15 @@ from .schemas import (
     DecideResponse,
     EventsRequest,
     EventsResponse,
+    ExperimentResponse,
+    ExperimentsResponse,
     ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
+    JoinedRequest,
+    JoinedResponse,
     KpisResponse,
+    ModelsResponse,
     ProfileRequest,
     ProfileResponse,
     RulesetResponse,
@@ -72,6 +82,8 @@ def create_app(
     decision_log: DecisionLog | None = None,
     attribution: float = DEFAULT_ATTRIBUTION,
     impressions: Impressions = Impressions.FEEDBACK,
+    shadow: Shadow | None = None,
+    canary: Canary | None = None,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -82,7 +94,16 @@ def create_app(
     store closes. Served decisions are kept for feedback for ``attribution``
     seconds; ``impressions`` says where impressions come from.
     """
-    attributed = Attribution(service.store, service.metrics, attribution=attribution, impressions=impressions)
+    monitor = ModelMonitor(service)
+    service.listen(monitor.served)
+    attributed = Attribution(
+        service.store,
+        service.metrics,
+        attribution=attribution,
+        impressions=impressions,
+        consent_attribute=service.consent_attribute,
+        monitor=monitor,
+    )
     service.listen(attributed.served)
     erasure = Erasure(service, attributed, decision_log)
 
@@ -92,6 +113,11 @@ def create_app(
         if reloader is not None:
             reloader.start()
         app.state.reloader = reloader
+        # Candidates reload like the served version, each through a reloader of its own.
+        candidates = [c.candidate for c in (shadow, canary) if c is not None] if watch else []
+        candidate_reloaders = [Reloader(c, reload_timeout=reload_timeout, settle_ms=settle_ms) for c in candidates]
+        for candidate_reloader in candidate_reloaders:
+            candidate_reloader.start()
         if decision_log is not None:
             decision_log.start()
         erasure.start()
@@ -101,9 +127,12 @@ def create_app(
             await erasure.close()
             if reloader is not None:
                 await reloader.stop()
+            for candidate_reloader in candidate_reloaders:
+                await candidate_reloader.stop()
             if decision_log is not None:
                 await decision_log.close()
             await attributed.close()
+            await monitor.flush()
             await service.close()
 
     app = FastAPI(
@@ -115,6 +144,7 @@ def create_app(
     )
     app.state.service = service
     app.state.attribution = attributed
+    app.state.models = monitor
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
     guard = [Depends(require_key(api_key))] if api_key is not None else []
@@ -143,9 +173,11 @@ def create_app(
         ignored: tuple[str, ...] = ()
         if features:
             features, ignored = supplied(features)
-        decided = await service.decide(body.user_id, body.context, body.slots, features, body.at)
-        decision_id = service.new_decision_id()
+        decided = await service.decide(body.user_id, body.context, body.slots, features, body.at, body.consent)
+        decision_id = service.new_decision_id(decided.outcomes.consent)
         answer = service.response(decided.served, decided.outcomes, decision_id, explained=explained)
+        if not decided.outcomes.consent:
+            answer["consent"] = False
         if not explained:
             service.publish(decided, decision_id, body.user_id, body.context, body.at)
         if ignored:
@@ -186,13 +218,14 @@ def create_app(
     )
     async def events(body: EventsRequest) -> Response:
         batch = [Event(e.user_id, e.type, e.key, e.value, e.ts, e.id) for e in body.events]
-        result = await service.record(batch)
+        result = await service.record(batch, [e.consent is False for e in body.events])
         return OrjsonResponse(
             {
                 "accepted": result.accepted,
                 "duplicates": result.duplicates,
                 "conflicts": result.conflicts,
                 "expired": result.expired,
+                "dropped_no_consent": result.dropped_no_consent,
             }
         )
 
@@ -205,7 +238,9 @@ def create_app(
         summary=f"Impressions, clicks, conversions on served decisions: up to {MAX_FEEDBACK} items",
     )
     async def feedback(body: FeedbackRequest) -> Response:
-        items = [FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id) for i in body.items]
+        items = [
+            FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id, i.consent) for i in body.items
+        ]
         return OrjsonResponse((await attributed.receive(items)).to_dict())
 
     @app.get(
@@ -228,6 +263,88 @@ def create_app(
         except ValueError as exc:
             return error_response(422, str(exc))
         return OrjsonResponse((await attributed.kpis(query)).to_dict())
+
+    def served_experiments() -> ExperimentList:
+        served = service.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        return ExperimentList.of(served.ruleset.plan, served.ruleset.name, served.version)
+
+    @app.get(
+        "/v1/experiments",
+        response_model=ExperimentsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
+        tags=["experiments"],
+        summary="The served rules' experiments (arms, weights, coverage, seed, current phase) and holdout",
+    )
+    async def experiments() -> Response:
+        return OrjsonResponse(served_experiments().to_dict())
+
+    @app.get(
+        "/v1/experiments/{name}",
+        response_model=ExperimentResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 404, 422, 503),
+        tags=["experiments"],
+        summary="One experiment's results in its current phase: rates, lifts, SRM, over time, and conclusions",
+    )
+    async def experiment(
+        name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)],
+        phase: Annotated[str | None, Query(max_length=MAX_NAME, description="the current phase when absent")] = None,
+    ) -> Response:
+        listed = served_experiments()
+        found = [info for info in listed.experiments if info.name == name]
+        if not found:
+            names = ", ".join(info.name for info in listed.experiments) or "none"
+            return error_response(404, f"no experiment {name!r} in the served rules (experiments: {names})")
+        info = found[0]
+        if phase is not None and phase != info.phase:
+            return error_response(
+                404,
+                f"phase {phase!r} of {name} is not the one served ({info.phase}): only the served phase's "
+                "weights are known, and results never mix phases",
+            )
+        await attributed.flush()  # every decision served so far is counted
+        await service.exposures.flush()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                report = await read_report(service.store, info)
+        except TimeoutError as exc:
+            raise StoreUnavailable("the experiment's counts could not be read (timeout)") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"the experiment's counts could not be read ({type(exc).__name__})") from exc
+        return OrjsonResponse(report.to_dict())
+
+    @app.post(
+        "/v1/feedback/joined",
+        response_model=JoinedResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422, 503),
+        tags=["data"],
+        summary="Served decisions' join records: the models' scores and the feedback counted on each",
+    )
+    async def joined(body: JoinedRequest) -> Response:
+        joins = await attributed.joined(body.decision_ids)
+        found = [joins[i].to_dict() for i in dict.fromkeys(body.decision_ids) if i in joins]
+        return OrjsonResponse({"decisions": found})
+
+    @app.get(
+        "/v1/models",
+        response_model=ModelsResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 503),
+        tags=["ruleset"],
+        summary="Each served model: drift of its live scores from training (PSI, JS), live AUC and calibration",
+    )
+    async def models() -> Response:
+        try:
+            report = await monitor.report()
+        except NotReady:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"the model counters could not be read ({type(exc).__name__})") from exc
+        return OrjsonResponse(report.to_dict())
 
     @app.put(
         "/v1/users/{user_id:path}",
@@ -291,6 +408,30 @@ def create_app(
         return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
 
     @app.get(
+        "/v1/shadow",
+        dependencies=guard,
+        responses=error_responses(*auth, 404),
+        tags=["ruleset"],
+        summary="The shadow candidate's running diff against what was served (tailor diff --format json's shape)",
+    )
+    async def shadow_diff() -> Response:
+        if shadow is None:
+            return error_response(404, "no shadow candidate: start the server with --shadow PATH")
+        return OrjsonResponse(shadow.to_dict())
+
+    @app.get(
+        "/v1/canary",
+        dependencies=guard,
+        responses=error_responses(*auth, 404),
+        tags=["ruleset"],
+        summary="The canary candidate: its share, its decisions against live, and its rollbacks",
+    )
+    async def canary_status() -> Response:
+        if canary is None:
+            return error_response(404, "no canary candidate: start the server with --canary PATH")
+        return OrjsonResponse(canary.status().to_dict())
+
+    @app.get(
         "/v1/stats",
         response_model=StatsResponse,
         dependencies=guard,
@@ -326,6 +467,9 @@ def create_app(
         summary="Prometheus metrics",
     )
     async def metrics() -> Response:  # async: it reads counters only the event loop writes
+        if service.current is not None:
+            with contextlib.suppress(Exception):  # metrics always answer: the gauges keep their last values
+                await monitor.report()  # the model gauges: read from the store, shared by every process
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 

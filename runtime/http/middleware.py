@@ -146,6 +146,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers of a route, for the schema."""
     described = {
         401: "missing or wrong API key",
+        404: "not found: no such experiment (or not its served phase), or a feature the server was started without",
         409: "there is no previous version",
         413: "the body is over the size limit",
         422: "the request is not valid",

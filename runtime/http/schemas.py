@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainValidator,
     Strict,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -31,8 +32,10 @@ from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
 from ..erasure import UserErasure, UserExport
-from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult
+from ..experiment_report import ExperimentList, ExperimentReport
+from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult, Join
 from ..kpis import KpiReport
+from ..model_report import ModelsReport
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures
 from .explain_json import NON_FINITE
@@ -127,6 +130,11 @@ class DecideRequest(_Body):
         description='values by canonical feature text (user.tier, views("Electronics", 24h)); override the store',
     )
     at: Epoch | None = Field(default=None, description="decide as of this time (epoch seconds), for replay")
+    consent: StrictBool | None = Field(
+        default=None,
+        description="false: the user declined personalization; rules reading personal data are skipped,"
+        " and nothing about the decision is stored",
+    )
 
 
 class EventIn(_Body):
@@ -136,6 +144,7 @@ class EventIn(_Body):
     value: Finite | None = Field(default=None, description="what total() sums; 1 when absent")
     ts: Epoch | None = Field(default=None, description="when it happened; the store's clock when absent")
     id: Id | None = Field(default=None, description="for de-duplication of retried batches (24 h)")
+    consent: StrictBool | None = Field(default=None, description="false: the user declined; dropped, not stored")
 
 
 class EventsRequest(_Body):
@@ -152,10 +161,15 @@ class FeedbackIn(_Body):
     ts: Epoch | None = Field(default=None, description="when it happened; the server's clock when absent")
     id: Id | None = Field(default=None, description="makes a retry idempotent; items with different ids count apart")
     user_id: Id | None = Field(default=None, description="when given, must be the decision's user")
+    consent: StrictBool | None = Field(default=None, description="false: the user declined; dropped, not stored")
 
 
 class FeedbackRequest(_Body):
     items: list[FeedbackIn] = Field(max_length=MAX_FEEDBACK)
+
+
+class JoinedRequest(_Body):
+    decision_ids: list[Id] = Field(max_length=MAX_FEEDBACK, description="the decisions whose join records to read")
 
 
 class ProfileRequest(_Body):
@@ -264,6 +278,13 @@ DecideResponse = create_model(
         },
     ),
     **wire_fields(IgnoredFeatures),
+    consent=(
+        bool,
+        Field(
+            default=True,
+            description="present, and false, only when the user declined: no personal data was read, nothing stored",
+        ),
+    ),
 )
 ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, explain=(model_of(Explanation), ...))
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
@@ -271,6 +292,16 @@ FeedbackResponse = model_of(FeedbackResult, "FeedbackResponse")
 KpisResponse = model_of(KpiReport, "KpisResponse")
 UserErasureResponse = model_of(UserErasure, "UserErasureResponse")
 UserExportResponse = model_of(UserExport, "UserExportResponse")
+ExperimentsResponse = model_of(ExperimentList, "ExperimentsResponse")
+ExperimentResponse = model_of(ExperimentReport, "ExperimentResponse")
+ModelsResponse = model_of(ModelsReport, "ModelsResponse")
+
+
+class JoinedResponse(BaseModel):
+    decisions: list[model_of(Join, "JoinRecord")] = Field(  # type: ignore[valid-type]
+        description="the join records still kept (decisions unknown or past the attribution window are absent)"
+    )
+
 
 # --- response models of the HTTP layer's own answers ---
 
@@ -280,6 +311,7 @@ class EventsResponse(BaseModel):
     duplicates: int = Field(description="ids already seen in the last 24 h")
     conflicts: int = Field(description="ids already seen in the last 24 h with a different payload: not stored again")
     expired: int = Field(description="older than the retention horizon: accepted and ignored")
+    dropped_no_consent: int = Field(default=0, description="events of users without consent: counted, not stored")
 
 
 class ProfileResponse(BaseModel):

@@ -38,6 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("--slot", action="append", metavar="SLOT", help="explain only this slot (repeatable)")
     parser.add_argument("--at", type=float, metavar="EPOCH", help="decide as of this time (epoch seconds)")
+    parser.add_argument(
+        "--no-consent",
+        action="store_true",
+        help="decide as for a user who declined personalization: rules reading personal data are skipped",
+    )
     parser.add_argument("--url", help="ask a running server (its base URL) instead of reading PATH")
     parser.add_argument(
         "--api-key", metavar="KEY", help="the server's API key, if it has one (default: $TAILOR_API_KEY)"
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"tailor: --feature {key}: {why}", file=sys.stderr)
         return EXIT_USAGE
     _say_ignored(ignored)
-    explanation = Engine(ruleset).explain(args.user, context, args.slot, supplied, args.at)
+    consent = False if args.no_consent else None
+    explanation = Engine(ruleset).explain(args.user, context, args.slot, supplied, args.at, consent)
     print(f"ruleset {ruleset.name} (version {ruleset.version}), user {args.user}")
     print(explanation.render())
     return EXIT_OK
@@ -92,6 +98,8 @@ def _explain_remote(args: argparse.Namespace, context: dict[str, object], featur
         body["slots"] = args.slot
     if args.at is not None:
         body["at"] = args.at
+    if args.no_consent:
+        body["consent"] = False
     data = server_json(url, body, api_key(args))
     if data is None:
         return EXIT_PROBLEMS

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, has_errors
+from tailor.dsl.diagnostics import Diagnostic, has_errors, is_problem
 from tailor.dsl.loader import ParseCache, read_ruleset
 from tailor.dsl.printer import duration_text
 from tailor.runtime.ruleset_loader import lint_path
@@ -54,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         diagnostics.extend(lint_path(path, retention=args.retention, cache=cache))
     print_diagnostics(diagnostics, args.format)
-    if args.format == "text" and not diagnostics:
+    problems = [d for d in diagnostics if is_problem(d)]  # notes inform: they fail nothing
+    if args.format == "text" and not problems:
         for path in args.paths:
             print(f"{path}: {_checked(path, cache)}, no problems", file=sys.stderr)
-    failing = has_errors(diagnostics) or (args.strict and diagnostics)
+    failing = has_errors(diagnostics) or (args.strict and problems)
     return EXIT_PROBLEMS if failing else EXIT_OK
 
 

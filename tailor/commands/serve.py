@@ -12,6 +12,7 @@ from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.diagnostics import RulesError
 from tailor.dsl.printer import duration_text
 
+from .diff import percent
 from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from .parser import Parser, typed
@@ -128,6 +129,40 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="count impressions from feedback items, or count every served slot as one, for sites that send "
         "no feedback (default: %(default)s)",
     )
+    parser.add_argument(
+        "--consent-attribute",
+        metavar="ATTRIBUTE",
+        help="a profile attribute, like user.consent, whose value false means the user declined personalization:"
+        " rules reading personal data are skipped for them, and their events and feedback dropped",
+    )
+    candidates = parser.add_argument_group(
+        "candidates", "another version of the rules beside the served one (see docs/runtime.md), hot-reloaded like it"
+    )
+    candidates.add_argument(
+        "--shadow",
+        type=Path,
+        metavar="CANDIDATE",
+        help="also decide a sample of live requests with CANDIDATE, off the response path, never serving it; "
+        "GET /v1/shadow reports the running diff",
+    )
+    candidates.add_argument(
+        "--shadow-sample",
+        type=float,
+        metavar="FRACTION",
+        help="the share of served decisions the shadow decides too (default: %(default)s)",
+    )
+    candidates.add_argument(
+        "--canary",
+        type=Path,
+        metavar="CANDIDATE",
+        help="serve CANDIDATE to a fixed share of users, rolled back when it degrades or fails more than live",
+    )
+    candidates.add_argument(
+        "--canary-share",
+        type=percent,
+        metavar="PCT",
+        help="the share of users served the canary: 5%% or 5 (default: %(default)s)",
+    )
     parser.defaults_from(_server_defaults)
     return parser
 
@@ -154,6 +189,8 @@ def _server_defaults() -> dict[str, str]:
         "log_queue": typed(default["log_queue"]),
         "attribution": duration_text(default["attribution"]),
         "impressions": default["impressions"],
+        "shadow_sample": typed(default["shadow_sample"]),
+        "canary_share": f"{default['canary_share'] * 100:g}%",
     }
 
 
@@ -203,7 +240,23 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return "--memory-max-users must be at least 1"
     if not 0 <= args.settle_ms < float("inf"):
         return "--settle-ms must be 0 or more"
-    return _log_problem(args)
+    if args.consent_attribute is not None:
+        from tailor.runtime.consent import consent_attribute
+
+        try:
+            consent_attribute(args.consent_attribute)
+        except ValueError as exc:
+            return f"--consent-attribute: {exc}"
+    return _log_problem(args) or _candidate_problem(args)
+
+
+def _candidate_problem(args: argparse.Namespace) -> str | None:
+    if not 0 <= args.shadow_sample <= 1:
+        return "--shadow-sample must be a fraction from 0 to 1"
+    for flag, path in (("--shadow", args.shadow), ("--canary", args.canary)):
+        if path is not None and not path.exists():
+            return f"{flag} {path}: no such file or directory"
+    return None
 
 
 def _log_problem(args: argparse.Namespace) -> str | None:
@@ -277,6 +330,11 @@ def run(args: argparse.Namespace) -> int:
         log_max_bytes=args.log_max_bytes,
         attribution=args.attribution,
         impressions=args.impressions,
+        consent_attribute=args.consent_attribute,
+        shadow=str(args.shadow) if args.shadow is not None else None,
+        shadow_sample=args.shadow_sample,
+        canary=str(args.canary) if args.canary is not None else None,
+        canary_share=args.canary_share,
     )
     try:
         serve(options)

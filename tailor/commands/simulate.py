@@ -50,6 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         metavar="RULE=FRACTION",
         help="lose that share of RULE's clicks before they reach the server, as a broken tag would; repeatable",
     )
+    parser.add_argument(
+        "--drop-users",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT:ARM=FRACTION",
+        help="lose that share of an arm's users before they reach the server, as a page broken for one arm "
+        "would: a sample ratio mismatch to detect; repeatable",
+    )
     parser.add_argument("--api-key", metavar="KEY", help="for a server with a key (default: $TAILOR_API_KEY)")
     parser.defaults_from(_simulation_defaults)
     return parser
@@ -99,8 +107,16 @@ def _drive(args: argparse.Namespace) -> int:
     try:
         lifts = _fractions(args.lift, "--lift")
         drops = _fractions(args.drop_clicks, "--drop-clicks")
+        lost = _fractions(args.drop_users, "--drop-users")
         simulation = simulate_feedback(
-            args.url, world, args.users, seed=args.seed, api_key=api_key(args), lifts=lifts, drop_clicks=drops
+            args.url,
+            world,
+            args.users,
+            seed=args.seed,
+            api_key=api_key(args),
+            lifts=lifts,
+            drop_clicks=drops,
+            drop_users=lost,
         )
     except ValueError as exc:
         print(f"tailor: {exc}", file=sys.stderr)

@@ -21,7 +21,8 @@ def plural(count: int, noun: str) -> str:
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output: str) -> None:
-    """As text (with a count of errors and warnings on standard error), JSON, or GitHub annotations."""
+    """As text (with a count of errors and warnings on standard error, and notes there too), JSON,
+    or GitHub annotations."""
     if output == "json":
         print(json.dumps([d.to_dict() for d in diagnostics], indent=2))
         return
@@ -29,11 +30,17 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], output: str) -> None:
         for diag in diagnostics:
             print(render_github(diag))
         return
-    colored = color(sys.stdout)
-    for diag in diagnostics:
-        print(render(diag, color=colored))
-        print()
+    colored, colored_notes = color(sys.stdout), color(sys.stderr)
+    for diag in diagnostics:  # notes are not problems: standard output holds problems only
+        stream = sys.stderr if diag.severity is Severity.NOTE else sys.stdout
+        print(render(diag, color=colored_notes if stream is sys.stderr else colored), file=stream)
+        print(file=stream)
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
-    warnings = len(diagnostics) - errors
-    if diagnostics:
-        print(f"{plural(errors, 'error')}, {plural(warnings, 'warning')}", file=sys.stderr)
+    notes = sum(d.severity is Severity.NOTE for d in diagnostics)
+    warnings = len(diagnostics) - errors - notes
+    if errors or warnings:
+        print(
+            f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
+            + (f", {plural(notes, 'note')}" if notes else ""),
+            file=sys.stderr,
+        )

@@ -75,6 +75,8 @@ def retail_requests() -> list[dict]:
         context: dict = {}
         features: dict = {}
         for text, ref in plan.features.items():
+            if ref.kind.name == "EXPERIMENT":
+                continue  # drawn from the user id: the requests leave the arm to the draw
             if rng.random() < 0.3:
                 continue
             if ref.kind.name.lower() == "since":
