@@ -88,6 +88,16 @@ class Attribution:
         while self._writing is not None:
             await asyncio.shield(self._writing)
 
+    def forget(self, user_id: str) -> int:
+        """Drop the user's queued decisions (an erasure); how many there were."""
+        queue = self._queue  # changed in place: the writing task holds it
+        kept = [record for record in queue if record.user_id != user_id]
+        dropped = len(queue) - len(kept)
+        if dropped:
+            queue.clear()
+            queue.extend(kept)
+        return dropped
+
     async def _write(self) -> None:
         try:
             queue = self._queue

@@ -21,9 +21,9 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,13 +43,54 @@ LINGER = 0.05  # seconds the writer lets records gather before a batch: fewer, l
 CLOSE_TIMEOUT = 5.0  # seconds a clean stop waits for the queue to be written
 
 
+@dataclass(frozen=True, slots=True)
+class LogErasure:
+    """What erasing a user did to the decision log: deleted now (the Stream), or to be (files)."""
+
+    sink: str = field(metadata={"doc": 'where the log goes: "stream", "files", or "off"'})
+    deleted: int = field(metadata={"doc": "the user's records deleted from the Stream now"})
+    pending_files: int = field(
+        metadata={"doc": "log files to be rewritten without the user at the next rotation of a server's log file"}
+    )
+    dropped: int = field(default=0, metadata={"doc": "the user's records dropped from this process's queue"})
+    summary: str = field(init=False, metadata={"doc": "which records are deleted now, which at the next rotation"})
+
+    def __post_init__(self) -> None:
+        if self.sink == "stream":
+            summary = f"stream: deleted {self.deleted}"
+        elif self.sink == "files":
+            summary = f"files: will be rewritten at next rotation ({self.pending_files} files pending)"
+        else:
+            summary = "off: no decision log is kept"
+        object.__setattr__(self, "summary", summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sink": self.sink,
+            "deleted": self.deleted,
+            "pending_files": self.pending_files,
+            "dropped": self.dropped,
+            "summary": self.summary,
+        }
+
+
 class Sink(Protocol):
     """Where batches of records go; each line is one record's JSON, ending with a newline."""
 
     where: str  # for the server's log: "the Redis Stream tailor:decisions at ...", "files in ..."
+    kind: str  # "stream" or "files"
 
     async def write(self, lines: Sequence[bytes]) -> None:
         """Write the batch, or raise: the writer counts the batch as lost."""
+        ...
+
+    async def erase(self, user_id: str) -> LogErasure:
+        """Delete the user's records, or have them deleted (see ``decision_log_erasure``)."""
+        ...
+
+    async def records_of(self, user_id: str) -> tuple[list[Any], bool]:
+        """The user's records (as JSON), oldest first, at most the newest ``MAX_EXPORTED``; and
+        whether older ones were left out."""
         ...
 
     async def close(self) -> None: ...
@@ -132,6 +173,28 @@ class DecisionLog:
             self._ready.set()
         if len(queue) >= self._threshold and not self._plenty.is_set():
             self._plenty.set()
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's queued records (an erasure); how many there were."""
+        queue = self._queue
+        kept = [record for record in queue if record.user_id != user_id]
+        dropped = len(queue) - len(kept)
+        if dropped:
+            queue[:] = kept
+            self.counts.queued -= dropped
+        return dropped
+
+    async def erase(self, user_id: str) -> LogErasure:
+        """Drop the user's queued records, and delete their written ones (or list them for deletion)."""
+        dropped = self.forget(user_id)
+        return replace(await self.sink.erase(user_id), dropped=dropped)
+
+    async def records_of(self, user_id: str) -> tuple[list[Any], bool]:
+        return await self.sink.records_of(user_id)
+
+    @property
+    def kind(self) -> str:
+        return self.sink.kind
 
     def start(self) -> None:
         """Start the writer on the running loop."""

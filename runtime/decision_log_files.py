@@ -8,22 +8,24 @@ one, and the full file is compressed beside itself in a thread: first to
 ``<name>.gz.tmp``, renamed to ``<name>.gz`` when complete, and only then is
 the plain file removed. At every moment one complete copy of each record
 exists under a name a reader knows (``decision_log_reader`` prefers the
-plain file when both are there).
+plain file when both are there). The compression is
+``decision_log_erasure.rotated``, which also applies the erasures of users
+waiting for a rotation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
+import fcntl
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .daemon_thread import run_in_thread
+from .decision_log import LogErasure
 
 log = logging.getLogger("tailor.runtime")
 
@@ -37,19 +39,10 @@ def file_name(now: datetime, pid: int) -> str:
     return f"{PREFIX}{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{pid}{SUFFIX}"
 
 
-def compress(path: Path) -> Path:
-    """``path`` gzip-compressed beside itself, then removed; the compressed file's path."""
-    done = path.with_name(path.name + ".gz")
-    partial = done.with_name(done.name + PARTIAL)
-    with path.open("rb") as source, gzip.open(partial, "wb", compresslevel=6) as target:
-        shutil.copyfileobj(source, target, 1 << 20)
-    os.replace(partial, done)
-    path.unlink()
-    return done
-
-
 class FileSink:
     """Appends batches to the current file of ``directory``, rotating it past ``max_bytes``."""
+
+    kind = "files"
 
     def __init__(self, directory: Path, *, max_bytes: int):
         self.directory = directory
@@ -73,6 +66,8 @@ class FileSink:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._path = self.directory / file_name(datetime.now(UTC), os.getpid())
             self._file = self._path.open("ab")
+            # Held while the file is written: a process applying an erasure leaves it to this one.
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
             self._size = self._file.tell()
         try:
             self._file.write(data)
@@ -92,10 +87,24 @@ class FileSink:
         return path
 
     async def _compress(self, path: Path) -> None:
+        from .decision_log_erasure import rotated
+
         try:
-            await run_in_thread(lambda: compress(path), name="decision-log-gzip")
+            await run_in_thread(lambda: rotated(path), name="decision-log-gzip")
         except OSError as exc:  # the plain file is still there, and still read
             log.warning("decision log: cannot compress %s (%s); it stays uncompressed", path, exc)
+
+    async def erase(self, user_id: str) -> LogErasure:
+        """List the user for rewriting at the next rotation of any process's file (``decision_log_erasure``)."""
+        from .decision_log_erasure import request_erasure
+
+        files = await run_in_thread(lambda: request_erasure(self.directory, user_id), name="decision-log-erase")
+        return LogErasure("files", 0, files)
+
+    async def records_of(self, user_id: str) -> tuple[list[Any], bool]:
+        from .decision_log_erasure import file_records
+
+        return await run_in_thread(lambda: file_records(self.directory, user_id), name="decision-log-export")
 
     async def close(self) -> None:
         """Close the current file (it stays plain) and wait for compressions under way."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from redis import exceptions
 from redis.asyncio import Redis
@@ -20,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from .decision_log import LogErasure
 from .redis_store import DEFAULT_PREFIX
 from .redis_urls import without_password
 
@@ -43,6 +45,8 @@ def stream_key(prefix: str = DEFAULT_PREFIX) -> str:
 class StreamSink:
     """Appends batches to the Stream at ``url``, trimmed to about ``max_len`` entries."""
 
+    kind = "stream"
+
     def __init__(self, url: str, *, max_len: int, key: str | None = None, timeout: float = TIMEOUT):
         self.url = url
         self.key = key or stream_key()
@@ -52,8 +56,8 @@ class StreamSink:
         self._client: Redis | None = None
         self._append: AsyncScript | None = None
 
-    def _script(self) -> AsyncScript:
-        if self._append is None:
+    def _connected(self) -> Redis:
+        if self._client is None:
             self._client = Redis.from_url(
                 self.url,
                 client_name="tailor-log",
@@ -61,7 +65,11 @@ class StreamSink:
                 socket_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
             )
-            self._append = self._client.register_script(APPEND_SCRIPT)  # by digest; sent again if Redis lost it
+        return self._client
+
+    def _script(self) -> AsyncScript:
+        if self._append is None:
+            self._append = self._connected().register_script(APPEND_SCRIPT)  # by digest; sent again if lost
         return self._append
 
     async def write(self, lines: Sequence[bytes]) -> None:
@@ -69,6 +77,17 @@ class StreamSink:
         async with asyncio.timeout(self.timeout):
             for start in range(0, len(lines), LINES_PER_CALL):
                 await append([self.key], [self.max_len, *lines[start : start + LINES_PER_CALL]])
+
+    async def erase(self, user_id: str) -> LogErasure:
+        """Delete the user's entries now (a scan of the whole Stream, a page at a time)."""
+        from .decision_log_erasure import erase_from_stream
+
+        return LogErasure("stream", await erase_from_stream(self._connected(), self.key, user_id), 0)
+
+    async def records_of(self, user_id: str) -> tuple[list[Any], bool]:
+        from .decision_log_erasure import stream_records
+
+        return await stream_records(self._connected(), self.key, user_id)
 
     async def close(self) -> None:
         client, self._client, self._append = self._client, None, None

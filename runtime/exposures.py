@@ -54,6 +54,16 @@ class ExposureLog:
         if self._queue and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
+    def forget(self, user_id: str) -> int:
+        """Drop the user's queued exposures (an erasure); how many there were."""
+        queue = self._queue  # changed in place: the writing task holds it
+        kept = [exposure for exposure in queue if exposure.user_id != user_id]
+        dropped = len(queue) - len(kept)
+        if dropped:
+            queue.clear()
+            queue.extend(kept)
+        return dropped
+
     @property
     def queued(self) -> int:
         return len(self._queue)

@@ -196,7 +196,8 @@ class Tally:
     content: str
     measure: str | None  # the KPI measure it adds 1 to; None for a custom type
     value: float  # what it adds to VALUE: a conversion's value, else 0
-    user_id: str = ""  # the decision's user: a conversion counts once per user in an experiment's results
+    user_id: str = ""  # the decision's user: a conversion counts once per user in an experiment's results;
+    # a store also indexes the item's id under it, for erasure
     arms: tuple[ArmKey, ...] = ()  # (experiment, phase, arm) whose results it also counts in
 
 

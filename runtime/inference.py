@@ -4,7 +4,8 @@ A model runs only when the plan's stage 2 reaches a candidate that needs it
 (``Values`` then asks this runner, at most once per model and decision). Its
 inputs come from values the decision already fetched in stage 1. Predictions
 are cached per (model version, user, input row) for a short time, since a
-page view often asks several times in a row with nothing changed.
+page view often asks several times in a row with nothing changed. Erasing
+a user drops their cached predictions (``forget``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class ModelRunner:
         self.runs = 0  # inferences actually made (cache misses)
         self.cache_hits = 0
         self.failures = 0
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's cached predictions (an erasure); how many there were. A scan of the cache
+        (at most ``cache_size`` entries, a few ms): erasures are rare, decisions must not pay for an index."""
+        with self._lock:
+            doomed = [key for key in self._cache if key[1] == user_id]
+            for key in doomed:
+                del self._cache[key]
+        return len(doomed)
 
     def for_decision(self, user_id: str | None, deadline: float | None = None) -> Callable[[str, Values], Any]:
         """The ``run_model`` callback of one decision; ``deadline`` is a ``time.perf_counter()`` instant."""

@@ -19,6 +19,7 @@ from . import experiment_counts as arm_counts
 from .experiment_counts import ArmMeasures, ArmTotals
 from .feedback import DECISIONS, IMPRESSION, MEASURES, VALUE, FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery, add_counts
+from .user_data import ExperimentValue, JoinData
 
 Counters = dict[tuple[str, str, str], dict[str, float]]  # (slot, rule, content) -> measure -> sum
 
@@ -30,6 +31,13 @@ class _Kept:
     counted: set[tuple[str, str]] = field(default_factory=set)  # (slot, type) counted without an id
     marks: dict[tuple[str, str], float] = field(default_factory=dict)  # (slot, type) -> when, first time only
 
+    def marked(self) -> Join:
+        """The join record with its feedback marks, as ``joins`` answers it."""
+        if not self.marks:
+            return self.join
+        marks = tuple(FeedbackMark(slot, kind, ts) for (slot, kind), ts in self.marks.items())
+        return dataclasses.replace(self.join, feedback=marks)
+
 
 class MemoryFeedback:
     """Join records, feedback ids and KPI counters in dicts; thread-safe."""
@@ -38,7 +46,7 @@ class MemoryFeedback:
         self.max_joins = max_joins
         self._lock = threading.Lock()
         self._joins: OrderedDict[str, _Kept] = OrderedDict()
-        self._ids: OrderedDict[str, tuple[float, str]] = OrderedDict()  # id -> (deadline, fingerprint)
+        self._ids: OrderedDict[str, tuple[float, str, str]] = OrderedDict()  # id -> (deadline, fingerprint, user)
         self._counters: dict[tuple[str, str | None], Counters] = {}  # (version, day or None for the total)
         # Experiments' counters by (experiment, phase): per period (None: the total) and arm; and each
         # converted user's value, at most ``max_joins`` users per phase (the oldest converter is forgotten).
@@ -70,11 +78,7 @@ class MemoryFeedback:
             for decision_id in decision_ids:
                 kept = self._joins.get(decision_id)
                 if kept is not None and kept.deadline > clock:
-                    join = kept.join
-                    if kept.marks:
-                        marks = tuple(FeedbackMark(slot, kind, ts) for (slot, kind), ts in kept.marks.items())
-                        join = dataclasses.replace(join, feedback=marks)
-                    found[decision_id] = join
+                    found[decision_id] = kept.marked()
             return found
 
     def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
@@ -116,6 +120,37 @@ class MemoryFeedback:
                         add_counts(found, (version, slot, rule, content), measure, amount)
         return found
 
+    def of(self, user_id: str) -> tuple[list[JoinData], list[str], list[ExperimentValue]]:
+        """The user's live join records, counted feedback ids and converted values per experiment phase
+        (a scan: erasure and export are rare)."""
+        with self._lock:
+            clock = time.monotonic()
+            joins = [
+                JoinData.of(kept.marked())
+                for kept in self._joins.values()
+                if kept.join.user_id == user_id and kept.deadline > clock
+            ]
+            ids = [item for item, (deadline, _, user) in self._ids.items() if user == user_id and deadline > clock]
+            values = [
+                ExperimentValue(experiment, phase, users[user_id])
+                for (experiment, phase), users in sorted(self._arm_users.items())
+                if user_id in users
+            ]
+        return joins, ids, values
+
+    def erase(self, user_id: str) -> tuple[int, int, int]:
+        """Drop the user's join records (their feedback marks with them), feedback ids and converted values;
+        how many of each (live or not) there were. The per-arm counters are aggregates and stay."""
+        with self._lock:
+            decisions = [decision_id for decision_id, kept in self._joins.items() if kept.join.user_id == user_id]
+            for decision_id in decisions:
+                del self._joins[decision_id]
+            ids = [item_id for item_id, (_, _, user) in self._ids.items() if user == user_id]
+            for item_id in ids:
+                del self._ids[item_id]
+            values = sum(users.pop(user_id, None) is not None for users in self._arm_users.values())
+        return len(decisions), len(ids), values
+
     def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         with self._lock:
             periods = self._arms.get((experiment, phase), {})
@@ -156,7 +191,7 @@ class MemoryFeedback:
             seen = self._ids.get(tally.id)
             if seen is not None:
                 return Outcome.DUPLICATE if seen[1] == tally.fingerprint else Outcome.CONFLICT
-            self._ids[tally.id] = (deadline, tally.fingerprint)
+            self._ids[tally.id] = (deadline, tally.fingerprint, tally.user_id)
             return Outcome.ACCEPTED
         kept = self._joins.get(tally.decision_id)
         counted = kept.counted if kept is not None else set()  # gone since it was read: count it once now

@@ -43,8 +43,10 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, EventRejected, Rec
 from .experiment_counts import ArmTotals
 from .feedback import FeedbackMark, Join, Outcome, Tally, served_impressions
 from .kpis import KpiCounts, KpiQuery
+from .memory_exposures import MemoryExposures
 from .memory_feedback import MemoryFeedback
-from .store import EXPOSURE_TTL, Exposure, FeatureStore
+from .store import Exposure, FeatureStore
+from .user_data import StoreErasure, UserData, decoded_series
 
 DEFAULT_MAX_USERS = 1_000_000  # about 2.3 GB of users with one event each
 SWEEP_SECONDS = 60.0  # a sweep over every user starts at most this often
@@ -166,10 +168,7 @@ class MemoryStore(FeatureStore):
         self._listing = 1  # the pass whose list new users join: the next one (one shared int)
         self._swept = time.monotonic()  # when the last pass ended
         self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
-        # First exposures by (experiment, phase): user -> when it is forgotten, oldest first, at most
-        # ``max_users`` per phase; and how many users each arm exposed.
-        self._exposed: dict[tuple[str, str], OrderedDict[str, float]] = {}
-        self._exposure_counts: dict[tuple[str, str], dict[str, int]] = {}
+        self._exposures = MemoryExposures(max_users)  # first exposures, at most ``max_users`` per phase
         self._model_counts: dict[tuple[str, str], dict[str, float]] = {}  # (model, version) -> field -> count
 
     @property
@@ -283,30 +282,12 @@ class MemoryStore(FeatureStore):
         self.set_profile_now(user_id, attributes)
 
     async def expose(self, exposures: Sequence[Exposure]) -> int:
-        now = time.time()
-        new = 0
         with self._lock:
             self.round_trips += 1
-            for user_id, experiment, phase, arm in exposures:
-                phase_key = (experiment, phase)
-                seen = self._exposed.get(phase_key)
-                if seen is None:
-                    seen = self._exposed[phase_key] = OrderedDict()
-                forgotten_at = seen.get(user_id)
-                if forgotten_at is not None and forgotten_at > now:
-                    continue
-                seen.pop(user_id, None)
-                seen[user_id] = now + EXPOSURE_TTL
-                if len(seen) > self.max_users:
-                    seen.popitem(last=False)  # bounded, as users are: the oldest exposure is forgotten
-                counts = self._exposure_counts.setdefault(phase_key, {})
-                counts[arm] = counts.get(arm, 0) + 1
-                new += 1
-        return new
+        return self._exposures.expose(exposures)
 
     async def exposures(self, experiment: str, phase: str) -> dict[str, int]:
-        with self._lock:
-            return dict(self._exposure_counts.get((experiment, phase), {}))
+        return self._exposures.counts(experiment, phase)
 
     async def ping(self) -> bool:
         return True
@@ -329,6 +310,49 @@ class MemoryStore(FeatureStore):
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return self.feedback.kpi_counts(query)
+
+    async def export(self, user_id: str) -> UserData:
+        widths = {resolution.name: resolution.width for resolution in self.scheme.resolutions}
+        with self._lock:
+            self.round_trips += 1
+            user = self._users.get(user_id)
+            clock, now = time.monotonic(), time.time()
+            series = []
+            event_ids: list[str] = []
+            profile: dict[str, Any] = {}
+            if user is not None:
+                for (event, key, resolution), kept in user.series.items():
+                    if kept.deadline > clock:
+                        cells = [tuple(kept[at : at + 3]) for at in range(2, len(kept), 3)]
+                        series.append(decoded_series(event, key, resolution, widths[resolution], cells, kept.last))
+                if user.seen is not None:
+                    event_ids = [event_id for event_id, (at, _) in user.seen.items() if is_duplicate(at, now)]
+                profile = {name: decode_attribute(text) for name, text in (user.profile or {}).items()}
+        joins, feedback_ids, values = self.feedback.of(user_id)
+        return UserData(
+            profile,
+            tuple(sorted(series, key=lambda s: (s.event, s.key, s.resolution))),
+            tuple(event_ids),
+            tuple(self._exposures.of(user_id)),
+            tuple(values),
+            tuple(joins),
+            tuple(feedback_ids),
+        )
+
+    async def erase(self, user_id: str) -> StoreErasure:
+        with self._lock:
+            self.round_trips += 1
+            user = self._users.pop(user_id, None)  # the sweep's lists skip an id whose user is gone
+        joins, feedback_ids, values = self.feedback.erase(user_id)
+        return StoreErasure(
+            len(user.profile or ()) if user is not None else 0,
+            len(user.series) if user is not None else 0,
+            len(user.seen or ()) if user is not None else 0,
+            self._exposures.erase(user_id),
+            values,
+            joins,
+            feedback_ids,
+        )
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         return self.feedback.arm_totals(experiment, phase)

@@ -53,6 +53,8 @@ NO_RULE = "(nothing)"  # nothing was served
 RulesetInfo = Callable[[], tuple[str, str] | None]
 #: Seconds since hot reload last found the files in step with what is served, or None.
 ReloadCheckAge = Callable[[], float | None]
+#: Model predictions (computed, taken from the cache) by the versions the service keeps.
+Predictions = Callable[[], tuple[int, int]]
 
 
 class _Live(Collector):
@@ -116,6 +118,24 @@ class _ReloadCheck(Collector):
         age = self._age()
         if age is not None:
             family.add_metric((), age)
+        yield family
+
+
+class _Predictions(Collector):
+    """Model predictions computed or served from the cache, read at scrape time."""
+
+    def __init__(self, predictions: Predictions):
+        self._predictions = predictions
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tailor_model_predictions",
+            "Model predictions by the versions kept for serving and rollback: computed, or taken from the cache.",
+            labels=("source",),
+        )
+        computed, cached = self._predictions()
+        family.add_metric(("computed",), computed)
+        family.add_metric(("cache",), cached)
         yield family
 
 
@@ -248,10 +268,12 @@ class Metrics:
         ruleset: RulesetInfo = lambda: None,
         *,
         reload_check_age: ReloadCheckAge = lambda: None,
+        predictions: Predictions = lambda: (0, 0),
     ):
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         registry.register(_ReloadCheck(reload_check_age))
+        registry.register(_Predictions(predictions))
         #: (slot, rule or DEFAULT_RULE or NO_RULE) -> decisions; incremented on the request path
         self.decisions: Tally[tuple[str, str]] = Tally()
         registry.register(_Live(self.decisions, round_trips, ruleset))
@@ -297,6 +319,13 @@ class Metrics:
             registry=registry,
         )
         self.served_records = {outcome: served.labels(outcome) for outcome in ("kept", "failed", "dropped")}
+        erasures = Counter(
+            "tailor_erasures",
+            "Users erased: asked of this process (request), or by another through Redis (notice).",
+            ("origin",),
+            registry=registry,
+        )
+        self.erasures = {origin: erasures.labels(origin) for origin in ("request", "notice")}
         no_consent = Counter(
             "tailor_no_consent",
             "For users without consent: decisions made without personal data, events and feedback items dropped.",

@@ -9,6 +9,9 @@ Keys (all under the store's prefix; names encoded by ``redis_keys.key_part``):
   feedback without an id marks it counted with ``d:{type}:{slot}``, and any
   counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
 - ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``{user}:j`` and ``{user}:f``: the decision ids of the user's join records and
+  the feedback ids counted on them, so erasure finds them (``redis_users.py``); a
+  conversion also names its phase in ``{user}:x``, the phases with the user's value.
 - ``{x:{experiment}:{phase}}:f:all`` and ``...:f:{YYYY-MM-DD}``: an experiment's counters per phase
   (``experiment_counts.py``), hashes of ``{measure}:{arm}`` -> amount; ``...:f:days`` the days;
   ``...:v`` each converted user's value in the phase (for ``value_squares``), kept as long as exposures.
@@ -57,7 +60,7 @@ from .feedback import (
 )
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
-from .redis_series import SERIES_ADD
+from .redis_series import SERIES_ADD, SERIES_INDEX
 from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
@@ -72,11 +75,14 @@ TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
 # the counter fields it adds 1 to, its impression events' series updates (``SERIES_ADD``'s arguments,
 # the key as an index) and its experiment arms' served impressions ([total key index, day key index,
-# field]); ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment phases' days). A
+# field]), its user's decisions index [key index, decision id] and series index [key index, TTL (ms),
+# names] (``SERIES_INDEX``; empty without impressions), the indexes erasure reads (``redis_users.py``);
+# ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment phases' days). A
 # decision whose join record exists is skipped whole: a call that is sent again counts nothing twice. JSON
 # rather than one argument a value: the client packs arguments one by one, in Python, which costs more.
 KEEP_SCRIPT = (
     SERIES_ADD
+    + SERIES_INDEX
     + """
 local ttl = ARGV[1]
 local kept = 0
@@ -96,6 +102,13 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
     for _, a in ipairs(d[7]) do
       redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
       redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
+    end
+    local decisions = KEYS[d[8][1]]
+    redis.call('SADD', decisions, d[8][2])
+    redis.call('PEXPIRE', decisions, ttl)
+    local k = d[9]
+    if #k > 0 then
+      series_index(KEYS[k[1]], k[3], k[2])
     end
     kept = kept + 1
   end
@@ -150,10 +163,12 @@ JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 # (deduplicated by its id key) or 'd' (by a field of its join record), the dedupe key's index, the
 # fingerprint or field, the total and day counter keys' indexes, the measure's field ('' for none), the
 # value's field ('' for none), the value, then the experiment arms it counts for (per arm the indexes of
-# the phase's total, day, days and users' values keys and the arm; see experiment_counts.py) and, when
-# there are any, its user, measure ('' for none), '1' for a conversion ('' otherwise) and its day (as
-# KEEP_SCRIPT, JSON: the client packs arguments slowly). Replies, per item: 'a' accepted, 'd' duplicate,
-# 'c' conflict.
+# the phase's total, day, days and users' values keys, the arm, and the index of its user's phases index
+# with the phase's name there, which a conversion adds to; see experiment_counts.py), its user's feedback
+# ids index ([key index, id], or [] for an item without an id: an id newly kept is added, for erasure) and,
+# when there are arms, its user, measure ('' for none), '1' for a conversion ('' otherwise) and its day
+# (as KEEP_SCRIPT, JSON: the client packs arguments slowly). Replies, per item: 'a' accepted,
+# 'd' duplicate, 'c' conflict.
 COUNT_SCRIPT = """
 local replies = {}
 local ttl = ARGV[1]
@@ -168,6 +183,9 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
       outcome = first == mark and 'd' or 'c'
     else
       redis.call('SET', dedupe, mark, 'PX', ttl)
+      local ids = KEYS[t[10][1]]
+      redis.call('SADD', ids, t[10][2])
+      redis.call('PEXPIRE', ids, ttl)
     end
   elseif redis.call('EXISTS', dedupe) == 1 and redis.call('HSETNX', dedupe, mark, 1) == 0 then
     outcome = 'd'
@@ -181,7 +199,7 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBYFLOAT', total, value_field, value)
       redis.call('HINCRBYFLOAT', day, value_field, value)
     end
-    local user, measure, conversion, day_name = t[10], t[11], t[12], t[13]
+    local user, measure, conversion, day_name = t[11], t[12], t[13], t[14]
     for _, a in ipairs(t[9]) do
       local arm_total, arm_day, arm_days, arm_users, arm = KEYS[a[1]], KEYS[a[2]], KEYS[a[3]], KEYS[a[4]], a[5]
       if measure ~= '' then
@@ -197,6 +215,8 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
         local before = redis.call('HGET', arm_users, user)
         local after = tonumber(redis.call('HINCRBYFLOAT', arm_users, user, value))
         redis.call('PEXPIRE', arm_users, ARM_USERS_TTL)
+        redis.call('SADD', KEYS[a[6]], a[7])
+        redis.call('PEXPIRE', KEYS[a[6]], ARM_USERS_TTL)
         local was = 0
         if before then
           was = tonumber(before)
@@ -305,6 +325,7 @@ class RedisFeedback:
                         ]
                     )
                     sets[key_index(self.arm_days_key(experiment, phase)), day] = None
+            updates, indexed = self._impressions(join, now, constants, key_index) if impressions else ([], [])
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
@@ -319,8 +340,10 @@ class RedisFeedback:
                     key_index(self.counters_key(join.version, None)),
                     key_index(self.counters_key(join.version, day)),
                     counted,
-                    self._impressions(join, now, constants, key_index) if impressions else [],
+                    updates,
                     arms,
+                    [key_index(self.store.decisions_index_key(join.user_id)), join.decision_id],
+                    indexed,
                 ]
             )
             sets[key_index(self.versions_key()), join.version] = None
@@ -333,19 +356,20 @@ class RedisFeedback:
         now: float,
         constants: dict[str, tuple[str, str, bool]],
         key_index: Callable[[str], int],
-    ) -> list[list[object]]:
+    ) -> tuple[list[list[object]], list[object]]:
         """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
-        slots' events share the user and the time, so the same buckets, and the "any" key's series."""
+        slots' events share the user and the time, so the same buckets, and the "any" key's series; and
+        ``SERIES_INDEX``'s (empty when there are no updates)."""
         events = served_impressions(join)
         if not events:
-            return []
+            return [], []
         try:
             ts = check_batch(events, now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
-            return []
+            return [], []
         kept = kept_buckets(ts, now, self.store.scheme)
         if kept is None:
-            return []
+            return [], []
         counts = Counter(key for event in events for key in series_keys(event.key))
         updates: list[list[object]] = []
         for key, count in counts.items():
@@ -363,7 +387,9 @@ class RedisFeedback:
                         repr(ts) if is_day else "",
                     ]
                 )
-        return updates
+        longest = max(math.ceil(ttl * 1000) for _, _, ttl in kept)
+        names = [self.store.series_name(IMPRESSION, key) for key in counts]
+        return updates, [key_index(self.store.series_index_key(join.user_id)), str(longest), names]
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))
@@ -458,9 +484,12 @@ class RedisFeedback:
                         key_index(self.arm_days_key(experiment, phase)),
                         key_index(self.arm_users_key(experiment, phase)),
                         arm,
+                        key_index(self.store.exposures_index_key(tally.user_id)),
+                        self.store.phase_name(experiment, phase),
                     ]
                     for experiment, phase, arm in tally.arms
                 ],
+                [key_index(self.store.feedback_index_key(tally.user_id)), tally.id] if tally.id is not None else [],
             ]
             if tally.arms:
                 conversion = "1" if arm_counts.is_conversion(tally) else ""

@@ -1,5 +1,6 @@
 """The Lua that updates one behavioural series in Redis, shared by every script that writes events
-(``RedisStore.record``'s, and the one keeping served decisions with their impressions)."""
+(``RedisStore.record``'s, and the one keeping served decisions with their impressions), and the Lua
+that names the series in the user's series index (how erasure finds them; see ``redis_users.py``)."""
 
 # One series update: add ``count`` events totalling ``total`` to a bucket, keep the day series' latest
 # event time, outlive the bucket's windows (``ttl`` ms) and drop the buckets older than ``oldest`` once
@@ -26,6 +27,22 @@ local function series_add(key, bucket, count, total, ttl, oldest, prune, ts)
         redis.call('HDEL', key, field)
       end
     end
+  end
+end
+"""
+
+# Name series in a user's series index (``{USER}:k``), a set of ``TYPE:KEY`` names: add ``names`` (a Lua
+# table) and make the index outlive the longest of their TTLs (``ttl`` ms). Called with the series updates,
+# in the same script, so no series kept is ever missing from the index.
+SERIES_INDEX = """
+local function series_index(index, names, ttl)
+  if #names == 0 then
+    return
+  end
+  redis.call('SADD', index, unpack(names))
+  ttl = tonumber(ttl)
+  if redis.call('PTTL', index) < ttl then
+    redis.call('PEXPIRE', index, ttl)
   end
 end
 """

@@ -37,8 +37,10 @@ from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
 from .redis_feedback import RedisFeedback
 from .redis_keys import key_part
-from .redis_series import SERIES_ADD
+from .redis_series import SERIES_ADD, SERIES_INDEX
+from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
+from .user_data import StoreErasure, UserData
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
@@ -56,21 +58,26 @@ WRITE_CONNECTIONS = 2
 # ARGV[3]: ids first seen at or before this time are forgotten. Then, per event:
 # the index of its user's id set (0 when the event has no id; the key after it is
 # the user's fingerprints hash), the id, the payload's fingerprint, the number of
-# writes; and per write: the series key's index, the bucket, the value, the
-# series' TTL (ms), its oldest kept bucket, the field count past which it is
-# pruned, and the event time ('' unless a day series, which keeps the latest).
+# writes, the index of its user's series index (the set of the user's series, so
+# that erasure finds them), the number of series names and the names; and per
+# write: the series key's index, the bucket, the value, the series' TTL (ms),
+# its oldest kept bucket, the field count past which it is pruned, and the
+# event time ('' unless a day series, which keeps the latest).
 # An id seen with another fingerprint is a conflict; with the same, or with none
 # (stored before fingerprints were), a duplicate. Either way the first one stands.
 # A new id forgets at most 64 old ones, so a call's work stays bounded.
 RECORD_SCRIPT = (
     SERIES_ADD
+    + SERIES_INDEX
     + """
 local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
 local i = 4
 while i <= #ARGV do
   local ids, id, fingerprint, n = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local series, names = KEYS[tonumber(ARGV[i + 4])], tonumber(ARGV[i + 5])
+  local first_name = i + 6
+  i = i + 6 + names
   local repeated = false
   if ids > 0 then
     local seen = redis.call('ZSCORE', KEYS[ids], id)
@@ -98,11 +105,14 @@ while i <= #ARGV do
     i = i + 7 * n
   else
     accepted = accepted + 1
+    local longest = 0
     for _ = 1, n do
       local a = i + 1
       series_add(KEYS[tonumber(ARGV[i])], ARGV[a], 1, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+      longest = math.max(longest, tonumber(ARGV[a + 2]))
       i = i + 7
     end
+    series_index(series, {unpack(ARGV, first_name, first_name + names - 1)}, longest)
   end
 end
 return {accepted, duplicates, conflicts}
@@ -218,6 +228,7 @@ class RedisStore(FeatureStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
+        self.users = RedisUsers(self)  # one user's data, exported or erased
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -227,6 +238,27 @@ class RedisStore(FeatureStore):
 
     def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
         return f"{self._user(user_id)}:c:{key_part(event)}:{key_part(key)}:{resolution.name}"
+
+    @staticmethod
+    def series_name(event: str, key: str) -> str:
+        """An event type and key as the user's series keys and series index name them."""
+        return f"{key_part(event)}:{key_part(key)}"
+
+    def series_index_key(self, user_id: str) -> str:
+        """The set of the user's series names (``series_name``): how erasure finds every series."""
+        return f"{self._user(user_id)}:k"
+
+    def decisions_index_key(self, user_id: str) -> str:
+        """The set of the decision ids whose join records are the user's (``redis_feedback``)."""
+        return f"{self._user(user_id)}:j"
+
+    def feedback_index_key(self, user_id: str) -> str:
+        """The set of the feedback ids counted on the user's decisions."""
+        return f"{self._user(user_id)}:f"
+
+    def exposures_index_key(self, user_id: str) -> str:
+        """The set of the experiment phases (``experiment:phase``, quoted) the user was exposed to."""
+        return f"{self._user(user_id)}:x"
 
     def profile_key(self, user_id: str) -> str:
         return f"{self._user(user_id)}:p"
@@ -240,6 +272,11 @@ class RedisStore(FeatureStore):
     def _phase(self, experiment: str, phase: str) -> str:
         # One phase's keys share a hash tag, so one script call can mark and count them.
         return f"{self.prefix}{{x:{key_part(experiment)}:{phase}}}"
+
+    @staticmethod
+    def phase_name(experiment: str, phase: str) -> str:
+        """An experiment phase as the user's exposures index names it."""
+        return f"{key_part(experiment)}:{phase}"
 
     def exposure_counts_key(self, experiment: str, phase: str) -> str:
         return f"{self._phase(experiment, phase)}:n"
@@ -389,6 +426,14 @@ class RedisStore(FeatureStore):
         for exposure in exposures:
             by_phase.setdefault((exposure.experiment, exposure.phase), []).append(exposure)
         ttl = str(math.ceil(EXPOSURE_TTL * 1000))
+        # Each user's index first, so no remembered exposure is ever missing from it (see redis_users.py).
+        async with self._writes().pipeline(transaction=False) as pipe:
+            for exposure in exposures:
+                index = self.exposures_index_key(exposure.user_id)
+                pipe.sadd(index, self.phase_name(exposure.experiment, exposure.phase))
+                pipe.pexpire(index, ttl)
+            self.round_trips += 1
+            await pipe.execute()
         new = 0
         for (experiment, phase), batch in by_phase.items():
             keys = [self.exposure_counts_key(experiment, phase)]
@@ -435,6 +480,12 @@ class RedisStore(FeatureStore):
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         return await self.feedback.kpi_counts(query)
+
+    async def export(self, user_id: str) -> UserData:
+        return await self.users.export(user_id)
+
+    async def erase(self, user_id: str) -> StoreErasure:
+        return await self.users.erase(user_id)
 
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
         await self.feedback.mark_feedback(marks)
@@ -576,7 +627,10 @@ class RedisStore(FeatureStore):
         for item in live:
             event = item.event
             ids = ids_index(event.user_id) if event.id is not None else "0"
-            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes))]
+            names = list(dict.fromkeys(self.series_name(write.event, write.key) for write in item.writes))
+            indexed = key_index(self.series_index_key(event.user_id))
+            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes)), indexed, str(len(names))]
+            args += names
             for write in item.writes:
                 resolution = write.resolution
                 where = (write.user_id, write.event, write.key, resolution.name)

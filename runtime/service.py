@@ -148,7 +148,10 @@ class DecisionService:
         self.reload_checked_at: float | None = None
         self.model_files: tuple[Path, ...] = ()
         self.metrics = metrics or Metrics(
-            lambda: self.store.round_trips, self._ruleset_labels, reload_check_age=self.reload_check_age
+            lambda: self.store.round_trips,
+            self._ruleset_labels,
+            reload_check_age=self.reload_check_age,
+            predictions=self._predictions,
         )
         self.predicates: dict[str, list[int]] = {}  # text -> [evaluated, held]
         self._sample_every = max(0, sample_every)
@@ -166,6 +169,18 @@ class DecisionService:
     def _ruleset_labels(self) -> tuple[str, str] | None:
         current = self.current
         return (current.ruleset.name, current.version) if current is not None else None
+
+    def _predictions(self) -> tuple[int, int]:
+        """Model predictions computed and taken from the cache, by the versions kept (current and previous)."""
+        kept = [self.current, *self.previous] if self.current is not None else list(self.previous)
+        return sum(served.models.runs for served in kept), sum(served.models.cache_hits for served in kept)
+
+    def forget(self, user_id: str) -> None:
+        """Drop what this process holds of the user in memory: cached predictions, queued exposures (an erasure)."""
+        for served in (self.current, *self.previous):
+            if served is not None:
+                served.models.forget(user_id)
+        self.exposures.forget(user_id)
 
     # --- versions ---
 

@@ -17,6 +17,9 @@ asynchronous in the protocol; only a store that also writes synchronously,
 Stores also remember first exposures to experiments (``expose``), each
 (user, experiment, phase) once, and count them per arm (``exposures``): the
 service writes them off the response path (``runtime/exposures.py``).
+
+Everything a store keeps about one user can be read back whole (``export``)
+and deleted whole (``erase``): see ``user_data.py`` and docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from .experiment_counts import ArmTotals
     from .feedback import FeedbackMark, Join, Outcome, Tally
     from .kpis import KpiCounts, KpiQuery
+    from .user_data import StoreErasure, UserData
 
 EXPOSURE_TTL = 180 * 86400.0  # seconds a first exposure is remembered: longer than an experiment runs
 
@@ -144,6 +148,21 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
         """The KPI counters ``query`` asks for (its version and days; slots and rules are filtered by the caller)."""
+
+    # --- one user's data (see user_data.py and docs/privacy.md) ---
+
+    @abstractmethod
+    async def export(self, user_id: str) -> UserData:
+        """Everything the store holds about ``user_id``: profile, counters, event ids, exposures,
+        join records and feedback ids (empty for a user it does not know)."""
+
+    @abstractmethod
+    async def erase(self, user_id: str) -> StoreErasure:
+        """Delete everything ``export`` shows; a first exposure is also taken off its arm's count.
+
+        Idempotent: a second call finds nothing and says so with zeros. Aggregates
+        that do not name the user (KPI counters) are left as they are.
+        """
 
     @abstractmethod
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:

@@ -141,6 +141,17 @@ def test_events_and_profile(client: TestClient) -> None:
     check(client, "PUT", "/v1/users/u1", "/v1/users/{user_id}", json={"attributes": {"tier": "gold", "old": None}})
 
 
+def test_export_and_erasure(client: TestClient) -> None:
+    events = {"events": [{"user_id": "u9", "type": "view", "key": "Electronics", "id": "e9"}]}
+    assert client.post("/v1/events", json=events).status_code == 200
+    assert client.put("/v1/users/u9", json={"attributes": {"tier": "gold"}}).status_code == 200
+    client.post("/v1/decide", json={**EXPLAINED, "user_id": "u9"})
+    body = check(client, "GET", "/v1/users/u9/export", "/v1/users/{user_id}/export")
+    assert body["store"]["series"] and body["store"]["series"][0]["buckets"] and body["store"]["joins"]
+    body = check(client, "DELETE", "/v1/users/u9", "/v1/users/{user_id}")
+    assert body["store"]["series"] and body["decision_log"]["summary"]
+
+
 def test_ruleset_with_an_error(client: TestClient) -> None:
     body = check(client, "GET", "/v1/ruleset", "/v1/ruleset")
     assert body["previous"] and body["rules"]

@@ -442,11 +442,13 @@ def test_every_redis_key_has_a_ttl_and_series_stay_small(redis_url: str, redis_p
     run(lambda: RedisStore(redis_url, prefix=redis_prefix), body)
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"{redis_prefix}*"))
-    assert len(keys) == 11  # view: Electronics and any x 3 resolutions; buy: any x hours, days; ids, fp; profile
+    # view: Electronics and any x 3 resolutions; buy: any x hours, days; ids, fp; profile; the series index
+    assert len(keys) == 12
     ttls = {key.decode().removeprefix(redis_prefix): client.pttl(key) for key in keys}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
     assert ttls["{alice}:c:view:Electronics:m"] <= (2 * HOUR + 2 * MINUTE) * 1000
     assert ttls["{alice}:c:view:Electronics:d"] <= (DEFAULT_RETENTION + 2 * DAY) * 1000
+    assert ttls["{alice}:c:view:Electronics:d"] <= ttls["{alice}:k"] <= (DEFAULT_RETENTION + 2 * DAY) * 1000
     minutes = Scheme.for_retention().minute
     assert client.hlen(f"{redis_prefix}{{alice}}:c:view:any:m") <= 2 * minutes.prune_above + 1
     client.close()

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from ..attribution import Attribution
 from ..canary import Canary
 from ..decision_log import DecisionLog
+from ..erasure import Erasure
 from ..events import Event
 from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
@@ -62,6 +63,8 @@ from .schemas import (
     RulesetResponse,
     StatsResponse,
     Status,
+    UserErasureResponse,
+    UserExportResponse,
 )
 
 KEPT_FEATURE_READERS = 8  # versions whose supplied-feature keys are remembered: the current and recent ones
@@ -102,6 +105,7 @@ def create_app(
         monitor=monitor,
     )
     service.listen(attributed.served)
+    erasure = Erasure(service, attributed, decision_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,9 +120,11 @@ def create_app(
             candidate_reloader.start()
         if decision_log is not None:
             decision_log.start()
+        erasure.start()
         try:
             yield
         finally:
+            await erasure.close()
             if reloader is not None:
                 await reloader.stop()
             for candidate_reloader in candidate_reloaders:
@@ -354,6 +360,28 @@ def create_app(
         await service.set_profile(user_id, body.attributes)
         deleted = sum(value is None for value in body.attributes.values())
         return OrjsonResponse({"user_id": user_id, "updated": len(body.attributes) - deleted, "deleted": deleted})
+
+    @app.delete(
+        "/v1/users/{user_id:path}",
+        response_model=UserErasureResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 422, 503),
+        tags=["data"],
+        summary="Erase everything stored about a user (see docs/privacy.md); erasing twice is harmless",
+    )
+    async def erase_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
+        return OrjsonResponse((await erasure.erase(user_id)).to_dict())
+
+    @app.get(
+        "/v1/users/{user_id:path}/export",
+        response_model=UserExportResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 422, 503),
+        tags=["data"],
+        summary="Everything stored about a user, as JSON (empty for a user nothing is stored about)",
+    )
+    async def export_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
+        return OrjsonResponse((await erasure.export(user_id)).to_dict())
 
     @app.get(
         "/v1/ruleset",

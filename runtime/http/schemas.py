@@ -31,6 +31,7 @@ from pydantic import (
 from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
+from ..erasure import UserErasure, UserExport
 from ..experiment_report import ExperimentList, ExperimentReport
 from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult, Join
 from ..kpis import KpiReport
@@ -289,6 +290,8 @@ ExplainResponse = create_model("ExplainResponse", __base__=DecideResponse, expla
 RulesetResponse = model_of(RulesetStatus, "RulesetResponse")
 FeedbackResponse = model_of(FeedbackResult, "FeedbackResponse")
 KpisResponse = model_of(KpiReport, "KpisResponse")
+UserErasureResponse = model_of(UserErasure, "UserErasureResponse")
+UserExportResponse = model_of(UserExport, "UserExportResponse")
 ExperimentsResponse = model_of(ExperimentList, "ExperimentsResponse")
 ExperimentResponse = model_of(ExperimentReport, "ExperimentResponse")
 ModelsResponse = model_of(ModelsReport, "ModelsResponse")

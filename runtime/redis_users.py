@@ -1,0 +1,212 @@
+"""``RedisStore``'s export and erasure of one user's data.
+
+A user's own keys share the hash tag ``{USER}``: the profile ``p``, the event
+ids ``ids`` and their fingerprints ``fp``, and the counter series
+``c:TYPE:KEY:RES``. Series are named by event type and key, which nothing
+else tells, so the record script keeps an index of them, ``k``. Data about
+the user in shared keys is indexed the same way: ``j`` the decisions whose
+join records (``j:{decision}``) are theirs, ``f`` the feedback ids
+(``fid:{id}``) counted on them (feedback marks are fields of the join
+records, and go with them), ``x`` the experiment phases whose exposure
+markers (``{x:EXP:PHASE}:u:USER``) or converted values (the field USER of
+``{x:EXP:PHASE}:v``) name them. Each index is written before
+(or with) what it points to and outlives it, so nothing kept is missing
+from it. Erasure is one transaction: the indexes are watched while they
+are read, and everything goes at once, or, when the user's data changed
+meanwhile, the transaction is tried again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from redis.exceptions import WatchError
+
+from .buckets import decode_attribute, is_duplicate
+from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
+
+if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline
+
+    from .redis_store import RedisStore
+
+ATTEMPTS = 8  # erasure transactions tried before giving up, when the user's data keeps changing
+
+# KEYS[1]: a phase's counts, KEYS[2]: the user's marker in it, KEYS[3]: the phase's users' values; ARGV[1]:
+# the user. Forget the exposure and take it off its arm's count (an arm nobody else saw is removed, as if
+# never counted), and the user's converted value (the per-arm totals made from it are aggregates and stay).
+# Reply: [exposures forgotten, values deleted]. Run inside the transaction.
+UNEXPOSE_SCRIPT = """
+local values = redis.call('HDEL', KEYS[3], ARGV[1])
+local arm = redis.call('GET', KEYS[2])
+if not arm then
+  return {0, values}
+end
+redis.call('DEL', KEYS[2])
+if redis.call('HINCRBY', KEYS[1], arm, -1) <= 0 then
+  redis.call('HDEL', KEYS[1], arm)
+end
+return {1, values}
+"""
+
+
+class ErasureRace(RuntimeError):
+    """The user's data changed during every attempt to erase it: retry."""
+
+
+class RedisUsers:
+    """One user's data across the store's keys: read it all, or delete it all."""
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+
+    def _indexes(self, user_id: str) -> tuple[str, str, str, str]:
+        store = self.store
+        return (
+            store.series_index_key(user_id),
+            store.decisions_index_key(user_id),
+            store.feedback_index_key(user_id),
+            store.exposures_index_key(user_id),
+        )
+
+    def _series_keys(self, user_id: str, names: set[str]) -> list[tuple[str, str, str]]:
+        """(key, series name, resolution name) of every series the index names."""
+        base = self.store.profile_key(user_id).removesuffix(":p")
+        return [
+            (f"{base}:c:{name}:{resolution.name}", name, resolution.name)
+            for name in sorted(names)
+            for resolution in self.store.scheme.resolutions
+        ]
+
+    def _phase(self, name: str) -> tuple[str, str]:
+        experiment, _, phase = name.partition(":")
+        return unquote(experiment), phase
+
+    # --- export ---
+
+    async def export(self, user_id: str) -> UserData:
+        store = self.store
+        client = store._reads()
+        series_index, decisions_index, feedback_index, exposures_index = self._indexes(user_id)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(store.profile_key(user_id))
+            pipe.zrange(store.ids_key(user_id), 0, -1, withscores=True)
+            for index in (series_index, decisions_index, feedback_index, exposures_index):
+                pipe.smembers(index)
+            store.round_trips += 1
+            profile, ids, *members = await pipe.execute()
+        names, decisions, feedback_ids, phases = (sorted(_text(m) for m in found) for found in members)
+        series_keys = self._series_keys(user_id, set(names))
+        phase_names = [self._phase(name) for name in phases]
+        async with client.pipeline(transaction=False) as pipe:
+            for key, _, _ in series_keys:
+                pipe.hgetall(key)
+            for item_id in feedback_ids:
+                pipe.exists(store.feedback.id_key(item_id))
+            for experiment, phase in phase_names:
+                pipe.get(store.exposure_key(experiment, phase, user_id))
+                pipe.hget(store.feedback.arm_users_key(experiment, phase), user_id)
+            store.round_trips += 1
+            replies = await pipe.execute()
+        series_replies = replies[: len(series_keys)]
+        id_replies = replies[len(series_keys) : len(series_keys) + len(feedback_ids)]
+        phase_replies = replies[len(series_keys) + len(feedback_ids) :]
+        arm_replies, value_replies = phase_replies[0::2], phase_replies[1::2]
+        widths = {resolution.name: resolution.width for resolution in store.scheme.resolutions}
+        series = []
+        for (_, name, resolution), fields in zip(series_keys, series_replies, strict=True):
+            if fields:
+                event, key = (unquote(part) for part in name.split(":"))
+                series.append(decoded_series(event, key, resolution, widths[resolution], *_cells(fields)))
+        joins = await store.feedback.joins(decisions)
+        now = time.time()
+        return UserData(
+            {_text(name): decode_attribute(value) for name, value in profile.items()},
+            tuple(series),
+            tuple(_text(item_id) for item_id, seen in ids if is_duplicate(seen, now)),
+            tuple(
+                ExposureData(experiment, phase, _text(arm))
+                for (experiment, phase), arm in zip(phase_names, arm_replies, strict=True)
+                if arm is not None
+            ),
+            tuple(
+                ExperimentValue(experiment, phase, float(value))
+                for (experiment, phase), value in zip(phase_names, value_replies, strict=True)
+                if value is not None
+            ),
+            tuple(
+                JoinData.of(join)
+                for join in (joins.get(decision_id) for decision_id in decisions)
+                if join is not None and join.user_id == user_id
+            ),
+            tuple(item_id for item_id, found in zip(feedback_ids, id_replies, strict=True) if found),
+        )
+
+    # --- erasure ---
+
+    async def erase(self, user_id: str) -> StoreErasure:
+        async with self.store._writes().pipeline(transaction=True) as pipe:
+            for _ in range(ATTEMPTS):
+                try:
+                    return await self._erase_once(pipe, user_id)
+                except WatchError:
+                    continue  # an event, a decision or an exposure of the user came meanwhile: read again
+        raise ErasureRace(f"the data of user {user_id!r} kept changing during {ATTEMPTS} attempts to erase it")
+
+    async def _erase_once(self, pipe: Pipeline, user_id: str) -> StoreErasure:
+        store = self.store
+        indexes = self._indexes(user_id)
+        await pipe.watch(*indexes)
+        store.round_trips += 1
+        names, decisions, feedback_ids, phases = [
+            sorted(_text(member) for member in await pipe.smembers(index)) for index in indexes
+        ]
+        store.round_trips += len(indexes)
+        series_keys = [key for key, _, _ in self._series_keys(user_id, set(names))]
+        pipe.multi()
+        pipe.hlen(store.profile_key(user_id))
+        pipe.zcard(store.ids_key(user_id))
+        pipe.delete(store.profile_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id))
+        _delete(pipe, series_keys)
+        _delete(pipe, [store.feedback.join_key(decision_id) for decision_id in decisions])
+        _delete(pipe, [store.feedback.id_key(item_id) for item_id in feedback_ids])
+        for experiment, phase in (self._phase(name) for name in phases):
+            marker = store.exposure_key(experiment, phase, user_id)
+            converted = store.feedback.arm_users_key(experiment, phase)
+            pipe.eval(UNEXPOSE_SCRIPT, 3, store.exposure_counts_key(experiment, phase), marker, converted, user_id)
+        pipe.delete(*indexes)
+        store.round_trips += 1
+        attributes, event_ids, _, series, joined, counted, *rest = await pipe.execute()
+        exposures = sum(int(unexposed) for unexposed, _ in rest[:-1])
+        values = sum(int(deleted) for _, deleted in rest[:-1])
+        return StoreErasure(int(attributes), int(series), int(event_ids), exposures, values, int(joined), int(counted))
+
+
+def _delete(pipe: Pipeline, keys: list[str]) -> None:
+    """Queue a DEL of ``keys``, or a stand-in answering 0 when there are none (replies keep their places)."""
+    if keys:
+        pipe.delete(*keys)
+    else:
+        pipe.echo(0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _cells(fields: dict[Any, Any]) -> tuple[list[tuple[int, int, float]], float | None]:
+    """A series hash as ``(bucket, count, total)`` cells and its ``last`` field."""
+    counts: dict[int, int] = {}
+    totals: dict[int, float] = {}
+    last = None
+    for name, value in fields.items():
+        text = _text(name)
+        if text == "last":
+            last = float(value)
+        elif text.endswith("t"):
+            totals[int(text[:-1])] = float(value)
+        else:
+            counts[int(text)] = int(value)
+    return [(bucket, count, totals.get(bucket, 0.0)) for bucket, count in counts.items()], last
