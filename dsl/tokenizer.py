@@ -83,7 +83,7 @@ DECLARATION_STARTS = frozenset(
 # A word followed by a percentage is an experiment's arm (``arms rules 50%, model 50%``),
 # even a reserved one; only these keywords may stand before a percentage themselves.
 _BEFORE_PERCENT = frozenset({"HOLDOUT", "WHEN", "_GIVEN", "_IN", "NOT", "_AND", "_OR"})
-_ARM_WORDS = frozenset(KEYWORDS.values()) - _BEFORE_PERCENT
+_ARM_WORDS = frozenset(KEYWORDS.values()) - _BEFORE_PERCENT | frozenset(CONTEXTUAL_KEYWORDS.values())
 
 # Whitespace is skipped as the prefix of the next token's match rather than as
 # a token of its own: that halves the matches on a typical file. The prefix is
@@ -182,6 +182,8 @@ def tokenize(source: Source) -> Tokens:
             comments.append(Token(kind, value, start, end))
             continue
         elif kind == "PERCENT" and tokens and tokens[-1].type in _ARM_WORDS:
+            if tokens[-1].type == "_SHOW":
+                shown = capping = False  # an arm named show: no rule's tail follows it
             tokens[-1].type = "NAME"
         elif kind not in ("STRING", "NUMBER", "DURATION", "PERCENT"):
             problems.append(_lexical_error(kind, value, Span(source, start, end)))

@@ -32,6 +32,8 @@ def test_a_shape_is_compiled_and_linted(shape: str) -> None:
 
 def test_the_targets_and_tables_appear_only_when_measured() -> None:
     results = json.loads((DOCS / "performance.json").read_text())
+    results["parse"] = [row for row in results["parse"] if "shape" not in row]  # as a run before the shapes
+    results["memory"] = [row for row in results["memory"] if "shape" not in row]
     before = report.target_list(results)
     assert not [t for area, t in before if area == "scaling"]  # an older result: the page stays as it was
     rows = [

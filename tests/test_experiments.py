@@ -234,3 +234,11 @@ default show a in hero
     assert any(code == "unused" and "experiment 'idle'" in message for code, message, _ in found)
     clean = {d.code for d in lint(tailor.loads(RULES, "shop").plan)}
     assert not clean & {"unknown-arm", "arms-alike", "unused"}
+
+
+def test_arms_may_be_named_like_the_words_of_a_rule_tail() -> None:
+    """``show`` then ``cap`` as arms: neither starts a rule's tail, so ``cap`` is a name, not a cap."""
+    ruleset = tailor.loads(
+        'content c = {}\nexperiment notify\n  arms show 50%, cap 50%\nrule r when notify == "cap" then show c in s\n'
+    )
+    assert ruleset.plan.experiments["notify"].arms == ("show", "cap")
