@@ -143,6 +143,7 @@ class CompileWorker:
 
     def __init__(self) -> None:
         self._child: _Child | None = None
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -177,11 +178,14 @@ class CompileWorker:
         except BaseException:
             child.kill()  # an abandoned compile must not run on; the exchange's thread closes the pipes
             if self._child is child:
-                self._child = None
+                # A replacement starts now, so that the next edit finds it ready rather than waits for
+                # the interpreter to start and import the compiler.
+                self._child = None if self._closed else _Child()
             raise
 
     def close(self) -> None:
         """Stop the worker: closing its request pipe ends it; one in a compile is killed."""
+        self._closed = True
         child, self._child = self._child, None
         if child is None:
             return

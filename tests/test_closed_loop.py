@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from server_process import KEY, servers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ def tailor(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # a server and 1,200 simulated users: the default run stays near five minutes
 def test_simulated_feedback_is_counted_exactly_and_the_ignored_rule_is_named(tmp_path: Path) -> None:
     logs = tmp_path / "decisions"
     with servers(tmp_path) as start:

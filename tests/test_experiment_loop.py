@@ -84,6 +84,7 @@ def check_lift_and_holdout(tmp_path: Path, users: int) -> dict[str, Any]:
     return {"true_lift": true_lift, "ctr": ctr, "report": report}
 
 
+@pytest.mark.slow  # a server and 1,500 simulated users: the default run stays near five minutes
 def test_the_report_recovers_the_true_lift_and_the_holdout_fits_its_share(tmp_path: Path) -> None:
     check_lift_and_holdout(tmp_path, 1500)
 
@@ -95,6 +96,7 @@ def test_twenty_thousand_users_recover_the_true_lift(tmp_path: Path) -> None:
     assert found["report"]["conclusions"][0].startswith("model beats rules on CTR by")
 
 
+@pytest.mark.slow  # a server and 1,500 simulated users: the default run stays near five minutes
 def test_losing_one_arms_users_is_flagged_as_a_sample_ratio_mismatch(tmp_path: Path) -> None:
     with servers(tmp_path) as start:
         server = start(RETAIL)
