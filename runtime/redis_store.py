@@ -237,7 +237,7 @@ class RedisStore(FeatureStore):
         return f"{self.prefix}{{{key_part(user_id)}}}"
 
     def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
-        return f"{self._user(user_id)}:c:{key_part(event)}:{key_part(key)}:{resolution.name}"
+        return f"{self._user(user_id)}:c:{self.series_name(event, key)}:{resolution.name}"
 
     @staticmethod
     def series_name(event: str, key: str) -> str:
