@@ -168,7 +168,12 @@ class RedisUsers:
         pipe.multi()
         pipe.hlen(store.profile_key(user_id))
         pipe.zcard(store.ids_key(user_id))
-        pipe.delete(store.profile_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id))
+        pipe.delete(
+            store.profile_key(user_id),
+            store.ids_key(user_id),
+            store.fingerprints_key(user_id),
+            store.predictions_key(user_id),
+        )
         _delete(pipe, series_keys)
         _delete(pipe, [store.feedback.join_key(decision_id) for decision_id in decisions])
         _delete(pipe, [store.feedback.id_key(item_id) for item_id in feedback_ids])
