@@ -113,7 +113,12 @@ def finish(
         values = {**fetched, **features}
     else:
         values = fetched
-    run_model = models.for_decision(user_id, deadline, stored) if models is not None else None
+    if models is None:
+        run_model = None
+    elif stored is None:
+        run_model = models.for_decision(user_id, deadline)
+    else:  # the store's cached predictions, read with the features
+        run_model = models.for_decision(user_id, deadline, stored)
     return decider.finish(context, alive, needed, values, slots, run_model, degraded, assignment, consent)
 
 
