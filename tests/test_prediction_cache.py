@@ -19,10 +19,11 @@ RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 CONTEXT = {"page": "home", "device": "mobile"}
 # The hero's model rule is reached: a fan of Electronics who is not gold. The rest comes from the store.
 FAN = {'views("Electronics", 24h)': 5, 'views("Electronics", 7d)': 9, "user.tier": "bronze"}
+PATIENT_MS = 30_000.0  # a loaded machine must not turn a decision degraded: these tests count inferences
 
 
 def service(store: FeatureStore, cache: PredictionCache = PredictionCache.STORE) -> DecisionService:
-    opened = DecisionService(RETAIL, store, sample_every=0, prediction_cache=cache)
+    opened = DecisionService(RETAIL, store, sample_every=0, prediction_cache=cache, deadline_ms=PATIENT_MS)
     opened.open()
     return opened
 
@@ -139,5 +140,37 @@ def test_the_process_cache_stays_the_default_and_asks_the_store_nothing(redis_ur
         assert client.exists(store.predictions_key("u2")) == 0
         client.close()
         await served.close()
+
+    asyncio.run(main())
+
+
+def test_the_scores_come_with_the_consent_gate_too(redis_url: str, redis_prefix: str) -> None:
+    """With --consent-attribute the fetch reads the attribute first; the cached scores still come in that trip."""
+
+    async def main() -> None:
+        def gated() -> DecisionService:
+            opened = DecisionService(
+                RETAIL,
+                RedisStore(redis_url, prefix=redis_prefix),
+                sample_every=0,
+                deadline_ms=PATIENT_MS,
+                prediction_cache=PredictionCache.STORE,
+                consent_attribute="consent",
+            )
+            opened.open()
+            return opened
+
+        first, second = gated(), gated()
+        await first.set_profile("u5", {"consent": True})
+        await first.decide("u5", CONTEXT, None, FAN)
+        assert first.shared_predictions is not None
+        await first.shared_predictions.flush()
+        trips = second.store.round_trips
+        decided = await second.decide("u5", CONTEXT, None, FAN)
+        assert decided.outcomes.consent
+        assert second.store.round_trips - trips == 1
+        assert counts(second) == (0, 1)
+        await first.close()
+        await second.close()
 
     asyncio.run(main())
