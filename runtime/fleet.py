@@ -4,7 +4,7 @@ Each server process writes a heartbeat (a ``Member``) into the store every
 ``DEFAULT_HEARTBEAT`` seconds, and at once whenever the version it serves
 changes (``Heartbeat``, a task on the event loop: a decision never waits for
 it). ``GET /v1/ruleset`` on any process reads every heartbeat younger than
-``STALE_BEATS`` intervals and says whether the fleet ``agrees``: every process
+``STALE_BEATS`` of its process's intervals and says whether the fleet ``agrees``: every process
 serves the same ruleset version with the same model files. During a rollout
 it disagrees until the last process has reloaded. With the memory store the
 fleet is this process alone.
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tailor.runtime")
 
 DEFAULT_HEARTBEAT = 5.0  # seconds between a process's heartbeats
-STALE_BEATS = 3  # a heartbeat older than this many intervals is a process that is gone
+STALE_BEATS = 3  # a heartbeat older than this many of its process's intervals is a process that is gone
+FLEET_TTL = 86400.0  # the heartbeats of a fleet that stopped altogether are gone a day later
 
 
 def process_name(token: str) -> str:
@@ -47,6 +48,11 @@ class Member:
     version: str = field(metadata={"doc": "the ruleset version it serves"})
     models: dict[str, str] = field(metadata={"doc": "the version (content hash) of each model it serves, by name"})
     seen_at: datetime = field(metadata={"doc": "when the process last said so"})
+    heartbeat: float = field(metadata={"doc": "seconds between its heartbeats: three missed, and it is gone"})
+
+    def gone(self, now: float) -> bool:
+        """Whether the process missed ``STALE_BEATS`` heartbeats by ``now`` (epoch seconds), by its own interval."""
+        return self.seen_at.timestamp() < now - STALE_BEATS * self.heartbeat
 
     @property
     def serves(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -60,6 +66,7 @@ class Member:
             "version": self.version,
             "models": dict(self.models),
             "seen_at": self.seen_at.isoformat(),
+            "heartbeat": self.heartbeat,
         }
 
     @classmethod
@@ -70,16 +77,17 @@ class Member:
             data["version"],
             dict(data["models"]),
             datetime.fromisoformat(data["seen_at"]),
+            float(data["heartbeat"]),
         )
 
     @classmethod
-    def of(cls, service: DecisionService) -> Member | None:
-        """This process's heartbeat now; None before a version is served."""
+    def of(cls, service: DecisionService, heartbeat: float) -> Member | None:
+        """This process's heartbeat now, sent every ``heartbeat`` seconds; None before a version is served."""
         served = service.current
         if served is None:
             return None
         models = {name: model.version for name, model in served.ruleset.models.items()}
-        return cls(service.process, served.ruleset.name, served.version, models, datetime.now(UTC))
+        return cls(service.process, served.ruleset.name, served.version, models, datetime.now(UTC), heartbeat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +135,7 @@ class Heartbeat:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        me = Member.of(self.service)
+        me = Member.of(self.service, self.interval)
         if me is not None:
             try:  # a clean stop leaves the fleet at once, not after STALE_BEATS intervals
                 await asyncio.wait_for(self.service.store.leave(me.process), 1.0)
@@ -135,11 +143,11 @@ class Heartbeat:
                 log.debug("heartbeat: could not leave the fleet", exc_info=True)
 
     async def beat(self) -> None:
-        me = Member.of(self.service)
+        me = Member.of(self.service, self.interval)
         if me is None:
             return
         try:
-            await asyncio.wait_for(self.service.store.beat(me, STALE_BEATS * self.interval), self.interval)
+            await asyncio.wait_for(self.service.store.beat(me), self.interval)
         except Exception as exc:
             if not self._failing:
                 self._failing = True
@@ -160,11 +168,11 @@ class Heartbeat:
 
 async def read_fleet(service: DecisionService, heartbeat: float, timeout: float = 1.0) -> Fleet | None:
     """The fleet as the store's heartbeats say; None before a version is served or when the store fails."""
-    me = Member.of(service)
+    me = Member.of(service, heartbeat)
     if me is None:
         return None
     try:
-        members = await asyncio.wait_for(service.store.fleet(time.time() - STALE_BEATS * heartbeat), timeout)
+        members = await asyncio.wait_for(service.store.fleet(time.time()), timeout)
     except Exception as exc:
         log.debug("the fleet could not be read (%s)", exc)
         return None
@@ -183,8 +191,8 @@ class MemoryFleet:
     def leave(self, process: str) -> None:
         self._members.pop(process, None)
 
-    def fleet(self, oldest: float) -> list[Member]:
-        stale = [name for name, m in self._members.items() if m.seen_at.timestamp() < oldest]
+    def fleet(self, now: float) -> list[Member]:
+        stale = [name for name, m in self._members.items() if m.gone(now)]
         for name in stale:
             del self._members[name]
         return list(self._members.values())

@@ -384,14 +384,14 @@ class MemoryStore(FeatureStore):
         with self._lock:
             self._predictions.keep(predictions, ttl)
 
-    async def beat(self, member: Member, ttl: float) -> None:
+    async def beat(self, member: Member) -> None:
         self._fleet.beat(member)
 
     async def leave(self, process: str) -> None:
         self._fleet.leave(process)
 
-    async def fleet(self, oldest: float) -> list[Member]:
-        return self._fleet.fleet(oldest)
+    async def fleet(self, now: float) -> list[Member]:
+        return self._fleet.fleet(now)
 
     # --- internals ---------------------------------------------------------------------
 

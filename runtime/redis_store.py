@@ -539,14 +539,14 @@ class RedisStore(FeatureStore):
                 pipe.pexpire(key, ttl_ms)
             await pipe.execute()
 
-    async def beat(self, member: Member, ttl: float) -> None:
-        await self.fleet_heartbeats.beat(member, ttl)
+    async def beat(self, member: Member) -> None:
+        await self.fleet_heartbeats.beat(member)
 
     async def leave(self, process: str) -> None:
         await self.fleet_heartbeats.leave(process)
 
-    async def fleet(self, oldest: float) -> list[Member]:
-        return await self.fleet_heartbeats.fleet(oldest)
+    async def fleet(self, now: float) -> list[Member]:
+        return await self.fleet_heartbeats.fleet(now)
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

@@ -193,16 +193,16 @@ class FeatureStore(Protocol):
         """Keep each user's latest score per model version for ``ttl`` seconds (read back by ``fetch``)."""
 
     @abstractmethod
-    async def beat(self, member: Member, ttl: float) -> None:
-        """Write a server process's heartbeat; the store may drop it after ``ttl`` seconds without another."""
+    async def beat(self, member: Member) -> None:
+        """Write a server process's heartbeat (it replaces the process's last one)."""
 
     @abstractmethod
     async def leave(self, process: str) -> None:
         """Forget a server process's heartbeat (it stopped cleanly)."""
 
     @abstractmethod
-    async def fleet(self, oldest: float) -> list[Member]:
-        """The heartbeats written at or after ``oldest`` (epoch seconds); older ones may be deleted."""
+    async def fleet(self, now: float) -> list[Member]:
+        """The heartbeats of the processes not ``gone`` by ``now`` (epoch seconds); the others' may be deleted."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -31,7 +31,7 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 def member(process: str, version: str = "v1", models: dict[str, str] | None = None, age: float = 0.0) -> Member:
     models = {"p_click": "m1"} if models is None else models
-    return Member(process, "retail", version, models, NOW - timedelta(seconds=age))
+    return Member(process, "retail", version, models, NOW - timedelta(seconds=age), 5.0)
 
 
 def test_the_fleet_agrees_when_every_process_serves_the_same_rules_and_models() -> None:
@@ -49,14 +49,14 @@ def test_redis_keeps_one_heartbeat_per_process_and_drops_the_stale(redis_url: st
     async def main() -> None:
         store = RedisStore(redis_url, prefix=redis_prefix)
         now = time.time()
-        fresh = Member("a", "retail", "v1", {}, datetime.fromtimestamp(now, UTC))
-        old = Member("b", "retail", "v0", {}, datetime.fromtimestamp(now - 100, UTC))
-        await store.beat(fresh, 15)
-        await store.beat(old, 15)
-        assert await store.fleet(now - 15) == [fresh]
+        fresh = Member("a", "retail", "v1", {}, datetime.fromtimestamp(now - 20, UTC), 10.0)  # 2 beats missed
+        old = Member("b", "retail", "v0", {}, datetime.fromtimestamp(now - 20, UTC), 5.0)  # 4 beats missed
+        await store.beat(fresh)
+        await store.beat(old)
+        assert await store.fleet(now) == [fresh]
         assert await store.fleet(now - 1000) == [fresh]  # the stale one was deleted by the read before
         await store.leave("a")
-        assert await store.fleet(now - 15) == []
+        assert await store.fleet(now) == []
         await store.close()
 
     asyncio.run(main())
