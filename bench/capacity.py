@@ -9,7 +9,9 @@ record script take. Both are read from Redis itself, ``INFO commandstats``
 (``usec`` of ``EVALSHA``: the time Redis spent running the scripts, not waiting
 on the network), over the 1,000-rule workload of ``bench.serve`` on its seeded
 users: decisions through ``DecisionService`` over ``RedisStore``, events through
-``RedisStore.record`` in batches of 100, as an ingester writes them.
+``RedisStore.record`` in batches of 100, as an ingester writes them. Then the
+retail example (one model) on the same requests, with the prediction cache in
+each process and in the store: what the store's cache costs Redis.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import redis
 
 from tailor.runtime.events import Event
+from tailor.runtime.prediction_cache import PredictionCache
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.service import DecisionService
 
@@ -34,15 +37,19 @@ from . import serve
 from .workload import ruleset_text
 
 EVENT_BATCH = 100
+RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 
 
-def script_usec(client: redis.Redis) -> tuple[float, int]:
-    """Microseconds Redis spent in EVALSHA and EVAL, and how many calls, so far."""
+SCRIPTS = ("cmdstat_evalsha", "cmdstat_eval")
+NOT_OURS = ("cmdstat_info",)  # the benchmark's own questions
+
+
+def script_usec(client: redis.Redis, commands: tuple[str, ...] | None = SCRIPTS) -> tuple[float, int]:
+    """Microseconds Redis spent in ``commands`` (every command but INFO when None), and how many calls, so far."""
     stats = client.info("commandstats")
     usec = calls = 0
-    for name in ("cmdstat_evalsha", "cmdstat_eval"):
-        found = stats.get(name)
-        if found:
+    for name, found in stats.items():
+        if (name in commands) if commands is not None else (name not in NOT_OURS):
             usec += float(found["usec"])
             calls += int(found["calls"])
     return usec, calls
@@ -73,6 +80,34 @@ async def _decisions(path: Path, url: str, requests: Sequence[dict[str, Any]]) -
         "round_trips": store.round_trips - trips,
         "engine_cpu_usec_per_decision": cpu / len(requests) * 1e6,
     }
+
+
+async def _cached(url: str, requests: Sequence[dict[str, Any]], cache: PredictionCache) -> dict[str, Any]:
+    """The retail example (one model) with the prediction cache ``cache``: Redis's time per decision, every
+    command counted (the cached scores' reads ride in the fetch; their writes are pipelines of their own)."""
+    store = RedisStore(url, timeout=serve.PATIENT_TIMEOUT)
+    service = DecisionService(
+        RETAIL, store, sample_every=0, deadline_ms=serve.PATIENT_TIMEOUT * 1000, prediction_cache=cache
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        service.open()
+        for request in requests[:50]:
+            await service.decide(request["user_id"], request["context"])
+        if service.shared_predictions is not None:
+            await service.shared_predictions.flush()
+        usec, _ = script_usec(client, None)
+        for request in requests:
+            await service.decide(request["user_id"], request["context"])
+        if service.shared_predictions is not None:
+            await service.shared_predictions.flush()
+        usec_after, _ = script_usec(client, None)
+        assert service.current is not None
+        models = service.current.models
+    finally:
+        await service.close()
+        client.close()
+    return {"redis_usec": (usec_after - usec) / len(requests), "computed": models.runs, "cached": models.cache_hits}
 
 
 async def _events(url: str, users: int, count: int) -> dict[str, Any]:
@@ -112,12 +147,14 @@ def run(quick: bool = False, redis_base: str | None = None, db: int = serve.DEFA
         rules = workdir / "rules"
         rules.mkdir()
         (rules / "bench.rules").write_text(ruleset_text(serve.RULES))
-        decided = asyncio.run(_decisions(rules, url, serve.make_requests(users, n)))
+        requests = serve.make_requests(users, n)
+        decided = asyncio.run(_decisions(rules, url, requests))
+        cached = {cache.value: asyncio.run(_cached(url, requests, cache)) for cache in PredictionCache}
         written = asyncio.run(_events(url, users, events))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         serve.empty_db(url)
-    return {"users": users, "stored_events": seeded["events"], **decided, **written}
+    return {"users": users, "stored_events": seeded["events"], **decided, **written, "prediction_cache": cached}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -139,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  engine CPU per decision, in process, without HTTP: {result['engine_cpu_usec_per_decision']:.0f} µs")
     print(f"events: {result['events']:,} in batches of {EVENT_BATCH}")
     print(f"  Redis time per event (EVALSHA usec): {per_event:.1f} µs -> {1e6 / per_event:,.0f} events/s per shard")
+    print("retail example, the same requests, Redis time per decision (every command):")
+    for name, figures in result["prediction_cache"].items():
+        print(
+            f"  --prediction-cache {name}: {figures['redis_usec']:.1f} µs; "
+            f"scores computed {figures['computed']:,}, from a cache {figures['cached']:,}"
+        )
 
 
 if __name__ == "__main__":

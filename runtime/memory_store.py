@@ -258,7 +258,8 @@ class MemoryStore(FeatureStore):
     ) -> dict[str, Any]:
         values = self.fetch_now(user_id, features, at, consent=consent)
         if predictions:
-            values[CACHED_PREDICTIONS] = self._predictions.read(user_id, predictions)
+            with self._lock:
+                values[CACHED_PREDICTIONS] = self._predictions.read(user_id, predictions)
         return values
 
     async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
