@@ -67,6 +67,9 @@ def test_the_ruleset_says_the_fleet_of_a_memory_store_is_this_process() -> None:
     service.open()
     with TestClient(create_app(service, watch=False)) as client:
         body = client.get("/v1/ruleset").json()
+        scraped = client.get("/metrics").text.splitlines()
+    assert "tailor_fleet_processes 1.0" in scraped
+    assert "tailor_fleet_agrees 1.0" in scraped
     fleet = body["fleet"]
     assert fleet["agrees"] is True
     assert [p["process"] for p in fleet["processes"]] == [service.process]
@@ -111,6 +114,8 @@ def test_two_servers_over_one_redis_share_scores_and_see_each_others_versions(tm
             assert server.http.post("/v1/ruleset/rollback", headers=server.auth).status_code == 200
             for asked in (first, second):
                 eventually(lambda s=asked, a=agrees: _fleet(s, size=2, agrees=a), f"agrees to be {agrees}")
+                assert asked.metric("tailor_fleet_agrees") == float(agrees)
+                assert asked.metric("tailor_fleet_processes") == 2.0
         versions = {p["version"] for p in first.ruleset()["fleet"]["processes"]}
         assert versions == {first.ruleset()["version"]} == {second.ruleset()["version"]}
 

@@ -482,6 +482,10 @@ def create_app(
         if service.current is not None:
             with contextlib.suppress(Exception):  # metrics always answer: the gauges keep their last values
                 await monitor.report()  # the model gauges: read from the store, shared by every process
+            fleet = await read_fleet(service, heartbeat)  # None when the store fails: the gauges keep their values
+            if fleet is not None:
+                service.metrics.fleet_processes.set(len(fleet.processes))
+                service.metrics.fleet_agrees.set(int(fleet.agrees))
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 
