@@ -1,6 +1,6 @@
 """Stream ingestion over a real Redis: records stored once, acknowledged after the write, bad ones dead-lettered.
 
-Each test has a redis-server of the module's own (flushed between tests), so
+Each test has a redis-server of the module's own, emptied before it, so
 stream, group and store keys start empty.
 """
 
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 import redis
 
 from bench.ports import free_port
@@ -22,7 +20,6 @@ from tailor.runtime.feedback import Join
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.redis_stream_source import RedisStreamSource
 from tailor.runtime.stream_ingest import Ingester
-from tests.conftest import no_redis, start_redis
 
 STREAM = "in"
 GROUP = "tailor"
@@ -31,27 +28,6 @@ DAY = 86400.0
 
 def views(key: str = "Electronics") -> FeatureRef:
     return FeatureRef(FeatureKind.COUNT, f'count("view", "{key}", 86400s)', "view", key, 86400.0)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        no_redis("stream ingestion tests need a redis-server of their own")
-    port = free_port()
-    process = start_redis(port)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait()
-
-
-@pytest.fixture
-def url(server: str) -> Iterator[str]:
-    client = redis.Redis.from_url(server)
-    client.flushdb()
-    yield server
-    client.close()
 
 
 def add(url: str, *entries: dict[str, Any], stream: str = STREAM) -> list[str]:
@@ -88,7 +64,8 @@ def pending(url: str) -> int:
         client.close()
 
 
-def test_events_and_feedback_are_stored_then_acknowledged(url: str):
+def test_events_and_feedback_are_stored_then_acknowledged(empty_redis: str):
+    url = empty_redis
     now = time.time()
     click = {"decision_id": "d1", "slot": "hero", "type": "click", "id": "f1"}
     add(url, *(view("u1", i, ts=now - 5) for i in range(3)), {"feedback": click})
@@ -114,7 +91,8 @@ def test_events_and_feedback_are_stored_then_acknowledged(url: str):
     assert "tailor_ingest_acknowledged_total 4.0" in text
 
 
-def test_bad_records_go_to_dead_letters_with_their_reason_and_the_rest_is_stored(url: str):
+def test_bad_records_go_to_dead_letters_with_their_reason_and_the_rest_is_stored(empty_redis: str):
+    url = empty_redis
     now = time.time()
     add(
         url,
@@ -155,7 +133,8 @@ def test_bad_records_go_to_dead_letters_with_their_reason_and_the_rest_is_stored
     assert letters[3]["something"] == "else"
 
 
-def test_a_batch_stored_but_not_acknowledged_is_claimed_by_another_consumer_and_counted_once(url: str):
+def test_a_batch_stored_but_not_acknowledged_is_claimed_by_another_consumer_and_counted_once(empty_redis: str):
+    url = empty_redis
     """The ingester that read it dies after the write, before the acknowledgement: the events without
     ids count once too, by their entry's id."""
     without_id = {"event": {"user_id": "u1", "type": "view", "key": "Electronics"}}
@@ -181,7 +160,8 @@ def test_a_batch_stored_but_not_acknowledged_is_claimed_by_another_consumer_and_
     assert pending(url) == 0
 
 
-def test_while_the_store_fails_nothing_is_acknowledged_and_a_restart_stores_every_record_once(url: str):
+def test_while_the_store_fails_nothing_is_acknowledged_and_a_restart_stores_every_record_once(empty_redis: str):
+    url = empty_redis
     add(url, *(view(f"u{i % 3}", i) for i in range(30)))
     dead_store = f"redis://127.0.0.1:{free_port()}/0"
 
