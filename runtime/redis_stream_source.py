@@ -20,6 +20,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .redis_packing import packed_connections
 from .stream_records import Entry
 from .stream_source import Backlog, dead_letter
 
@@ -52,7 +53,11 @@ class RedisStreamSource:
         self.block = block
         self.dead_letter_max_len = dead_letter_max_len
         self.client: Redis = Redis.from_url(
-            url, decode_responses=True, encoding_errors="replace", client_name=f"tailor-ingest-{consumer}"[:100]
+            url,
+            decode_responses=True,
+            encoding_errors="replace",
+            client_name="tailor-ingest-" + "".join(c if c.isalnum() or c in "-_.:" else "_" for c in consumer)[:80],
+            **packed_connections(url),
         )
         self._group_made = False
         self._own = True  # read this consumer's own pending entries first (a restart under the same name)
