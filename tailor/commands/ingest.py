@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.printer import duration_text
@@ -16,6 +17,9 @@ from tailor.dsl.printer import duration_text
 from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
 from .exit_codes import EXIT_OK, EXIT_USAGE
 from .parser import Parser, typed
+
+if TYPE_CHECKING:
+    from tailor.runtime.stream_source import Source
 
 log = logging.getLogger("tailor.runtime")
 
@@ -31,14 +35,23 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         epilog="example:\n  tailor ingest --redis redis://localhost:6379/0 --stream tailor:in --group tailor "
         "--metrics-port 9108",
     )
-    parser.add_argument("--redis", required=True, metavar="URL", help="the Redis holding the stream")
-    parser.add_argument("--stream", required=True, metavar="NAME", help="the stream to consume")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--redis", metavar="URL", help="the Redis holding the stream")
+    source.add_argument(
+        "--kafka",
+        metavar="SERVERS",
+        help="read the Kafka topic --stream names instead, from these bootstrap servers (host:port,...); "
+        "needs --store and the extra kafka (pip install 'tailor[kafka]')",
+    )
+    parser.add_argument("--stream", required=True, metavar="NAME", help="the stream (or Kafka topic) to consume")
     parser.add_argument("--group", required=True, metavar="NAME", help="the consumer group, made when missing")
     parser.add_argument(
         "--consumer", metavar="NAME", help="this consumer's name in the group (default: host name and process id)"
     )
     parser.add_argument(
-        "--dead-letter", metavar="NAME", help="the stream refused records go to (default: the stream's name + :dead)"
+        "--dead-letter",
+        metavar="NAME",
+        help="the stream (or topic) refused records go to (default: the stream's name + :dead, or .dead for Kafka)",
     )
     parser.add_argument("--batch", type=int, metavar="N", help="entries per read (default: %(default)s)")
     parser.add_argument(
@@ -106,6 +119,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     for flag, url in (("--redis", args.redis), ("--store", args.store)):
         if url is not None and (why := redis_url_problem(url)):
             return f"{flag} {why}"
+    if args.kafka is not None and args.store is None:
+        return "--kafka needs --store: the Redis the servers read"
     if not args.stream.strip() or not args.group.strip():
         return "--stream and --group must not be empty"
     if args.batch < 1:
@@ -142,19 +157,11 @@ async def _ingest(args: argparse.Namespace) -> None:
     from tailor.runtime.feedback import Impressions
     from tailor.runtime.ingest_metrics import IngestMetrics
     from tailor.runtime.launch import open_store
-    from tailor.runtime.redis_stream_source import RedisStreamSource
     from tailor.runtime.redis_urls import without_password
     from tailor.runtime.stream_ingest import Ingester
 
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    source = RedisStreamSource(
-        args.redis,
-        args.stream,
-        args.group,
-        consumer,
-        dead_letters=args.dead_letter or f"{args.stream}:dead",
-        min_idle=args.min_idle,
-    )
+    source = _source(args, consumer)
     store = open_store(args.store or args.redis, args.retention)
     metrics = IngestMetrics()
     if args.metrics_port is not None:
@@ -173,11 +180,12 @@ async def _ingest(args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info(
-        "ingesting stream %s (group %s, consumer %s) of %s into %s",
+        "ingesting %s %s (group %s, consumer %s) of %s into %s",
+        "topic" if args.kafka else "stream",
         args.stream,
         args.group,
         consumer,
-        without_password(args.redis),
+        args.kafka or without_password(args.redis),
         without_password(args.store or args.redis),
     )
     try:
@@ -186,3 +194,16 @@ async def _ingest(args: argparse.Namespace) -> None:
         await source.close()
         await store.close()
     log.info("stopped: the batch under way was stored and acknowledged")
+
+
+def _source(args: argparse.Namespace, consumer: str) -> Source:
+    """The Redis Stream, or with ``--kafka`` the Kafka topic, to read."""
+    if args.kafka is not None:
+        from tailor.runtime.kafka_source import KafkaSource
+
+        dead = args.dead_letter or f"{args.stream}.dead"
+        return KafkaSource(args.kafka, args.stream, args.group, consumer, dead_letters=dead)
+    from tailor.runtime.redis_stream_source import RedisStreamSource
+
+    dead = args.dead_letter or f"{args.stream}:dead"
+    return RedisStreamSource(args.redis, args.stream, args.group, consumer, dead_letters=dead, min_idle=args.min_idle)
