@@ -76,6 +76,14 @@ class RedisStreamSource:
 
     async def read(self, count: int) -> list[Entry]:
         await self._make_group()
+        try:
+            return await self._read(count)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted under the group: make both again next time
+                self._group_made = False
+            raise
+
+    async def _read(self, count: int) -> list[Entry]:
         if self._own:
             entries = _entries(await self.client.xreadgroup(self.group, self.consumer, {self.name: "0"}, count=count))
             if entries:

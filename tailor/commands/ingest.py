@@ -146,8 +146,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logging.basicConfig(format="%(levelname)s %(message)s")
     logging.getLogger("tailor").setLevel(args.log_level.upper())
-    asyncio.run(_ingest(args))
+    try:
+        asyncio.run(_ingest(args))
+    except MetricsPortBusy as exc:
+        print(f"tailor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+class MetricsPortBusy(OSError):
+    """The metrics endpoint could not listen where it was asked to."""
 
 
 async def _ingest(args: argparse.Namespace) -> None:
@@ -165,7 +173,12 @@ async def _ingest(args: argparse.Namespace) -> None:
     store = open_store(args.store or args.redis, args.retention)
     metrics = IngestMetrics()
     if args.metrics_port is not None:
-        start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
+        try:
+            start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
+        except OSError as exc:
+            await source.close()
+            await store.close()
+            raise MetricsPortBusy(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from None
     ingester = Ingester(
         source,
         store,
