@@ -38,7 +38,7 @@ from .targets import Target
 STREAM = "tailor:bench:stream"  # under the store's prefix, so that empty_db knows it for the benchmark's
 USERS = 1000
 FULL_EVENTS = 100_000
-QUICK_EVENTS = 20_000
+QUICK_EVENTS = 10_000
 TARGET = 20_000.0  # events per second per ingester process
 
 
@@ -91,10 +91,11 @@ def run(
     redis_base: str | None = None,
     db: int = DEFAULT_DB,
     progress: Callable[[str], None] | None = None,
+    events: int | None = None,
 ) -> dict[str, Any]:
     say = progress or (lambda message: None)
     url = redis_url(redis_base, db)
-    events = QUICK_EVENTS if quick else FULL_EVENTS
+    events = events or (QUICK_EVENTS if quick else FULL_EVENTS)
     load = os.getloadavg()[0]
     empty_db(url)
     say(f"filling the stream with {events:,} events")
