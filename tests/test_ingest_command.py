@@ -1,8 +1,10 @@
 """``tailor ingest`` as it runs: real processes over a real Redis, killed and restarted.
 
-The quick test runs one ingester to its graceful stop; the slow one runs two
-beside a producer, kills one mid-stream and starts another, and checks that
-every event and feedback item is counted exactly once.
+The quick test runs one ingester to its graceful stop. The slow ones run two
+beside a producer, kill one mid-stream and start another, and check that
+every event and feedback item is counted exactly once; and kill one exactly
+between its store write and its acknowledgement (pausing each Redis in turn),
+and check that the restarted one counts the batch as duplicates.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench.ports import free_port
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.runtime.feedback import Join
 from tailor.runtime.redis_store import RedisStore
+from tests.conftest import start_redis
 from tests.server_process import eventually
 
 STREAM = "site:events"
@@ -182,3 +185,54 @@ def test_two_ingesters_count_everything_once_when_one_is_killed_mid_stream(
     for ingest in (second, third):
         assert ingest.stop() == 0, log.read_text()
     client.close()
+
+
+@pytest.mark.slow
+def test_an_ingester_killed_after_the_store_write_and_before_the_acknowledgement_counts_once_when_restarted(
+    empty_redis: str,
+    ingesters: list[Ingest],
+    tmp_path: Path,
+):
+    """The stream and the store in two Redis servers, so that each can be paused on its own: the store
+    while the batch is read, the stream while the batch is written, so the kill falls between the two."""
+    stream_url = empty_redis
+    store_port = free_port()
+    store_server = start_redis(store_port)
+    store_url = f"redis://127.0.0.1:{store_port}/0"
+    streams = redis.Redis.from_url(stream_url, decode_responses=True)
+    store = redis.Redis(port=store_port)
+    try:
+        for number in range(100):
+            streams.xadd(STREAM, event(f"u{number % 4}", number))
+        store.client_pause(60_000, all=False)  # writes wait: the batch is read, not yet stored
+        log = tmp_path / "ingest.log"
+        first = Ingest(stream_url, log, "--consumer", "one", "--store", store_url)
+        ingesters.append(first)
+        eventually(lambda: _pending(streams) == 100, "the batch read")
+        streams.client_pause(60_000, all=False)  # now the acknowledgement (a write) waits
+        store.client_unpause()
+        users = [f"u{i}" for i in range(4)]
+        eventually(lambda: asyncio.run(_counts(store_url, users, [VIEWS])) == {VIEWS.text: 100}, "the batch stored")
+        first.process.kill()
+        first.process.wait()
+        streams.client_unpause()
+        assert _pending(streams) == 100  # stored, never acknowledged
+        again = Ingest(stream_url, log, "--consumer", "one", "--store", store_url)
+        ingesters.append(again)
+        eventually(lambda: _pending(streams) == 0, "the batch acknowledged after the restart")
+        assert again.metric('tailor_ingest_records_total{kind="event",outcome="duplicate"}') == 100
+        assert asyncio.run(_counts(store_url, users, [VIEWS])) == {VIEWS.text: 100}
+        assert again.stop() == 0, log.read_text()
+    finally:
+        streams.client_unpause()  # the module's server outlives this test
+        streams.close()
+        store.close()
+        store_server.terminate()
+        store_server.wait()
+
+
+def _pending(client: redis.Redis) -> int:
+    try:
+        return int(client.xpending(STREAM, GROUP)["pending"])
+    except redis.ResponseError:  # no group yet
+        return -1
