@@ -71,3 +71,27 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[str]:
+    """A redis-server of the test module's own, for tests that use whole keyspaces (streams, groups, the
+    store's default prefix) and processes that cannot be given a key prefix."""
+    if shutil.which("redis-server") is None:
+        no_redis("this test needs a redis-server of its own")
+    port = free_port()
+    process = start_redis(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def empty_redis(module_redis: str) -> str:
+    """The URL of ``module_redis``, emptied before the test."""
+    client = redis.Redis.from_url(module_redis)
+    client.flushdb()
+    client.close()
+    return module_redis
