@@ -17,9 +17,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from tailor.compiler.decide import Decider
+from tailor.compiler.predicate_trace import PredicateTruth, predicate_truths
 from tailor.compiler.ruleset_changes import changes
 from tailor.dsl.diagnostics import Diagnostic, RulesError, render
 
@@ -56,10 +57,12 @@ class LintRequest(_Body):
     file: str = ScratchFile
 
 
-class ScratchExplainRequest(_Body):
-    text: str = ScratchText
-    file: str = ScratchFile
+class TraceRequest(_Body):
     request: DecideRequest = Field(description="what /v1/explain takes")
+    text: str | None = Field(
+        default=None, max_length=MAX_SCRATCH_TEXT, description="scratch rules to decide with; the served ones if absent"
+    )
+    file: str = ScratchFile
 
 
 class ScratchDiffRequest(_Body):
@@ -76,6 +79,14 @@ class LintResponse(BaseModel):
 
 
 RulesResponse = model_of(RuleBoard, "RulesResponse")
+TraceResponse = create_model(
+    "TraceResponse",
+    __base__=ExplainResponse,
+    predicates=(
+        list[model_of(PredicateTruth)],  # type: ignore[misc]
+        Field(description="every predicate of the rules asked, with its value and truth, for drawing on the rules"),
+    ),
+)
 ScratchDiffResponse = model_of(DecisionDiff, "ScratchDiffResponse")
 
 
@@ -159,29 +170,37 @@ def add_console(
         return OrjsonResponse(board.to_dict())
 
     @app.post(
-        "/v1/scratch/explain",
-        response_model=ExplainResponse,
+        "/v1/trace",
+        response_model=TraceResponse,
         dependencies=guard,
         responses=error_responses(*auth, 413, 422, 503),
         tags=["decisions"],
-        summary="/v1/explain decided by scratch rules instead of the served ones; nothing is served or logged",
+        summary="/v1/explain with every predicate's value and truth; with text, decided by those scratch rules",
     )
-    async def scratch_explain(body: ScratchExplainRequest) -> Response:
-        try:
-            served = await scratch_version(Scratch(body.text, body.file))
-        except ValueError as exc:
-            return error_response(422, f"file: {exc}")
-        except RulesError as exc:
-            return not_compiling(exc)
+    async def trace(body: TraceRequest) -> Response:
         asked = body.request
+        if body.text is None:
+            served = live()
+        else:
+            try:
+                served = await scratch_version(Scratch(body.text, body.file))
+            except ValueError as exc:
+                return error_response(422, f"file: {exc}")
+            except RulesError as exc:
+                return not_compiling(exc)
         features, ignored = SuppliedFeatures(served.ruleset.plan.features).apply(asked.features)
-        decided = await service.decide_with(
-            served, asked.user_id, asked.context, asked.slots, features, asked.consent
-        )
+        if body.text is None:
+            decided = await service.decide(asked.user_id, asked.context, asked.slots, features, asked.at, asked.consent)
+        else:
+            decided = await service.decide_with(
+                served, asked.user_id, asked.context, asked.slots, features, asked.consent
+            )
+        served = decided.served
         answer = service.response(served, decided.outcomes, service.new_decision_id(), explained=True)
         if ignored:
             answer.update(IgnoredFeatures(ignored).to_dict())
         answer["explain"] = explanation_json(answer["explain"], root)
+        answer["predicates"] = [p.to_dict() for p in predicate_truths(served.decider, decided.outcomes)]
         return OrjsonResponse(answer)
 
     @app.post(
