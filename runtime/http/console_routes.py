@@ -23,6 +23,7 @@ from tailor.compiler.decide import Decider
 from tailor.compiler.predicate_trace import PredicateTruth, predicate_truths
 from tailor.compiler.ruleset_changes import changes
 from tailor.dsl.diagnostics import Diagnostic, RulesError, render
+from tailor.dsl.formatter import format_text
 
 from ..attribution import Attribution
 from ..decision_diff import DecisionDiff, replay_all
@@ -76,6 +77,15 @@ class LintResponse(BaseModel):
         description="exactly what tailor lint --format json prints"
     )
     text: str = Field(description="the same as tailor lint prints them: file:line:col, the line and a caret")
+
+
+class FormatResponse(BaseModel):
+    text: str = Field(description="the formatted text")
+
+
+class FileResponseBody(BaseModel):
+    file: str = Field(description="relative to the ruleset's root")
+    text: str
 
 
 RulesResponse = model_of(RuleBoard, "RulesResponse")
@@ -153,6 +163,40 @@ def add_console(
         except ValueError as exc:
             return error_response(422, f"file: {exc}")
         return OrjsonResponse({"diagnostics": answers, "text": "\n\n".join(texts)})
+
+    @app.post(
+        "/v1/fmt",
+        response_model=FormatResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 413, 422),
+        tags=["ruleset"],
+        summary="Rules text as tailor fmt writes it (422 with the diagnostics when it does not parse)",
+    )
+    async def fmt(body: LintRequest) -> Response:
+        try:
+            formatted = await asyncio.to_thread(format_text, body.text, str(Path(root.path) / body.file))
+        except RulesError as exc:
+            return error_response(422, "the text does not parse", shown(list(exc.diagnostics))[1])
+        return OrjsonResponse({"text": formatted})
+
+    @app.get(
+        "/v1/files/{name:path}",
+        response_model=FileResponseBody,
+        dependencies=guard,
+        responses=error_responses(*auth, 404, 503),
+        tags=["ruleset"],
+        summary="A file of the served ruleset as it is on disk now (a failed edit included), by its listed name",
+    )
+    async def file(name: str) -> Response:
+        served = live()
+        listed = {root.name(f): f for f in served.ruleset.files}
+        if name not in listed:
+            return error_response(404, f"{name!r} is no file of the served ruleset (files: {', '.join(listed)})")
+        try:
+            text = await asyncio.to_thread(Path(listed[name]).read_text, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return error_response(404, f"{name}: cannot be read ({type(exc).__name__})")
+        return OrjsonResponse({"file": name, "text": text})
 
     @app.get(
         "/v1/rules",
