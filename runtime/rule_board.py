@@ -82,9 +82,7 @@ class RuleBoard:
         }
 
     @classmethod
-    def of(
-        cls, ruleset: Ruleset, records: Iterable[DecisionRecord], kpis: KpiReport, root: RulesetRoot
-    ) -> RuleBoard:
+    def of(cls, ruleset: Ruleset, records: Iterable[DecisionRecord], kpis: KpiReport, root: RulesetRoot) -> RuleBoard:
         replayed = replay_log(ruleset, records)
         clicks = kpi_totals(row.to_dict() for row in kpis.rows)
         health = review(ruleset, replayed.tallies, clicks)

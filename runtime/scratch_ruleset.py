@@ -62,9 +62,7 @@ class Scratch:
         self, root: Path, *, until: str = "plan", model_limits: ModelLimits = DEFAULT_MODEL_LIMITS
     ) -> LoadedRuleset:
         directory = root if root.is_dir() else root.parent
-        return compile_files(
-            directory, self.files(root), ruleset_name(root), until=until, model_limits=model_limits
-        )
+        return compile_files(directory, self.files(root), ruleset_name(root), until=until, model_limits=model_limits)
 
     def lint(
         self, root: Path, *, retention: float = DEFAULT_RETENTION, model_limits: ModelLimits = DEFAULT_MODEL_LIMITS

@@ -281,4 +281,3 @@ def add_console(
             return FileResponse(index, headers={"cache-control": "no-cache"})
 
         app.mount("/console", StaticFiles(directory=CONSOLE_FILES), name="console")
-
