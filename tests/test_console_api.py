@@ -176,8 +176,10 @@ def test_diff_against_live_replays_recent_logged_traffic(client: TestClient, ret
     same = client.post("/v1/scratch/diff", json={"text": text, "file": "home.rules"}).json()
     assert same["decisions"] >= 3 and same["changed"] == 0
     opened = text.replace(VIP_RULE, OPENED)
-    diff = client.post("/v1/scratch/diff", json={"text": opened, "file": "home.rules"}).json()
+    answer = client.post("/v1/scratch/diff", json={"text": opened, "file": "home.rules"})
+    diff = answer.json()
     assert diff["changed"] >= 1
+    assert {"old", "new", "rules", "not_replayable"} <= diff.keys()  # tailor diff --format json's shape
     hero = next(slot for slot in diff["slots"] if slot["slot"] == "hero")
     assert any(t["to"]["rule"] == "vip_early_access" for t in hero["transitions"])
 

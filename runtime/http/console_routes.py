@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from tailor.compiler.decide import Decider
 from tailor.compiler.predicate_trace import PredicateTruth, predicate_truths
@@ -26,11 +27,12 @@ from tailor.dsl.diagnostics import Diagnostic, RulesError, render
 from tailor.dsl.formatter import format_text
 
 from ..attribution import Attribution
-from ..decision_diff import DecisionDiff, replay_all
+from ..decision_diff import replay_all
 from ..decision_replay import Replayer
 from ..kpis import KpiQuery
 from ..recent_decisions import RecentDecisions
-from ..rule_board import RuleBoard
+from ..rule_board import RuleBoard, RuleRow
+from ..rule_health import Finding
 from ..ruleset_root import RulesetRoot
 from ..scratch_ruleset import MAX_SCRATCH_TEXT, SCRATCH_FILE, Scratch
 from ..service import DecisionService, NotReady, Served
@@ -39,7 +41,7 @@ from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .explain_json import explanation_json
 from .middleware import error_responses
 from .responses import OrjsonResponse, error_response
-from .schemas import DecideRequest, ExplainResponse, _Body, model_of
+from .schemas import DecideRequest, ExplainResponse, _Body, model_of, wire_fields
 
 CONSOLE_FILES = Path(__file__).parent / "console"
 DEFAULT_CONSOLE = True  # tailor serve serves the page unless --no-console
@@ -88,7 +90,23 @@ class FileResponseBody(BaseModel):
     text: str
 
 
-RulesResponse = model_of(RuleBoard, "RulesResponse")
+# A finding writes its figures beside its other keys (as tailor report --format json does): extra keys allowed.
+RuleFindingModel = create_model(
+    "RuleFinding",
+    __config__=ConfigDict(extra="allow"),
+    __doc__="What tailor report finds wrong with a rule; the figures behind it are further keys.",
+    **wire_fields(Finding, *(f.name for f in fields(Finding) if f.name != "figures")),
+)
+RuleRowModel = create_model(
+    "RuleRow",
+    findings=(list[RuleFindingModel], Field(description="what tailor report finds wrong with it")),  # type: ignore[valid-type]
+    **wire_fields(RuleRow, *(f.name for f in fields(RuleRow) if f.name != "findings")),
+)
+RulesResponse = create_model(
+    "RulesResponse",
+    rules=(list[RuleRowModel], ...),  # type: ignore[valid-type]
+    **wire_fields(RuleBoard, "name", "version", "replayed"),
+)
 TraceResponse = create_model(
     "TraceResponse",
     __base__=ExplainResponse,
@@ -97,7 +115,6 @@ TraceResponse = create_model(
         Field(description="every predicate of the rules asked, with its value and truth, for drawing on the rules"),
     ),
 )
-ScratchDiffResponse = model_of(DecisionDiff, "ScratchDiffResponse")
 
 
 def add_console(
@@ -249,7 +266,6 @@ def add_console(
 
     @app.post(
         "/v1/scratch/diff",
-        response_model=ScratchDiffResponse,
         dependencies=guard,
         responses=error_responses(*auth, 404, 413, 422, 503),
         tags=["ruleset"],

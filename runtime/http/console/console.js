@@ -162,6 +162,7 @@ const PAGES = {
 async function show(page) {
   if (!(page in PAGES)) page = "overview";
   state.page = page;
+  delete document.body.dataset.loaded;
   for (const link of document.querySelectorAll("nav a")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
