@@ -231,7 +231,7 @@ def test_the_console_endpoints_are_in_the_schema(client: TestClient) -> None:
     assert rules["$ref"].endswith("/RulesResponse")
 
 
-def test_serve_takes_no_console(tmp_path: Path) -> None:
+def test_serve_takes_no_console() -> None:
     from tailor.cli import build_parser
 
     args = build_parser().parse_args(["serve", "rulesets/retail", "--no-console"])

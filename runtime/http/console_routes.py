@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from tailor.compiler.decide import Decider
-from tailor.compiler.predicate_trace import PredicateTruth, predicate_truths
+from tailor.compiler.predicate_trace import predicate_truths
 from tailor.compiler.ruleset_changes import changes
 from tailor.dsl.diagnostics import Diagnostic, RulesError, render
 from tailor.dsl.formatter import format_text
@@ -31,90 +30,30 @@ from ..decision_diff import replay_all
 from ..decision_replay import Replayer
 from ..kpis import KpiQuery
 from ..recent_decisions import RecentDecisions
-from ..rule_board import RuleBoard, RuleRow
-from ..rule_health import Finding
+from ..rule_board import RuleBoard
 from ..ruleset_root import RulesetRoot
-from ..scratch_ruleset import MAX_SCRATCH_TEXT, SCRATCH_FILE, Scratch
+from ..scratch_ruleset import Scratch
 from ..service import DecisionService, NotReady, Served
 from ..status import shown_diagnostic
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
+from .console_schemas import (
+    FileResponseBody,
+    FormatResponse,
+    LintRequest,
+    LintResponse,
+    RulesResponse,
+    ScratchDiffRequest,
+    TraceRequest,
+    TraceResponse,
+)
 from .explain_json import explanation_json
 from .middleware import error_responses
 from .responses import OrjsonResponse, error_response
-from .schemas import DecideRequest, ExplainResponse, _Body, model_of, wire_fields
+from .schemas import MAX_ID
 
 CONSOLE_FILES = Path(__file__).parent / "console"
 DEFAULT_CONSOLE = True  # tailor serve serves the page unless --no-console
 KEPT_SCRATCH = 4  # scratch versions kept compiled: typing in the playground asks for the same one again
-MAX_DIFF = 5000  # logged decisions a diff replays at most
-
-ScratchText = Field(max_length=MAX_SCRATCH_TEXT, description="rules text, as a .rules file holds it")
-ScratchFile = Field(
-    default=SCRATCH_FILE,
-    description="the ruleset's file the text stands for, relative to its root (a new file when no such file)",
-)
-
-
-class LintRequest(_Body):
-    text: str = ScratchText
-    file: str = ScratchFile
-
-
-class TraceRequest(_Body):
-    request: DecideRequest = Field(description="what /v1/explain takes")
-    text: str | None = Field(
-        default=None, max_length=MAX_SCRATCH_TEXT, description="scratch rules to decide with; the served ones if absent"
-    )
-    file: str = ScratchFile
-
-
-class ScratchDiffRequest(_Body):
-    text: str = ScratchText
-    file: str = ScratchFile
-    limit: int = Field(default=MAX_DIFF, ge=0, le=MAX_DIFF, description="the newest logged decisions to replay")
-
-
-class LintResponse(BaseModel):
-    diagnostics: list[model_of(Diagnostic)] = Field(  # type: ignore[valid-type]
-        description="exactly what tailor lint --format json prints"
-    )
-    text: str = Field(description="the same as tailor lint prints them: file:line:col, the line and a caret")
-
-
-class FormatResponse(BaseModel):
-    text: str = Field(description="the formatted text")
-
-
-class FileResponseBody(BaseModel):
-    file: str = Field(description="relative to the ruleset's root")
-    text: str
-
-
-# A finding writes its figures beside its other keys (as tailor report --format json does): extra keys allowed.
-RuleFindingModel = create_model(
-    "RuleFinding",
-    __config__=ConfigDict(extra="allow"),
-    __doc__="What tailor report finds wrong with a rule; the figures behind it are further keys.",
-    **wire_fields(Finding, *(f.name for f in fields(Finding) if f.name != "figures")),
-)
-RuleRowModel = create_model(
-    "RuleRow",
-    findings=(list[RuleFindingModel], Field(description="what tailor report finds wrong with it")),  # type: ignore[valid-type]
-    **wire_fields(RuleRow, *(f.name for f in fields(RuleRow) if f.name != "findings")),
-)
-RulesResponse = create_model(
-    "RulesResponse",
-    rules=(list[RuleRowModel], ...),  # type: ignore[valid-type]
-    **wire_fields(RuleBoard, "name", "version", "replayed"),
-)
-TraceResponse = create_model(
-    "TraceResponse",
-    __base__=ExplainResponse,
-    predicates=(
-        list[model_of(PredicateTruth)],  # type: ignore[misc]
-        Field(description="every predicate of the rules asked, with its value and truth, for drawing on the rules"),
-    ),
-)
 
 
 def add_console(
@@ -200,11 +139,11 @@ def add_console(
         "/v1/files/{name:path}",
         response_model=FileResponseBody,
         dependencies=guard,
-        responses=error_responses(*auth, 404, 503),
+        responses=error_responses(*auth, 404, 422, 503),
         tags=["ruleset"],
         summary="A file of the served ruleset as it is on disk now (a failed edit included), by its listed name",
     )
-    async def file(name: str) -> Response:
+    async def file(name: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
         served = live()
         listed = {root.name(f): f for f in served.ruleset.files}
         if name not in listed:
