@@ -11,7 +11,7 @@ from collections import deque
 
 from .decision_record import DecisionRecord
 
-DEFAULT_RECENT = 5000  # decisions kept: enough for counts worth reading, small enough to replay per request
+DEFAULT_RECENT = 2000  # decisions kept: enough for counts worth reading, small enough to replay on a page load
 
 
 class RecentDecisions:

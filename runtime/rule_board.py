@@ -8,15 +8,13 @@ the KPI counters; the findings are ``tailor report``'s (``rule_health.review``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tailor.compiler.ruleset import Ruleset
 
-from .decision_record import DecisionRecord
 from .kpis import KpiReport, rate_interval
-from .rule_health import Finding, kpi_totals, replay_log, review
+from .rule_health import Finding, LogReplay, kpi_totals, review
 from .ruleset_root import RulesetRoot
 
 
@@ -82,8 +80,8 @@ class RuleBoard:
         }
 
     @classmethod
-    def of(cls, ruleset: Ruleset, records: Iterable[DecisionRecord], kpis: KpiReport, root: RulesetRoot) -> RuleBoard:
-        replayed = replay_log(ruleset, records)
+    def of(cls, ruleset: Ruleset, replayed: LogReplay, kpis: KpiReport, root: RulesetRoot) -> RuleBoard:
+        """The board of ``ruleset`` from its recent decisions replayed (``replay_log``) and the KPIs."""
         clicks = kpi_totals(row.to_dict() for row in kpis.rows)
         health = review(ruleset, replayed.tallies, clicks)
         decls = {rule.name: rule.decl for rule in ruleset.program.rules}

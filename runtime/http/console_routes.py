@@ -31,6 +31,7 @@ from ..decision_replay import Replayer
 from ..kpis import KpiQuery
 from ..recent_decisions import RecentDecisions
 from ..rule_board import RuleBoard
+from ..rule_health import replay_log
 from ..ruleset_root import RulesetRoot
 from ..scratch_ruleset import Scratch
 from ..service import DecisionService, NotReady, Served
@@ -70,6 +71,7 @@ def add_console(
     """The console's endpoints, and with ``page`` the page itself at ``/``."""
     path = Path(service.path)
     compiled: OrderedDict[tuple[str, str], Served] = OrderedDict()
+    replays: dict[str, Any] = {}  # the last replay of the recent decisions, and what it replayed
 
     def shown(diagnostics: list[Diagnostic]) -> tuple[list[dict[str, Any]], list[str]]:
         """The diagnostics as JSON and as ``tailor lint`` renders them, their files relative to the root."""
@@ -166,8 +168,11 @@ def add_console(
         served = live()
         kpis = await attributed.kpis(KpiQuery())
         records = recent.records() if recent is not None else []
-        board = await asyncio.to_thread(RuleBoard.of, served.ruleset, records, kpis, root)
-        return OrjsonResponse(board.to_dict())
+        key = (served.version, len(records), records[-1].decision_id if records else "")
+        if replays.get("key") != key:  # replaying is the costly part: again only once new decisions came
+            replays["replay"] = await asyncio.to_thread(replay_log, served.ruleset, records)
+            replays["key"] = key
+        return OrjsonResponse(RuleBoard.of(served.ruleset, replays["replay"], kpis, root).to_dict())
 
     @app.post(
         "/v1/trace",

@@ -13,12 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from tailor.compiler.predicate_trace import PredicateTruth
 from tailor.dsl.diagnostics import Diagnostic
 
+from ..recent_decisions import DEFAULT_RECENT
 from ..rule_board import RuleBoard, RuleRow
 from ..rule_health import Finding
 from ..scratch_ruleset import MAX_SCRATCH_TEXT, SCRATCH_FILE
 from .schemas import MAX_ID, DecideRequest, ExplainResponse, _Body, model_of, wire_fields
 
-MAX_DIFF = 5000  # logged decisions a diff replays at most
+MAX_DIFF = DEFAULT_RECENT  # logged decisions a diff replays at most: all those kept
 
 ScratchText = Field(max_length=MAX_SCRATCH_TEXT, description="rules text, as a .rules file holds it")
 ScratchFile = Field(

@@ -239,6 +239,7 @@ async function loadOverview() {
         el("tr", {}, el("td", { text: status.version }), el("td", { text: new Date(status.loaded_at).toLocaleString() }), el("td", { text: "serving" })),
         status.previous.map((old) => el("tr", {}, el("td", { text: old.version }), el("td", { text: new Date(old.loaded_at).toLocaleString() }), el("td", { text: "kept for rollback" }))),
       )),
+    el("p", { class: "muted", text: `Reloads since the process started: ${Object.entries(parsed.reloads).map(([outcome, n]) => `${outcome} ${n}`).join(", ") || "none"}.` }),
     el("p", {}, rollback), message,
   );
   const latency = document.getElementById("overview-latency");
@@ -272,6 +273,7 @@ async function excerpt(d) {
 function parseMetrics(text) {
   const stages = {};
   const degraded = {};
+  const reloads = {};
   let decisions = 0;
   for (const line of text.split("\n")) {
     let m = line.match(/^tailor_decision_seconds_bucket\{(.*)\} ([0-9.e+-]+)$/);
@@ -283,8 +285,10 @@ function parseMetrics(text) {
     }
     m = line.match(/^tailor_degraded_decisions_total\{reason="(\w+)"\} ([0-9.e+-]+)$/);
     if (m && Number(m[2]) > 0) degraded[m[1]] = Number(m[2]);
+    m = line.match(/^tailor_reloads_total\{outcome="(\w+)"\} ([0-9.e+-]+)$/);
+    if (m) reloads[m[1]] = Number(m[2]);
   }
-  return { stages, degraded, decisions };
+  return { stages, degraded, reloads, decisions };
 }
 
 function histogram(stage, cumulative) {
