@@ -1,7 +1,8 @@
 """A real Redis for the tests: ``TAILOR_TEST_REDIS_URL``, else a throwaway ``redis-server``.
 
 Without either the Redis tests are skipped, unless ``TAILOR_REQUIRE_REDIS=1``
-(as in CI), which makes a missing Redis a failure.
+(as in CI), which makes a missing Redis a failure. The console's browser tests
+treat a missing Chromium the same way, under ``TAILOR_REQUIRE_BROWSER=1``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
 def no_redis(reason: str) -> None:
     if os.environ.get("TAILOR_REQUIRE_REDIS") == "1":
         pytest.fail(f"{reason} (TAILOR_REQUIRE_REDIS=1)")
+    pytest.skip(reason)
+
+
+def no_browser(reason: str) -> None:
+    """Chromium (or Playwright) is missing: a failure in CI (``TAILOR_REQUIRE_BROWSER=1``), else a skip."""
+    if os.environ.get("TAILOR_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (TAILOR_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
 
 
