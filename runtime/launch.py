@@ -26,6 +26,7 @@ from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
 from .fleet import DEFAULT_HEARTBEAT
 from .http import create_app
+from .http.console_routes import DEFAULT_CONSOLE
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
 from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
@@ -76,6 +77,7 @@ class ServeOptions:
     canary_share: float = DEFAULT_CANARY_SHARE
     prediction_cache: str = DEFAULT_PREDICTION_CACHE.value  # "process": each its own; "store": shared by the fleet
     heartbeat: float = DEFAULT_HEARTBEAT  # seconds between the heartbeats GET /v1/ruleset's fleet is read from
+    console: bool = DEFAULT_CONSOLE  # the browser console at /
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -149,6 +151,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         shadow=shadow,
         canary=canary,
         heartbeat=options.heartbeat,
+        console=options.console,
     )
     if service.shared_predictions is not None:
         log.info("model predictions are cached in the store, shared by every server process")

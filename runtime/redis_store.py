@@ -40,6 +40,7 @@ from .prediction_cache import CACHED_PREDICTIONS, StoredPrediction
 from .redis_feedback import RedisFeedback
 from .redis_fleet import RedisFleet
 from .redis_keys import key_part
+from .redis_packing import packed_connections
 from .redis_series import SERIES_ADD, SERIES_INDEX
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -572,7 +573,7 @@ class RedisStore(FeatureStore):
         loop = asyncio.get_running_loop()
         if self._clients is None or self._loop is not loop:
             self._clients = (
-                Redis.from_url(self.url, client_name="tailor-reads", **self._options()),
+                Redis.from_url(self.url, client_name="tailor-reads", **self._options(), **packed_connections(self.url)),
                 Redis.from_pool(
                     BlockingConnectionPool.from_url(
                         self.url,
@@ -580,6 +581,7 @@ class RedisStore(FeatureStore):
                         max_connections=WRITE_CONNECTIONS,
                         timeout=None,  # a write waits its turn; the caller bounds how long
                         **self._options(),
+                        **packed_connections(self.url),
                     )
                 ),
             )

@@ -32,12 +32,14 @@ from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressi
 from ..fleet import DEFAULT_HEARTBEAT, Heartbeat, read_fleet
 from ..kpis import KpiQuery
 from ..model_monitor import ModelMonitor
+from ..recent_decisions import RecentDecisions
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
 from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
+from .console_routes import DEFAULT_CONSOLE, add_console
 from .explain_json import explanation_json
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
@@ -86,6 +88,7 @@ def create_app(
     shadow: Shadow | None = None,
     canary: Canary | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    console: bool = DEFAULT_CONSOLE,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -95,7 +98,8 @@ def create_app(
     is started with the app and, on a clean stop, written out before the
     store closes. Served decisions are kept for feedback for ``attribution``
     seconds; ``impressions`` says where impressions come from. The process writes its
-    heartbeat to the store every ``heartbeat`` seconds (see ``fleet.py``).
+    heartbeat to the store every ``heartbeat`` seconds (see ``fleet.py``). ``console``
+    serves the browser console's page at ``/`` (its endpoints are there either way).
     """
     monitor = ModelMonitor(service)
     service.listen(monitor.served)
@@ -109,6 +113,10 @@ def create_app(
     )
     service.listen(attributed.served)
     erasure = Erasure(service, attributed, decision_log)
+    recent = RecentDecisions() if decision_log is not None else None  # logged traffic, for the console
+    if recent is not None:
+        service.listen(recent)
+        erasure.forgetters.append(recent.forget)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -489,4 +497,5 @@ def create_app(
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 
+    add_console(app, service, attributed, root, recent, guard=guard, auth=auth, page=console)
     return app

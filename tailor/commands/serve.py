@@ -61,6 +61,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
+        "--no-console",
+        dest="console",
+        action="store_false",
+        help="do not serve the browser console at / (its API endpoints stay; see docs/console.md)",
+    )
+    parser.add_argument(
         "--memory-max-users",
         type=int,
         metavar="N",
@@ -207,6 +213,7 @@ def _server_defaults() -> dict[str, str]:
         "canary_share": f"{default['canary_share'] * 100:g}%",
         "prediction_cache": default["prediction_cache"],
         "heartbeat": typed(default["heartbeat"]),
+        "console": default["console"],
     }
 
 
@@ -355,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
         canary_share=args.canary_share,
         prediction_cache=args.prediction_cache,
         heartbeat=args.heartbeat,
+        console=args.console,
     )
     try:
         serve(options)
