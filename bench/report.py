@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import decide, floor_app, ingest, models, oracle, parse, reload, replay, serve
+from . import decide, floor_app, ingest, memory, models, oracle, parse, reload, replay, serve
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
 from .workload import SHAPE_LABELS
@@ -23,6 +23,7 @@ AREAS = {
     "models": "model issue",
     "scaling": "scaling issue",
     "hardening": "hardening issue",
+    "floor": "floor issue",
 }
 
 
@@ -600,6 +601,9 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("scaling", t) for t in parse.shape_targets(results["parse"])]
     if "decide" in results:
         found += [("compiler", t) for t in decide.targets(results["decide"])]
+        found += [("floor", t) for t in decide.compile_targets(results["decide"])]
+    if "memory" in results:
+        found += [("floor", t) for t in memory.targets(results["memory"])]
     if "oracle" in results:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
