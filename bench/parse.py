@@ -76,7 +76,7 @@ def measure_shape(shape: str, n_rules: int) -> dict[str, Any]:
     start = time.perf_counter()
     engine = tailor.Engine(tailor.loads(text, name="bench"))
     compile_s = time.perf_counter() - start
-    assert len(engine.ruleset.program.rules) == n_rules
+    assert len(engine.ruleset.plan.rules) == n_rules
     del engine
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.rules"
