@@ -73,9 +73,18 @@ def loads(data: bytes) -> Any:
         return pickle.loads(data)
 
 
+# Below this many bytes pickled (some 1,500 rules) a copy saves less than the full collection it needs costs.
+COMPACT_FROM_BYTES = 1_000_000
+
+
 def compacted(value: T) -> T:
-    """A copy of ``value`` laid out together; the caller passes its only reference (``compacted(make())``)."""
+    """A copy of ``value`` laid out together; the caller passes its only reference (``compacted(make())``).
+
+    A small value is returned as it is.
+    """
     data = dumps(value)
+    if len(data) < COMPACT_FROM_BYTES:
+        return value
     del value
     gc.collect()  # the generated code's functions and their module form a cycle: freed only by a collection
     return loads(data)

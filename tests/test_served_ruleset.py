@@ -79,6 +79,9 @@ def test_a_pickled_ruleset_rebuilds_its_program_and_decides_alike() -> None:
     assert tailor.Engine(copy).decide(**request).to_dict() == tailor.Engine(ruleset).decide(**request).to_dict()
 
 
-def test_compacted_copies_what_it_is_given() -> None:
-    original = {"rules": [("a", 1), ("b", 2)], "name": "x" * 3}
-    assert compacted(dict(original)) == original
+def test_compacted_copies_what_it_is_given_once_it_is_large() -> None:
+    small = {"rules": [("a", 1), ("b", 2)], "name": "x" * 3}
+    assert compacted(small) is small
+    large = {"rules": [(str(n), n) for n in range(100_000)]}
+    copy = compacted(dict(large))
+    assert copy == large and copy["rules"] is not large["rules"]
