@@ -73,8 +73,8 @@ def loads(data: bytes) -> Any:
         return pickle.loads(data)
 
 
-# Below this many bytes pickled (some 1,500 rules) a copy saves less than the full collection it needs costs.
-COMPACT_FROM_BYTES = 1_000_000
+# Below this many bytes pickled (some 700 rules) a copy saves less than the full collection it needs costs.
+COMPACT_FROM_BYTES = 500_000
 
 
 def compacted(value: T) -> T:
