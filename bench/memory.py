@@ -9,8 +9,8 @@ generated ruleset's text, and records its resident set size (RSS); it then
 compiles the ruleset into an ``Engine``, drops the text, collects garbage,
 hands freed memory back to the system (``malloc_trim``, where the C library
 has it) and records RSS again. The difference is what a server serving that
-ruleset holds for it: the checked program (the rules' trees, which explain
-and the rule list read), the decision plan and the generated code. The peak
+ruleset holds for it: the decision plan, the generated code and the source
+text (the checked program is rebuilt from it on demand, not held). The peak
 (the kernel's high-water mark of RSS, reset just before, less the first reading) adds what compiling needs for a while,
 which a hot reload needs once more beside the version being served.
 

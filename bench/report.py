@@ -233,8 +233,9 @@ def _compile_section(
         largest = max(memory, key=lambda row: row["rules"])
         out += [
             f"**Memory per 1,000 rules: {largest['retained_per_1000_mb']:.1f} MB** (at {largest['rules']:,} rules).",
-            "Most of it is the checked program, which the server keeps for explanations and the rule list: every",
-            "rule's syntax tree with its source spans, next to the plan's conjunctions and predicate tables.",
+            "It is the plan (each rule, its conjunctions, their predicates and the predicate tables), the generated",
+            "code and each file's source text; the checked program (every rule's syntax tree with its spans) is not",
+            "kept, but parsed again from the source when a diff or a test asks for it.",
             "",
         ]
     if shapes:
