@@ -3,7 +3,7 @@
 The checked program (every declaration's syntax tree, with spans) is most of
 what a compiled ruleset would hold, yet serving never reads it: decisions and
 explanations read the plan. Diffs, tests and listings read it rarely. So a
-served ruleset keeps each file's text (a tenth of the trees' size) and
+served ruleset keeps each file's text (a few percent of the trees' size) and
 parses and checks it again on demand. The rebuilt program is the one the
 compile checked: the same texts, names and order give the same trees and
 spans. It is cached weakly, so callers that read it in a burst share one
