@@ -1,6 +1,7 @@
 """The production feature store: profiles and time-bucketed counters in Redis.
 
-Every fetch is one Lua script, so a decision costs one round trip. A batch of
+A user's profile and counters live in one hash (``redis_series.py``), and every
+fetch is one Lua script on that key, so a decision costs one round trip. A batch of
 events is one script call per ``EVENTS_PER_CALL`` events: Redis runs one
 script at a time, so a call must stay short for the decisions queued behind it
 to meet their deadline. Decisions and writes use separate connection pools,
@@ -49,7 +50,7 @@ from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
-PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
+PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 HEALTH_CHECK_SECONDS = 30
 # Events per record script call. An event costs Redis about 50 to 80 microseconds
