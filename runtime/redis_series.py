@@ -74,17 +74,13 @@ local function series_entry(bucket, count, total)
 end
 """
 
-# One series update: add ``count`` events totalling ``total`` to ``bucket`` of the series in ``field``,
-# keep the latest event time in the ``latest`` field (when not ''), drop the buckets older than
-# ``oldest`` when a new bucket makes more than ``prune``, and note how long the user hash must live
-# (``ttl`` ms) for ``series_finish``. Shared by every script that writes behavioural events.
-SERIES_ADD = (
+# One series' new value: ``value`` (false when the series is new) with ``count`` events totalling
+# ``total`` added to ``bucket``, and the buckets older than ``oldest`` dropped when a new bucket makes
+# more than ``prune``. Pure string work: the callers decide when to read and write the field.
+SERIES_MERGE = (
     SERIES_ENTRY
     + """
-local touched = {}
-local function series_add(key, field, bucket, count, total, ttl, latest, ts, oldest, prune)
-  bucket, count, total = tonumber(bucket), tonumber(count), tonumber(total)
-  local value = redis.call('HGET', key, field)
+local function series_merge(value, bucket, count, total, oldest, prune)
   local added = true
   if not value then
     value = series_entry(bucket, count, total)
@@ -130,6 +126,27 @@ local function series_add(key, field, bucket, count, total, ttl, latest, ts, old
       end
     end
   end
+  return value
+end
+"""
+)
+
+# One series update: add ``count`` events totalling ``total`` to ``bucket`` of the series in ``field``
+# (``series_merge``), keep the latest event time in the ``latest`` field (when not ''), and note how
+# long the user hash must live (``ttl`` ms) for ``series_finish``. Shared by every script that writes
+# behavioural events one update at a time.
+SERIES_ADD = (
+    SERIES_MERGE
+    + """
+local touched = {}
+local function series_touch(key, ttl)
+  if not touched[key] or touched[key] < ttl then
+    touched[key] = ttl
+  end
+end
+local function series_add(key, field, bucket, count, total, ttl, latest, ts, oldest, prune)
+  local value = redis.call('HGET', key, field)
+  value = series_merge(value, tonumber(bucket), tonumber(count), tonumber(total), oldest, prune)
   redis.call('HSET', key, field, value)
   if latest ~= '' then
     local last = redis.call('HGET', key, latest)
@@ -137,10 +154,7 @@ local function series_add(key, field, bucket, count, total, ttl, latest, ts, old
       redis.call('HSET', key, latest, ts)
     end
   end
-  ttl = tonumber(ttl)
-  if not touched[key] or touched[key] < ttl then
-    touched[key] = ttl
-  end
+  series_touch(key, tonumber(ttl))
 end
 """
 )
