@@ -85,36 +85,33 @@ local function series_merge(value, bucket, count, total, oldest, prune)
   if not value then
     value = series_entry(bucket, count, total)
   else
-    local stop = string.find(value, ',', 1, true)
-    local b, c, t = string.match(value, '^(%-?%d+) (%d+) ([^,]+),')
+    local b, c, t, after = string.match(value, '^(%-?%d+) (%d+) ([^,]+),()')
     b = tonumber(b)
     if b == bucket then -- the newest bucket, as most events
-      value = series_entry(bucket, tonumber(c) + count, tonumber(t) + total) .. string.sub(value, stop + 1)
+      value = series_entry(bucket, tonumber(c) + count, tonumber(t) + total) .. string.sub(value, after)
       added = false
     elseif b < bucket then
       value = series_entry(bucket, count, total) .. value
+    elseif bucket < tonumber(string.reverse(string.match(string.reverse(value), '^,[^ ]* [^ ]* ([^,]+)'))) then
+      value = value .. series_entry(bucket, count, total) -- older than the oldest (a backfill): no walk
     else -- an older bucket: walk to its place; the other entries keep their text
-      local placed = false
-      for at, eb, ec, et in string.gmatch(value, '()(%-?%d+) (%d+) ([^,]+),') do
+      for at, eb in string.gmatch(value, '()(%-?%d+) [^,]*,') do
         local n = tonumber(eb)
         if n == bucket then
-          local after = at + #eb + #ec + #et + 3
+          local ec, et, stop = string.match(value, '^%-?%d+ (%d+) ([^,]+),()', at)
           local entry = series_entry(bucket, tonumber(ec) + count, tonumber(et) + total)
-          value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, after)
-          added, placed = false, true
+          value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, stop)
+          added = false
           break
         elseif n < bucket then
           value = string.sub(value, 1, at - 1) .. series_entry(bucket, count, total) .. string.sub(value, at)
-          placed = true
           break
         end
       end
-      if not placed then
-        value = value .. series_entry(bucket, count, total)
-      end
     end
   end
-  if added then
+  -- An entry takes at least six characters, so a shorter value cannot hold more than ``prune``: not counted.
+  if added and #value >= 6 * (tonumber(prune) + 1) then
     local _, n = string.gsub(value, ',', ',')
     if n > tonumber(prune) then
       oldest = tonumber(oldest)

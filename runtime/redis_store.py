@@ -15,6 +15,7 @@ docs/runtime.md; the bucket arithmetic lives in ``buckets.py``, shared with
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import time
@@ -68,6 +69,8 @@ HEALTH_CHECK_SECONDS = 30
 # (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
 # arriving meanwhile waits that long, well within its 50 ms deadline.
 EVENTS_PER_CALL = 32
+IDS = ":ids"  # after a user's hash key: the user's event ids (a sorted set, by first sight)
+FINGERPRINTS = ":fp"  # the payload fingerprints of those ids (a hash)
 # Connections for writes, per process: concurrent batches beyond this wait in the
 # process, not in Redis, so a decision never queues behind more than this many calls.
 WRITE_CONNECTIONS = 2
@@ -290,6 +293,12 @@ return new
 EXPOSE_SHA = hashlib.sha1(EXPOSE_SCRIPT.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
+def _series_name(event: str, key: str) -> str:
+    """``RedisStore.series_name``, kept for the names a store meets again and again (built per event)."""
+    return f"{key_part(event)}:{key_part(key)}"
+
+
 class RedisStore(FeatureStore):
     """Redis through redis-py's asyncio client, connected lazily in the running event loop.
 
@@ -331,7 +340,7 @@ class RedisStore(FeatureStore):
     @staticmethod
     def series_name(event: str, key: str) -> str:
         """An event type and key as the user hash's fields name them."""
-        return f"{key_part(event)}:{key_part(key)}"
+        return _series_name(event, key)
 
     def decisions_index_key(self, user_id: str) -> str:
         """The set of the decision ids whose join records are the user's (``redis_feedback``)."""
@@ -346,10 +355,10 @@ class RedisStore(FeatureStore):
         return f"{self.user_key(user_id)}:x"
 
     def ids_key(self, user_id: str) -> str:
-        return f"{self.user_key(user_id)}:ids"
+        return self.user_key(user_id) + IDS
 
     def fingerprints_key(self, user_id: str) -> str:
-        return f"{self.user_key(user_id)}:fp"
+        return self.user_key(user_id) + FINGERPRINTS
 
     def _phase(self, experiment: str, phase: str) -> str:
         # One phase's keys share a hash tag, so one script call can mark and count them.
@@ -711,16 +720,16 @@ class RedisStore(FeatureStore):
             if kept is None:
                 expired += 1
                 continue
+            user = self.user_key(event.user_id)
             if event.id is None:
                 args += ["0", "", ""]
             else:
-                ids = self.ids_key(event.user_id)
+                ids = user + IDS
                 if ids not in index:
                     index[ids] = len(index) + 1
-                    index[self.fingerprints_key(event.user_id)] = len(index) + 1
+                    index[user + FINGERPRINTS] = len(index) + 1
                 args += [str(index[ids]), event.id, fingerprint(event)]
-            user = self.user_key(event.user_id)
-            names = [self.series_name(event.type, key) for key in series_keys(event.key)]
+            names = [_series_name(event.type, key) for key in series_keys(event.key)]
             buckets = ["", "", ""]
             for resolution, bucket, _ in kept:
                 buckets[place[resolution.name]] = str(bucket)
