@@ -293,6 +293,12 @@ return new
 EXPOSE_SHA = hashlib.sha1(EXPOSE_SCRIPT.encode()).hexdigest()
 
 
+def _recorded(reply: Sequence[Any]) -> RecordResult:
+    """A ``RECORD_SCRIPT`` reply: accepted, duplicates and conflicts."""
+    accepted, duplicates, conflicts = reply
+    return RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
+
+
 @functools.lru_cache(maxsize=4096)
 def _series_name(event: str, key: str) -> str:
     """``RedisStore.series_name``, kept for the names a store meets again and again (built per event)."""
@@ -485,16 +491,26 @@ class RedisStore(FeatureStore):
         now = time.time() if now is None else float(now)
         times = check_batch(events, now)  # raises before anything is sent
         result = RecordResult()
-        for start in range(0, len(events), EVENTS_PER_CALL):
-            keys, args, expired = self._record_args(
-                events[start : start + EVENTS_PER_CALL], times[start : start + EVENTS_PER_CALL], now
-            )
-            result += RecordResult(expired=expired)
-            if len(args) > RECORD_HEADER:
-                accepted, duplicates, conflicts = await self._script(
-                    self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args
+        # The next chunk's arguments are built while Redis runs the call before it; it is sent once that
+        # call has answered, so the calls still run in order, one at a time.
+        sent: asyncio.Task[Any] | None = None
+        try:
+            for start in range(0, len(events), EVENTS_PER_CALL):
+                keys, args, expired = self._record_args(
+                    events[start : start + EVENTS_PER_CALL], times[start : start + EVENTS_PER_CALL], now
                 )
-                result += RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
+                result += RecordResult(expired=expired)
+                if sent is not None:
+                    result += _recorded(await sent)
+                    sent = None
+                if len(args) > RECORD_HEADER:
+                    sent = asyncio.ensure_future(self._script(self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args))
+            if sent is not None:
+                result += _recorded(await sent)
+                sent = None
+        finally:
+            if sent is not None:  # cancelled while building or waiting: the call under way is cancelled too
+                sent.cancel()
         return result
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
