@@ -65,9 +65,9 @@ DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the dec
 PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 HEALTH_CHECK_SECONDS = 30
-# Events per record script call. An event costs Redis about 50 to 80 microseconds
-# (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
-# arriving meanwhile waits that long, well within its 50 ms deadline.
+# Events per record script call. An event costs Redis about 30 to 50 microseconds
+# (its id, and up to six series merged in Lua), so a call holds Redis 1 to 2 ms: a
+# decision arriving meanwhile waits that long, well within its 50 ms deadline.
 EVENTS_PER_CALL = 32
 IDS = ":ids"  # after a user's hash key: the user's event ids (a sorted set, by first sight)
 FINGERPRINTS = ":fp"  # the payload fingerprints of those ids (a hash)
