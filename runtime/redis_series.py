@@ -80,6 +80,27 @@ end
 SERIES_MERGE = (
     SERIES_ENTRY
     + """
+-- Where ``bucket`` goes in a series whose first entry is newer: the start of the first entry not newer
+-- (#value + 1 when every entry is newer). A bisection over the text's positions, each step reading one
+-- entry's bucket, so a long series is not walked entry by entry.
+local function series_place(value, bucket)
+  local lo, hi = 1, #value + 1 -- lo starts an entry newer than bucket; hi one that is not, or the end
+  while true do
+    local at = string.find(value, ',', math.floor((lo + hi) / 2), true) + 1
+    if at >= hi then
+      at = string.find(value, ',', lo, true) + 1
+      if at >= hi then
+        return hi
+      end
+    end
+    if tonumber(string.match(value, '^%-?%d+', at)) > bucket then
+      lo = at
+    else
+      hi = at
+    end
+  end
+end
+
 local function series_merge(value, bucket, count, total, oldest, prune)
   local added = true
   if not value then
@@ -92,21 +113,15 @@ local function series_merge(value, bucket, count, total, oldest, prune)
       added = false
     elseif b < bucket then
       value = series_entry(bucket, count, total) .. value
-    elseif bucket < tonumber(string.reverse(string.match(string.reverse(value), '^,[^ ]* [^ ]* ([^,]+)'))) then
-      value = value .. series_entry(bucket, count, total) -- older than the oldest (a backfill): no walk
-    else -- an older bucket: walk to its place; the other entries keep their text
-      for at, eb in string.gmatch(value, '()(%-?%d+) [^,]*,') do
-        local n = tonumber(eb)
-        if n == bucket then
-          local ec, et, stop = string.match(value, '^%-?%d+ (%d+) ([^,]+),()', at)
-          local entry = series_entry(bucket, tonumber(ec) + count, tonumber(et) + total)
-          value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, stop)
-          added = false
-          break
-        elseif n < bucket then
-          value = string.sub(value, 1, at - 1) .. series_entry(bucket, count, total) .. string.sub(value, at)
-          break
-        end
+    else -- an older bucket: its place found by bisection; the other entries keep their text
+      local at = series_place(value, bucket)
+      local eb, ec, et, stop = string.match(value, '^(%-?%d+) (%d+) ([^,]+),()', at)
+      if eb and tonumber(eb) == bucket then
+        local entry = series_entry(bucket, tonumber(ec) + count, tonumber(et) + total)
+        value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, stop)
+        added = false
+      else
+        value = string.sub(value, 1, at - 1) .. series_entry(bucket, count, total) .. string.sub(value, at)
       end
     end
   end
