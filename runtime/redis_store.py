@@ -89,8 +89,9 @@ WRITE_CONNECTIONS = 2
 # The call reads each user hash field it updates once (one HMGET per event, for the
 # fields no earlier event of the call read) and writes them back once, with one HSET per
 # user hash at the end; the series and latest times come out as if updated event by
-# event. New ids are added as they come; each id set then forgets at most 64 old ids per
-# new one, so a call's work stays bounded, and its TTLs are renewed once.
+# event. New ids are added as they come, each by one ZADD NX (only an id already there is
+# looked up, to tell a repeat from one forgotten); each id set then forgets at most 64 old
+# ids per new one, so a call's work stays bounded, and its TTLs are renewed once.
 RECORD_SCRIPT = (
     SERIES_ADD
     + SERIES_FINISH
@@ -113,9 +114,8 @@ while i <= #ARGV do
   local buckets = first_name + n + 2
   i = buckets + 3
   local repeated = false
-  if ids > 0 then
-    local seen = redis.call('ZSCORE', KEYS[ids], id)
-    if seen and tonumber(seen) > forget then
+  if ids > 0 and redis.call('ZADD', KEYS[ids], 'NX', ARGV[1], id) == 0 then -- seen before: when?
+    if tonumber(redis.call('ZSCORE', KEYS[ids], id)) > forget then
       repeated = true
       local first = redis.call('HGET', KEYS[ids + 1], id)
       if first and first ~= fingerprint then
@@ -123,11 +123,13 @@ while i <= #ARGV do
       else
         duplicates = duplicates + 1
       end
-    else
+    else -- forgotten: seen now for the first time
       redis.call('ZADD', KEYS[ids], ARGV[1], id)
-      redis.call('HSET', KEYS[ids + 1], id, fingerprint)
-      fresh[ids] = (fresh[ids] or 0) + 1
     end
+  end
+  if ids > 0 and not repeated then
+    redis.call('HSET', KEYS[ids + 1], id, fingerprint)
+    fresh[ids] = (fresh[ids] or 0) + 1
   end
   if not repeated then
     accepted = accepted + 1
