@@ -23,6 +23,7 @@ AREAS = {
     "models": "model issue",
     "scaling": "scaling issue",
     "hardening": "hardening issue",
+    "serving": "serving issue",
 }
 
 
@@ -604,6 +605,7 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
+        found += [("serving", t) for t in serve.free_targets(results["serve"])]
     if "ingest" in results:
         found += [("hardening", t) for t in ingest.targets(results["ingest"])]
     if "reload" in results:
