@@ -110,7 +110,9 @@ def test_a_served_decision_is_the_same_bytes_as_the_route_s(client: TestClient, 
     [
         b'{"user_id": ""}',
         b'{"user_id": "u1", "contxt": {}}',
-        b'{"user_id": "u1", "at": NaN}',  # JSON orjson refuses; the route's parser reads it, the model rejects it
+        b'{"user_id": "u1", "at": NaN}',  # JSON the short path refuses; the route's parser reads it, the model not
+        b'{"user_id": "\\ud800"}',  # a lone surrogate: the same
+        b'{"user_id": "u1", "features": {"user.tier": 18446744073709551616}}',  # not a float on either path
         b'{"user_id": "u1"',
         b"[1, 2]",
         b"",

@@ -4,18 +4,20 @@ A decision is cheap (tens of microseconds in the engine), so the framework
 around it is most of what a request costs: FastAPI's routing, dependency
 solving, body parsing, its response machinery and each middleware's wrapping.
 ``DecideShortPath`` sits in front of the app's middleware and answers a
-well-formed decision request itself: the body read in one go, parsed by
-orjson, validated by the same ``DecideRequest`` model the route declares,
+well-formed decision request itself: the body read in one go, parsed and
+validated in one step by the same ``DecideRequest`` model the route declares
+(its JSON mode, which keeps integers of any size as the route's parser does),
 decided by the same function, and the answer written as one message.
 
 Anything else goes on to the app unchanged, so every answer but a served
 decision comes from the one place that describes it (the route, in OpenAPI):
 another method or path, a body over the limit or sent in chunks, another
-content type, a missing or wrong API key, a body orjson cannot parse or the
-model rejects (the route then answers 413, 401 or 422 with its reason). A
-failure while deciding is answered by the app's own handler for it (a 503
-for an unavailable store, a 422 for invalid features); one without a handler
-is raised to the app's outermost error middleware, as from the route.
+content type, a missing or wrong API key, a body the model rejects (JSON
+its parser refuses, such as NaN or a lone surrogate, included); the route
+then answers 413, 401 or 422 with its reason. A failure while deciding is
+answered by the app's own handler for it (a 503 for an unavailable store, a
+422 for invalid features); one without a handler is raised to the app's
+outermost error middleware, as from the route.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,8 +84,8 @@ class DecideShortPath:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            request = DecideRequest.model_validate(orjson.loads(body))
-        except (orjson.JSONDecodeError, ValidationError):
+            request = DecideRequest.model_validate_json(body)
+        except ValidationError:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
