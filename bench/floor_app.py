@@ -14,7 +14,9 @@ the 16 counter series the workload's rules read, in one of two layouts:
 
 - ``keys`` (the layout-copying floor): one pipeline of ``COMMANDS`` HMGETs,
   the profile hash and one hash per series, keyed as ``RedisStore`` keyed
-  them when this floor was written;
+  them before the user hash (``store_migration.OldLayout``). The store no
+  longer writes those keys, so this floor sends the earlier layout's
+  commands to keys that are empty: a floor of the earlier layout's cost;
 - ``user`` (the layout-free floor): one HMGET of ``COMMANDS_FREE`` command on
   one hash per user (``user_key``), every bucket a field, the way a feature
   store such as Feast lays out an entity. The benchmark writes these hashes
@@ -42,11 +44,12 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 
 from tailor.compiler.features import COUNTER_EVENTS
-from tailor.runtime.buckets import Resolution
+from tailor.runtime.buckets import Resolution, Scheme
 from tailor.runtime.events import Event
 from tailor.runtime.http.responses import OrjsonResponse
 from tailor.runtime.http.schemas import DecideRequest
-from tailor.runtime.redis_store import TIMEOUT, RedisStore
+from tailor.runtime.redis_store import TIMEOUT
+from tailor.runtime.store_migration import OldLayout
 
 from .workload import CATEGORIES, EVENTS, SLOTS
 
@@ -84,8 +87,8 @@ def create_app(redis_url: str, layout_name: str = "keys") -> FastAPI:
     """The floor app reading ``layout_name``'s keys (``LAYOUTS``)."""
     if layout_name not in LAYOUTS:
         raise ValueError(f"no layout {layout_name!r}: one of {', '.join(LAYOUTS)}")
-    layout = RedisStore(redis_url)  # key names only: it never connects
-    day = layout.scheme.day
+    layout = OldLayout()
+    day = Scheme.for_retention().day
     ref = {"name": "floor", "version": "0"}
     id_prefix = secrets.token_hex(8)
     ids = itertools.count()
