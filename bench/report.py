@@ -23,7 +23,7 @@ AREAS = {
     "models": "model issue",
     "scaling": "scaling issue",
     "hardening": "hardening issue",
-    "serving": "serving issue",
+    "floor": "floor issue",
 }
 
 
@@ -448,7 +448,7 @@ def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
 
 
 def _free_floor_rows(result: dict[str, Any]) -> list[str]:
-    """The serving issue's comparison: the server against the layout-free floor, on one workload."""
+    """The floor issue's comparison: the server against the layout-free floor, on one workload."""
     s, seeded, floor, free, server = (result[key] for key in ("settings", "seed", "floor", "floor_free", "server"))
     flags = " ".join(f"`{flag}`" for flag in result["server_flags"]) or "the defaults with `--redis`"
     out = [
@@ -648,7 +648,7 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
-        found += [("serving", t) for t in serve.free_targets(results["serve"])]
+        found += [("floor", t) for t in serve.free_targets(results["serve"])]
     if "ingest" in results:
         found += [("hardening", t) for t in ingest.targets(results["ingest"])]
     if "reload" in results:

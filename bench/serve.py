@@ -9,7 +9,7 @@ make one Redis call, served the same way (uvicorn, uvloop, httptools, one
 worker, orjson). The layout-copying floor reads the user's keys as the store
 laid them out (one pipeline of many HMGETs); the layout-free floor sends one
 HMGET to one hash per user, which the benchmark writes from the same events.
-The serving issue's targets are against the layout-free one. All run as
+The floor issue's targets are against the layout-free one. All run as
 subprocesses on free ports of 127.0.0.1; ``tailor serve`` serves a generated
 1,000-rule ruleset (``bench.workload``) with Redis.
 
@@ -112,7 +112,7 @@ SEED_CONCURRENCY = 4
 # The runtime issue's targets, as ratios to the layout-copying floor measured in the same run.
 P50_RATIO = 1.5  # /v1/decide p50 at most this times the floor's
 THROUGHPUT_RATIO = 0.6  # saturation at least this times the floor's
-# The serving issue's, as ratios to the layout-free floor, on each workload.
+# The floor issue's, as ratios to the layout-free floor, on each workload.
 FREE_THROUGHPUT_RATIO = 1.0  # saturation at least this times the layout-free floor's
 FREE_P50_RATIO = 1.0  # p50 at most this times the layout-free floor's
 FREE_P99_RATIO = 1.2  # p99 at most this times the layout-free floor's
@@ -833,7 +833,7 @@ def paired(server: dict[str, Any], floor: dict[str, Any], key: str) -> float:
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    """The runtime issue's serving targets, from a ``run``'s result (the serving issue's: ``free_targets``)."""
+    """The runtime issue's serving targets, from a ``run``'s result (the floor issue's: ``free_targets``)."""
     floor, server = results["floor"], results["server"]
     return [
         Target(
@@ -858,7 +858,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
 
 
 def free_targets(results: dict[str, Any]) -> list[Target]:
-    """The serving issue's targets: against the layout-free floor, on each workload (none in older runs)."""
+    """The floor issue's targets: against the layout-free floor, on each workload (none in older runs)."""
     found: list[Target] = []
     for result in (results, results.get("site")):
         if result is None or "floor_free" not in result:
