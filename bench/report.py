@@ -468,6 +468,49 @@ def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
     ]
     if "logged" in result:
         out += _log_rows(result)
+    if "floor_free" in result:
+        out += _free_floor_rows(result)
+    if "site" in result:
+        out += _free_floor_rows(result["site"])
+    return out
+
+
+def _free_floor_rows(result: dict[str, Any]) -> list[str]:
+    """The floor issue's comparison: the server against the layout-free floor, on one workload."""
+    s, seeded, floor, free, server = (result[key] for key in ("settings", "seed", "floor", "floor_free", "server"))
+    flags = " ".join(f"`{flag}`" for flag in result["server_flags"]) or "the defaults with `--redis`"
+    out = [
+        f"**Against the layout-free floor, {result['title']}.** The same floor app making one Redis call with",
+        f"{floor_app.COMMANDS_FREE} command: an `HMGET` of one hash per user holding every bucket the workload reads,",
+        f"written by the benchmark from the same events. Redis holds {seeded['users']:,} users and",
+        f"{seeded['events']:,} events; the server runs with {flags}. The layout-copying floor above runs in the same",
+        "rounds; ratios are the median of the rounds' ratios to the layout-free floor.",
+        "",
+    ]
+    rows = [
+        [
+            label,
+            fmt(floor[key]),
+            fmt(free[key]),
+            fmt(server[key]),
+            f"{serve.paired(server, free, by_round):.2f}x" if by_round in free else f"{server[key] / free[key]:.2f}x",
+        ]
+        for label, key, by_round, fmt in (
+            ("decisions/s at saturation", "throughput", "throughputs", lambda v: f"{v:,.0f}"),
+            (f"p50 at {s['rate']:g}/s", "p50_ms", "p50_ms_by_round", _ms),
+            (f"p99 at {s['rate']:g}/s", "p99_ms", "p99_ms_by_round", _ms),
+        )
+    ]
+    out += _table(["", "layout-copying floor", "layout-free floor", "`/v1/decide`", "ratio to layout-free"], rows)
+    agreed = result["agreement"]
+    out += [
+        f"CPU per request at {s['rate']:g}/s: layout-free floor {free['cpu_ms_per_decision']:.2f} ms + Redis",
+        f"{free['redis_cpu_ms_per_decision']:.3f} ms; server {server['cpu_ms_per_decision']:.2f} ms + Redis",
+        f"{server['redis_cpu_ms_per_decision']:.3f} ms. Degraded decisions: {server['degraded']}; not 200: layout-free",
+        f"floor {free['not_ok']}, server {server['not_ok']}; {agreed['agreed']} of {agreed['checked']} HTTP decisions",
+        "agree with the in-process engine.",
+        "",
+    ]
     return out
 
 
@@ -675,6 +718,7 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
+        found += [("floor", t) for t in serve.free_targets(results["serve"])]
     if "ingest" in results:
         found += [("hardening", t) for t in ingest.targets(results["ingest"])]
     if "stream" in results:

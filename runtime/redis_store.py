@@ -51,14 +51,13 @@ from .redis_feedback import RedisFeedback
 from .redis_fleet import RedisFleet
 from .redis_keys import key_part
 from .redis_packing import packed_connections
+from .redis_reads import FetchReads
 from .redis_series import (
     COUNTER,
     LATEST,
     SERIES_ADD,
     SERIES_FINISH,
-    latest_field,
     profile_field,
-    series_field,
 )
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -333,6 +332,7 @@ class RedisStore(FeatureStore):
         self.url = url
         self.prefix = prefix
         self.scheme = Scheme.for_retention(retention)
+        self._fetch_reads = FetchReads(self.scheme, self.series_name)
         self.profile_ttl = profile_ttl
         self.timeout = timeout
         self.round_trips = 0
@@ -450,16 +450,20 @@ class RedisStore(FeatureStore):
             public = [profile_field(ref.name) for ref in consent.allowed(features)]
             args = [profile_field(consent.attribute), str(len(public)), *public]
         reads: list[FeatureRef] = []
+        windows: dict[float, tuple[str, str]] = {}  # a window's first and last bucket at ``at``, by span
+        plan = self._fetch_reads.read
         for ref in features:
-            if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
-                resolution, buckets = self.scheme.window(ref.window, at)
-                field = series_field(self.series_name(ref.event, ref.key), resolution)
-                what = "c" if ref.kind is FeatureKind.COUNT else "t"
-                args += [what, field, str(buckets.start), str(buckets.stop - 1)]
-            elif ref.kind is FeatureKind.SINCE:
-                args += ["l", latest_field(self.series_name(ref.event, ref.key))]
-            else:
+            read = plan(ref)
+            if read is None:
                 continue
+            if len(read) == 2:
+                args += read  # since(): "l", the latest event's field
+            else:
+                what, field, resolution, span = read
+                bounds = windows.get(span)
+                if bounds is None:
+                    bounds = windows[span] = (str(resolution.bucket(at - span)), str(resolution.bucket(at)))
+                args += [what, field, *bounds]
             reads.append(ref)
         profile = [ref for ref in features if ref.kind is FeatureKind.PROFILE]
         if profile:
