@@ -181,3 +181,26 @@ local function series_finish()
   end
 end
 """
+
+
+def window_sum(value: bytes | str | None, first: int, last: int, column: int) -> int | float:
+    """The sum of a series field's counts (``column`` 1) or totals (2) over buckets ``first`` to ``last``.
+
+    Walks from the newest bucket and stops at the first older than the window, in the order the
+    fetch script summed them (so totals add up to the same double); a missing field sums to 0.
+    """
+    if not value:
+        return 0
+    if isinstance(value, str):
+        value = value.encode()
+    sum_: int | float = 0
+    for entry in value.split(b","):
+        if not entry:
+            break
+        parts = entry.split(b" ")
+        bucket = int(parts[0])
+        if bucket < first:
+            break
+        if bucket <= last:
+            sum_ += int(parts[1]) if column == 1 else float(parts[2])
+    return sum_

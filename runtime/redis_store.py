@@ -1,7 +1,8 @@
 """The production feature store: profiles and time-bucketed counters in Redis.
 
 A user's profile and counters live in one hash (``redis_series.py``), and every
-fetch is one Lua script on that key, so a decision costs one round trip. A batch of
+fetch is one HMGET of that key (a Lua script behind a consent gate), so a decision
+costs one round trip. A batch of
 events is one script call per ``EVENTS_PER_CALL`` events: Redis runs one
 script at a time, so a call must stay short for the decisions queued behind it
 to meet their deadline. Decisions and writes use separate connection pools,
@@ -58,6 +59,7 @@ from .redis_series import (
     SERIES_ADD,
     SERIES_FINISH,
     profile_field,
+    window_sum,
 )
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -406,8 +408,32 @@ class RedisStore(FeatureStore):
         consent: ConsentGate | None = None,
         predictions: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """One script reads every feature (and the cached ``predictions``); see ``FETCH_SCRIPT``."""
+        """One round trip reads every feature (and the cached ``predictions``): a plain ``HMGET`` of the
+        user hash, or behind a consent gate ``FETCH_SCRIPT``, which reads nothing personal for a user who
+        declined."""
         at = time.time() if at is None else at
+        if consent is None:
+            fields, reads, profile = self._field_reads(features, at)
+            key = self.user_key(user_id)
+            if not predictions:
+                if not fields:
+                    return {}
+                self.round_trips += 1
+                replies = await self._reads().execute_command("HMGET", key, *fields)
+                return self._field_values(reads, profile, replies, at)
+            # The user hash and the predictions hash share a hash tag: two commands, one round trip.
+            self.round_trips += 1
+            async with self._reads().pipeline(transaction=False) as pipe:
+                if fields:
+                    pipe.execute_command("HMGET", key, *fields)
+                pipe.execute_command("HMGET", self.predictions_key(user_id), *predictions)
+                *answered, cached = await pipe.execute()
+            replies = answered[0] if answered else []
+            values = self._field_values(reads, profile, replies, at)
+            values[CACHED_PREDICTIONS] = {
+                version: entry for version, entry in zip(predictions, cached, strict=True) if entry is not None
+            }
+            return values
         keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if predictions:  # a profile-like read ('m') of the user's predictions hash, KEYS[2]
             keys = [self.user_key(user_id), self.predictions_key(user_id)]
@@ -416,7 +442,7 @@ class RedisStore(FeatureStore):
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
         # A user who declined gets no further reads, the predictions' included.
-        declined = consent is not None and replies and replies[0] in (DECLINED, DECLINED.encode())
+        declined = replies and replies[0] in (DECLINED, DECLINED.encode())
         cached = replies.pop() if predictions and not declined else None
         values = self._fetch_values(reads, profile, replies, at, consent, features)
         if predictions:
@@ -435,11 +461,70 @@ class RedisStore(FeatureStore):
     ) -> dict[str, Any]:
         """``fetch`` through a blocking client, for the synchronous engine: any thread, no event loop."""
         at = time.time() if at is None else at
+        if consent is None:
+            fields, reads, profile = self._field_reads(features, at)
+            if not fields:
+                return {}
+            self.round_trips += 1
+            replies = self._blocking_redis().execute_command("HMGET", self.user_key(user_id), *fields)
+            return self._field_values(reads, profile, replies, at)
         keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
         if not keys:
             return {}
         replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, keys, args)
         return self._fetch_values(reads, profile, replies, at, consent, features)
+
+    def _field_reads(
+        self, features: Sequence[FeatureRef], at: float
+    ) -> tuple[list[str], list[tuple[FeatureRef, str, int, int]], list[FeatureRef]]:
+        """The user hash fields a fetch without a consent gate reads, in order: each series or latest
+        time ``(feature, what, first bucket, last bucket)`` answers, then the profile attributes."""
+        fields: list[str] = []
+        reads: list[tuple[FeatureRef, str, int, int]] = []
+        profile: list[FeatureRef] = []
+        windows: dict[float, tuple[int, int]] = {}  # a window's first and last bucket at ``at``, by span
+        plan = self._fetch_reads.read
+        for ref in features:
+            read = plan(ref)
+            if read is None:
+                if ref.kind is FeatureKind.PROFILE:
+                    profile.append(ref)
+                continue
+            fields.append(read[1])
+            if len(read) == 2:
+                reads.append((ref, "l", 0, 0))
+            else:
+                what, _, resolution, span = read
+                bounds = windows.get(span)
+                if bounds is None:
+                    bounds = windows[span] = (resolution.bucket(at - span), resolution.bucket(at))
+                reads.append((ref, what, *bounds))
+        fields += [profile_field(ref.name) for ref in profile]
+        return fields, reads, profile
+
+    def _field_values(
+        self,
+        reads: list[tuple[FeatureRef, str, int, int]],
+        profile: list[FeatureRef],
+        replies: Sequence[Any],
+        at: float,
+    ) -> dict[str, Any]:
+        """Values by feature text from the ``HMGET`` of ``_field_reads``' fields: each window summed here,
+        as ``FETCH_SCRIPT`` sums it in Redis."""
+        values: dict[str, Any] = {}
+        for (ref, what, first, last), reply in zip(reads, replies, strict=False):
+            if what == "c":
+                values[ref.text] = int(window_sum(reply, first, last, 1))
+            elif what == "t":
+                values[ref.text] = float(window_sum(reply, first, last, 2))
+            else:
+                since = self.scheme.since(None if reply is None else float(reply), at)
+                if since is not None:
+                    values[ref.text] = since
+        for ref, text in zip(profile, replies[len(reads) :], strict=True):
+            if text is not None:
+                values[ref.text] = decode_attribute(text)
+        return values
 
     def _fetch_args(
         self, user_id: str, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None

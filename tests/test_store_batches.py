@@ -219,7 +219,7 @@ def test_redis_decisions_and_writes_use_connections_of_their_own(redis_db: str):
         await store.fetch("alice", [views()], NOW)
         named = connections()
         assert len(named["tailor-reads"]) == 1  # every fetch went through the read pool
-        assert named["tailor-reads"][0]["cmd"] == "evalsha"
+        assert named["tailor-reads"][0]["cmd"] == "hmget"  # a fetch without a consent gate is one HMGET
         assert 1 <= len(named["tailor-writes"]) <= WRITE_CONNECTIONS
         assert {client["cmd"] for client in named["tailor-writes"]} == {"evalsha"}
         reads = {client["id"] for client in named["tailor-reads"]}
