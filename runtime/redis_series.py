@@ -22,6 +22,8 @@ than ``prune_above`` drops those older than its resolution keeps, as
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator
 
 from .buckets import Resolution
@@ -183,24 +185,32 @@ end
 """
 
 
-def window_sum(value: bytes | str | None, first: int, last: int, column: int) -> int | float:
+def _first(parts: list[bytes], lo: int, hi: int, below: int) -> int:
+    """The first entry from ``lo`` whose bucket is older than ``below`` (``hi`` when none before it is):
+    a bisection, the buckets growing older along a series."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int(parts[3 * mid]) < below:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def window_sum(value: bytes | None, first: int, last: int, column: int) -> int | float:
     """The sum of a series field's counts (``column`` 1) or totals (2) over buckets ``first`` to ``last``.
 
-    Walks from the newest bucket and stops at the first older than the window, in the order the
-    fetch script summed them (so totals add up to the same double); a missing field sums to 0.
+    The entries in the window are one stretch of the field (buckets grow older along it), mostly the
+    whole field; its ends are found by bisection. Totals are added newest first, one after another,
+    as the fetch script adds them, so the sum is the same double. A missing field sums to 0.
     """
     if not value:
         return 0
-    if isinstance(value, str):
-        value = value.encode()
-    sum_: int | float = 0
-    for entry in value.split(b","):
-        if not entry:
-            break
-        parts = entry.split(b" ")
-        bucket = int(parts[0])
-        if bucket < first:
-            break
-        if bucket <= last:
-            sum_ += int(parts[1]) if column == 1 else float(parts[2])
-    return sum_
+    parts = value.replace(b",", b" ").split(b" ")  # bucket, count, total, bucket, ..., and b"" at the end
+    n = len(parts) // 3
+    start = 0 if int(parts[0]) <= last else _first(parts, 1, n, last + 1)
+    end = n if int(parts[3 * n - 3]) >= first else _first(parts, start, n - 1, first)
+    picked = parts[3 * start + column : 3 * end : 3]
+    if column == 1:
+        return sum(map(int, picked))
+    return functools.reduce(operator.add, map(float, picked), 0)
