@@ -4,10 +4,10 @@ Run: python -m bench.capacity [--quick] [--redis URL] [--db N]
 
 The serving path's share of a core is measured by ``bench.serve`` (decisions per
 second of one server process at saturation). What it leaves out is Redis's side:
-how much of a Redis core (one shard) a decision's fetch script and an event's
-record script take. Both are read from Redis itself, ``INFO commandstats``
-(``usec`` of ``EVALSHA``: the time Redis spent running the scripts, not waiting
-on the network), over the 1,000-rule workload of ``bench.serve`` on its seeded
+how much of a Redis core (one shard) a decision's fetch (one ``HMGET``, or a
+script behind a consent gate) and an event's record script take. Both are read
+from Redis itself, ``INFO commandstats`` (``usec``: the time Redis spent running
+the commands, not waiting on the network), over the 1,000-rule workload of ``bench.serve`` on its seeded
 users: decisions through ``DecisionService`` over ``RedisStore``, events through
 ``RedisStore.record`` in batches of 100, as an ingester writes them. Then the
 retail example (one model) on the same requests, with the prediction cache in
@@ -41,6 +41,7 @@ RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 
 
 SCRIPTS = ("cmdstat_evalsha", "cmdstat_eval")
+FETCHES = ("cmdstat_hmget", *SCRIPTS)  # a fetch: one HMGET, or the fetch script behind a consent gate
 NOT_OURS = ("cmdstat_info",)  # the benchmark's own questions
 
 
@@ -63,20 +64,20 @@ async def _decisions(path: Path, url: str, requests: Sequence[dict[str, Any]]) -
         service.open()
         for request in requests[:50]:  # the script is loaded, connections are open
             await service.decide(request["user_id"], request["context"])
-        usec, calls = script_usec(client)
+        usec, calls = script_usec(client, FETCHES)
         trips = store.round_trips
         cpu = time.process_time()
         for request in requests:
             await service.decide(request["user_id"], request["context"])
         cpu = time.process_time() - cpu
-        usec_after, calls_after = script_usec(client)
+        usec_after, calls_after = script_usec(client, FETCHES)
     finally:
         await service.close()
         client.close()
     return {
         "decisions": len(requests),
         "redis_usec_per_decision": (usec_after - usec) / len(requests),
-        "scripts": calls_after - calls,
+        "fetches": calls_after - calls,
         "round_trips": store.round_trips - trips,
         "engine_cpu_usec_per_decision": cpu / len(requests) * 1e6,
     }
@@ -169,9 +170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{result['users']:,} users, {result['stored_events']:,} events stored; 1,000-rule workload")
     print(
         f"decisions: {result['decisions']:,}, store round trips {result['round_trips']:,}, "
-        f"fetch scripts {result['scripts']:,}"
+        f"fetches {result['fetches']:,}"
     )
-    print(f"  Redis time per decision (EVALSHA usec): {per_decision:.1f} µs -> {1e6 / per_decision:,.0f} decisions/s")
+    print(f"  Redis time per decision (HMGET usec): {per_decision:.1f} µs -> {1e6 / per_decision:,.0f} decisions/s")
     print("    per Redis core (one shard), if Redis did nothing else")
     print(f"  engine CPU per decision, in process, without HTTP: {result['engine_cpu_usec_per_decision']:.0f} µs")
     print(f"events: {result['events']:,} in batches of {EVENT_BATCH}")
