@@ -211,6 +211,7 @@ return {accepted, duplicates, conflicts}
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 RECORD_HEADER = 20  # ARGV before the first event's
 
+# Used behind a consent gate only: without one, a fetch is a plain HMGET (``RedisStore._field_reads``).
 # KEYS[1]: the user's hash (``redis_series.py``). ARGV, per read: what to read ('c' a
 # count, 't' a total, 'l' the latest event time, 'p' profile attributes, 'm' cached model
 # scores from KEYS[2], the user's predictions hash), then for 'c' and 't' the series'
