@@ -32,6 +32,7 @@ from tailor.dsl.parser import collector_paused
 from .check import Program, check
 from .codegen import CompiledPlan, generate
 from .model_inputs import ModelInputs, compile_model_inputs
+from .normal_cache import NormalCache
 from .normalize import NormalProgram, normalize
 from .plan import DecisionPlan, PredicateStats, build_plan
 
@@ -44,6 +45,7 @@ class Compilation:
     files: tuple[ParsedFile, ...]
     model_features: Mapping[str, Sequence[str]] = field(default_factory=dict)
     stats: PredicateStats | None = None
+    normal_cache: NormalCache | None = None  # the files' normalized rules from earlier compiles
     program: Program | None = None
     normal: NormalProgram | None = None
     model_inputs: ModelInputs | None = None
@@ -68,7 +70,7 @@ def _check(c: Compilation) -> list[Diagnostic]:
 
 
 def _normalize(c: Compilation) -> list[Diagnostic]:
-    c.normal = normalize(c.program)
+    c.normal = normalize(c.program, c.normal_cache, [(f.module.name, f.digest) for f in c.files])
     return []
 
 
@@ -112,14 +114,17 @@ def compile_ruleset(
     model_features: Mapping[str, Sequence[str]] | None = None,
     stats: PredicateStats | None = None,
     until: str = STAGE_NAMES[-1],
+    normal_cache: NormalCache | None = None,
 ) -> Compilation:
     """Run the stages over parsed ``files`` up to and including ``until``.
 
     ``name`` is the ruleset's name when no file declares one. ``model_features``
     maps each model to the feature texts its file lists (none: no model inputs).
-    Stops after the first stage that reports an error.
+    Stops after the first stage that reports an error. ``normal_cache`` spares
+    normalizing again the files that did not change since the last compile through it.
     """
-    return resume(Compilation(name, tuple(files), dict(model_features or {}), stats), until=until)
+    compilation = Compilation(name, tuple(files), dict(model_features or {}), stats, normal_cache)
+    return resume(compilation, until=until)
 
 
 def resume(

@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from tailor.compiler.normal_cache import NormalCache
 from tailor.compiler.pickled import dumps
 from tailor.compiler.plan import PredicateStats
 from tailor.dsl.loader import ParseCache
@@ -250,6 +251,7 @@ def _watch_parent(parent: int) -> None:
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer compile requests until the request pipe closes."""
     cache: ParseCache | None = None
+    normal_cache = NormalCache()
     while True:
         data = _read(requests)
         if data is None:
@@ -258,7 +260,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         try:
             cache = sized_cache(cache, request.path)
             reply: Prepared | CompileCrash = prepare(
-                request.path, stats=request.stats, cache=cache, model_limits=request.model_limits
+                request.path,
+                stats=request.stats,
+                cache=cache,
+                model_limits=request.model_limits,
+                normal_cache=normal_cache,
             )
             payload = dumps(reply)
         except Exception as exc:  # a compiler bug: the server reports it and keeps serving
