@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import tailor
-from tailor.compiler.normal_cache import NormalCache
+from tailor.compiler.file_cache import FileCache
 from tailor.dsl.loader import ParseCache
 from tailor.dsl.parser import parse_source
 from tailor.dsl.source import Source
@@ -114,16 +114,16 @@ def measure_edit(files: int, rules_per_file: int) -> dict[str, Any]:
         paths = [root / f"part{index:02d}.rules" for index in range(files)]
         for path, text in zip(paths, split(ruleset_text(files * rules_per_file), files), strict=True):
             path.write_text(text)
-        cache, normal_cache = ParseCache(), NormalCache()
+        cache, file_cache = ParseCache(), FileCache()
         start = time.perf_counter()
-        first = compile_path(root, cache=cache, normal_cache=normal_cache).ruleset()
+        first = compile_path(root, cache=cache, file_cache=file_cache).ruleset()
         cold_s = time.perf_counter() - start
         text = paths[-1].read_text()
         edited, count = re.subn(r"priority \d+", "priority 1000", text, count=1)
         assert count == 1, "no rule to edit"
         paths[-1].write_text(edited)
         start = time.perf_counter()
-        second = compile_path(root, cache=cache, normal_cache=normal_cache).ruleset()
+        second = compile_path(root, cache=cache, file_cache=file_cache).ruleset()
         edit_s = time.perf_counter() - start
         assert second.version != first.version
     return {"edit": True, "files": files, "rules": files * rules_per_file, "cold_s": cold_s, "edit_s": edit_s}

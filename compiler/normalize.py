@@ -26,6 +26,7 @@ from tailor.dsl import ast
 from .caps import RuleCap, rule_cap
 from .check import CheckedRule, Program
 from .features import FeatureRef, attribute_ref, call_key, call_ref, experiment_ref, model_ref
+from .file_cache import FileEntries, FileKey
 from .ir import (
     FALSE,
     MIRRORED_OP,
@@ -47,7 +48,7 @@ from .ir import (
     Test,
     Truth,
 )
-from .normal_cache import NormalCache, NormalForm, normal_context
+from .normal_forms import NormalForm, normal_context
 
 DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
 
@@ -77,7 +78,7 @@ class NormalProgram:
 
 
 def normalize(
-    program: Program, cache: NormalCache | None = None, keys: Sequence[tuple[str, str]] = ()
+    program: Program, cache: FileEntries[tuple[NormalForm, ...]] | None = None, keys: Sequence[FileKey] = ()
 ) -> NormalProgram:
     """Every rule's condition in normal form, sharing (interning) predicates between rules.
 
@@ -89,7 +90,7 @@ def normalize(
         return NormalProgram(program, tuple(_normal_rule(normalizer, checked) for checked in program.rules))
     context = normal_context(program)
     known = cache.entries(context)
-    made: dict[tuple[str, str], tuple[NormalForm, ...]] = {}
+    made: dict[FileKey, tuple[NormalForm, ...]] = {}
     rules: list[NormalRule] = []
     checked_rules = iter(program.rules)
     for module, key in zip(program.modules, keys, strict=True):

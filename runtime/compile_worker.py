@@ -40,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from tailor.compiler.normal_cache import NormalCache
+from tailor.compiler.file_cache import FileCache
 from tailor.compiler.pickled import dumps
 from tailor.compiler.plan import PredicateStats
 from tailor.dsl.loader import ParseCache
@@ -251,7 +251,7 @@ def _watch_parent(parent: int) -> None:
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer compile requests until the request pipe closes."""
     cache: ParseCache | None = None
-    normal_cache = NormalCache()
+    file_cache = FileCache()
     while True:
         data = _read(requests)
         if data is None:
@@ -264,7 +264,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 stats=request.stats,
                 cache=cache,
                 model_limits=request.model_limits,
-                normal_cache=normal_cache,
+                file_cache=file_cache,
             )
             payload = dumps(reply)
         except Exception as exc:  # a compiler bug: the server reports it and keeps serving

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tailor.compiler.check import Program
+from tailor.compiler.file_cache import FileCache
 from tailor.compiler.lint import DEFAULT_RETENTION, lint
-from tailor.compiler.normal_cache import NormalCache
 from tailor.compiler.pipeline import STAGE_NAMES, Compilation, compile_ruleset, resume
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
@@ -63,7 +63,7 @@ def compile_path(
     models: bool = True,
     until: str = STAGE_NAMES[-1],
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
-    normal_cache: NormalCache | None = None,
+    file_cache: FileCache | None = None,
 ) -> LoadedRuleset:
     """Read the ruleset at ``path`` and compile it up to ``until``.
 
@@ -86,7 +86,7 @@ def compile_path(
         models=models,
         until=until,
         model_limits=model_limits,
-        normal_cache=normal_cache,
+        file_cache=file_cache,
     )
 
 
@@ -101,7 +101,7 @@ def compile_files(
     until: str = STAGE_NAMES[-1],
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
     locate: Callable[[Path], Path] | None = None,
-    normal_cache: NormalCache | None = None,
+    file_cache: FileCache | None = None,
 ) -> LoadedRuleset:
     """``compile_path`` on files already parsed (``parsed``: the seconds that took).
 
@@ -110,7 +110,7 @@ def compile_files(
     """
     if not files:
         return _unreadable(root, files, "no .rules files here")
-    compilation = compile_ruleset(files, name=name, stats=stats, until="check", normal_cache=normal_cache)
+    compilation = compile_ruleset(files, name=name, stats=stats, until="check", file_cache=file_cache)
     compilation.timings = {"parse": parsed, **compilation.timings}
     loaded: dict[str, Any] = {}
     program = compilation.program if compilation.ok else None
@@ -146,12 +146,12 @@ def prepare(
     stats: PredicateStats | None = None,
     cache: ParseCache | None = None,
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
-    normal_cache: NormalCache | None = None,
+    file_cache: FileCache | None = None,
 ) -> Prepared:
     """Compile the ruleset at ``path`` to serve it; a file that vanished mid-read is an error, not an exception."""
     model_files = None
     try:
-        loaded = compile_path(path, stats=stats, cache=cache, model_limits=model_limits, normal_cache=normal_cache)
+        loaded = compile_path(path, stats=stats, cache=cache, model_limits=model_limits, file_cache=file_cache)
         model_files = loaded.model_files
         return Prepared(loaded.ruleset(), model_files=model_files)
     except RulesError as exc:
