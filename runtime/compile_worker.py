@@ -9,12 +9,13 @@ in ``marshal``'s format and each model as the bytes it was read from (see
 ``CompiledPlan`` and ``ModelFile``).
 
 The worker starts with the reloader and lives as long as it, one compile at a
-time, keeping its own ``ParseCache``: a reload re-parses only the files whose
-bytes changed. A compile that outlives its reload's timeout is killed, and
-the next reload starts a new worker. The worker never outlives the server: it
-exits when its request pipe closes, a watchdog thread ends it if the server
-dies mid-compile, and it ignores Ctrl-C (the terminal sends that to the whole
-process group; the server decides when to stop).
+time, keeping its own ``ParseCache`` and ``FileCache``: a reload re-parses,
+re-checks and re-normalizes only the files whose bytes changed. A compile that
+outlives its reload's timeout is killed, and the next reload starts a new
+worker. The worker never outlives the server: it exits when its request pipe
+closes, a watchdog thread ends it if the server dies mid-compile, and it
+ignores Ctrl-C (the terminal sends that to the whole process group; the
+server decides when to stop).
 
 A message is a pickle behind its length (8 bytes, little-endian). The server
 sends a ``CompileRequest`` and gets back a ``Prepared``, or a ``CompileCrash``
