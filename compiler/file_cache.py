@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .check import CheckedFile
+    from .normal_forms import NormalForm
 
 Entry = TypeVar("Entry")
 FileKey = tuple[str, str]  # (file name, SHA-256 of its text)
@@ -44,5 +48,5 @@ class FileCache:
     """The per-file products of the front end: checked files and normalized rules."""
 
     def __init__(self) -> None:
-        self.check: FileEntries[Any] = FileEntries()  # CheckedFile
-        self.normal: FileEntries[Any] = FileEntries()  # tuple[NormalForm, ...]
+        self.check: FileEntries[CheckedFile] = FileEntries()
+        self.normal: FileEntries[tuple[NormalForm, ...]] = FileEntries()

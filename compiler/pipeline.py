@@ -128,7 +128,7 @@ def compile_ruleset(
     Stops after the first stage that reports an error. ``file_cache`` spares
     checking and normalizing again the files that did not change since the last compile through it.
     """
-    compilation = Compilation(name, tuple(files), dict(model_features or {}), stats, file_cache)
+    compilation = Compilation(name, tuple(files), dict(model_features or {}), stats, file_cache=file_cache)
     return resume(compilation, until=until)
 
 
