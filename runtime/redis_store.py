@@ -20,12 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis import Redis as BlockingRedis
 from redis import exceptions
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.retry import Retry as BlockingRetry
+from redis.asyncio.cluster import RedisCluster
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
@@ -35,9 +31,11 @@ from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
 from .feedback import FeedbackMark, Join, Outcome, Tally
 from .kpis import KpiCounts, KpiQuery
+from .redis_clients import AsyncClient, BlockingClient, async_client, blocking_client
 from .redis_feedback import RedisFeedback
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD, SERIES_INDEX
+from .redis_slots import by_slot
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
@@ -45,7 +43,6 @@ from .user_data import StoreErasure, UserData
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
-HEALTH_CHECK_SECONDS = 30
 # Events per record script call. An event costs Redis about 50 to 80 microseconds
 # (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
 # arriving meanwhile waits that long, well within its 50 ms deadline.
@@ -217,16 +214,18 @@ class RedisStore(FeatureStore):
         *,
         profile_ttl: float = PROFILE_TTL,
         timeout: float = TIMEOUT,
+        cluster: bool = False,
     ):
         self.url = url
+        self.cluster = cluster  # a Redis Cluster: calls go to the node of their keys' slot
         self.prefix = prefix
         self.scheme = Scheme.for_retention(retention)
         self.profile_ttl = profile_ttl
         self.timeout = timeout
         self.round_trips = 0
-        self._clients: tuple[Redis, Redis] | None = None  # reads, writes
+        self._clients: tuple[AsyncClient, AsyncClient] | None = None  # reads, writes
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
+        self._blocking: BlockingClient | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
         self.users = RedisUsers(self)  # one user's data, exported or erased
 
@@ -398,13 +397,22 @@ class RedisStore(FeatureStore):
         for planned in plan_in_chunks(events, now, self.scheme, EVENTS_PER_CALL):  # raises before anything is sent
             live = [item for item in planned if not item.expired]
             result += RecordResult(expired=len(planned) - len(live))
-            if live:
+            if not live:
+                continue
+            if self.cluster:
+                # One call per slot the chunk's users hash to, one pipeline per node, the nodes at once.
+                calls = [self._script_args(items, now) for items in by_slot(live, self._user_of).values()]
+                replies = await self._scripts(self._writes(), RECORD_SCRIPT, RECORD_SHA, calls)
+            else:
                 keys, args = self._script_args(live, now)
-                accepted, duplicates, conflicts = await self._script(
-                    self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args
-                )
+                replies = [await self._script(self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args)]
+            for accepted, duplicates, conflicts in replies:
                 result += RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
         return result
+
+    def _user_of(self, item: Planned) -> str:
+        """The hash-tagged head of a planned event's user's keys, which names their slot."""
+        return self._user(item.event.user_id)
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         sets, deletes = split_attributes(attributes)  # raises before anything is sent
@@ -519,39 +527,35 @@ class RedisStore(FeatureStore):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _reads(self) -> Redis:
+    def _reads(self) -> AsyncClient:
         """The client decisions (and pings) use: its pool never waits for a write."""
         return self._connected()[0]
 
-    def _writes(self) -> Redis:
-        """The client events and profiles use: at most ``WRITE_CONNECTIONS`` at once."""
+    def _writes(self) -> AsyncClient:
+        """The client events and profiles use: at most ``WRITE_CONNECTIONS`` at once (per node on a cluster)."""
         return self._connected()[1]
 
-    def _connected(self) -> tuple[Redis, Redis]:
+    def _connected(self) -> tuple[AsyncClient, AsyncClient]:
         """The clients of the running loop: connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
         if self._clients is None or self._loop is not loop:
             self._clients = (
-                Redis.from_url(self.url, client_name="tailor-reads", **self._options()),
-                Redis.from_pool(
-                    BlockingConnectionPool.from_url(
-                        self.url,
-                        client_name="tailor-writes",
-                        max_connections=WRITE_CONNECTIONS,
-                        timeout=None,  # a write waits its turn; the caller bounds how long
-                        **self._options(),
-                    )
+                async_client(self.url, cluster=self.cluster, name="tailor-reads", timeout=self.timeout),
+                async_client(
+                    self.url,
+                    cluster=self.cluster,
+                    name="tailor-writes",
+                    timeout=self.timeout,
+                    max_connections=WRITE_CONNECTIONS,
                 ),
             )
             self._loop = loop
         return self._clients
 
-    def _blocking_redis(self) -> BlockingRedis:
+    def _blocking_redis(self) -> BlockingClient:
         """The blocking client of ``fetch_now``, with the same timeouts and retry as the others."""
         if self._blocking is None:
-            self._blocking = BlockingRedis.from_url(
-                self.url, client_name="tailor-reads", **self._options(blocking=True)
-            )
+            self._blocking = blocking_client(self.url, cluster=self.cluster, name="tailor-reads", timeout=self.timeout)
         return self._blocking
 
     def _script_now(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
@@ -564,21 +568,9 @@ class RedisStore(FeatureStore):
             self.round_trips += 1
             return client.eval(script, len(keys), *keys, *args)
 
-    def _options(self, *, blocking: bool = False) -> dict[str, Any]:
-        retry = BlockingRetry if blocking else Retry
-        return {
-            "socket_connect_timeout": self.timeout,
-            "socket_timeout": self.timeout,
-            "health_check_interval": HEALTH_CHECK_SECONDS,
-            # One immediate retry on a dropped connection: after a restart of
-            # Redis the first command meets a dead pooled socket. Timeouts are
-            # not retried, so a hung Redis costs one timeout, not several.
-            "retry": retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
-        }
-
     async def _script(
         self,
-        client: Redis,
+        client: AsyncClient,
         script: str,
         sha: str,
         keys: list[str],
@@ -595,6 +587,38 @@ class RedisStore(FeatureStore):
         except exceptions.NoScriptError:
             self.round_trips += counted
             return await client.eval(script, len(keys), *keys, *args)
+
+    async def _scripts(
+        self, client: AsyncClient, script: str, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
+    ) -> list[Any]:
+        """Script calls whose keys may lie on several nodes of a cluster (each call's keys in one slot):
+        one pipeline per node, sent to the nodes concurrently; a round trip per node. A node that has not
+        seen the script gets it, and the calls it refused are sent again. The replies, in call order."""
+        if not calls:
+            return []
+        if not isinstance(client, RedisCluster):
+            return [await self._script(client, script, sha, keys, args) for keys, args in calls]
+        replies = await self._pipelined(client, sha, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, exceptions.NoScriptError)]
+        if missing:
+            await client.execute_command("SCRIPT LOAD", script, target_nodes=RedisCluster.PRIMARIES)
+            for i, reply in zip(missing, await self._pipelined(client, sha, [calls[i] for i in missing]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _pipelined(
+        self, client: RedisCluster, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
+    ) -> list[Any]:
+        await client.initialize()  # the map of slots, on the first call (a no-op after)
+        nodes = {client.get_node_from_key(keys[0]).name for keys, _ in calls}
+        self.round_trips += len(nodes)
+        async with client.pipeline() as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
+            return await pipe.execute(raise_on_error=False)
 
     def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
         """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
