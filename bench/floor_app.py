@@ -5,8 +5,11 @@ Run: python -m bench.floor_app --port PORT --redis URL
 ``POST /v1/decide`` parses the same body as the server (the server's own
 ``DecideRequest`` model), makes one pipelined Redis call on the user's keys
 (the profile's tier and country, and the last 8 day buckets of the 16
-counter series the workload's rules read, laid out as ``RedisStore`` lays
-them out), and answers a body shaped like a decision, written with orjson.
+counter series the workload's rules read, laid out as ``RedisStore`` laid
+them out before the user hash, ``store_migration.OldLayout``: the store
+no longer writes those keys, so the floor keeps the earlier layout's
+commands, on keys that are empty), and answers a body shaped like a
+decision, written with orjson.
 It is served as ``tailor serve`` is: uvicorn, uvloop, httptools, one worker,
 no access log. No rules run: what the server costs beyond this is the
 engine, the feature plan and the store script.
@@ -30,9 +33,11 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 
 from tailor.compiler.features import COUNTER_EVENTS
+from tailor.runtime.buckets import Scheme
 from tailor.runtime.http.responses import OrjsonResponse
 from tailor.runtime.http.schemas import DecideRequest
-from tailor.runtime.redis_store import TIMEOUT, RedisStore
+from tailor.runtime.redis_store import TIMEOUT
+from tailor.runtime.store_migration import OldLayout
 
 from .workload import CATEGORIES, EVENTS, SLOTS
 
@@ -44,8 +49,8 @@ COMMANDS = 1 + len(SERIES)  # in the one pipeline: the profile, then each series
 
 
 def create_app(redis_url: str) -> FastAPI:
-    layout = RedisStore(redis_url)  # key names only: it never connects
-    day = layout.scheme.day
+    layout = OldLayout()
+    day = Scheme.for_retention().day
     ref = {"name": "floor", "version": "0"}
     id_prefix = secrets.token_hex(8)
     ids = itertools.count()

@@ -60,7 +60,7 @@ from .feedback import (
 )
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
-from .redis_series import SERIES_ADD, SERIES_INDEX
+from .redis_series import SERIES_ADD, SERIES_FINISH, bucket_prefix, latest_field, prune_args
 from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
@@ -74,15 +74,15 @@ TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of
 # KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
 # the counter fields it adds 1 to, its impression events' series updates (``SERIES_ADD``'s arguments,
-# the key as an index) and its experiment arms' served impressions ([total key index, day key index,
-# field]), its user's decisions index [key index, decision id] and series index [key index, TTL (ms),
-# names] (``SERIES_INDEX``; empty without impressions), the indexes erasure reads (``redis_users.py``);
-# ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment phases' days). A
+# the user hash as an index) and its experiment arms' served impressions ([total key index, day key
+# index, field]), and its user's decisions index [key index, decision id], which erasure reads
+# (``redis_users.py``); ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment
+# phases' days); ARGV[4..11]: ``prune_args`` (``SERIES_FINISH``). A
 # decision whose join record exists is skipped whole: a call that is sent again counts nothing twice. JSON
 # rather than one argument a value: the client packs arguments one by one, in Python, which costs more.
 KEEP_SCRIPT = (
     SERIES_ADD
-    + SERIES_INDEX
+    + SERIES_FINISH
     + """
 local ttl = ARGV[1]
 local kept = 0
@@ -97,7 +97,7 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', day, field, 1)
     end
     for _, u in ipairs(d[6]) do
-      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8])
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7])
     end
     for _, a in ipairs(d[7]) do
       redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
@@ -106,16 +106,13 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
     local decisions = KEYS[d[8][1]]
     redis.call('SADD', decisions, d[8][2])
     redis.call('PEXPIRE', decisions, ttl)
-    local k = d[9]
-    if #k > 0 then
-      series_index(KEYS[k[1]], k[3], k[2])
-    end
     kept = kept + 1
   end
 end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
   redis.call('SADD', KEYS[s[1]], s[2])
 end
+series_finish(ARGV, 4)
 return kept
 """
 )
@@ -304,7 +301,6 @@ class RedisFeedback:
         measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
         names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
         sets: dict[tuple[int, str], None] = {}
-        constants = self.store._series_constants(now) if impressions else {}
         decisions = []
         for join in joins:
             day = join.day
@@ -325,7 +321,7 @@ class RedisFeedback:
                         ]
                     )
                     sets[key_index(self.arm_days_key(experiment, phase)), day] = None
-            updates, indexed = self._impressions(join, now, constants, key_index) if impressions else ([], [])
+            updates = self._impressions(join, now, key_index) if impressions else []
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
@@ -343,53 +339,46 @@ class RedisFeedback:
                     updates,
                     arms,
                     [key_index(self.store.decisions_index_key(join.user_id)), join.decision_id],
-                    indexed,
                 ]
             )
             sets[key_index(self.versions_key()), join.version] = None
             sets[key_index(self.days_key(join.version)), day] = None
-        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets))]
+        pruning = [arg.encode() for arg in prune_args(self.store.scheme, now)]
+        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets)), *pruning]
 
-    def _impressions(
-        self,
-        join: Join,
-        now: float,
-        constants: dict[str, tuple[str, str, bool]],
-        key_index: Callable[[str], int],
-    ) -> tuple[list[list[object]], list[object]]:
+    def _impressions(self, join: Join, now: float, key_index: Callable[[str], int]) -> list[list[object]]:
         """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
-        slots' events share the user and the time, so the same buckets, and the "any" key's series; and
-        ``SERIES_INDEX``'s (empty when there are no updates)."""
+        slots' events share the user and the time, so the same buckets, and the "any" key's series."""
         events = served_impressions(join)
         if not events:
-            return [], []
+            return []
         try:
             ts = check_batch(events, now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
-            return [], []
+            return []
         kept = kept_buckets(ts, now, self.store.scheme)
         if kept is None:
-            return [], []
+            return []
+        user = key_index(self.store.user_key(join.user_id))
+        day = self.store.scheme.day
         counts = Counter(key for event in events for key in series_keys(event.key))
         updates: list[list[object]] = []
         for key, count in counts.items():
+            series = self.store.series_name(IMPRESSION, key)
             for resolution, bucket, ttl in kept:
-                oldest, prune, is_day = constants[resolution.name]
+                is_day = resolution is day
                 updates.append(
                     [
-                        key_index(self.store.series_key(join.user_id, IMPRESSION, key, resolution)),
-                        str(bucket),
+                        user,
+                        f"{bucket_prefix(series, resolution)}{bucket}",
                         str(count),
                         repr(float(count)),  # an impression's value is 1
                         str(math.ceil(ttl * 1000)),
-                        oldest,
-                        prune,
+                        latest_field(series) if is_day else "",
                         repr(ts) if is_day else "",
                     ]
                 )
-        longest = max(math.ceil(ttl * 1000) for _, _, ttl in kept)
-        names = [self.store.series_name(IMPRESSION, key) for key in counts]
-        return updates, [key_index(self.store.series_index_key(join.user_id)), str(longest), names]
+        return updates
 
     async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))

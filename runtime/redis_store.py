@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
-from .buckets import Planned, Resolution, Scheme, decode_attribute, plan_in_chunks, split_attributes
+from .buckets import Planned, Scheme, decode_attribute, plan_in_chunks, split_attributes
 from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
@@ -34,7 +34,14 @@ from .kpis import KpiCounts, KpiQuery
 from .redis_clients import AsyncClient, BlockingClient, async_client, blocking_client
 from .redis_feedback import RedisFeedback
 from .redis_keys import key_part
-from .redis_series import SERIES_ADD, SERIES_INDEX
+from .redis_series import (
+    SERIES_ADD,
+    SERIES_FINISH,
+    bucket_prefix,
+    latest_field,
+    profile_field,
+    prune_args,
+)
 from .redis_slots import by_slot
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
@@ -52,29 +59,26 @@ EVENTS_PER_CALL = 32
 WRITE_CONNECTIONS = 2
 
 # KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
-# ARGV[3]: ids first seen at or before this time are forgotten. Then, per event:
-# the index of its user's id set (0 when the event has no id; the key after it is
-# the user's fingerprints hash), the id, the payload's fingerprint, the number of
-# writes, the index of its user's series index (the set of the user's series, so
-# that erasure finds them), the number of series names and the names; and per
-# write: the series key's index, the bucket, the value, the series' TTL (ms),
-# its oldest kept bucket, the field count past which it is pruned, and the
-# event time ('' unless a day series, which keeps the latest).
+# ARGV[3]: ids first seen at or before this time are forgotten; ARGV[4..11]: ``prune_args``.
+# Then, per event: the index of its user's id set (0 when the event has no id; the key
+# after it is the user's fingerprints hash), the id, the payload's fingerprint, the
+# index of its user's hash and the number of writes; and per write: the bucket's
+# count field, the value, the user hash's TTL (ms) the write needs, the latest time's
+# field ('' unless a day series, which keeps the latest) and the event time.
 # An id seen with another fingerprint is a conflict; with the same, or with none
 # (stored before fingerprints were), a duplicate. Either way the first one stands.
 # A new id forgets at most 64 old ones, so a call's work stays bounded.
 RECORD_SCRIPT = (
     SERIES_ADD
-    + SERIES_INDEX
+    + SERIES_FINISH
     + """
 local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
-local i = 4
+local i = 12
 while i <= #ARGV do
-  local ids, id, fingerprint, n = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local series, names = KEYS[tonumber(ARGV[i + 4])], tonumber(ARGV[i + 5])
-  local first_name = i + 6
-  i = i + 6 + names
+  local ids, id, fingerprint = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  local user, n = KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
+  i = i + 5
   local repeated = false
   if ids > 0 then
     local seen = redis.call('ZSCORE', KEYS[ids], id)
@@ -98,80 +102,69 @@ while i <= #ARGV do
       redis.call('PEXPIRE', KEYS[ids + 1], ARGV[2])
     end
   end
-  if repeated then
-    i = i + 7 * n
-  else
+  if not repeated then
     accepted = accepted + 1
-    local longest = 0
-    for _ = 1, n do
-      local a = i + 1
-      series_add(KEYS[tonumber(ARGV[i])], ARGV[a], 1, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
-      longest = math.max(longest, tonumber(ARGV[a + 2]))
-      i = i + 7
+    for w = i, i + 5 * (n - 1), 5 do
+      series_add(user, ARGV[w], 1, ARGV[w + 1], ARGV[w + 2], ARGV[w + 3], ARGV[w + 4])
     end
-    series_index(series, {unpack(ARGV, first_name, first_name + names - 1)}, longest)
   end
+  i = i + 5 * n
 end
+series_finish(ARGV, 4)
 return {accepted, duplicates, conflicts}
 """
 )
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
-# KEYS: one per read. ARGV, per read: what to read ('c' a count, 't' a total, 'l' the
-# latest event time, 'p' profile attributes), then for 'c' and 't' the first and last
-# bucket, for 'p' the number of attribute names and the names. Summing here keeps the
-# request small: a 2 h window is two numbers, not 121 field names. Totals come back
-# as text ('%.17g'), since Redis would truncate a Lua number to an integer.
-# ARGV[1] is the consent attribute's name, or '' without a consent gate. With one,
-# KEYS[1] is the user's profile and ARGV[2] the number of public attributes, named
-# next: the attribute is read before anything else, and reply 1 is its value. When
-# it is 'false' the script reads the public attributes alone (reply 2) and stops,
-# so nothing personal is read; otherwise the reads follow, their replies after it.
+# KEYS[1]: the user's hash (``redis_series.py``). ARGV, per read: what to read ('c' a
+# count, 't' a total, 'l' the latest event time, 'p' profile attributes), then for 'c'
+# and 't' the series' bucket prefix and the first and last bucket, for 'l' the field,
+# for 'p' the number of fields and the fields. Summing here keeps the request small: a
+# 2 h window is three arguments, not 121 field names. Totals come back as text
+# ('%.17g'), since Redis would truncate a Lua number to an integer.
+# ARGV[1] is the consent attribute's field, or '' without a consent gate. With one,
+# ARGV[2] is the number of public attributes' fields, named next: the attribute is read
+# before anything else, and reply 1 is its value. When it is 'false' the script reads
+# the public attributes alone (reply 2) and stops, so nothing personal is read;
+# otherwise the reads follow, their replies after it.
 FETCH_SCRIPT = """
+local key = KEYS[1]
 local replies = {}
 local i = 2
-local first = 1
 if ARGV[1] ~= '' then
-  local consent = redis.call('HGET', KEYS[1], ARGV[1])
+  local consent = redis.call('HGET', key, ARGV[1])
   local n = tonumber(ARGV[2])
   replies[1] = consent
   if consent == 'false' then
     if n > 0 then
-      replies[2] = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+      replies[2] = redis.call('HMGET', key, unpack(ARGV, 3, 2 + n))
     end
     return replies
   end
   i = 3 + n
-  first = 2
 end
-for k = first, #KEYS do
+while i <= #ARGV do
   local what = ARGV[i]
   if what == 'c' or what == 't' then
-    -- A series hash holds only the buckets that saw events (it is pruned as it
-    -- is written), so reading it whole is cheaper than naming every bucket of
-    -- the window, and still bounded by the buckets a resolution keeps.
-    local first, last = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-    local want_total = what == 't'
-    local flat = redis.call('HGETALL', KEYS[k])
+    local prefix, suffix = ARGV[i + 1], what == 't' and 't' or ''
+    local fields = {}
+    for b = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) do
+      fields[#fields + 1] = prefix .. b .. suffix
+    end
     local sum = 0
-    for j = 1, #flat, 2 do
-      local field = flat[j]
-      local is_total = string.byte(field, -1) == 116 -- a trailing 't'; 'last' parses to nothing below
-      if is_total == want_total then
-        local b = tonumber(is_total and string.sub(field, 1, -2) or field)
-        if b and b >= first and b <= last then
-          sum = sum + tonumber(flat[j + 1])
-        end
+    for _, value in ipairs(redis.call('HMGET', key, unpack(fields))) do
+      if value then
+        sum = sum + tonumber(value)
       end
     end
-    replies[k] = what == 'c' and sum or string.format('%.17g', sum)
-    i = i + 3
+    replies[#replies + 1] = what == 'c' and sum or string.format('%.17g', sum)
+    i = i + 4
   elseif what == 'l' then
-    replies[k] = redis.call('HGET', KEYS[k], 'last')
-    i = i + 1
+    replies[#replies + 1] = redis.call('HGET', key, ARGV[i + 1])
+    i = i + 2
   else
     local n = tonumber(ARGV[i + 1])
-    replies[k] = redis.call('HMGET', KEYS[k], unpack(ARGV, i + 2, i + 1 + n))
+    replies[#replies + 1] = redis.call('HMGET', key, unpack(ARGV, i + 2, i + 1 + n))
     i = i + 2 + n
   end
 end
@@ -231,42 +224,33 @@ class RedisStore(FeatureStore):
 
     # --- keys ----------------------------------------------------------------------------
 
-    def _user(self, user_id: str) -> str:
-        # The braces are a hash tag: one user's keys share a cluster slot.
+    def user_key(self, user_id: str) -> str:
+        """The user's hash: the profile and every counter (``redis_series.py``). The braces are a hash
+        tag: all the user's keys, named after it, share a cluster slot."""
         return f"{self.prefix}{{{key_part(user_id)}}}"
-
-    def series_key(self, user_id: str, event: str, key: str, resolution: Resolution) -> str:
-        return f"{self._user(user_id)}:c:{self.series_name(event, key)}:{resolution.name}"
 
     @staticmethod
     def series_name(event: str, key: str) -> str:
-        """An event type and key as the user's series keys and series index name them."""
+        """An event type and key as the user hash's fields name them."""
         return f"{key_part(event)}:{key_part(key)}"
-
-    def series_index_key(self, user_id: str) -> str:
-        """The set of the user's series names (``series_name``): how erasure finds every series."""
-        return f"{self._user(user_id)}:k"
 
     def decisions_index_key(self, user_id: str) -> str:
         """The set of the decision ids whose join records are the user's (``redis_feedback``)."""
-        return f"{self._user(user_id)}:j"
+        return f"{self.user_key(user_id)}:j"
 
     def feedback_index_key(self, user_id: str) -> str:
         """The set of the feedback ids counted on the user's decisions."""
-        return f"{self._user(user_id)}:f"
+        return f"{self.user_key(user_id)}:f"
 
     def exposures_index_key(self, user_id: str) -> str:
         """The set of the experiment phases (``experiment:phase``, quoted) the user was exposed to."""
-        return f"{self._user(user_id)}:x"
-
-    def profile_key(self, user_id: str) -> str:
-        return f"{self._user(user_id)}:p"
+        return f"{self.user_key(user_id)}:x"
 
     def ids_key(self, user_id: str) -> str:
-        return f"{self._user(user_id)}:ids"
+        return f"{self.user_key(user_id)}:ids"
 
     def fingerprints_key(self, user_id: str) -> str:
-        return f"{self._user(user_id)}:fp"
+        return f"{self.user_key(user_id)}:fp"
 
     def _phase(self, experiment: str, phase: str) -> str:
         # One phase's keys share a hash tag, so one script call can mark and count them.
@@ -324,28 +308,26 @@ class RedisStore(FeatureStore):
         self, user_id: str, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None
     ) -> tuple[list[str], list[str], list[FeatureRef], list[FeatureRef]]:
         """KEYS and ARGV for ``FETCH_SCRIPT``, and the features its replies answer, in order."""
-        keys: list[str] = []
         args: list[str] = [""]
         if consent is not None:
-            public = [ref.name for ref in consent.allowed(features)]
-            keys.append(self.profile_key(user_id))
-            args = [consent.attribute, str(len(public)), *public]
+            public = [profile_field(ref.name) for ref in consent.allowed(features)]
+            args = [profile_field(consent.attribute), str(len(public)), *public]
         reads: list[FeatureRef] = []
         for ref in features:
             if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
                 resolution, buckets = self.scheme.window(ref.window, at)
-                keys.append(self.series_key(user_id, ref.event, ref.key, resolution))
-                args += ["c" if ref.kind is FeatureKind.COUNT else "t", str(buckets.start), str(buckets.stop - 1)]
+                prefix = bucket_prefix(self.series_name(ref.event, ref.key), resolution)
+                what = "c" if ref.kind is FeatureKind.COUNT else "t"
+                args += [what, prefix, str(buckets.start), str(buckets.stop - 1)]
             elif ref.kind is FeatureKind.SINCE:
-                keys.append(self.series_key(user_id, ref.event, ref.key, self.scheme.day))
-                args.append("l")
+                args += ["l", latest_field(self.series_name(ref.event, ref.key))]
             else:
                 continue
             reads.append(ref)
         profile = [ref for ref in features if ref.kind is FeatureKind.PROFILE]
         if profile:
-            keys.append(self.profile_key(user_id))
-            args += ["p", str(len(profile)), *(ref.name for ref in profile)]
+            args += ["p", str(len(profile)), *(profile_field(ref.name) for ref in profile)]
+        keys = [self.user_key(user_id)] if len(args) > 1 else []
         return keys, args, reads, profile
 
     def _fetch_values(
@@ -418,13 +400,15 @@ class RedisStore(FeatureStore):
         sets, deletes = split_attributes(attributes)  # raises before anything is sent
         if not sets and not deletes:
             return
-        key = self.profile_key(user_id)
+        key = self.user_key(user_id)
         async with self._writes().pipeline(transaction=True) as pipe:
             if sets:
-                pipe.hset(key, mapping=sets)
+                pipe.hset(key, mapping={profile_field(name): text for name, text in sets.items()})
             if deletes:
-                pipe.hdel(key, *deletes)
-            pipe.pexpire(key, math.ceil(self.profile_ttl * 1000))
+                pipe.hdel(key, *map(profile_field, deletes))
+            # The user hash lives at least ``profile_ttl`` after this, and as long as its counters need.
+            pipe.pexpire(key, math.ceil(self.profile_ttl * 1000), gt=True)
+            pipe.pexpire(key, math.ceil(self.profile_ttl * 1000), nx=True)
             self.round_trips += 1
             await pipe.execute()
 
@@ -462,7 +446,7 @@ class RedisStore(FeatureStore):
             return set()
         async with self._reads().pipeline(transaction=False) as pipe:
             for user_id in users:
-                pipe.hget(self.profile_key(user_id), attribute)
+                pipe.hget(self.user_key(user_id), profile_field(attribute))
             self.round_trips += 1
             stored = await pipe.execute()
         return {user_id for user_id, text in zip(users, stored, strict=True) if text in (DECLINED, DECLINED.encode())}
@@ -620,15 +604,6 @@ class RedisStore(FeatureStore):
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
             return await pipe.execute(raise_on_error=False)
 
-    def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
-        """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
-        bucket and prune threshold, and whether it keeps the latest event time (the day series)."""
-        day = self.scheme.day
-        return {
-            resolution.name: (str(resolution.oldest(now)), str(2 * resolution.prune_above + 1), resolution is day)
-            for resolution in self.scheme.resolutions
-        }
-
     def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
         """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
         index: dict[str, int] = {}
@@ -644,31 +619,22 @@ class RedisStore(FeatureStore):
                 index[self.fingerprints_key(user_id)] = len(index) + 1
             return str(index[key])
 
-        # What is the same for every write to a resolution in this call, and each series' key index.
-        fixed = self._series_constants(now)
-        series: dict[tuple[str, str, str, str], str] = {}
+        day = self.scheme.day
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
+        args += prune_args(self.scheme, now)
         for item in live:
             event = item.event
             ids = ids_index(event.user_id) if event.id is not None else "0"
-            names = list(dict.fromkeys(self.series_name(write.event, write.key) for write in item.writes))
-            indexed = key_index(self.series_index_key(event.user_id))
-            args += [ids, event.id or "", item.fingerprint or "", str(len(item.writes)), indexed, str(len(names))]
-            args += names
+            user = key_index(self.user_key(event.user_id))
+            args += [ids, event.id or "", item.fingerprint or "", user, str(len(item.writes))]
             for write in item.writes:
-                resolution = write.resolution
-                where = (write.user_id, write.event, write.key, resolution.name)
-                key = series.get(where)
-                if key is None:
-                    key = series[where] = key_index(self.series_key(write.user_id, write.event, write.key, resolution))
-                oldest, prune, is_day = fixed[resolution.name]
+                series = self.series_name(write.event, write.key)
+                is_day = write.resolution is day
                 args += [
-                    key,
-                    str(write.bucket),
+                    f"{bucket_prefix(series, write.resolution)}{write.bucket}",
                     repr(write.value),
                     str(math.ceil(write.ttl * 1000)),
-                    oldest,
-                    prune,
+                    latest_field(series) if is_day else "",
                     repr(write.ts) if is_day else "",
                 ]
         return list(index), args

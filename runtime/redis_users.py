@@ -1,10 +1,10 @@
 """``RedisStore``'s export and erasure of one user's data.
 
-A user's own keys share the hash tag ``{USER}``: the profile ``p``, the event
-ids ``ids`` and their fingerprints ``fp``, and the counter series
-``c:TYPE:KEY:RES``. Series are named by event type and key, which nothing
-else tells, so the record script keeps an index of them, ``k``. Data about
-the user in shared keys is indexed the same way: ``j`` the decisions whose
+A user's own keys share the hash tag ``{USER}``: the user hash itself, which
+holds the profile and every counter series (``redis_series.py``), so one
+key holds all of the user's features, and the event ids ``ids`` and their
+fingerprints ``fp``. Data about the user in shared keys is indexed by sets
+of the user: ``j`` the decisions whose
 join records (``j:{decision}``) are theirs, ``f`` the feedback ids
 (``fid:{id}``) counted on them (feedback marks are fields of the join
 records, and go with them), ``x`` the experiment phases whose exposure
@@ -25,6 +25,7 @@ from urllib.parse import unquote
 from redis.exceptions import WatchError
 
 from .buckets import decode_attribute, is_duplicate
+from .redis_series import LATEST, PROFILE, parse_bucket
 from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
 
 if TYPE_CHECKING:
@@ -62,23 +63,13 @@ class RedisUsers:
     def __init__(self, store: RedisStore):
         self.store = store
 
-    def _indexes(self, user_id: str) -> tuple[str, str, str, str]:
+    def _indexes(self, user_id: str) -> tuple[str, str, str]:
         store = self.store
         return (
-            store.series_index_key(user_id),
             store.decisions_index_key(user_id),
             store.feedback_index_key(user_id),
             store.exposures_index_key(user_id),
         )
-
-    def _series_keys(self, user_id: str, names: set[str]) -> list[tuple[str, str, str]]:
-        """(key, series name, resolution name) of every series the index names."""
-        base = self.store.profile_key(user_id).removesuffix(":p")
-        return [
-            (f"{base}:c:{name}:{resolution.name}", name, resolution.name)
-            for name in sorted(names)
-            for resolution in self.store.scheme.resolutions
-        ]
 
     def _phase(self, name: str) -> tuple[str, str]:
         experiment, _, phase = name.partition(":")
@@ -89,41 +80,40 @@ class RedisUsers:
     async def export(self, user_id: str) -> UserData:
         store = self.store
         client = store._reads()
-        series_index, decisions_index, feedback_index, exposures_index = self._indexes(user_id)
         async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(store.profile_key(user_id))
+            pipe.hgetall(store.user_key(user_id))
             pipe.zrange(store.ids_key(user_id), 0, -1, withscores=True)
-            for index in (series_index, decisions_index, feedback_index, exposures_index):
+            for index in self._indexes(user_id):
                 pipe.smembers(index)
             store.round_trips += 1
-            profile, ids, *members = await pipe.execute()
-        names, decisions, feedback_ids, phases = (sorted(_text(m) for m in found) for found in members)
-        series_keys = self._series_keys(user_id, set(names))
+            fields, ids, *members = await pipe.execute()
+        decisions, feedback_ids, phases = (sorted(_text(m) for m in found) for found in members)
         phase_names = [self._phase(name) for name in phases]
         async with client.pipeline(transaction=False) as pipe:
-            for key, _, _ in series_keys:
-                pipe.hgetall(key)
+            pipe.echo(0)  # a pipeline of nothing would send nothing and answer nothing
             for item_id in feedback_ids:
                 pipe.exists(store.feedback.id_key(item_id))
             for experiment, phase in phase_names:
                 pipe.get(store.exposure_key(experiment, phase, user_id))
                 pipe.hget(store.feedback.arm_users_key(experiment, phase), user_id)
             store.round_trips += 1
-            replies = await pipe.execute()
-        series_replies = replies[: len(series_keys)]
-        id_replies = replies[len(series_keys) : len(series_keys) + len(feedback_ids)]
-        phase_replies = replies[len(series_keys) + len(feedback_ids) :]
+            replies = (await pipe.execute())[1:]
+        id_replies = replies[: len(feedback_ids)]
+        phase_replies = replies[len(feedback_ids) :]
         arm_replies, value_replies = phase_replies[0::2], phase_replies[1::2]
         widths = {resolution.name: resolution.width for resolution in store.scheme.resolutions}
+        profile, cells, latest = _user_fields(fields)
         series = []
-        for (_, name, resolution), fields in zip(series_keys, series_replies, strict=True):
-            if fields:
-                event, key = (unquote(part) for part in name.split(":"))
-                series.append(decoded_series(event, key, resolution, widths[resolution], *_cells(fields)))
+        for name, resolution in sorted(_series(cells, latest, store.scheme.day.name)):
+            event, key = (unquote(part) for part in name.split(":"))
+            last = latest.get(name) if resolution == store.scheme.day.name else None
+            found = cells.get((name, resolution), {})
+            buckets = [(bucket, count, total) for bucket, (count, total) in found.items() if count is not None]
+            series.append(decoded_series(event, key, resolution, widths[resolution], buckets, last))
         joins = await store.feedback.joins(decisions)
         now = time.time()
         return UserData(
-            {_text(name): decode_attribute(value) for name, value in profile.items()},
+            {name: decode_attribute(value) for name, value in profile.items()},
             tuple(series),
             tuple(_text(item_id) for item_id, seen in ids if is_duplicate(seen, now)),
             tuple(
@@ -160,16 +150,14 @@ class RedisUsers:
         indexes = self._indexes(user_id)
         await pipe.watch(*indexes)
         store.round_trips += 1
-        names, decisions, feedback_ids, phases = [
+        decisions, feedback_ids, phases = [
             sorted(_text(member) for member in await pipe.smembers(index)) for index in indexes
         ]
         store.round_trips += len(indexes)
-        series_keys = [key for key, _, _ in self._series_keys(user_id, set(names))]
         pipe.multi()
-        pipe.hlen(store.profile_key(user_id))
+        pipe.hkeys(store.user_key(user_id))
         pipe.zcard(store.ids_key(user_id))
-        pipe.delete(store.profile_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id))
-        _delete(pipe, series_keys)
+        pipe.delete(store.user_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id))
         _delete(pipe, [store.feedback.join_key(decision_id) for decision_id in decisions])
         _delete(pipe, [store.feedback.id_key(item_id) for item_id in feedback_ids])
         for experiment, phase in (self._phase(name) for name in phases):
@@ -178,10 +166,12 @@ class RedisUsers:
             pipe.eval(UNEXPOSE_SCRIPT, 3, store.exposure_counts_key(experiment, phase), marker, converted, user_id)
         pipe.delete(*indexes)
         store.round_trips += 1
-        attributes, event_ids, _, series, joined, counted, *rest = await pipe.execute()
+        names, event_ids, _, joined, counted, *rest = await pipe.execute()
         exposures = sum(int(unexposed) for unexposed, _ in rest[:-1])
         values = sum(int(deleted) for _, deleted in rest[:-1])
-        return StoreErasure(int(attributes), int(series), int(event_ids), exposures, values, int(joined), int(counted))
+        profile, cells, latest = _user_fields(dict.fromkeys(names, b""))
+        series = len(_series(cells, latest, store.scheme.day.name))
+        return StoreErasure(len(profile), series, int(event_ids), exposures, values, int(joined), int(counted))
 
 
 def _delete(pipe: Pipeline, keys: list[str]) -> None:
@@ -196,17 +186,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _cells(fields: dict[Any, Any]) -> tuple[list[tuple[int, int, float]], float | None]:
-    """A series hash as ``(bucket, count, total)`` cells and its ``last`` field."""
-    counts: dict[int, int] = {}
-    totals: dict[int, float] = {}
-    last = None
+def _user_fields(
+    fields: dict[Any, Any],
+) -> tuple[dict[str, Any], dict[tuple[str, str], dict[int, tuple[int | None, float]]], dict[str, float]]:
+    """A user hash as its profile attributes (JSON text), its series' cells by (series name, resolution
+    name) and bucket, ``(count, total)``, and its series' latest event times by series name."""
+    profile: dict[str, Any] = {}
+    cells: dict[tuple[str, str], dict[int, tuple[int | None, float]]] = {}
+    latest: dict[str, float] = {}
     for name, value in fields.items():
         text = _text(name)
-        if text == "last":
-            last = float(value)
-        elif text.endswith("t"):
-            totals[int(text[:-1])] = float(value)
-        else:
-            counts[int(text)] = int(value)
-    return [(bucket, count, totals.get(bucket, 0.0)) for bucket, count in counts.items()], last
+        if text.startswith(PROFILE):
+            profile[text[len(PROFILE) :]] = value
+        elif text.startswith(LATEST):
+            latest[text[len(LATEST) :]] = float(value) if value else 0.0
+        elif (parsed := parse_bucket(text)) is not None:
+            series, resolution, bucket, is_total = parsed
+            count, total = cells.setdefault((series, resolution), {}).get(bucket, (None, 0.0))
+            if is_total:
+                total = float(value) if value else 0.0
+            else:
+                count = int(value) if value else 0
+            cells[series, resolution][bucket] = (count, total)
+    return profile, cells, latest
+
+
+def _series(cells: dict[tuple[str, str], Any], latest: dict[str, float], day: str) -> set[tuple[str, str]]:
+    """The (series name, resolution name) pairs the user hash holds: those with buckets, and the day
+    series of those with a latest event time."""
+    return set(cells) | {(name, day) for name in latest}

@@ -253,7 +253,7 @@ def test_the_store_reads_the_consent_attribute_first(store: Any) -> None:
 
 
 def test_redis_reads_no_personal_key_for_a_user_who_declined(redis_url: str, redis_prefix: str) -> None:
-    """MONITOR shows every command a script runs: for the user who declined, only their profile is read."""
+    """MONITOR shows every command a script runs: for the user who declined, only public attributes are read."""
     store = RedisStore(redis_url, prefix=redis_prefix)
 
     async def prepare() -> None:
@@ -274,9 +274,9 @@ def test_redis_reads_no_personal_key_for_a_user_who_declined(redis_url: str, red
     monitor_client.close()
     reads = [c for c in commands if c.startswith(("HGET", "HMGET", "HGETALL"))]
     assert len(reads) == 2, commands
-    assert reads[0].startswith("HGET") and reads[0].endswith(" consent")  # first, the consent attribute
-    assert reads[1].startswith("HMGET") and reads[1].endswith(" country")  # then the public attribute alone
-    assert not any(":c:" in command or " tier" in command for command in reads)
+    assert reads[0].startswith("HGET") and reads[0].endswith(" p:consent")  # first, the consent attribute
+    assert reads[1].startswith("HMGET") and reads[1].endswith(" p:country")  # then the public attribute alone
+    assert not any(" c:" in command or " l:" in command or " p:tier" in command for command in reads)
 
 
 # --- the service: consent from the request and from the profile ---------------------------

@@ -179,8 +179,9 @@ def assert_counts(http: httpx.Client, ledger: Ledger, redis: RedisProcess | None
     if redis is not None:  # and in the keys themselves (docs/runtime.md: the Redis key layout)
         for user, count in expected.items():
             assert redis.client.zcard(f"tailor:{{{user}}}:ids") == count, user
-            hours = redis.client.hgetall(f"tailor:{{{user}}}:c:view:any:h")
-            assert sum(int(n) for bucket, n in hours.items() if not bucket.endswith(b"t")) == count, user
+            fields = redis.client.hgetall(f"tailor:{{{user}}}")
+            hours = [int(n) for field, n in fields.items() if field.startswith(b"c:view:any:h:") and field[-1:] != b"t"]
+            assert sum(hours) == count, user
 
 
 def assert_clean(server: Server, tally: Tally, *, allowed: tuple[tuple[str, int], ...] = ()) -> None:

@@ -38,7 +38,7 @@ from tailor.runtime.events import (
     RecordResult,
 )
 from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.redis_store import EVENTS_PER_CALL, RedisStore
+from tailor.runtime.redis_store import EVENTS_PER_CALL, PROFILE_TTL, RedisStore
 from tailor.runtime.store import FeatureStore
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
@@ -452,24 +452,30 @@ def test_the_same_events_give_the_same_answers_in_both_stores(redis_url: str, re
 
 
 def test_every_redis_key_has_a_ttl_and_series_stay_small(redis_url: str, redis_prefix: str):
-    async def body(store: FeatureStore) -> None:
+    async def events(store: FeatureStore) -> None:
         for minute in range(6 * 60):  # one view a minute for six hours
             now = NOW + minute * MINUTE
             await store.record([view(now, id=str(minute)), Event("alice", "buy", value=2, ts=now - 2 * DAY)], now=now)
+
+    async def profile(store: FeatureStore) -> None:
         await store.set_profile("alice", {"tier": "gold"})
 
-    run(lambda: RedisStore(redis_url, prefix=redis_prefix), body)
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{redis_prefix}*"))
-    # view: Electronics and any x 3 resolutions; buy: any x hours, days; ids, fp; profile; the series index
-    assert len(keys) == 12
-    ttls = {key.decode().removeprefix(redis_prefix): client.pttl(key) for key in keys}
-    assert all(ttl > 0 for ttl in ttls.values()), ttls
-    assert ttls["{alice}:c:view:Electronics:m"] <= (2 * HOUR + 2 * MINUTE) * 1000
-    assert ttls["{alice}:c:view:Electronics:d"] <= (DEFAULT_RETENTION + 2 * DAY) * 1000
-    assert ttls["{alice}:c:view:Electronics:d"] <= ttls["{alice}:k"] <= (DEFAULT_RETENTION + 2 * DAY) * 1000
+    user = f"{redis_prefix}{{alice}}"
+    run(lambda: RedisStore(redis_url, prefix=redis_prefix), events)
+    # One hash holds every series of the user; the event ids and their fingerprints are the other two keys.
+    keys = sorted(key.decode() for key in client.scan_iter(match=f"{redis_prefix}*"))
+    assert keys == [user, f"{user}:fp", f"{user}:ids"]
+    assert all(client.pttl(key) > 0 for key in client.scan_iter(match=f"{redis_prefix}*"))
+    assert 0 < client.pttl(user) <= (DEFAULT_RETENTION + 2 * DAY) * 1000  # the longest-lived data: the day buckets
     minutes = Scheme.for_retention().minute
-    assert client.hlen(f"{redis_prefix}{{alice}}:c:view:any:m") <= 2 * minutes.prune_above + 1
+    fields = [field.decode() for field in client.hkeys(user)]
+    for series in ("view:Electronics", "view:any"):
+        kept = [field for field in fields if field.startswith(f"c:{series}:m:")]
+        # Six hours of minute buckets were written (720 fields); the stale ones were pruned as it went.
+        assert 2 * int(minutes.keep // minutes.width) <= len(kept) <= 2 * minutes.prune_above, len(kept)
+    run(lambda: RedisStore(redis_url, prefix=redis_prefix), profile)
+    assert (DEFAULT_RETENTION + 2 * DAY) * 1000 < client.pttl(user) <= PROFILE_TTL * 1000  # now the profile's
     client.close()
 
 
