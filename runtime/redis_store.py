@@ -394,7 +394,7 @@ class RedisStore(FeatureStore):
 
     def _user_of(self, item: Planned) -> str:
         """The hash-tagged head of a planned event's user's keys, which names their slot."""
-        return self._user(item.event.user_id)
+        return self.user_key(item.event.user_id)
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         sets, deletes = split_attributes(attributes)  # raises before anything is sent

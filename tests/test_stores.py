@@ -353,7 +353,7 @@ def test_one_round_trip_per_fetch_and_per_chunk_of_a_batch(make: Make):
             calls = sum(
                 len(
                     {
-                        client.get_node_from_key(store.profile_key(e.user_id)).name
+                        client.get_node_from_key(store.user_key(e.user_id)).name
                         for e in batch[i : i + EVENTS_PER_CALL]
                     }
                 )
