@@ -351,12 +351,7 @@ def test_one_round_trip_per_fetch_and_per_chunk_of_a_batch(make: Make):
         if is_redis(store) and store.cluster:
             client = store._writes()
             calls = sum(
-                len(
-                    {
-                        client.get_node_from_key(store.user_key(e.user_id)).name
-                        for e in batch[i : i + EVENTS_PER_CALL]
-                    }
-                )
+                len({client.get_node_from_key(store.user_key(e.user_id)).name for e in batch[i : i + EVENTS_PER_CALL]})
                 for i in range(0, MAX_BATCH, EVENTS_PER_CALL)
             )
             assert calls > math.ceil(MAX_BATCH / EVENTS_PER_CALL)  # the chunks were split
