@@ -29,7 +29,6 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from .buckets import Resolution, Scheme
-from .events import DEFAULT_RETENTION
 from .redis_keys import key_part
 from .redis_series import bucket_prefix, latest_field, profile_field
 from .redis_store import DEFAULT_PREFIX
@@ -148,12 +147,11 @@ class Migration:
         return {"users": self.users, "attributes": self.attributes, "series": self.series, "buckets": self.buckets}
 
 
-def migrate(
-    client: Redis, prefix: str = DEFAULT_PREFIX, *, retention: float = DEFAULT_RETENTION, dry_run: bool = False
-) -> Migration:
-    """Move every user found in the old layout, one script call each; what was moved (or would be)."""
+def migrate(client: Redis, prefix: str = DEFAULT_PREFIX, *, dry_run: bool = False) -> Migration:
+    """Move every user found in the old layout, one script call each; what was moved (or would be).
+    Keys are named by the resolutions' names alone, which the retention does not change."""
     old = OldLayout(prefix)
-    scheme = Scheme.for_retention(retention)
+    scheme = Scheme.for_retention()
     done = Migration()
     for part in old.users(client):
         done += move_user(client, old, scheme, part, dry_run=dry_run)
