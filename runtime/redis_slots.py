@@ -26,3 +26,11 @@ def by_slot(items: Iterable[T], key: Callable[[T], str]) -> dict[int, list[T]]:
     for item in items:
         groups.setdefault(slot_of(key(item)), []).append(item)
     return groups
+
+
+def by_key(items: Iterable[T], key: Callable[[T], object]) -> dict[object, list[T]]:
+    """``items`` grouped by ``key(item)`` (a shard, say), each group in the items' order."""
+    groups: dict[object, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups

@@ -514,7 +514,8 @@ class RedisStore(FeatureStore):
         """One transaction of HINCRBYs (HINCRBYFLOAT for sums that are not whole)."""
         if not counts:
             return
-        async with self._writes().pipeline(transaction=True) as pipe:
+        # One transaction on one Redis; on a cluster each model's key is in a slot of its own.
+        async with self._writes().pipeline(transaction=not self.cluster) as pipe:
             for (model, version, name), amount in counts.items():
                 key = self.model_counts_key(model, version)
                 if float(amount).is_integer():
@@ -601,7 +602,13 @@ class RedisStore(FeatureStore):
             return await client.eval(script, len(keys), *keys, *args)
 
     async def _scripts(
-        self, client: AsyncClient, script: str, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
+        self,
+        client: AsyncClient,
+        script: str,
+        sha: str,
+        calls: Sequence[tuple[list[str], Sequence[str | bytes]]],
+        *,
+        counted: bool = True,
     ) -> list[Any]:
         """Script calls whose keys may lie on several nodes of a cluster (each call's keys in one slot):
         one pipeline per node, sent to the nodes concurrently; a round trip per node. A node that has not
@@ -609,12 +616,14 @@ class RedisStore(FeatureStore):
         if not calls:
             return []
         if not isinstance(client, RedisCluster):
-            return [await self._script(client, script, sha, keys, args) for keys, args in calls]
-        replies = await self._pipelined(client, sha, calls)
+            return [await self._script(client, script, sha, keys, args, counted=counted) for keys, args in calls]
+        replies = await self._pipelined(client, sha, calls, counted)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, exceptions.NoScriptError)]
         if missing:
             await client.execute_command("SCRIPT LOAD", script, target_nodes=RedisCluster.PRIMARIES)
-            for i, reply in zip(missing, await self._pipelined(client, sha, [calls[i] for i in missing]), strict=True):
+            for i, reply in zip(
+                missing, await self._pipelined(client, sha, [calls[i] for i in missing], counted), strict=True
+            ):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
@@ -622,11 +631,11 @@ class RedisStore(FeatureStore):
         return replies
 
     async def _pipelined(
-        self, client: RedisCluster, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
+        self, client: RedisCluster, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]], counted: bool
     ) -> list[Any]:
         await client.initialize()  # the map of slots, on the first call (a no-op after)
         nodes = {client.get_node_from_key(keys[0]).name for keys, _ in calls}
-        self.round_trips += len(nodes)
+        self.round_trips += len(nodes) if counted else 0
         async with client.pipeline() as pipe:
             for keys, args in calls:
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
