@@ -1,7 +1,7 @@
 """Two ``tailor serve`` processes over a real Redis Cluster (three masters, three replicas).
 
 The same events go to the cluster, through both servers, and to one Redis
-through a third server. Then: every event is counted once, after a server
+through a third server. Then: every event and feedback item is counted once, after a server
 was killed while a batch was on its way and after a master failed over
 (senders retry whole batches, as they must when an answer is lost); the
 decisions agree with the single Redis; a decision during a fail-over is
@@ -147,11 +147,14 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         deciding = threading.Thread(target=decide_meanwhile)
         deciding.start()
         try:
+            eventually(lambda: len(answers) > 0, "decisions to be asked for")
             redis_cluster.fail_over()
+            during = len(answers)
+            eventually(lambda: len(answers) > during + 10, "decisions after the fail-over")
         finally:
             stop.set()
             deciding.join()
-        assert answers and set(answers) == {200}, answers
+        assert set(answers) == {200}, answers
 
         # The rest after the fail-over, the last ones twice, through a second server started meanwhile.
         c = start(RULES, "--redis", redis_cluster.url, "--decision-log", "off")
@@ -164,14 +167,33 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         assert counts(single.url, False) == expected
         assert decisions(a) == decisions(alone) == decisions(c)
 
-        # One decision, one script call on the nodes. The sidebar and the cart alone: the hero's experiment
-        # would add its exposures, written beside the decision. The commands a script runs are counted
-        # under their own names, and the model monitor's counters are written now and then in the
-        # background (a MULTI/EXEC): the decisions' calls are the EVALSHAs.
-        redis_cluster.reset_stats()
+        # Feedback through both servers, each item sent twice (a retry), counted once.
+        shown = [c.decide(user_id=user, context=CONTEXT, slots=["sidebar"])["decision_id"] for user in USERS]
+        items = [
+            {"decision_id": decision, "slot": "sidebar", "type": kind, "id": f"{kind}-{decision}"}
+            for decision in shown
+            for kind in ("impression", "click")
+        ]
+        for server in (c, a):  # c first: it keeps its own decisions before it counts their feedback
+            for start in range(0, len(items), 30):
+                response = server.http.post("/v1/feedback", json={"items": items[start : start + 30]}, headers=AUTH)
+                assert response.status_code == 200, response.text
+        rows = [r for r in c.http.get("/v1/kpis", headers=AUTH).json()["rows"] if r["slot"] == "sidebar"]
+        assert sum(r["impressions"] for r in rows) == len(USERS), rows
+        assert sum(r["clicks"] for r in rows) == len(USERS), rows
+        assert sum(r["decisions"] for r in rows) >= len(USERS), rows  # and every other decision on the cluster
+
+        # One decision, one round trip: as the server counts its store calls (served decisions are kept for
+        # feedback in the background, not counted), and on the nodes, for the store's reads alone.
+        before = a.metric("tailor_store_round_trips_total")
         degraded = [a.decide(user_id=u, context=CONTEXT, slots=["sidebar", "cart_upsell"])["degraded"] for u in USERS]
+        assert not any(degraded)
+        assert a.metric("tailor_store_round_trips_total") == before + len(USERS)
+        redis_cluster.reset_stats()
+        counts(redis_cluster.url, True)  # a fetch per user: 15 features of the user, one script
         calls = redis_cluster.commands()
-        assert calls.get("evalsha", 0) + calls.get("eval", 0) == len(USERS), (calls, degraded)
+        assert calls.get("evalsha", 0) + calls.get("eval", 0) == len(USERS), calls
+        assert "multi" not in calls and "exec" not in calls, calls
 
 
 def _whole(answer: dict[str, Any]) -> dict[str, Any] | None:
