@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis_cluster import LocalCluster, local_cluster
 
+from bench.local_cluster import LocalCluster, local_cluster
 from bench.ports import free_port
 
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from redis_cluster import LocalCluster
 from redis_process import private_redis
 from server_process import KEY, Server, eventually, servers
 
+from bench.local_cluster import LocalCluster
 from tailor.compiler.features import ANY_KEY, FeatureKind, FeatureRef
 from tailor.runtime.redis_store import RedisStore
 
