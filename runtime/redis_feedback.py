@@ -61,7 +61,7 @@ from .feedback import (
 )
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
-from .redis_series import SERIES_ADD, SERIES_FINISH, bucket_prefix, latest_field, prune_args
+from .redis_series import SERIES_ADD, SERIES_FINISH, latest_field, series_field
 from .redis_slots import by_key as by_shard
 from .store import EXPOSURE_TTL
 
@@ -83,7 +83,7 @@ SERVED_ON_CLUSTER = "--impressions served is not supported on a Redis Cluster: s
 # the user hash as an index) and its experiment arms' served impressions ([total key index, day key
 # index, field]), and its user's decisions index [key index, decision id], which erasure reads
 # (``redis_users.py``); ARGV[3]: JSON, [set key index, member] to add (versions, days, experiment
-# phases' days); ARGV[4..11]: ``prune_args`` (``SERIES_FINISH``). A
+# phases' days). A
 # decision whose join record exists is skipped whole: a call that is sent again counts nothing twice. JSON
 # rather than one argument a value: the client packs arguments one by one, in Python, which costs more.
 KEEP_SCRIPT = (
@@ -103,7 +103,7 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', day, field, 1)
     end
     for _, u in ipairs(d[6]) do
-      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7])
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10])
     end
     for _, a in ipairs(d[7]) do
       redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
@@ -120,7 +120,7 @@ end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
   redis.call('SADD', KEYS[s[1]], s[2])
 end
-series_finish(ARGV, 4)
+series_finish()
 return kept
 """
 )
@@ -354,6 +354,7 @@ class RedisFeedback:
             return index.setdefault(key, len(index) + 1)
 
         measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
+        constants = self.store._series_constants(now) if impressions else {}
         names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
         sets: dict[tuple[int, str], None] = {}
         decisions = []
@@ -376,7 +377,7 @@ class RedisFeedback:
                         ]
                     )
                     sets[key_index(self.arm_days_key(experiment, phase, shard)), day] = None
-            updates = self._impressions(join, now, key_index) if impressions else []
+            updates = self._impressions(join, now, constants, key_index) if impressions else []
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
@@ -398,10 +399,15 @@ class RedisFeedback:
             )
             sets[key_index(self.versions_key(shard)), join.version] = None
             sets[key_index(self.days_key(join.version, shard)), day] = None
-        pruning = [arg.encode() for arg in prune_args(self.store.scheme, now)]
-        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets)), *pruning]
+        return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets))]
 
-    def _impressions(self, join: Join, now: float, key_index: Callable[[str], int]) -> list[list[object]]:
+    def _impressions(
+        self,
+        join: Join,
+        now: float,
+        constants: dict[str, tuple[str, str, bool]],
+        key_index: Callable[[str], int],
+    ) -> list[list[object]]:
         """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
         slots' events share the user and the time, so the same buckets, and the "any" key's series."""
         events = served_impressions(join)
@@ -415,22 +421,24 @@ class RedisFeedback:
         if kept is None:
             return []
         user = key_index(self.store.user_key(join.user_id))
-        day = self.store.scheme.day
         counts = Counter(key for event in events for key in series_keys(event.key))
         updates: list[list[object]] = []
         for key, count in counts.items():
             series = self.store.series_name(IMPRESSION, key)
             for resolution, bucket, ttl in kept:
-                is_day = resolution is day
+                oldest, prune, is_day = constants[resolution.name]
                 updates.append(
                     [
                         user,
-                        f"{bucket_prefix(series, resolution)}{bucket}",
+                        series_field(series, resolution),
+                        str(bucket),
                         str(count),
                         repr(float(count)),  # an impression's value is 1
                         str(math.ceil(ttl * 1000)),
                         latest_field(series) if is_day else "",
                         repr(ts) if is_day else "",
+                        oldest,
+                        prune,
                     ]
                 )
         return updates

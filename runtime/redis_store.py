@@ -1,6 +1,7 @@
 """The production feature store: profiles and time-bucketed counters in Redis.
 
-Every fetch is one Lua script, so a decision costs one round trip. A batch of
+A user's profile and counters live in one hash (``redis_series.py``), and every
+fetch is one Lua script on that key, so a decision costs one round trip. A batch of
 events is one script call per ``EVENTS_PER_CALL`` events: Redis runs one
 script at a time, so a call must stay short for the decisions queued behind it
 to meet their deadline. Decisions and writes use separate connection pools,
@@ -37,10 +38,9 @@ from .redis_keys import key_part
 from .redis_series import (
     SERIES_ADD,
     SERIES_FINISH,
-    bucket_prefix,
     latest_field,
     profile_field,
-    prune_args,
+    series_field,
 )
 from .redis_slots import by_slot
 from .redis_users import RedisUsers
@@ -48,7 +48,7 @@ from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
-PROFILE_TTL = 365 * 86400.0  # a profile nobody rewrote for a year is dropped
+PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 # Events per record script call. An event costs Redis about 50 to 80 microseconds
 # (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
@@ -59,12 +59,13 @@ EVENTS_PER_CALL = 32
 WRITE_CONNECTIONS = 2
 
 # KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
-# ARGV[3]: ids first seen at or before this time are forgotten; ARGV[4..11]: ``prune_args``.
-# Then, per event: the index of its user's id set (0 when the event has no id; the key
-# after it is the user's fingerprints hash), the id, the payload's fingerprint, the
-# index of its user's hash and the number of writes; and per write: the bucket's
-# count field, the value, the user hash's TTL (ms) the write needs, the latest time's
-# field ('' unless a day series, which keeps the latest) and the event time.
+# ARGV[3]: ids first seen at or before this time are forgotten. Then, per event: the
+# index of its user's id set (0 when the event has no id; the key after it is the
+# user's fingerprints hash), the id, the payload's fingerprint, the index of its user's
+# hash and the number of writes; and per write (``SERIES_ADD``'s arguments): the
+# series' field, the bucket, the value, the user hash's TTL (ms) the write needs, the
+# latest time's field ('' unless a day series, which keeps the latest), the event time,
+# the series' oldest kept bucket and the bucket count past which it is pruned.
 # An id seen with another fingerprint is a conflict; with the same, or with none
 # (stored before fingerprints were), a duplicate. Either way the first one stands.
 # A new id forgets at most 64 old ones, so a call's work stays bounded.
@@ -74,7 +75,7 @@ RECORD_SCRIPT = (
     + """
 local accepted, duplicates, conflicts = 0, 0, 0
 local forget = tonumber(ARGV[3])
-local i = 12
+local i = 4
 while i <= #ARGV do
   local ids, id, fingerprint = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local user, n = KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
@@ -104,13 +105,13 @@ while i <= #ARGV do
   end
   if not repeated then
     accepted = accepted + 1
-    for w = i, i + 5 * (n - 1), 5 do
-      series_add(user, ARGV[w], 1, ARGV[w + 1], ARGV[w + 2], ARGV[w + 3], ARGV[w + 4])
+    for w = i, i + 8 * (n - 1), 8 do
+      series_add(user, ARGV[w], ARGV[w + 1], 1, unpack(ARGV, w + 2, w + 7))
     end
   end
-  i = i + 5 * n
+  i = i + 8 * n
 end
-series_finish(ARGV, 4)
+series_finish()
 return {accepted, duplicates, conflicts}
 """
 )
@@ -118,19 +119,15 @@ RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
 # KEYS[1]: the user's hash (``redis_series.py``). ARGV, per read: what to read ('c' a
 # count, 't' a total, 'l' the latest event time, 'p' profile attributes), then for 'c'
-# and 't' the series' bucket prefix and the first and last bucket, for 'l' the field,
-# for 'p' the number of fields and the fields. Summing here keeps the request small: a
-# 2 h window is three arguments, not 121 field names. Totals come back as text
-# ('%.17g'), since Redis would truncate a Lua number to an integer.
+# and 't' the series' field and the first and last bucket, for 'l' the field, for 'p'
+# the number of fields and the fields. The series and latest times are read by one
+# HMGET, and a window's buckets summed here, from the newest down to its first. Totals
+# come back as text ('%.17g'), since Redis would truncate a Lua number to an integer.
 # ARGV[1] is the consent attribute's field, or '' without a consent gate. With one,
 # ARGV[2] is the number of public attributes' fields, named next: the attribute is read
 # before anything else, and reply 1 is its value. When it is 'false' the script reads
 # the public attributes alone (reply 2) and stops, so nothing personal is read;
 # otherwise the reads follow, their replies after it.
-# The hash holds only the buckets that saw events (and is pruned as it is written), so
-# reading it whole once and summing each bucket into the windows that want it costs
-# less than naming every bucket of every window (a 1 h, a 24 h and a 7 d window of 16
-# series name 1,500 fields; a user of the HTTP benchmark holds about 300).
 FETCH_SCRIPT = """
 local key = KEYS[1]
 local replies = {}
@@ -147,52 +144,43 @@ if ARGV[1] ~= '' then
   end
   i = 3 + n
 end
-local wanted, sums, windows = {}, {}, 0
+local fields, reads = {}, {}
 while i <= #ARGV do
   local what = ARGV[i]
   local r = #replies + 1
-  if what == 'c' or what == 't' then
-    local prefix = ARGV[i + 1] .. (what == 't' and '*' or '')
-    local list = wanted[prefix]
-    if not list then
-      list = {}
-      wanted[prefix] = list
-    end
-    list[#list + 1] = {r, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}
-    sums[r] = what
-    replies[r] = 0
-    windows = windows + 1
-    i = i + 4
-  elseif what == 'l' then
-    replies[r] = redis.call('HGET', key, ARGV[i + 1])
-    i = i + 2
-  else
+  if what == 'p' then
     local n = tonumber(ARGV[i + 1])
     replies[r] = redis.call('HMGET', key, unpack(ARGV, i + 2, i + 1 + n))
     i = i + 2 + n
+  else
+    replies[r] = false
+    fields[#fields + 1] = ARGV[i + 1]
+    reads[#reads + 1] = {r, what, i}
+    i = i + (what == 'l' and 2 or 4)
   end
 end
-if windows > 0 then
-  local flat = redis.call('HGETALL', key)
-  for j = 1, #flat, 2 do
-    local field = flat[j]
-    if string.byte(field, 1) == 99 then -- 'c': a bucket field
-      local last = string.find(field, ':[^:]*$')
-      local is_total = string.byte(field, -1) == 116 -- 't'
-      local list = wanted[is_total and string.sub(field, 1, last) .. '*' or string.sub(field, 1, last)]
-      if list then
-        local b = tonumber(string.sub(field, last + 1, is_total and -2 or -1))
-        for _, w in ipairs(list) do
-          if b >= w[2] and b <= w[3] then
-            replies[w[1]] = replies[w[1]] + tonumber(flat[j + 1])
+if #fields > 0 then
+  local values = redis.call('HMGET', key, unpack(fields))
+  for n, read in ipairs(reads) do
+    local r, what, a = read[1], read[2], read[3]
+    local value = values[n]
+    if what == 'l' then
+      replies[r] = value
+    else
+      local first, last = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+      local sum = 0
+      if value then
+        for b, c, t in string.gmatch(value, '(%-?%d+) (%d+) ([^,]+),') do
+          b = tonumber(b)
+          if b < first then
+            break
+          end
+          if b <= last then
+            sum = sum + tonumber(what == 'c' and c or t)
           end
         end
       end
-    end
-  end
-  for r, what in pairs(sums) do
-    if what == 't' then
-      replies[r] = string.format('%.17g', replies[r])
+      replies[r] = what == 'c' and sum or string.format('%.17g', sum)
     end
   end
 end
@@ -344,9 +332,9 @@ class RedisStore(FeatureStore):
         for ref in features:
             if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
                 resolution, buckets = self.scheme.window(ref.window, at)
-                prefix = bucket_prefix(self.series_name(ref.event, ref.key), resolution)
+                field = series_field(self.series_name(ref.event, ref.key), resolution)
                 what = "c" if ref.kind is FeatureKind.COUNT else "t"
-                args += [what, prefix, str(buckets.start), str(buckets.stop - 1)]
+                args += [what, field, str(buckets.start), str(buckets.stop - 1)]
             elif ref.kind is FeatureKind.SINCE:
                 args += ["l", latest_field(self.series_name(ref.event, ref.key))]
             else:
@@ -641,6 +629,15 @@ class RedisStore(FeatureStore):
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
             return await pipe.execute(raise_on_error=False)
 
+    def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
+        """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
+        bucket and prune threshold, and whether it keeps the latest event time (the day series)."""
+        day = self.scheme.day
+        return {
+            resolution.name: (str(resolution.oldest(now)), str(resolution.prune_above), resolution is day)
+            for resolution in self.scheme.resolutions
+        }
+
     def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
         """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
         index: dict[str, int] = {}
@@ -656,9 +653,8 @@ class RedisStore(FeatureStore):
                 index[self.fingerprints_key(user_id)] = len(index) + 1
             return str(index[key])
 
-        day = self.scheme.day
+        fixed = self._series_constants(now)
         args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
-        args += prune_args(self.scheme, now)
         for item in live:
             event = item.event
             ids = ids_index(event.user_id) if event.id is not None else "0"
@@ -666,12 +662,15 @@ class RedisStore(FeatureStore):
             args += [ids, event.id or "", item.fingerprint or "", user, str(len(item.writes))]
             for write in item.writes:
                 series = self.series_name(write.event, write.key)
-                is_day = write.resolution is day
+                oldest, prune, is_day = fixed[write.resolution.name]
                 args += [
-                    f"{bucket_prefix(series, write.resolution)}{write.bucket}",
+                    series_field(series, write.resolution),
+                    str(write.bucket),
                     repr(write.value),
                     str(math.ceil(write.ttl * 1000)),
                     latest_field(series) if is_day else "",
                     repr(write.ts) if is_day else "",
+                    oldest,
+                    prune,
                 ]
         return list(index), args

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from redis.exceptions import WatchError
 
 from .buckets import decode_attribute, is_duplicate
-from .redis_series import LATEST, PROFILE, parse_bucket
+from .redis_series import LATEST, PROFILE, parse_series_field, series_buckets
 from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ class RedisUsers:
         for name, resolution in sorted(_series(cells, latest, store.scheme.day.name)):
             event, key = (unquote(part) for part in name.split(":"))
             last = latest.get(name) if resolution == store.scheme.day.name else None
-            found = cells.get((name, resolution), {})
-            buckets = [(bucket, count, total) for bucket, (count, total) in found.items() if count is not None]
+            buckets = cells.get((name, resolution), [])
             series.append(decoded_series(event, key, resolution, widths[resolution], buckets, last))
         joins = await store.feedback.joins(decisions)
         now = time.time()
@@ -169,7 +168,7 @@ class RedisUsers:
         names, event_ids, _, joined, counted, *rest = await pipe.execute()
         exposures = sum(int(unexposed) for unexposed, _ in rest[:-1])
         values = sum(int(deleted) for _, deleted in rest[:-1])
-        profile, cells, latest = _user_fields(dict.fromkeys(names, b""))
+        profile, cells, latest = _user_fields(dict.fromkeys(names, b"0"))  # the names tell; any value will do
         series = len(_series(cells, latest, store.scheme.day.name))
         return StoreErasure(len(profile), series, int(event_ids), exposures, values, int(joined), int(counted))
 
@@ -188,26 +187,20 @@ def _text(value: bytes | str) -> str:
 
 def _user_fields(
     fields: dict[Any, Any],
-) -> tuple[dict[str, Any], dict[tuple[str, str], dict[int, tuple[int | None, float]]], dict[str, float]]:
-    """A user hash as its profile attributes (JSON text), its series' cells by (series name, resolution
-    name) and bucket, ``(count, total)``, and its series' latest event times by series name."""
+) -> tuple[dict[str, Any], dict[tuple[str, str], list[tuple[int, int, float]]], dict[str, float]]:
+    """A user hash as its profile attributes (JSON text), its series' ``(bucket, count, total)`` cells
+    by (series name, resolution name), and its series' latest event times by series name."""
     profile: dict[str, Any] = {}
-    cells: dict[tuple[str, str], dict[int, tuple[int | None, float]]] = {}
+    cells: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
     latest: dict[str, float] = {}
     for name, value in fields.items():
         text = _text(name)
         if text.startswith(PROFILE):
             profile[text[len(PROFILE) :]] = value
         elif text.startswith(LATEST):
-            latest[text[len(LATEST) :]] = float(value) if value else 0.0
-        elif (parsed := parse_bucket(text)) is not None:
-            series, resolution, bucket, is_total = parsed
-            count, total = cells.setdefault((series, resolution), {}).get(bucket, (None, 0.0))
-            if is_total:
-                total = float(value) if value else 0.0
-            else:
-                count = int(value) if value else 0
-            cells[series, resolution][bucket] = (count, total)
+            latest[text[len(LATEST) :]] = float(value)
+        elif (parsed := parse_series_field(text)) is not None:
+            cells[parsed] = list(series_buckets(value))
     return profile, cells, latest
 
 

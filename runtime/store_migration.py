@@ -6,7 +6,8 @@ at each resolution in its own hash ``{USER}:c:TYPE:KEY:RES`` (fields ``B``,
 The user hash (``redis_series.py``) holds all of it in one key.
 
 The keyspace is walked with SCAN for the ``p`` and ``k`` keys, and each user
-is moved by one script: it adds the old buckets to the user hash, keeps the
+is moved by one script: it adds the old buckets to the user hash's series
+(a series written since by a server of this version is added to), keeps the
 later of two latest times, sets the attributes the user hash does not have yet
 (one written since by a server of this version is newer), makes the hash live
 as long as the longest-lived old key, and deletes the old keys, all at once.
@@ -30,16 +31,18 @@ from redis.exceptions import NoScriptError
 
 from .buckets import Resolution, Scheme
 from .redis_keys import key_part
-from .redis_series import bucket_prefix, latest_field, profile_field
+from .redis_series import SERIES_ENTRY, latest_field, profile_field, series_field
 from .redis_store import DEFAULT_PREFIX
 
 SCAN_COUNT = 1000  # keys SCAN looks at per call
 
 # KEYS[1]: the user hash, KEYS[2]: the old profile, KEYS[3]: the old series index, KEYS[4..]: the old
 # series hashes; ARGV[1]: what the user hash's profile fields start with; then, per series hash, its
-# bucket fields' prefix in the user hash and its latest time's field ('' unless a day series).
+# field in the user hash and its latest time's field ('' unless a day series).
 # Reply: [attributes, series, buckets] moved.
-MOVE_SCRIPT = """
+MOVE_SCRIPT = (
+    SERIES_ENTRY
+    + """
 local user = KEYS[1]
 local longest = redis.call('PTTL', user)
 local attributes, series, buckets = 0, 0, 0
@@ -58,27 +61,50 @@ if #profile > 0 then
   outlive(KEYS[2])
 end
 for k = 4, #KEYS do
-  local prefix, latest = ARGV[2 * (k - 4) + 2], ARGV[2 * (k - 4) + 3]
+  local field, latest = ARGV[2 * (k - 4) + 2], ARGV[2 * (k - 4) + 3]
   local flat = redis.call('HGETALL', KEYS[k])
   if #flat > 0 then
     series = series + 1
     outlive(KEYS[k])
   end
+  local counts, totals, order = {}, {}, {}
   for j = 1, #flat, 2 do
-    local field, value = flat[j], flat[j + 1]
-    if field == 'last' then
+    local name, value = flat[j], flat[j + 1]
+    if name == 'last' then
       if latest ~= '' then
         local last = redis.call('HGET', user, latest)
         if not last or tonumber(last) < tonumber(value) then
           redis.call('HSET', user, latest, value)
         end
       end
-    elseif string.byte(field, -1) == 116 then
-      redis.call('HINCRBYFLOAT', user, prefix .. field, value)
+    elseif string.byte(name, -1) == 116 then
+      totals[tonumber(string.sub(name, 1, -2))] = tonumber(value)
     else
-      redis.call('HINCRBY', user, prefix .. field, value)
+      local b = tonumber(name)
+      counts[b] = tonumber(value)
+      order[#order + 1] = b
       buckets = buckets + 1
     end
+  end
+  if #order > 0 then
+    local kept = redis.call('HGET', user, field)
+    if kept then -- written since by a server of this version: add the two
+      for b, c, t in string.gmatch(kept, '(%-?%d+) (%d+) ([^,]+),') do
+        b = tonumber(b)
+        if not counts[b] then
+          counts[b] = 0
+          order[#order + 1] = b
+        end
+        counts[b] = counts[b] + tonumber(c)
+        totals[b] = (totals[b] or 0) + tonumber(t)
+      end
+    end
+    table.sort(order, function(x, y) return x > y end)
+    local entries = {}
+    for n, b in ipairs(order) do
+      entries[n] = series_entry(b, counts[b], totals[b] or 0)
+    end
+    redis.call('HSET', user, field, table.concat(entries))
   end
 end
 if redis.call('EXISTS', user) == 1 and longest > 0 then
@@ -90,6 +116,7 @@ end
 redis.call('DEL', unpack(KEYS, 2))
 return {attributes, series, buckets}
 """
+)
 MOVE_SHA = hashlib.sha1(MOVE_SCRIPT.encode()).hexdigest()
 
 
@@ -167,7 +194,7 @@ def move_user(client: Redis, old: OldLayout, scheme: Scheme, part: str, *, dry_r
     for name in names:
         for resolution in scheme.resolutions:
             keys.append(f"{base}:c:{name}:{resolution.name}")
-            args += [bucket_prefix(name, resolution), latest_field(name) if resolution is scheme.day else ""]
+            args += [series_field(name, resolution), latest_field(name) if resolution is scheme.day else ""]
     if dry_run:
         return _count(client, keys)
     try:
