@@ -7,8 +7,9 @@ Measures, in this order: parsing, deciding in process at 100 to 50,000 rules
 against the baselines (with compile time), memory per rule count, store round
 trips and model runs against a perfect oracle, the cost of a model, serving
 over HTTP against the framework floor, decisions beside 1,000-event batches
-on both stores, hot reload (save to serve, and the decisions answered
-while a large reload compiles), and ``tailor diff``'s replay rate. Then it writes
+on both stores, one ingester's events per second from a Redis Stream, hot
+reload (save to serve, and the decisions answered while a large reload
+compiles), and ``tailor diff``'s replay rate. Then it writes
 ``performance.md``, ``performance.json`` (every figure, to redraw from) and
 ``img/perf-*.png`` into the output directory: the repository's docs/ for a
 full run, build/bench/ for a quick or partial one (``--quick``, ``--only``),
@@ -38,13 +39,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import decide, ingest, memory, models, oracle, parse, reload, replay, serve
+from . import decide, ingest, memory, models, oracle, parse, reload, replay, serve, stream
 from . import report as report_page
 from .decide import Disagreement
 from .oracle import OracleMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "reload", "replay")
+SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "stream", "reload", "replay")
 FULL_RULES = (100, 1_000, 10_000, 50_000)
 QUICK_RULES = (100, 1_000)
 RELOAD_RULES = 1_000
@@ -119,6 +120,8 @@ def measure(
                 )
         elif section == "ingest":
             results["ingest"] = ingest.run(quick, redis_base, db, progress=progress)
+        elif section == "stream":
+            results["stream"] = stream.run(quick, redis_base, db, progress=progress)
         elif section == "reload":
             times = reload.run(RELOAD_RULES, 1, 3 if quick else 9)
             results["reload"] = {"rules": RELOAD_RULES, "times_s": times, "median_s": statistics.median(times)}

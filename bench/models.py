@@ -8,16 +8,22 @@ decided with the fan's counters (the model runs) and without them (the
 segment fails in the tables, so the model never runs). The prediction cache is
 off, so every decision that needs the model pays for an inference. The two
 decisions take turns, so that a slow spell of a shared machine slows both.
+
+The baseline for the whole decision is one inference alone: ONNX Runtime's
+``session.run`` on the fan's very input row, already in a float32 array.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import platform
 import statistics
 import time
 from pathlib import Path
+
+import numpy as np
 
 import tailor
 
@@ -25,6 +31,8 @@ from .targets import Target
 
 RETAIL = Path(__file__).resolve().parents[1] / "rulesets" / "retail"
 TARGET_US = 100.0
+# The issue's target for the whole decision: at most this many inferences' time, plus INFERENCE_PLUS_US.
+INFERENCE_RATIO, INFERENCE_PLUS_US = 1.3, 10.0
 
 CONTEXT = {"page": "home", "device": "mobile"}
 FAN = {'views("Electronics", 24h)': 5, 'views("Electronics", 7d)': 9, "user.tier": "bronze"}
@@ -58,10 +66,14 @@ def run(repeat: int = 5000) -> dict[str, float]:
     assert with_model.models_run == ("p_click",), with_model
     assert without_model.models_run == (), without_model
     model = ruleset.models["p_click"]
-    row = [0.0] * len(model.features)
+    row = list(engine.explain(context=CONTEXT, features=FAN).model_inputs["p_click"].values())
+    assert len(row) == len(model.features) and not any(math.isnan(v) for v in row[:5]), row
+    feed = {model.input_name: np.array([row], dtype=np.float32)}
+    outputs = [model.output_name]
+    run_session = model.session.run
     gc.disable()
     try:
-        inference = _median_us(lambda: model.predict_one(row), repeat)
+        inference = _median_us(lambda: run_session(outputs, feed), repeat)
         needs, skips = _interleaved_us(
             [
                 lambda: engine.decide(context=CONTEXT, features=FAN),
@@ -86,7 +98,20 @@ def targets(result: dict[str, float]) -> list[Target]:
         f"the same kind of machine. The rest of the extra cost, {max(0.0, extra - inference):.0f} µs here, is "
         "mostly Python: loading the model's 14 inputs into the decision's values and building its input row."
     )
-    return [Target(f"a decision that runs a model costs ≤ {TARGET_US:g} µs more", extra, TARGET_US, " µs", why=why)]
+    bound = INFERENCE_RATIO * inference + INFERENCE_PLUS_US
+    return [
+        Target(f"a decision that runs a model costs ≤ {TARGET_US:g} µs more", extra, TARGET_US, " µs", why=why),
+        Target(
+            f"a decision that runs a model ≤ {INFERENCE_RATIO:g}x one inference + {INFERENCE_PLUS_US:g} µs"
+            f" (here {bound:.1f} µs)",
+            result["with_model_us"],
+            bound,
+            " µs",
+            why="Beyond the inference: stages 0 to 2 (a few µs, as in a decision without the model), the "
+            "model's input row (generated code reading the fetched values), the prediction cache's key and "
+            "lookup, and copying the row into ONNX Runtime's input buffer.",
+        ),
+    ]
 
 
 def main() -> None:
@@ -95,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.repeat)
     print(f"python {platform.python_version()} on {platform.machine()}; median of {args.repeat} runs each")
-    print(f"one p_click inference (ONNX Runtime, one row):     {result['inference_us']:8.1f} µs")
+    print(f"one p_click inference (session.run, one row):      {result['inference_us']:8.1f} µs")
     print(f"decision that runs the model:                      {result['with_model_us']:8.1f} µs")
     print(f"decision that does not need it:                    {result['without_model_us']:8.1f} µs")
     print(f"extra cost of a decision that needs one model:     {result['extra_us']:8.1f} µs")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import decide, floor_app, ingest, models, oracle, parse, reload, replay, serve
+from . import decide, floor_app, ingest, models, oracle, parse, reload, replay, serve, stream
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
 from .workload import SHAPE_LABELS
@@ -23,6 +23,7 @@ AREAS = {
     "models": "model issue",
     "scaling": "scaling issue",
     "hardening": "hardening issue",
+    "scale-out": "scale-out issue",
 }
 
 
@@ -94,11 +95,15 @@ def render(results: dict[str, Any], targets: Sequence[tuple[str, Target]], image
         out += _serve_section(results["serve"], images)
     if "ingest" in results:
         out += _ingest_section(results["ingest"])
+    if "stream" in results:
+        out += _stream_section(results["stream"])
     if "reload" in results:
         out += _reload_section(results["reload"])
     if "replay" in results:
         out += _replay_section(results["replay"])
-    out += _reproduce_section(meta, ingested="ingest" in results, replayed="replay" in results)
+    out += _reproduce_section(
+        meta, ingested="ingest" in results, replayed="replay" in results, streamed="stream" in results
+    )
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -503,6 +508,41 @@ def _ingest_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _stream_section(result: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            label,
+            f"{found['events']:,}",
+            f"{found['wall_s']:.2f} s",
+            f"{found['events_per_s']:,.0f}",
+            f"{found['cpu_s']:.2f} s",
+            f"{found['events_per_cpu_s']:,.0f}",
+            _us(found["redis_us_per_event"]),
+        ]
+        for label, found in (("read and acknowledge (floor)", result["floor"]), ("ingest", result["ingest"]))
+    ]
+    measured = (
+        [f"Measured with `{result['command']}` on {result['date']}, apart from the run above.", ""]
+        if "command" in result
+        else []
+    )
+    return [
+        "## Stream ingestion (`python -m bench.stream`)",
+        "",
+        f"{result['events']:,} view events in a Redis Stream are read by one ingester (the loop `tailor ingest`",
+        f"runs) as a consumer group, {result['batch']} per read; each batch is stored in Redis and then",
+        "acknowledged. The floor reads and acknowledges the same stream without storing anything. Events/s is",
+        "over the wall time of one process; events per CPU second counts that process's CPU alone, and Redis's",
+        "CPU per event is the server's own (on the same machine). The machine's load average when the run began: "
+        f"{result['load_average']:.1f} on {result['cpus']} CPUs.",
+        "",
+        *measured,
+        *_table(["", "events", "wall time", "events/s", "CPU time", "events per CPU second", "Redis CPU/event"], rows),
+        f"**Ingesting runs at {result['share_of_floor']:.0%} of the floor's rate.**",
+        "",
+    ]
+
+
 def _reload_section(result: dict[str, Any]) -> list[str]:
     return _save_to_serve(result) + (_beside_reload(result["beside"]) if "beside" in result else [])
 
@@ -570,7 +610,9 @@ def _save_to_serve(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _reproduce_section(meta: dict[str, Any], *, ingested: bool, replayed: bool = False) -> list[str]:
+def _reproduce_section(
+    meta: dict[str, Any], *, ingested: bool, replayed: bool = False, streamed: bool = False
+) -> list[str]:
     return [
         "## Reproducing",
         "",
@@ -586,6 +628,7 @@ def _reproduce_section(meta: dict[str, Any], *, ingested: bool, replayed: bool =
         "Each section's module also runs alone and prints its own figures: "
         + ", ".join(f"`python -m bench.{name}`" for name in ("decide", "memory", "parse", "oracle", "models", "serve"))
         + (", `python -m bench.ingest`" if ingested else "")
+        + (", `python -m bench.stream`" if streamed else "")
         + ", `python -m bench.reload`"
         + (", `python -m bench.replay`." if replayed else "."),
         "",
@@ -606,6 +649,8 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
     if "ingest" in results:
         found += [("hardening", t) for t in ingest.targets(results["ingest"])]
+    if "stream" in results:
+        found += [("scale-out", t) for t in stream.targets(results["stream"])]
     if "reload" in results:
         found += [("runtime", t) for t in reload.targets(results["reload"]["times_s"])]
         if "beside" in results["reload"]:

@@ -48,6 +48,14 @@ class CheckWriter:
                 self._residual_check(name, conjunction.residual)
         return name
 
+    def truth_function(self, condition: Condition) -> str:
+        """The name of a function of ``V`` giving the three-valued truth of ``condition`` (True, False, None)."""
+        return self._truth(condition)
+
+    def term_expression(self, term: Term) -> str:
+        """An expression over ``V`` giving the term's value, None when it is unknown."""
+        return self._term(term)
+
     def _residual_check(self, name: str, residual: tuple[Predicate, ...]) -> None:
         writer = CodeWriter()
         writer.line(f"def {name}(V):")

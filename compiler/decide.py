@@ -21,6 +21,7 @@ from .exposure import ExposureIndex
 from .features import FeatureKind, FeatureRef
 from .ir import Predicate, predicate_features
 from .ruleset import Ruleset
+from .stage1_native import native_stage1
 from .values import Values
 
 NEEDED_CACHE_SIZE = 4096
@@ -134,6 +135,7 @@ class Decider:
         self._plan = plan
         self._compiled = ruleset.compiled
         self._walk = ruleset.compiled.walk
+        self._stage1 = native_stage1(plan, ruleset.compiled.stage1)  # the C helper's when it is built
         self._types = {text: _type_of(plan, text) for text in plan.features}
         self._slot_masks = {name: slot.mask for name, slot in plan.slots.items()}
         # One immutable answer per rule and per default, shared by every decision, indexed as
@@ -250,7 +252,7 @@ class Decider:
             plan = self.consent
             alive &= ~plan.mask
             needed = plan.without_personal(needed)
-        alive = self._compiled.stage1(alive, fetched)
+        alive = self._stage1(alive, fetched)
 
         def make_values() -> Values:
             return Values(context, fetched, self._plan.features, self._types, run_model, assignment.arms)

@@ -73,6 +73,11 @@ class Values(dict):
         self.models_failed: list[str] = []  # models that failed or ran out of time: unknown
         self.model_inputs: dict[str, dict[str, float]] = {}  # what each model was given, for explain
 
+    @property
+    def sources(self) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """What the values load from: the request's context, and the fetched values under the supplied ones."""
+        return self._context, self._features
+
     def __missing__(self, text: str) -> Any:
         ref = self._refs[text]
         kind = ref.kind

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,7 @@ class Erasure:
         self.service = service
         self.attribution = attribution
         self.decision_log = decision_log
+        self.forgetters: list[Callable[[str], object]] = []  # more of what the process holds per user
         store = service.store
         url, prefix = getattr(store, "url", None), getattr(store, "prefix", None)
         # Only Redis is shared between processes; a memory store's server is one process.
@@ -98,6 +100,8 @@ class Erasure:
         self.attribution.forget(user_id)
         if self.decision_log is not None:
             self.decision_log.forget(user_id)
+        for forget in self.forgetters:
+            forget(user_id)
 
     def heard(self, user_id: str) -> None:
         """Another process erased the user."""

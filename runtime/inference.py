@@ -11,7 +11,6 @@ a user drops their cached predictions (``forget``).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tailor.compiler.model_inputs import input_vector
+from tailor.compiler.model_rows import row_function
+from tailor.compiler.plan import value_type
 from tailor.compiler.ruleset import Ruleset
 from tailor.compiler.values import Values
 
@@ -31,7 +32,12 @@ DEFAULT_CACHE_SIZE = 100_000
 class ModelRunner:
     def __init__(self, ruleset: Ruleset, cache_ttl: float = DEFAULT_CACHE_TTL, cache_size: int = DEFAULT_CACHE_SIZE):
         self.models = ruleset.models
-        self.inputs = ruleset.plan.model_inputs
+        plan = ruleset.plan
+        self.inputs = plan.model_inputs
+        types = {text: value_type(ref, plan.attribute_kinds) for text, ref in plan.features.items()}
+        # Each model's row as generated code (model_rows), and its inputs' texts for explain.
+        self._rows = {name: row_function(name, inputs, types) for name, inputs in self.inputs.items()}
+        self._texts = {name: tuple(i.text for i in inputs) for name, inputs in self.inputs.items()}
         self.cache_ttl = cache_ttl
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
@@ -62,15 +68,17 @@ class ModelRunner:
         inputs = self.inputs.get(name)
         if model is None or inputs is None:
             return None
+        row_of = self._rows.get(name)
         try:
-            row = input_vector(inputs, values)
+            row = row_of(*values.sources) if row_of is not None else input_vector(inputs, values)
         except (TypeError, ValueError):  # an input that cannot be computed from the values given
             log.warning("model %s: an input could not be computed", name, exc_info=True)
             self.failures += 1
             return None
-        values.model_inputs[name] = dict(zip((i.text for i in inputs), row, strict=True))
-        # NaN never equals itself, so the cache key spells unknown as None.
-        key = (model.version, user_id, tuple(None if math.isnan(v) else v for v in row))
+        values.model_inputs[name] = dict(zip(self._texts[name], row, strict=True))
+        # NaN never equals itself, but a row spells unknown as the one object math.nan, which a tuple
+        # compares by identity first: rows with the same unknowns are the same key.
+        key = (model.version, user_id, tuple(row))
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)

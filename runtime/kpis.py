@@ -54,7 +54,7 @@ class KpiQuery:
         return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
 
 
-def _rate(successes: float, trials: float) -> tuple[float | None, float | None, float | None]:
+def rate_interval(successes: float, trials: float) -> tuple[float | None, float | None, float | None]:
     """The rate and its interval; None without trials. The interval of a rate above 1 (more
     clicks than impressions, as when impressions go unreported) is that of 1."""
     if trials <= 0:
@@ -112,8 +112,8 @@ class KpiRow:
         clicks = int(counts.get("clicks", 0))
         conversions = int(counts.get("conversions", 0))
         value = float(counts.get(VALUE, 0.0))
-        ctr = _rate(clicks, impressions)
-        conversion = _rate(conversions, impressions)
+        ctr = rate_interval(clicks, impressions)
+        conversion = rate_interval(conversions, impressions)
         return cls(
             slot,
             rule,

@@ -25,6 +25,7 @@ from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEF
 from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
 from .http import create_app
+from .http.console_routes import DEFAULT_CONSOLE
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
 from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
@@ -73,6 +74,7 @@ class ServeOptions:
     shadow_sample: float = DEFAULT_SHADOW_SAMPLE
     canary: str | None = None  # a candidate ruleset served to canary_share of users
     canary_share: float = DEFAULT_CANARY_SHARE
+    console: bool = DEFAULT_CONSOLE  # the browser console at /
 
     @property
     def model_limits(self) -> ModelLimits:
@@ -162,6 +164,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         impressions=Impressions(options.impressions),
         shadow=shadow,
         canary=canary,
+        console=options.console,
     )
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import threading
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,11 @@ class ModelFile:
             local.outputs = [self.output_name]
         if len(row) != self.width:
             raise ValueError(f"model {self.name} takes {self.width} features, not {len(row)}")
-        for index, value in enumerate(row):
-            view[index] = _NAN if value is None else float(value)
+        try:
+            view[:] = array("f", row)  # one copy in C; a row of floats (and ints) is the common case
+        except TypeError:  # a None (unknown) or another number type: one by one
+            for index, value in enumerate(row):
+                view[index] = _NAN if value is None else float(value)
         (output,) = self.session.run(local.outputs, local.feed)
         return float(output[0] if self.column < 0 else output[0, self.column])
 

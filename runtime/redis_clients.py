@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry as BlockingRetry
 
+from .redis_packing import packed_connections
 from .redis_urls import without_password
 
 log = logging.getLogger("tailor.runtime")
@@ -91,13 +92,14 @@ def async_client(
     if cluster:
         return RedisCluster.from_url(_cluster_url(url), client_name=name, **_cluster_options(timeout, False))
     if max_connections is None:
-        return Redis.from_url(url, client_name=name, **_single_options(timeout, False))
+        return Redis.from_url(url, client_name=name, **_single_options(timeout, False), **packed_connections(url))
     pool = BlockingConnectionPool.from_url(
         url,
         client_name=name,
         max_connections=max_connections,
         timeout=None,  # a write waits its turn; the caller bounds how long
         **_single_options(timeout, False),
+        **packed_connections(url),
     )
     return Redis.from_pool(pool)
 

@@ -188,6 +188,9 @@ class Reloader:
         else:
             folders = ", ".join(display_name(f) for f in target.model_folders) or "none"
             log.info("the ruleset's model files changed; watching their directories: %s", folders)
+            # An edit saved between the old watch's end and the new one's start is heard by neither: a
+            # reload now reads the files after the new watch is armed (it settles first), so none is lost.
+            self.request()
 
     async def _watch_until_changed(self, target: WatchTarget) -> str | None:
         """Watch ``target`` until a check finds the path names something else (None) or a watch ends (why)."""
@@ -206,7 +209,7 @@ class Reloader:
                     if (exc is None and watch.result()) or _moved(target):  # left its path: the next round says so
                         return None
                     return repr(exc) if exc is not None else "it stopped without being asked to"
-                if not await self._check(target):
+                if not await self._check():
                     return None
         finally:
             stop.set()  # awatch's thread returns within a step
@@ -230,7 +233,7 @@ class Reloader:
                 return True
             # Model files reload like rules: validated first, and a bad file keeps the old version
             # (and its model) serving.
-            if path.endswith(MODEL_SUFFIX) or Path(path) in target.model_files:
+            if path.endswith(MODEL_SUFFIX) or Path(path) in self._model_files(target):
                 return True
             if target.file is not None:
                 return Path(path) == target.file
@@ -250,12 +253,22 @@ class Reloader:
                 return True
         return False
 
-    async def _check(self, target: WatchTarget) -> bool:
+    def _model_files(self, target: WatchTarget) -> frozenset[Path]:
+        """The declared model files as the newest check found them (a check may update them in place)."""
+        armed = self._armed
+        return armed.model_files if armed is not None else target.model_files
+
+    async def _check(self) -> bool:
         """False when the path now names something else; else reload files that changed unseen, or note
         that the files are in step."""
         current, snapshot = await run_in_thread(lambda: (self._target(), self._snapshot()), name="reload check")
-        if current != target:
+        armed = self._armed
+        if current is None or armed is None or _watched_apart(current) != _watched_apart(armed):
             return False
+        if current != armed:
+            # Only the declared model files changed, all in directories the watch already covers: follow
+            # them in place. Tearing the watch down would lose an edit saved while it is re-armed.
+            self._armed = current
         self._restart_delay = FIRST_RESTART_DELAY
         if self.busy:
             return True
@@ -384,6 +397,11 @@ TIMEOUT_HINT = (
     "the version loaded before keeps serving; a file system that stopped answering can cause this, "
     "and the next change tries again"
 )
+
+
+def _watched_apart(target: WatchTarget) -> tuple[object, ...]:
+    """What a watch is armed on, apart from the declared model files it filters by."""
+    return (target.folder, target.file, target.model_folders, target.identities)
 
 
 def _moved(target: WatchTarget) -> bool:

@@ -185,7 +185,11 @@ def lint_path(
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
 ) -> list[Diagnostic]:
     """Errors (model files included), then, for a ruleset without errors, the lint analyses' warnings."""
-    loaded = compile_path(path, cache=cache, until="plan", model_limits=model_limits)
+    return lint_loaded(compile_path(path, cache=cache, until="plan", model_limits=model_limits), retention)
+
+
+def lint_loaded(loaded: LoadedRuleset, retention: float = DEFAULT_RETENTION) -> list[Diagnostic]:
+    """``lint_path`` on a ruleset already compiled up to its plan."""
     compilation = loaded.compilation
     if compilation.plan is None:  # the rules have errors (an unreadable model file alone does not stop the plan)
         return compilation.diagnostics

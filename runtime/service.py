@@ -285,6 +285,19 @@ class DecisionService:
             return await self.canary.decide(self._decide, served, user_id, context, slots, features, at, consent)
         return await self._decide(served, user_id, context, slots, features, at, consent)
 
+    async def decide_with(
+        self,
+        served: Served,
+        user_id: str,
+        context: Mapping[str, Any],
+        slots: Sequence[str] | None = None,
+        features: Mapping[str, Any] | None = None,
+        consent: bool | None = None,
+    ) -> Decided:
+        """A decision by ``served``, a version that is not being served (the console's scratch rules):
+        read from the store as a served one would, never published."""
+        return await self._decide(served, user_id, context, slots, features, None, consent)
+
     async def _decide(
         self,
         served: Served,

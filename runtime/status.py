@@ -60,7 +60,7 @@ class RulesetStatus:
             tuple(root.name(name) for name in ruleset.files),
             served.loaded_at,
             tuple(replace(rule, file=root.name(rule.file)) for rule in served.rules),
-            None if last_error is None else tuple(_shown(Diagnostic.from_dict(d), root) for d in last_error),
+            None if last_error is None else tuple(shown_diagnostic(Diagnostic.from_dict(d), root) for d in last_error),
             tuple(VersionInfo(old.version, old.loaded_at) for old in reversed(service.previous)),
         )
 
@@ -89,7 +89,7 @@ class RulesetStatus:
         )
 
 
-def _shown(diagnostic: Diagnostic, root: RulesetRoot) -> Diagnostic:
+def shown_diagnostic(diagnostic: Diagnostic, root: RulesetRoot) -> Diagnostic:
     """A diagnostic with its places relative to ``root``, and no absolute root in its words."""
     return replace(
         diagnostic,

@@ -1,7 +1,8 @@
 """A real Redis for the tests: ``TAILOR_TEST_REDIS_URL``, else a throwaway ``redis-server``.
 
 Without either the Redis tests are skipped, unless ``TAILOR_REQUIRE_REDIS=1``
-(as in CI), which makes a missing Redis a failure.
+(as in CI), which makes a missing Redis a failure. The console's browser tests
+treat a missing Chromium the same way, under ``TAILOR_REQUIRE_BROWSER=1``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
 def no_redis(reason: str) -> None:
     if os.environ.get("TAILOR_REQUIRE_REDIS") == "1":
         pytest.fail(f"{reason} (TAILOR_REQUIRE_REDIS=1)")
+    pytest.skip(reason)
+
+
+def no_browser(reason: str) -> None:
+    """Chromium (or Playwright) is missing: a failure in CI (``TAILOR_REQUIRE_BROWSER=1``), else a skip."""
+    if os.environ.get("TAILOR_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (TAILOR_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
 
 
@@ -81,3 +89,27 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[str]:
+    """A redis-server of the test module's own, for tests that use whole keyspaces (streams, groups, the
+    store's default prefix) and processes that cannot be given a key prefix."""
+    if shutil.which("redis-server") is None:
+        no_redis("this test needs a redis-server of its own")
+    port = free_port()
+    process = start_redis(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def empty_redis(module_redis: str) -> str:
+    """The URL of ``module_redis``, emptied before the test."""
+    client = redis.Redis.from_url(module_redis)
+    client.flushdb()
+    client.close()
+    return module_redis

@@ -66,11 +66,13 @@ def children(pid: int) -> list[tuple[int, str]]:
 class Server:
     """``tailor serve`` in a subprocess on a free port, its output in a file."""
 
-    def __init__(self, path: Path, *args: str, log: Path):
+    def __init__(self, path: Path, *args: str, log: Path, key: str | None = KEY):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = {**os.environ, "TAILOR_API_KEY": KEY}
+        env = {name: value for name, value in os.environ.items() if name != "TAILOR_API_KEY"}
+        if key is not None:
+            env["TAILOR_API_KEY"] = key
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tailor.cli", "serve", str(path), "--port", str(self.port), *args],
@@ -79,7 +81,7 @@ class Server:
                 env=env,
             )
         self.http = httpx.Client(base_url=self.url, timeout=10)
-        self.auth = {"Authorization": f"Bearer {KEY}"}  # every endpoint but the probes needs the key
+        self.auth = {"Authorization": f"Bearer {key}"} if key is not None else {}  # every endpoint but the probes
 
     def wait_ready(self) -> None:
         def up() -> bool:
@@ -131,8 +133,8 @@ def servers(logs: Path) -> Iterator[Callable[..., Server]]:
     """A ``start(path, *args)`` that starts a ready server; every one is stopped on exit."""
     started: list[Server] = []
 
-    def start(path: Path, *args: str) -> Server:
-        server = Server(path, *args, log=logs / f"server-{len(started)}.log")
+    def start(path: Path, *args: str, key: str | None = KEY) -> Server:
+        server = Server(path, *args, log=logs / f"server-{len(started)}.log", key=key)
         started.append(server)
         server.wait_ready()
         return server

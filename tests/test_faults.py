@@ -333,11 +333,6 @@ def test_directory_replaced_deleted_and_restored_under_load(
 # --- 3. save bursts, half-written files and a FIFO -------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: after the FIFO model is refused, the next edit is sometimes served 2.3-2.7 s after the "
-    "save (bound 2.2 s), as if its change were caught by the 2 s check rather than the watch",
-)
 def test_save_bursts_truncated_writes_and_a_fifo_model_under_load(
     tmp_path: Path, start_server: Callable[..., Server]
 ) -> None:

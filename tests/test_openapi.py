@@ -175,6 +175,24 @@ def test_errors(client: TestClient) -> None:
     assert body["errors"]
 
 
+def test_console_endpoints(client: TestClient) -> None:
+    home = client.get("/v1/files/home.rules")
+    check(client, "GET", "/v1/files/home.rules", "/v1/files/{name}")
+    text = home.json()["text"]
+    body = check(client, "POST", "/v1/lint", "/v1/lint", json={"text": text + "\nrule x when", "file": "home.rules"})
+    assert body["diagnostics"][0]["end_line"]
+    check(client, "POST", "/v1/fmt", "/v1/fmt", json={"text": text})
+    client.post("/v1/decide", json=EXPLAINED)
+    body = check(client, "GET", "/v1/rules", "/v1/rules")
+    assert any(row["findings"] for row in body["rules"]) and any(row["cap"] for row in body["rules"])
+    body = check(client, "POST", "/v1/trace", "/v1/trace", json={"request": EXPLAINED})
+    assert body["predicates"]
+    extra = 'content extra = {"id": "x"}\n\nrule extra\n  when context.page == "x"\n  then show extra in hero\n'
+    scratch = {"request": EXPLAINED, "text": extra, "file": "broken.rules"}  # the failed edit's file, replaced
+    body = check(client, "POST", "/v1/trace", "/v1/trace", json=scratch)
+    assert body["explain"]["slots"]
+
+
 def test_rollback_last(client: TestClient) -> None:
     """Last: it changes what is served."""
     body = check(client, "POST", "/v1/ruleset/rollback", "/v1/ruleset/rollback")

@@ -380,6 +380,35 @@ def test_serve_refuses_a_model_that_is_a_fifo_or_dev_zero_and_stops_on_signals(
     assert "Application shutdown complete" in server.output()
 
 
+def test_a_model_declared_inside_the_directory_keeps_the_watch_armed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model line naming a file inside the watched directory changes what the watch filters by, not
+    where it watches: the watch follows it in place. Re-arming it instead lost an edit saved while the
+    old watch was torn down, which then waited for the next check."""
+    root = write_ruleset(tmp_path / "rules")
+    (root / "p.onnx").write_bytes(b"not a model")
+    service = DecisionService(root, MemoryStore())
+    service.open()
+
+    async def scenario(reloader: Reloader) -> None:
+        armed = reloader._armed
+        assert armed is not None and armed.model_files == frozenset()
+        (root / "home.rules").write_text(HOME + 'model p = "p.onnx"\n')
+        await until(lambda: service.last_error, "the broken model to be refused")
+        await until(lambda: reloader._armed.model_files, "a check to follow the declared model")
+        assert reloader._armed.folder == armed.folder
+        reloader.check_interval = 3600.0  # from here on only the watch can hear an edit
+        await asyncio.sleep(FAST_CHECKS * 2)
+        (root / "home.rules").write_text(home(20))
+        await until(lambda: priority_served(service) == 20, "the next edit to be heard by the watch")
+
+    with caplog.at_level(logging.INFO, logger="tailor.runtime"):
+        run_reloader(service, scenario)
+    assert "watching their directories" not in caplog.text
+    assert "watching it again" not in caplog.text
+
+
 # --- 3. half-written files -----------------------------------------------------------
 
 

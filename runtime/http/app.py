@@ -31,12 +31,14 @@ from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..kpis import KpiQuery
 from ..model_monitor import ModelMonitor
+from ..recent_decisions import RecentDecisions
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
 from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
 from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
+from .console_routes import DEFAULT_CONSOLE, add_console
 from .explain_json import explanation_json
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
@@ -84,6 +86,7 @@ def create_app(
     impressions: Impressions = Impressions.FEEDBACK,
     shadow: Shadow | None = None,
     canary: Canary | None = None,
+    console: bool = DEFAULT_CONSOLE,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
 
@@ -92,7 +95,8 @@ def create_app(
     ``/v1/decide`` open. ``decision_log`` (already listening to ``service``)
     is started with the app and, on a clean stop, written out before the
     store closes. Served decisions are kept for feedback for ``attribution``
-    seconds; ``impressions`` says where impressions come from.
+    seconds; ``impressions`` says where impressions come from. ``console``
+    serves the browser console's page at ``/`` (its endpoints are there either way).
     """
     monitor = ModelMonitor(service)
     service.listen(monitor.served)
@@ -106,6 +110,10 @@ def create_app(
     )
     service.listen(attributed.served)
     erasure = Erasure(service, attributed, decision_log)
+    recent = RecentDecisions() if decision_log is not None else None  # logged traffic, for the console
+    if recent is not None:
+        service.listen(recent)
+        erasure.forgetters.append(recent.forget)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -473,4 +481,5 @@ def create_app(
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 
+    add_console(app, service, attributed, root, recent, guard=guard, auth=auth, page=console)
     return app

@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -86,8 +87,9 @@ def _where(loc: Sequence[Any]) -> str:
     return text or "body"
 
 
-def validation_messages(exc: RequestValidationError) -> list[str]:
-    """One line per problem, naming the field: ``events[3].ts: Input should be a valid number``."""
+def validation_messages(exc: RequestValidationError | ValidationError) -> list[str]:
+    """One line per problem, naming the field: ``events[3].ts: Input should be a valid number``
+    (for a request body, and for a stream record: ``stream_records.py``)."""
     messages = []
     for problem in exc.errors():
         message = str(problem.get("msg", "invalid"))

@@ -65,6 +65,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
+        "--no-console",
+        dest="console",
+        action="store_false",
+        help="do not serve the browser console at / (its API endpoints stay; see docs/console.md)",
+    )
+    parser.add_argument(
         "--memory-max-users",
         type=int,
         metavar="N",
@@ -196,6 +202,7 @@ def _server_defaults() -> dict[str, str]:
         "impressions": default["impressions"],
         "shadow_sample": typed(default["shadow_sample"]),
         "canary_share": f"{default['canary_share'] * 100:g}%",
+        "console": default["console"],
     }
 
 
@@ -343,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         shadow_sample=args.shadow_sample,
         canary=str(args.canary) if args.canary is not None else None,
         canary_share=args.canary_share,
+        console=args.console,
     )
     try:
         serve(options)
