@@ -58,7 +58,7 @@ def store(request: pytest.FixtureRequest) -> FeatureStore:
         return MemoryStore()
     if request.param == "cluster":
         url = request.getfixturevalue("redis_cluster").url
-        return RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:12]}:", cluster=True)
+        return RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:12]}:", cluster=True, timeout=5.0)
     return RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
 
 

@@ -85,7 +85,8 @@ def make(request: pytest.FixtureRequest) -> Make:
     if request.param == "cluster":
         cluster_url = request.getfixturevalue("redis_cluster").url
         prefix = f"test:{uuid.uuid4().hex[:12]}:"
-        return lambda **options: RedisStore(cluster_url, prefix=prefix, cluster=True, **options)
+        # Six nodes on a shared machine answer slowly now and then: a patient timeout, not 0.5 s.
+        return lambda **options: RedisStore(cluster_url, prefix=prefix, cluster=True, **{"timeout": 5.0, **options})
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
     return lambda **options: RedisStore(url, prefix=prefix, **options)
