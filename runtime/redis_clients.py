@@ -74,7 +74,7 @@ def _cluster_options(timeout: float, blocking: bool) -> dict[str, Any]:
     }
 
 
-def _cluster_url(url: str) -> str:
+def cluster_url(url: str) -> str:
     """A cluster has database 0 alone: a URL's ``/0`` is dropped, which ``RedisCluster`` would refuse."""
     head, _, path = url.partition("://")
     host, slash, db = path.partition("/")
@@ -90,7 +90,7 @@ def async_client(
     """An asyncio client named ``name`` in ``CLIENT LIST``; with ``max_connections`` on one Redis,
     a pool where callers beyond it wait their turn (on a cluster, each node has its own pool)."""
     if cluster:
-        return RedisCluster.from_url(_cluster_url(url), client_name=name, **_cluster_options(timeout, False))
+        return RedisCluster.from_url(cluster_url(url), client_name=name, **_cluster_options(timeout, False))
     if max_connections is None:
         return Redis.from_url(url, client_name=name, **_single_options(timeout, False), **packed_connections(url))
     pool = BlockingConnectionPool.from_url(
@@ -107,5 +107,5 @@ def async_client(
 def blocking_client(url: str, *, cluster: bool, name: str, timeout: float) -> BlockingClient:
     """A blocking client, for code without an event loop, with the same timeouts and retries."""
     if cluster:
-        return BlockingRedisCluster.from_url(_cluster_url(url), client_name=name, **_cluster_options(timeout, True))
+        return BlockingRedisCluster.from_url(cluster_url(url), client_name=name, **_cluster_options(timeout, True))
     return BlockingRedis.from_url(url, client_name=name, **_single_options(timeout, True))

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from redis_process import private_redis
 from server_process import KEY, Server, eventually, servers
 
@@ -205,3 +209,40 @@ def _post_quietly(url: str, batch: list[dict[str, Any]]) -> None:
     """A batch whose server dies meanwhile: the answer (if any) is lost, as a sender would lose it."""
     with contextlib.suppress(httpx.TransportError):
         httpx.post(f"{url}/v1/events", json={"events": batch}, headers=AUTH, timeout=10)
+
+
+def test_two_ingesters_over_a_cluster_store_every_event_once(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Two ``tailor ingest`` processes share a Stream on the cluster; one is killed mid-stream, and the
+    other claims what it left pending: every event is counted once (ids make a second write a duplicate)."""
+    redis_cluster.flush()
+    events = make_events(time.time())
+    client = redis.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+    ingesters: list[subprocess.Popen[bytes]] = []
+    try:
+        for event in events:
+            client.xadd("in", {"event": json.dumps(event)})
+        args = ["--redis", redis_cluster.url, "--stream", "in", "--group", "tailor", "--min-idle", "1s"]
+        for n in range(2):
+            with (tmp_path / f"ingest-{n}.log").open("wb") as log:
+                command = [sys.executable, "-m", "tailor.cli", "ingest", *args, "--consumer", f"c{n}", "--batch", "20"]
+                ingesters.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+
+        def group() -> dict[str, Any]:
+            found = client.xinfo_groups("in")
+            return found[0] if found else {"entries-read": 0, "pending": 0}
+
+        eventually(lambda: int(group()["entries-read"] or 0) > 0, "the ingesters to start reading")
+        ingesters[0].kill()  # mid-stream: whatever it read and did not acknowledge stays pending
+        ingesters[0].wait()
+        eventually(
+            lambda: group()["entries-read"] == len(events) and int(group()["pending"]) == 0,
+            "every entry to be read and acknowledged",
+        )
+        assert ingesters[1].poll() is None, (tmp_path / "ingest-1.log").read_text()
+    finally:
+        for process in ingesters:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+        client.close()
+    assert counts(redis_cluster.url, True) == expected_counts(events)
