@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -122,7 +123,11 @@ def saturation(ports: Sequence[int], requests: dict[int, list[bytes]], settings:
 
 def run(settings: Settings, say: Any = lambda message: None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tailor-scale-"))
-    results: dict[str, Any] = {"cpus": os.cpu_count(), "settings": asdict(settings)}
+    results: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "settings": asdict(settings),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     processes: list[Process] = []
     say("starting a Redis Cluster")
     with local_cluster(workdir / "cluster") as cluster:

@@ -200,6 +200,10 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         calls = redis_cluster.commands()
         assert calls.get("evalsha", 0) + calls.get("eval", 0) == len(USERS), calls
 
+        # Not yet on a cluster: erasing a user, which says so rather than failing obscurely.
+        refused = a.http.delete("/v1/users/shopper-1", headers=AUTH)
+        assert refused.status_code == 503 and "Redis Cluster" in refused.text, refused.text
+
 
 def _whole(answer: dict[str, Any]) -> dict[str, Any] | None:
     return None if answer["degraded"] else answer
