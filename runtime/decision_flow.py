@@ -97,12 +97,14 @@ def finish(
     deadline: float | None = None,
     degraded: bool = False,
     consent: bool = True,
+    stored: Mapping[str, Any] | None = None,
 ) -> Outcomes:
     """Stages 1 and 2 on the fetched values (None when nothing was fetched) under the supplied ones.
 
     ``models`` is None when the ruleset has none; ``deadline`` (a ``time.perf_counter()``
     instant) bounds inference too. ``consent`` False (the store said the user declined)
-    removes the rules that need consent before stage 1.
+    removes the rules that need consent before stage 1. ``stored``: the cached predictions
+    the fetch read (``prediction_cache.py``).
     """
     decider, user_id, context, slots, features, alive, needed, _, assignment = pending  # one unpacking: the hot path
     if fetched is None:
@@ -111,7 +113,12 @@ def finish(
         values = {**fetched, **features}
     else:
         values = fetched
-    run_model = models.for_decision(user_id, deadline) if models is not None else None
+    if models is None:
+        run_model = None
+    elif stored is None:
+        run_model = models.for_decision(user_id, deadline)
+    else:  # the store's cached predictions, read with the features
+        run_model = models.for_decision(user_id, deadline, stored)
     return decider.finish(context, alive, needed, values, slots, run_model, degraded, assignment, consent)
 
 

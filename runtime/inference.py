@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tailor.compiler.model_inputs import input_vector
@@ -23,6 +23,8 @@ from tailor.compiler.plan import value_type
 from tailor.compiler.ruleset import Ruleset
 from tailor.compiler.values import Values
 
+from .prediction_cache import SharedPredictions, digest, score_of
+
 log = logging.getLogger("tailor.runtime")
 
 DEFAULT_CACHE_TTL = 60.0
@@ -30,7 +32,17 @@ DEFAULT_CACHE_SIZE = 100_000
 
 
 class ModelRunner:
-    def __init__(self, ruleset: Ruleset, cache_ttl: float = DEFAULT_CACHE_TTL, cache_size: int = DEFAULT_CACHE_SIZE):
+    """Runs a version's models, caching their predictions: in this process, or, with ``shared``, in the store
+    (see ``prediction_cache.py``)."""
+
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        shared: SharedPredictions | None = None,
+    ):
+        self.shared = shared
         self.models = ruleset.models
         plan = ruleset.plan
         self.inputs = plan.model_inputs
@@ -55,13 +67,66 @@ class ModelRunner:
                 del self._cache[key]
         return len(doomed)
 
-    def for_decision(self, user_id: str | None, deadline: float | None = None) -> Callable[[str, Values], Any]:
-        """The ``run_model`` callback of one decision; ``deadline`` is a ``time.perf_counter()`` instant."""
+    def for_decision(
+        self, user_id: str | None, deadline: float | None = None, stored: Mapping[str, Any] | None = None
+    ) -> Callable[[str, Values], Any]:
+        """The ``run_model`` callback of one decision; ``deadline`` is a ``time.perf_counter()`` instant.
+        ``stored``: the user's cached predictions the store answered (model version -> entry)."""
+
+        if self.shared is not None:
+
+            def run_shared(name: str, values: Values) -> float | None:
+                return self.run_shared(name, values, user_id, deadline, stored)
+
+            return run_shared
 
         def run(name: str, values: Values) -> float | None:
             return self.run(name, values, user_id, deadline)
 
         return run
+
+    def run_shared(
+        self,
+        name: str,
+        values: Values,
+        user_id: str | None,
+        deadline: float | None,
+        stored: Mapping[str, Any] | None,
+    ) -> float | None:
+        """``run`` with the store's cache: the score the fetch read when it is for these inputs, else computed
+        and queued for the store."""
+        model = self.models.get(name)
+        inputs = self.inputs.get(name)
+        shared = self.shared
+        if model is None or inputs is None or shared is None:
+            return None
+        row_of = self._rows.get(name)
+        try:
+            row = row_of(*values.sources) if row_of is not None else input_vector(inputs, values)
+        except (TypeError, ValueError):
+            log.warning("model %s: an input could not be computed", name, exc_info=True)
+            self.failures += 1
+            return None
+        values.model_inputs[name] = dict(zip(self._texts[name], row, strict=True))
+        row_digest = digest(row)
+        now = time.time()
+        score = score_of(stored.get(model.version), row_digest, now) if stored else None
+        if score is not None:
+            self.cache_hits += 1
+            return score
+        if deadline is not None and time.perf_counter() > deadline:
+            self.failures += 1
+            return None
+        try:
+            score = float(model.predict_one(row))
+        except Exception:
+            log.exception("model %s failed", name)
+            self.failures += 1
+            return None
+        self.runs += 1
+        if user_id is not None:
+            shared.note(user_id, model.version, row_digest, score, now)
+        return score
 
     def run(self, name: str, values: Values, user_id: str | None, deadline: float | None) -> float | None:
         model = self.models.get(name)

@@ -24,11 +24,13 @@ from .consent import consent_attribute
 from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
 from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
+from .fleet import DEFAULT_HEARTBEAT
 from .http import create_app
 from .http.console_routes import DEFAULT_CONSOLE
 from .http.middleware import authentication
 from .memory_store import DEFAULT_MAX_USERS
 from .model_limits import DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_READ_TIMEOUT, ModelLimits
+from .prediction_cache import DEFAULT_PREDICTION_CACHE, PredictionCache
 from .redis_urls import redis_url_problem, without_password
 from .reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS
 from .ruleset_loader import load
@@ -74,6 +76,8 @@ class ServeOptions:
     shadow_sample: float = DEFAULT_SHADOW_SAMPLE
     canary: str | None = None  # a candidate ruleset served to canary_share of users
     canary_share: float = DEFAULT_CANARY_SHARE
+    prediction_cache: str = DEFAULT_PREDICTION_CACHE.value  # "process": each its own; "store": shared by the fleet
+    heartbeat: float = DEFAULT_HEARTBEAT  # seconds between the heartbeats GET /v1/ruleset's fleet is read from
     console: bool = DEFAULT_CONSOLE  # the browser console at /
 
     @property
@@ -135,6 +139,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         freeze_heap=True,
         model_limits=options.model_limits,
         consent_attribute=consent_attribute(options.consent_attribute) if options.consent_attribute else None,
+        prediction_cache=PredictionCache(options.prediction_cache),
     )
     served = service.open()
     where = (
@@ -164,8 +169,11 @@ def build_app(options: ServeOptions) -> FastAPI:
         impressions=Impressions(options.impressions),
         shadow=shadow,
         canary=canary,
+        heartbeat=options.heartbeat,
         console=options.console,
     )
+    if service.shared_predictions is not None:
+        log.info("model predictions are cached in the store, shared by every server process")
     log.info("%s", authentication(options.api_key, options.public_decisions))
     return app
 

@@ -42,9 +42,12 @@ from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, EventRejected, RecordResult
 from .experiment_counts import ArmTotals
 from .feedback import FeedbackMark, Join, Outcome, Tally, served_impressions
+from .fleet import Member, MemoryFleet
 from .kpis import KpiCounts, KpiQuery
 from .memory_exposures import MemoryExposures
 from .memory_feedback import MemoryFeedback
+from .memory_predictions import MemoryPredictions
+from .prediction_cache import CACHED_PREDICTIONS, StoredPrediction
 from .store import Exposure, FeatureStore
 from .user_data import StoreErasure, UserData, decoded_series
 
@@ -170,6 +173,8 @@ class MemoryStore(FeatureStore):
         self.feedback = MemoryFeedback(max_joins=max_users)  # join records, feedback ids, KPI counters
         self._exposures = MemoryExposures(max_users)  # first exposures, at most ``max_users`` per phase
         self._model_counts: dict[tuple[str, str], dict[str, float]] = {}  # (model, version) -> field -> count
+        self._predictions = MemoryPredictions(max_users)  # cached model scores, with --prediction-cache store
+        self._fleet = MemoryFleet()  # this process's heartbeat: the fleet of a memory store is one process
 
     @property
     def users(self) -> int:
@@ -249,8 +254,13 @@ class MemoryStore(FeatureStore):
         at: float | None = None,
         *,
         consent: ConsentGate | None = None,
+        predictions: Sequence[str] = (),
     ) -> dict[str, Any]:
-        return self.fetch_now(user_id, features, at, consent=consent)
+        values = self.fetch_now(user_id, features, at, consent=consent)
+        if predictions:
+            with self._lock:
+                values[CACHED_PREDICTIONS] = self._predictions.read(user_id, predictions)
+        return values
 
     async def declined(self, user_ids: Sequence[str], attribute: str) -> set[str]:
         with self._lock:
@@ -343,6 +353,7 @@ class MemoryStore(FeatureStore):
         with self._lock:
             self.round_trips += 1
             user = self._users.pop(user_id, None)  # the sweep's lists skip an id whose user is gone
+            self._predictions.erase(user_id)
         joins, feedback_ids, values = self.feedback.erase(user_id)
         return StoreErasure(
             len(user.profile or ()) if user is not None else 0,
@@ -369,6 +380,19 @@ class MemoryStore(FeatureStore):
     async def model_counts(self, model: str, version: str) -> dict[str, float]:
         with self._lock:
             return dict(self._model_counts.get((model, version), {}))
+
+    async def keep_predictions(self, predictions: Sequence[StoredPrediction], ttl: float) -> None:
+        with self._lock:
+            self._predictions.keep(predictions, ttl)
+
+    async def beat(self, member: Member) -> None:
+        self._fleet.beat(member)
+
+    async def leave(self, process: str) -> None:
+        self._fleet.leave(process)
+
+    async def fleet(self, now: float) -> list[Member]:
+        return self._fleet.fleet(now)
 
     # --- internals ---------------------------------------------------------------------
 

@@ -333,6 +333,17 @@ class Metrics:
             registry=registry,
         )
         self.no_consent = {kind: no_consent.labels(kind) for kind in ("decisions", "events", "feedback")}
+        # Set at scrape time from the store's heartbeats (fleet.py): every process reports the same fleet.
+        self.fleet_processes = Gauge(
+            "tailor_fleet_processes",
+            "Server processes whose heartbeats the store holds, this one included.",
+            registry=registry,
+        )
+        self.fleet_agrees = Gauge(
+            "tailor_fleet_agrees",
+            "1 when every server process sharing the store serves the same ruleset version and model files.",
+            registry=registry,
+        )
         self.models_report: ModelsReport | None = None  # set by ModelMonitor.report: what the model gauges show
         registry.register(_Models(self))
 

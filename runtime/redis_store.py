@@ -31,9 +31,12 @@ from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
 from .feedback import FeedbackMark, Join, Outcome, Tally
+from .fleet import Member
 from .kpis import KpiCounts, KpiQuery
+from .prediction_cache import CACHED_PREDICTIONS, StoredPrediction
 from .redis_clients import AsyncClient, BlockingClient, async_client, blocking_client
 from .redis_feedback import RedisFeedback
+from .redis_fleet import RedisFleet
 from .redis_keys import key_part
 from .redis_series import (
     SERIES_ADD,
@@ -239,6 +242,7 @@ class RedisStore(FeatureStore):
         self._blocking: BlockingClient | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
         self.users = RedisUsers(self)  # one user's data, exported or erased
+        self.fleet_heartbeats = RedisFleet(self)  # which versions the server processes serve
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -263,6 +267,10 @@ class RedisStore(FeatureStore):
     def exposures_index_key(self, user_id: str) -> str:
         """The set of the experiment phases (``experiment:phase``, quoted) the user was exposed to."""
         return f"{self.user_key(user_id)}:x"
+
+    def predictions_key(self, user_id: str) -> str:
+        """The user's cached model scores (``--prediction-cache store``): model version -> entry."""
+        return f"{self.user_key(user_id)}:m"
 
     def ids_key(self, user_id: str) -> str:
         return f"{self.user_key(user_id)}:ids"
@@ -297,14 +305,24 @@ class RedisStore(FeatureStore):
         at: float | None = None,
         *,
         consent: ConsentGate | None = None,
+        predictions: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """One script reads every feature; see ``FETCH_SCRIPT``."""
+        """One script reads every feature (and the cached ``predictions``); see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
         keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
+        if predictions:  # a profile-like read of the user's predictions hash: the script is the same
+            keys.append(self.predictions_key(user_id))
+            args += ["p", str(len(predictions)), *predictions]
         if not keys:
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at, consent, features)
+        cached = replies.pop() if predictions and len(replies) == len(keys) else None
+        values = self._fetch_values(reads, profile, replies, at, consent, features)
+        if predictions:
+            values[CACHED_PREDICTIONS] = {
+                version: entry for version, entry in zip(predictions, cached or (), strict=False) if entry is not None
+            }
+        return values
 
     def fetch_now(
         self,
@@ -522,6 +540,28 @@ class RedisStore(FeatureStore):
         self.round_trips += 1
         counts = await self._reads().hgetall(self.model_counts_key(model, version))
         return {name.decode(): float(amount) for name, amount in counts.items()}
+
+    async def keep_predictions(self, predictions: Sequence[StoredPrediction], ttl: float) -> None:
+        """One pipeline of HSETs and PEXPIREs, off the response path (not counted as a decision's round trip)."""
+        by_user: dict[str, dict[str, str]] = {}
+        for user_id, version, entry in predictions:
+            by_user.setdefault(user_id, {})[version] = entry
+        ttl_ms = math.ceil(ttl * 1000)
+        async with self._writes().pipeline(transaction=False) as pipe:
+            for user_id, fields in by_user.items():
+                key = self.predictions_key(user_id)
+                pipe.hset(key, mapping=fields)
+                pipe.pexpire(key, ttl_ms)
+            await pipe.execute()
+
+    async def beat(self, member: Member) -> None:
+        await self.fleet_heartbeats.beat(member)
+
+    async def leave(self, process: str) -> None:
+        await self.fleet_heartbeats.leave(process)
+
+    async def fleet(self, now: float) -> list[Member]:
+        return await self.fleet_heartbeats.fleet(now)
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

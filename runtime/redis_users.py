@@ -156,7 +156,12 @@ class RedisUsers:
         pipe.multi()
         pipe.hkeys(store.user_key(user_id))
         pipe.zcard(store.ids_key(user_id))
-        pipe.delete(store.user_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id))
+        pipe.delete(
+            store.user_key(user_id),
+            store.ids_key(user_id),
+            store.fingerprints_key(user_id),
+            store.predictions_key(user_id),
+        )
         _delete(pipe, [store.feedback.join_key(decision_id) for decision_id in decisions])
         _delete(pipe, [store.feedback.id_key(item_id) for item_id in feedback_ids])
         for experiment, phase in (self._phase(name) for name in phases):

@@ -40,9 +40,11 @@ from .decision_flow import Pending, StoreHealth
 from .decision_record import DecisionRecord, RecordedValues
 from .events import Event, EventRejected, RecordResult
 from .exposures import ExposureLog
-from .inference import ModelRunner
+from .fleet import process_name
+from .inference import DEFAULT_CACHE_TTL, ModelRunner
 from .metrics import DEFAULT_RULE, NO_RULE, Metrics
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
+from .prediction_cache import CACHED_PREDICTIONS, DEFAULT_PREDICTION_CACHE, PredictionCache, SharedPredictions
 from .ruleset_loader import Prepared, prepare, sized_cache
 from .store import FeatureStore
 
@@ -92,9 +94,11 @@ class Served:
     models: ModelRunner
     priorities: dict[str, int]  # by rule name: what a decision record says of the winner
     recorded: RecordedValues  # where each feature value goes in a decision record
+    model_versions: tuple[str, ...]  # the models' versions: the store's cached predictions read with a fetch
 
     @classmethod
-    def of(cls, ruleset: Ruleset) -> Served:
+    def of(cls, ruleset: Ruleset, shared: SharedPredictions | None = None) -> Served:
+        """``shared``: the store keeps the models' predictions (``--prediction-cache store``)."""
         ref = {"name": ruleset.name, "version": ruleset.version}
         return cls(
             ruleset,
@@ -103,9 +107,10 @@ class Served:
             ref,
             ruleset.rules,
             frozenset(ruleset.slots),
-            ModelRunner(ruleset),
+            ModelRunner(ruleset, shared=shared),
             {rule.name: rule.priority for rule in ruleset.rules},
             RecordedValues.of(ruleset.plan.features),
+            tuple(dict.fromkeys(model.version for model in ruleset.models.values())),
         )
 
     @property
@@ -129,8 +134,13 @@ class DecisionService:
         freeze_heap: bool = False,
         model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
         consent_attribute: str | None = None,
+        prediction_cache: PredictionCache = DEFAULT_PREDICTION_CACHE,
     ):
         self.path = Path(path)
+        # With the store's prediction cache, what this process computes is written there for the others.
+        self.shared_predictions = (
+            SharedPredictions(store, DEFAULT_CACHE_TTL) if prediction_cache is PredictionCache.STORE else None
+        )
         # The profile attribute whose false means the user declined (``consent`` for user.consent), or None.
         self.consent_attribute = consent_attribute
         self._gate: tuple[Decider, ConsentGate] | None = None
@@ -160,6 +170,8 @@ class DecisionService:
         self._health = StoreHealth()
         self._id_prefix = secrets.token_hex(8)  # per process: ids stay unique across workers
         self._ids = itertools.count()
+        self.process = process_name(self._id_prefix)  # as the fleet's heartbeats name this process
+        self._on_change: list[Callable[[], None]] = []
         self._listeners: list[Callable[[DecisionRecord], None]] = []
         # First exposures to experiments: it listens from the first version that has experiments on.
         self.exposures = ExposureLog(store)
@@ -181,6 +193,8 @@ class DecisionService:
             if served is not None:
                 served.models.forget(user_id)
         self.exposures.forget(user_id)
+        if self.shared_predictions is not None:
+            self.shared_predictions.forget(user_id)
 
     # --- versions ---
 
@@ -196,7 +210,7 @@ class DecisionService:
             self.model_files = prepared.model_files
         if prepared.ruleset is None:
             raise RulesError(list(prepared.errors))
-        return Served.of(prepared.ruleset)
+        return Served.of(prepared.ruleset, self.shared_predictions)
 
     def open(self) -> Served:
         """Load the first version; raises ``RulesError`` so a broken ruleset stops startup."""
@@ -223,6 +237,7 @@ class DecisionService:
                 )
         self.current = served  # one assignment: requests see the old pair or the new one, never a mix
         self._expose(served)
+        self._changed()
         if self.freeze_heap:
             log.debug("heap collected and frozen in %.0f ms", heap.settle() * 1000)
         return True
@@ -232,6 +247,14 @@ class DecisionService:
         if served.ruleset.plan.experiments and not self._exposing:
             self._exposing = True
             self.listen(self.exposures.note)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) whenever the version served changes: the fleet's heartbeat."""
+        self._on_change.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._on_change:
+            callback()
 
     def failed(self, diagnostics: Sequence[Diagnostic]) -> None:
         """An edit did not compile: keep serving, and remember why for ``GET /v1/ruleset``."""
@@ -255,6 +278,7 @@ class DecisionService:
         served = self.previous.pop()
         self.current = served
         self._expose(served)
+        self._changed()
         self.metrics.reloads["rollback"].inc()
         log.warning("rolled back to ruleset %s %s", served.ruleset.name, served.version)
         return served
@@ -317,9 +341,14 @@ class DecisionService:
         planned = fetch_done = clock()
         metrics.plan.observe(planned - start)
         fetched: dict[str, Any] | None = None
+        stored = None
         reason = None
+        shared = served.model_versions if self.shared_predictions is not None else ()
         if pending.missing or gate is not None:
-            fetched, reason = await self._fetch(user_id, pending, at, self.deadline - (planned - start), gate)
+            remaining = self.deadline - (planned - start)
+            fetched, reason = await self._fetch(user_id, pending, at, remaining, gate, shared)
+            if shared:
+                stored = fetched.pop(CACHED_PREDICTIONS, None)
             fetch_done = clock()
             metrics.fetch.observe(fetch_done - planned)
             if gate is not None:
@@ -328,7 +357,7 @@ class DecisionService:
                     fetched.pop(gate.text, None)
         models = served.models if served.ruleset.models else None
         degraded = reason is not None
-        outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded, given)
+        outcomes = decision_flow.finish(pending, fetched, models, start + self.deadline, degraded, given, stored)
         if not given:
             metrics.no_consent["decisions"].inc()
         if outcomes.decision.degraded and not degraded:
@@ -348,16 +377,24 @@ class DecisionService:
         return gate[1]
 
     async def _fetch(
-        self, user_id: str, pending: Pending, at: float | None, remaining: float, gate: ConsentGate | None = None
+        self,
+        user_id: str,
+        pending: Pending,
+        at: float | None,
+        remaining: float,
+        gate: ConsentGate | None = None,
+        predictions: tuple[str, ...] = (),
     ) -> tuple[dict[str, Any], str | None]:
         """One store round trip within the deadline; on failure every missing feature is unknown,
-        and the reason says why."""
+        and the reason says why. ``predictions``: the model versions whose cached scores to read too."""
         try:
             async with asyncio.timeout(remaining):
-                if gate is None:
+                if gate is None and not predictions:
                     fetched = await self.store.fetch(user_id, pending.refs(), at)
-                else:
+                elif not predictions:
                     fetched = await self.store.fetch(user_id, pending.refs(), at, consent=gate)
+                else:
+                    fetched = await self.store.fetch(user_id, pending.refs(), at, consent=gate, predictions=predictions)
         except TimeoutError:
             self.metrics.degraded_timeout.inc()
             self._health.failed(f"no answer within {self.deadline * 1000:g} ms")
@@ -529,6 +566,8 @@ class DecisionService:
 
     async def close(self) -> None:
         await self.exposures.flush()
+        if self.shared_predictions is not None:
+            await self.shared_predictions.flush()
         await self.store.close()
 
 

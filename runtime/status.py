@@ -14,6 +14,7 @@ from typing import Any
 from tailor.compiler.ruleset import RuleInfo
 from tailor.dsl.diagnostics import Diagnostic
 
+from .fleet import Fleet
 from .ruleset_root import RulesetRoot
 from .service import DecisionService, NotReady
 
@@ -44,9 +45,16 @@ class RulesetStatus:
         metadata={"doc": "why the newest edit did not compile, if it did not"}
     )
     previous: tuple[VersionInfo, ...] = field(metadata={"doc": "versions a rollback returns to, newest first"})
+    fleet: Fleet | None = field(
+        default=None,
+        metadata={
+            "doc": "the server processes sharing the store, from their heartbeats, and whether they serve the "
+            "same versions; null when the store could not be read"
+        },
+    )
 
     @classmethod
-    def of(cls, service: DecisionService, root: RulesetRoot | None = None) -> RulesetStatus:
+    def of(cls, service: DecisionService, root: RulesetRoot | None = None, fleet: Fleet | None = None) -> RulesetStatus:
         """The service's status, its file names relative to ``root``; ``NotReady`` before a version is served."""
         served = service.current
         if served is None:
@@ -62,6 +70,7 @@ class RulesetStatus:
             tuple(replace(rule, file=root.name(rule.file)) for rule in served.rules),
             None if last_error is None else tuple(shown_diagnostic(Diagnostic.from_dict(d), root) for d in last_error),
             tuple(VersionInfo(old.version, old.loaded_at) for old in reversed(service.previous)),
+            fleet,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,11 +82,13 @@ class RulesetStatus:
             "rules": [rule.to_dict() for rule in self.rules],
             "last_error": None if self.last_error is None else [d.to_dict() for d in self.last_error],
             "previous": [old.to_dict() for old in self.previous],
+            "fleet": None if self.fleet is None else self.fleet.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RulesetStatus:
         last_error = data["last_error"]
+        fleet = data.get("fleet")
         return cls(
             data["name"],
             data["version"],
@@ -86,6 +97,7 @@ class RulesetStatus:
             tuple(RuleInfo.from_dict(rule) for rule in data["rules"]),
             None if last_error is None else tuple(Diagnostic.from_dict(d) for d in last_error),
             tuple(VersionInfo.from_dict(old) for old in data["previous"]),
+            None if fleet is None else Fleet.from_dict(fleet),
         )
 
 

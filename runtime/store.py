@@ -36,7 +36,9 @@ from .events import Event, RecordResult
 if TYPE_CHECKING:
     from .experiment_counts import ArmTotals
     from .feedback import FeedbackMark, Join, Outcome, Tally
+    from .fleet import Member
     from .kpis import KpiCounts, KpiQuery
+    from .prediction_cache import StoredPrediction
     from .user_data import StoreErasure, UserData
 
 EXPOSURE_TTL = 180 * 86400.0  # seconds a first exposure is remembered: longer than an experiment runs
@@ -65,6 +67,7 @@ class FeatureStore(Protocol):
         at: float | None = None,
         *,
         consent: ConsentGate | None = None,
+        predictions: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Values by feature text, as of ``at`` (epoch seconds; now when None), in one round trip.
 
@@ -75,6 +78,10 @@ class FeatureStore(Protocol):
         With ``consent``, the store reads the consent attribute first, in the same round
         trip, and answers its value under ``consent.text``; when it is ``false`` it reads
         nothing else but ``consent.allowed(features)``, the public user attributes.
+
+        With ``predictions`` (model versions), the store also reads the user's cached
+        predictions of those models in the same round trip, and answers them under
+        ``CACHED_PREDICTIONS`` (version -> entry; see ``prediction_cache.py``).
         """
 
     @abstractmethod
@@ -178,6 +185,24 @@ class FeatureStore(Protocol):
     @abstractmethod
     async def model_counts(self, model: str, version: str) -> dict[str, float]:
         """Every counter of one model version, by field (empty when nothing was counted)."""
+
+    # --- what the server processes share (see prediction_cache.py and fleet.py) ---
+
+    @abstractmethod
+    async def keep_predictions(self, predictions: Sequence[StoredPrediction], ttl: float) -> None:
+        """Keep each user's latest score per model version for ``ttl`` seconds (read back by ``fetch``)."""
+
+    @abstractmethod
+    async def beat(self, member: Member) -> None:
+        """Write a server process's heartbeat (it replaces the process's last one)."""
+
+    @abstractmethod
+    async def leave(self, process: str) -> None:
+        """Forget a server process's heartbeat (it stopped cleanly)."""
+
+    @abstractmethod
+    async def fleet(self, now: float) -> list[Member]:
+        """The heartbeats of the processes not ``gone`` by ``now`` (epoch seconds); the others' may be deleted."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -29,6 +29,7 @@ from ..erasure import Erasure
 from ..events import Event
 from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
+from ..fleet import DEFAULT_HEARTBEAT, Heartbeat, read_fleet
 from ..kpis import KpiQuery
 from ..model_monitor import ModelMonitor
 from ..recent_decisions import RecentDecisions
@@ -86,6 +87,7 @@ def create_app(
     impressions: Impressions = Impressions.FEEDBACK,
     shadow: Shadow | None = None,
     canary: Canary | None = None,
+    heartbeat: float = DEFAULT_HEARTBEAT,
     console: bool = DEFAULT_CONSOLE,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
@@ -95,7 +97,8 @@ def create_app(
     ``/v1/decide`` open. ``decision_log`` (already listening to ``service``)
     is started with the app and, on a clean stop, written out before the
     store closes. Served decisions are kept for feedback for ``attribution``
-    seconds; ``impressions`` says where impressions come from. ``console``
+    seconds; ``impressions`` says where impressions come from. The process writes its
+    heartbeat to the store every ``heartbeat`` seconds (see ``fleet.py``). ``console``
     serves the browser console's page at ``/`` (its endpoints are there either way).
     """
     monitor = ModelMonitor(service)
@@ -129,9 +132,13 @@ def create_app(
         if decision_log is not None:
             decision_log.start()
         erasure.start()
+        beats = Heartbeat(service, heartbeat)
+        beats.start()
+        app.state.heartbeat = beats
         try:
             yield
         finally:
+            await beats.stop()
             await erasure.close()
             if reloader is not None:
                 await reloader.stop()
@@ -391,16 +398,21 @@ def create_app(
     async def export_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
         return OrjsonResponse((await erasure.export(user_id)).to_dict())
 
+    async def status() -> RulesetStatus:
+        """What is served, with the fleet as the store's heartbeats say."""
+        fleet = await read_fleet(service, heartbeat)
+        return RulesetStatus.of(service, root, fleet)
+
     @app.get(
         "/v1/ruleset",
         response_model=RulesetResponse,
         dependencies=guard,
         responses=error_responses(*auth, 503),
         tags=["ruleset"],
-        summary="The version being served, its rules, and the last failed edit",
+        summary="The version being served, its rules, the last failed edit, and whether the fleet agrees",
     )
     async def ruleset() -> Response:
-        return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
+        return OrjsonResponse((await status()).to_dict())
 
     @app.post(
         "/v1/ruleset/rollback",
@@ -413,7 +425,7 @@ def create_app(
     async def rollback() -> Response:
         if service.rollback() is None:
             raise HTTPException(409, "there is no previous version to roll back to")
-        return OrjsonResponse(RulesetStatus.of(service, root).to_dict())
+        return OrjsonResponse((await status()).to_dict())
 
     @app.get(
         "/v1/shadow",
@@ -478,6 +490,10 @@ def create_app(
         if service.current is not None:
             with contextlib.suppress(Exception):  # metrics always answer: the gauges keep their last values
                 await monitor.report()  # the model gauges: read from the store, shared by every process
+            fleet = await read_fleet(service, heartbeat)  # None when the store fails: the gauges keep their values
+            if fleet is not None:
+                service.metrics.fleet_processes.set(len(fleet.processes))
+                service.metrics.fleet_agrees.set(int(fleet.agrees))
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
 

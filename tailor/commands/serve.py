@@ -11,6 +11,7 @@ from pathlib import Path
 from tailor.compiler.lint import DEFAULT_RETENTION
 from tailor.dsl.diagnostics import RulesError
 from tailor.dsl.printer import duration_text
+from tailor.runtime.prediction_cache import PredictionCache
 
 from .diff import percent
 from .durations import MIN_RETENTION, RETENTION_TOO_SHORT, duration
@@ -146,6 +147,19 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="a profile attribute, like user.consent, whose value false means the user declined personalization:"
         " rules reading personal data are skipped for them, and their events and feedback dropped",
     )
+    fleet = parser.add_argument_group("fleet", "several server processes over one Redis (see docs/deploy.md)")
+    fleet.add_argument(
+        "--prediction-cache",
+        choices=[cache.value for cache in PredictionCache],
+        help="cache model predictions in each process, or in the store, shared by every process (default: %(default)s)",
+    )
+    fleet.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="SECONDS",
+        help="write this process's versions to the store this often, for GET /v1/ruleset's fleet "
+        "(default: %(default)s)",
+    )
     candidates = parser.add_argument_group(
         "candidates", "another version of the rules beside the served one (see docs/runtime.md), hot-reloaded like it"
     )
@@ -202,6 +216,8 @@ def _server_defaults() -> dict[str, str]:
         "impressions": default["impressions"],
         "shadow_sample": typed(default["shadow_sample"]),
         "canary_share": f"{default['canary_share'] * 100:g}%",
+        "prediction_cache": default["prediction_cache"],
+        "heartbeat": typed(default["heartbeat"]),
         "console": default["console"],
     }
 
@@ -254,6 +270,8 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return "--memory-max-users must be at least 1"
     if not 0 <= args.settle_ms < float("inf"):
         return "--settle-ms must be 0 or more"
+    if not 0 < args.heartbeat < float("inf"):
+        return "--heartbeat must be a positive number"
     if args.consent_attribute is not None:
         from tailor.runtime.consent import consent_attribute
 
@@ -350,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
         shadow_sample=args.shadow_sample,
         canary=str(args.canary) if args.canary is not None else None,
         canary_share=args.canary_share,
+        prediction_cache=args.prediction_cache,
+        heartbeat=args.heartbeat,
         console=args.console,
     )
     try:
