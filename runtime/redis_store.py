@@ -128,6 +128,7 @@ RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 # the number of fields and the fields. The series and latest times are read by one
 # HMGET, and a window's buckets summed here, from the newest down to its first. Totals
 # come back as text ('%.17g'), since Redis would truncate a Lua number to an integer.
+# A 'q' read is a 'p' read of KEYS[2], the user's cached predictions (``--prediction-cache store``).
 # ARGV[1] is the consent attribute's field, or '' without a consent gate. With one,
 # ARGV[2] is the number of public attributes' fields, named next: the attribute is read
 # before anything else, and reply 1 is its value. When it is 'false' the script reads
@@ -153,9 +154,9 @@ local fields, reads = {}, {}
 while i <= #ARGV do
   local what = ARGV[i]
   local r = #replies + 1
-  if what == 'p' then
+  if what == 'p' or what == 'q' then
     local n = tonumber(ARGV[i + 1])
-    replies[r] = redis.call('HMGET', key, unpack(ARGV, i + 2, i + 1 + n))
+    replies[r] = redis.call('HMGET', what == 'p' and key or KEYS[2], unpack(ARGV, i + 2, i + 1 + n))
     i = i + 2 + n
   else
     replies[r] = false
@@ -310,13 +311,14 @@ class RedisStore(FeatureStore):
         """One script reads every feature (and the cached ``predictions``); see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
         keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
-        if predictions:  # a profile-like read of the user's predictions hash: the script is the same
-            keys.append(self.predictions_key(user_id))
-            args += ["p", str(len(predictions)), *predictions]
+        if predictions:  # a profile-like read of the user's predictions hash, in the same slot, the last reply
+            keys = [self.user_key(user_id), self.predictions_key(user_id)]
+            args += ["q", str(len(predictions)), *predictions]
         if not keys:
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
-        cached = replies.pop() if predictions and len(replies) == len(keys) else None
+        declined = consent is not None and replies and replies[0] in (DECLINED, DECLINED.encode())
+        cached = replies.pop() if predictions and not declined else None
         values = self._fetch_values(reads, profile, replies, at, consent, features)
         if predictions:
             values[CACHED_PREDICTIONS] = {
