@@ -116,11 +116,13 @@ def measure(
             results["models"] = models.run(500 if quick else 5000)
         elif section == "serve":
             results["serve"] = serve.run(quick, redis_base, db, progress=progress)
-            agreed = results["serve"]["agreement"]
-            if agreed["agreed"] != agreed["checked"]:
-                raise CheckFailed(
-                    f"only {agreed['agreed']} of {agreed['checked']} HTTP decisions agree with the in-process engine"
-                )
+            for workload in (results["serve"], results["serve"].get("site") or {}):
+                agreed = workload.get("agreement")
+                if agreed is not None and agreed["agreed"] != agreed["checked"]:
+                    raise CheckFailed(
+                        f"only {agreed['agreed']} of {agreed['checked']} HTTP decisions agree with the in-process "
+                        f"engine ({workload.get('title', 'bench.serve')})"
+                    )
         elif section == "ingest":
             results["ingest"] = ingest.run(quick, redis_base, db, progress=progress)
         elif section == "stream":

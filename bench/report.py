@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import decide, floor_app, ingest, models, oracle, parse, reload, replay, scale_out, serve, stream
+from . import decide, floor_app, ingest, memory, models, oracle, parse, reload, replay, scale_out, serve, stream
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
 from .targets import Target
 from .workload import SHAPE_LABELS
@@ -24,6 +24,7 @@ AREAS = {
     "scaling": "scaling issue",
     "hardening": "hardening issue",
     "scale-out": "scale-out issue",
+    "floor": "floor issue",
 }
 
 
@@ -239,8 +240,9 @@ def _compile_section(
         largest = max(memory, key=lambda row: row["rules"])
         out += [
             f"**Memory per 1,000 rules: {largest['retained_per_1000_mb']:.1f} MB** (at {largest['rules']:,} rules).",
-            "Most of it is the checked program, which the server keeps for explanations and the rule list: every",
-            "rule's syntax tree with its source spans, next to the plan's conjunctions and predicate tables.",
+            "It is the plan (each rule, its conjunctions, their predicates and the predicate tables), the generated",
+            "code and each file's source text; the checked program (every rule's syntax tree with its spans) is not",
+            "kept, but parsed again from the source when a diff or a test asks for it.",
             "",
         ]
     if shapes:
@@ -265,8 +267,9 @@ def _compile_section(
 
 
 def _parse_section(rows: Sequence[dict[str, Any]]) -> list[str]:
-    shapes = [row for row in rows if "shape" in row]
-    rows = [row for row in rows if "shape" not in row]
+    shapes = parse.shape_rows(list(rows))
+    edits = [row for row in rows if "edit" in row]
+    rows = parse.parse_rows(list(rows))
     out = [
         "## Parsing (`python -m bench.parse`)",
         "",
@@ -288,6 +291,27 @@ def _parse_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     out += _table(["rules", "size", "tokens", "parse", "cached re-parse"], table)
     if shapes:
         out += _shapes_section(shapes)
+    for row in edits:
+        out += [
+            "### Recompiling after a one-file edit",
+            "",
+            f"A ruleset of {row['files']} files, {row['rules']:,} rules in all, compiled in one process as a"
+            " server's first load does; then one rule's priority changed in one file and the ruleset compiled"
+            " again, the parse cache keeping the other files' trees.",
+            "",
+        ]
+        out += _table(
+            ["files", "rules", "cold compile", "after a one-file edit", "share"],
+            [
+                [
+                    f"{row['files']}",
+                    f"{row['rules']:,}",
+                    f"{row['cold_s']:.2f} s",
+                    f"{row['edit_s']:.2f} s",
+                    f"{row['edit_s'] / row['cold_s']:.2f}x",
+                ]
+            ],
+        )
     return out
 
 
@@ -446,6 +470,49 @@ def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
     ]
     if "logged" in result:
         out += _log_rows(result)
+    if "floor_free" in result:
+        out += _free_floor_rows(result)
+    if "site" in result:
+        out += _free_floor_rows(result["site"])
+    return out
+
+
+def _free_floor_rows(result: dict[str, Any]) -> list[str]:
+    """The floor issue's comparison: the server against the layout-free floor, on one workload."""
+    s, seeded, floor, free, server = (result[key] for key in ("settings", "seed", "floor", "floor_free", "server"))
+    flags = " ".join(f"`{flag}`" for flag in result["server_flags"]) or "the defaults with `--redis`"
+    out = [
+        f"**Against the layout-free floor, {result['title']}.** The same floor app making one Redis call with",
+        f"{floor_app.COMMANDS_FREE} command: an `HMGET` of one hash per user holding every bucket the workload reads,",
+        f"written by the benchmark from the same events. Redis holds {seeded['users']:,} users and",
+        f"{seeded['events']:,} events; the server runs with {flags}. The layout-copying floor above runs in the same",
+        "rounds; ratios are the median of the rounds' ratios to the layout-free floor.",
+        "",
+    ]
+    rows = [
+        [
+            label,
+            fmt(floor[key]),
+            fmt(free[key]),
+            fmt(server[key]),
+            f"{serve.paired(server, free, by_round):.2f}x" if by_round in free else f"{server[key] / free[key]:.2f}x",
+        ]
+        for label, key, by_round, fmt in (
+            ("decisions/s at saturation", "throughput", "throughputs", lambda v: f"{v:,.0f}"),
+            (f"p50 at {s['rate']:g}/s", "p50_ms", "p50_ms_by_round", _ms),
+            (f"p99 at {s['rate']:g}/s", "p99_ms", "p99_ms_by_round", _ms),
+        )
+    ]
+    out += _table(["", "layout-copying floor", "layout-free floor", "`/v1/decide`", "ratio to layout-free"], rows)
+    agreed = result["agreement"]
+    out += [
+        f"CPU per request at {s['rate']:g}/s: layout-free floor {free['cpu_ms_per_decision']:.2f} ms + Redis",
+        f"{free['redis_cpu_ms_per_decision']:.3f} ms; server {server['cpu_ms_per_decision']:.2f} ms + Redis",
+        f"{server['redis_cpu_ms_per_decision']:.3f} ms. Degraded decisions: {server['degraded']}; not 200: layout-free",
+        f"floor {free['not_ok']}, server {server['not_ok']}; {agreed['agreed']} of {agreed['checked']} HTTP decisions",
+        "agree with the in-process engine.",
+        "",
+    ]
     return out
 
 
@@ -672,12 +739,17 @@ def target_list(results: dict[str, Any]) -> list[tuple[str, Target]]:
     if "parse" in results:
         found += [("language", t) for t in parse.targets(results["parse"])]
         found += [("scaling", t) for t in parse.shape_targets(results["parse"])]
+        found += [("floor", t) for t in parse.edit_targets(results["parse"])]
     if "decide" in results:
         found += [("compiler", t) for t in decide.targets(results["decide"])]
+        found += [("floor", t) for t in decide.compile_targets(results["decide"])]
+    if "memory" in results:
+        found += [("floor", t) for t in memory.targets(results["memory"])]
     if "oracle" in results:
         found += [("compiler", t) for t in oracle.targets(results["oracle"])]
     if "serve" in results:
         found += [("runtime", t) for t in serve.targets(results["serve"])]
+        found += [("floor", t) for t in serve.free_targets(results["serve"])]
     if "ingest" in results:
         found += [("hardening", t) for t in ingest.targets(results["ingest"])]
     if "stream" in results:

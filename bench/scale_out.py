@@ -41,17 +41,16 @@ from .ports import free_port
 from .serve import (
     BATCH,
     PATIENT_TIMEOUT,
-    RULES,
     SEED_CONCURRENCY,
-    SERVER_FLAGS,
     Process,
     encode,
     make_requests,
     start,
-    user_events,
     user_id,
     wait_ready,
 )
+from .serve_workloads import RULES, SERVER_FLAGS
+from .serve_workloads import bench_events as user_events
 from .targets import Target
 from .workload import COUNTRIES, TIERS, ruleset_text
 

@@ -3,19 +3,27 @@
 Run: python -m bench.serve [--quick] [--redis URL] [--db N]
 
 Absolute latencies on a small shared machine swing from run to run, so the
-server is always compared with a floor measured alongside it: a minimal
-FastAPI endpoint (``bench.floor_app``) that parses the same request body and
-makes one pipelined Redis call, served the same way (uvicorn, uvloop,
-httptools, one worker, orjson). Both run as subprocesses on free ports of
-127.0.0.1; ``tailor serve`` serves a generated 1,000-rule ruleset
-(``bench.workload``) with Redis.
+server is always compared with floors measured alongside it: minimal
+FastAPI endpoints (``bench.floor_app``) that parse the same request body and
+make one Redis call, served the same way (uvicorn, uvloop, httptools, one
+worker, orjson). The layout-copying floor reads the user's keys as the store
+laid them out (one pipeline of many HMGETs); the layout-free floor sends one
+HMGET to one hash per user, which the benchmark writes from the same events.
+The floor issue's targets are against the layout-free one. All run as
+subprocesses on free ports of 127.0.0.1; ``tailor serve`` serves a generated
+1,000-rule ruleset (``bench.workload``) with Redis.
+
+Two workloads are measured, each in its own run (``bench.serve_workloads``):
+the benchmark's own, described below, and one shaped like a real site (1,000
+users with session-shaped histories, an experiment in the ruleset, the
+decision log on), under ``"site"`` in the result.
 
 Redis (``--redis``, else ``TAILOR_TEST_REDIS_URL``, else the local default)
 is used in database ``--db`` (15 unless told), which is emptied before and
 after the run; database 0 never is. It is seeded through ``RedisStore`` with
 the event history of a few thousand users (views, clicks, add-to-carts and
 purchases over the last two weeks in the workload's categories, with event
-ids) and their profiles (tier, country). Requests name a seeded user and a
+ids) and their profiles (tier, country), and the layout-free floor's hashes. Requests name a seeded user and a
 context (page, device) and ask for every slot, so each decision reads its
 features from Redis.
 
@@ -76,21 +84,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
+import redis.asyncio
 
 import tailor
 from tailor.compiler.decide import Decider
-from tailor.compiler.features import COUNTER_EVENTS
 from tailor.runtime.events import Event
 from tailor.runtime.redis_store import RedisStore
 
 from . import floor_app, loadgen, writes
 from .ports import free_port
+from .serve_workloads import BENCH, LOGGED_FLAGS, RULES, SITE, ServeWorkload, bench_events
 from .targets import Target
-from .workload import CATEGORIES, COUNTRIES, DEVICES, EVENT_COUNTS, EVENTS, PAGES, TIERS, ruleset_text
+from .workload import COUNTRIES, DEVICES, PAGES, TIERS
+
+EventsOf = Callable[[random.Random, str, float], list[Event]]
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_DB = 15
-RULES = 1000
 PREFIX = "tailor:"  # RedisStore's default: tailor serve has no option for another
 STARTUP_TIMEOUT = 60.0
 BATCH = 1000  # events per RedisStore.record call
@@ -99,20 +109,19 @@ BATCH = 1000  # events per RedisStore.record call
 PATIENT_TIMEOUT = 30.0
 SEED_CONCURRENCY = 4
 
-# Targets, as ratios to the floor measured in the same run.
+# The runtime issue's targets, as ratios to the layout-copying floor measured in the same run.
 P50_RATIO = 1.5  # /v1/decide p50 at most this times the floor's
 THROUGHPUT_RATIO = 0.6  # saturation at least this times the floor's
+# The floor issue's, as ratios to the layout-free floor, on each workload.
+FREE_THROUGHPUT_RATIO = 1.0  # saturation at least this times the layout-free floor's
+FREE_P50_RATIO = 1.0  # p50 at most this times the layout-free floor's
+FREE_P99_RATIO = 1.2  # p99 at most this times the layout-free floor's
 ROUND_TRIPS = 1.0  # per decision, at most
 # The decision log's targets, as ratios of the server with the log on to the same server with it off.
 LOG_THROUGHPUT_RATIO = 0.9  # saturation at least this times the server's without the log
 LOG_P50_RATIO = 1.1  # p50 at most this times the server's without the log
 
-# tailor serve's flags for each server. The plain server runs with the decision log off; the logged one with
-# what serving "with the log on" means: by default with --redis, the log is the Redis Stream beside the
-# features, every decision sampled; and the closed loop's costliest setting: every served slot an impression.
-SERVER_FLAGS: tuple[str, ...] = ("--decision-log", "off")
-LOGGED_FLAGS: tuple[str, ...] = ("--impressions", "served")
-ORDER = ("floor", "server", "logged")  # in even rounds; reversed in odd ones, so each pair runs back to back
+ORDER = ("floor", "floor_free", "server", "logged")  # in even rounds; reversed in odd ones
 LOG_OUTCOMES = ("written", "dropped", "sampled_out", "failed")
 
 
@@ -197,31 +206,22 @@ def empty_db(url: str) -> None:
         client.close()
 
 
-def user_events(rng: random.Random, user: str, now: float) -> list[Event]:
-    """A visitor's last two weeks: per event kind and category, a few events of varied age."""
-    events: list[Event] = []
-    for event in EVENTS:
-        kind = COUNTER_EVENTS[event]
-        for category in CATEGORIES:
-            for _ in range(rng.choice(EVENT_COUNTS[event])):
-                age = rng.choice([rng.uniform(0, 3600), rng.uniform(0, 86400), rng.uniform(0, 1_209_600)])
-                value = round(rng.uniform(5, 200), 2) if kind == "purchase" else None
-                events.append(Event(user, kind, category, value, now - age, f"{user}-{len(events)}"))
-    return events
-
-
 def user_id(index: int) -> str:
     return f"u{index:05d}"
 
 
-async def _seed(url: str, users: int, seed: int) -> int:
+async def _seed(url: str, users: int, seed: int, events: EventsOf) -> int:
     store = RedisStore(url, timeout=PATIENT_TIMEOUT)
+    day = store.scheme.day
     rng = random.Random(seed)
     now = time.time()
     pending: list[Event] = []
     batches: list[list[Event]] = []
+    hashes: list[dict[str, Any]] = []  # the layout-free floor's, by user
     for index in range(users):
-        pending += user_events(rng, user_id(index), now)
+        history = events(rng, user_id(index), now)
+        hashes.append(floor_app.user_fields(history, day))
+        pending += history
         while len(pending) >= BATCH:
             batches.append(pending[:BATCH])
             pending = pending[BATCH:]
@@ -234,20 +234,32 @@ async def _seed(url: str, users: int, seed: int) -> int:
             async with gate:
                 await store.record(batch)
 
+        profiles = [{"tier": rng.choice(TIERS), "country": rng.choice(COUNTRIES)} for _ in range(users)]
+
         async def profile(index: int) -> None:
             async with gate:
-                await store.set_profile(user_id(index), {"tier": rng.choice(TIERS), "country": rng.choice(COUNTRIES)})
+                await store.set_profile(user_id(index), profiles[index])
 
         await asyncio.gather(*(record(batch) for batch in batches))
         await asyncio.gather(*(profile(index) for index in range(users)))
     finally:
         await store.close()
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=PATIENT_TIMEOUT)
+    try:
+        for first in range(0, users, BATCH):
+            pipe = client.pipeline(transaction=False)
+            for index in range(first, min(users, first + BATCH)):
+                pipe.hset(floor_app.user_key(user_id(index)), mapping={**profiles[index], **hashes[index]})
+            await pipe.execute()
+    finally:
+        await client.aclose()
     return sum(len(batch) for batch in batches)
 
 
-def seed(url: str, users: int, seed: int = 5) -> dict[str, Any]:
+def seed(url: str, users: int, seed: int = 5, events: EventsOf = bench_events) -> dict[str, Any]:
+    """Record ``users`` users' histories through the store, and write the layout-free floor's hashes."""
     start = time.perf_counter()
-    events = asyncio.run(_seed(url, users, seed))
+    events_seeded = asyncio.run(_seed(url, users, seed, events))
     seconds = time.perf_counter() - start
     client = redis.Redis.from_url(url)
     try:
@@ -257,7 +269,7 @@ def seed(url: str, users: int, seed: int = 5) -> dict[str, Any]:
         client.close()
     return {
         "users": users,
-        "events": events,
+        "events": events_seeded,
         "keys": keys,
         "seconds": seconds,
         "redis_version": info.get("redis_version", "?"),
@@ -468,6 +480,7 @@ class Side:
     latencies: list[float] = field(default_factory=list)
     from_schedule: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
     sent: int = 0
     not_ok: int = 0  # errors and non-200 answers
     # During the open-loop phases: completions, CPU seconds of the process and of Redis,
@@ -490,6 +503,7 @@ class Side:
             "p50_ms": percentile(self.latencies, 0.5) * 1000,
             "p99_ms": percentile(self.latencies, 0.99) * 1000,
             "p50_ms_by_round": [p * 1000 for p in self.p50s],
+            "p99_ms_by_round": [p * 1000 for p in self.p99s],
             "cdf_ms": [(q, seconds * 1000) for q, seconds in cdf(self.latencies)],
             "p50_from_schedule_ms": percentile(self.from_schedule, 0.5) * 1000,
             "p99_from_schedule_ms": percentile(self.from_schedule, 0.99) * 1000,
@@ -548,6 +562,7 @@ def latency(side: Side, settings: Settings, client: redis.Redis, background: Bac
     side.latencies += result.latencies
     side.from_schedule += result.from_schedule
     side.p50s.append(percentile(result.latencies, 0.5))
+    side.p99s.append(percentile(result.latencies, 0.99))
     side.sent += result.scheduled
     side.not_ok += result.errors + result.completed - result.statuses[200]
 
@@ -571,9 +586,9 @@ async def _store_features(
     return features, times
 
 
-def in_process(url: str, requests: Sequence[dict[str, Any]], repeats: int) -> dict[str, Any]:
+def in_process(url: str, text: str, requests: Sequence[dict[str, Any]], repeats: int) -> dict[str, Any]:
     """The engine on the same requests with the stored features supplied; and the store read alone."""
-    ruleset = tailor.loads(ruleset_text(RULES))
+    ruleset = tailor.loads(text)
     engine = tailor.Engine(ruleset)
     decider = Decider(ruleset)
     features, reads = asyncio.run(_store_features(url, decider, requests, None))
@@ -582,7 +597,7 @@ def in_process(url: str, requests: Sequence[dict[str, Any]], repeats: int) -> di
     for _ in range(repeats):
         for body, supplied in zip(requests, features, strict=True):
             start = clock()
-            engine.decide(context=body["context"], features=supplied)
+            engine.decide(body["user_id"], context=body["context"], features=supplied)
             times.append(clock() - start)
     return {
         "engine_p50_ms": percentile(times, 0.5) * 1000,
@@ -592,9 +607,9 @@ def in_process(url: str, requests: Sequence[dict[str, Any]], repeats: int) -> di
     }
 
 
-def agreement(url: str, port: int, requests: Sequence[dict[str, Any]]) -> dict[str, int]:
+def agreement(url: str, text: str, port: int, requests: Sequence[dict[str, Any]]) -> dict[str, int]:
     """HTTP decisions at a fixed ``at`` against the engine given the store's features as of then."""
-    ruleset = tailor.loads(ruleset_text(RULES))
+    ruleset = tailor.loads(text)
     engine = tailor.Engine(ruleset)
     at = time.time()
     features, _ = asyncio.run(_store_features(url, Decider(ruleset), requests, at))
@@ -614,7 +629,7 @@ def agreement(url: str, port: int, requests: Sequence[dict[str, Any]]) -> dict[s
         if status != 200:
             continue
         served = {slot: (value or {}).get("content") for slot, value in orjson.loads(answer)["slots"].items()}
-        decision = engine.decide(context=body["context"], features=supplied)
+        decision = engine.decide(body["user_id"], context=body["context"], features=supplied)
         expected = {slot: chosen.content for slot, chosen in decision.slots.items()}
         agreed += served == expected
     return {"checked": len(requests), "agreed": agreed}
@@ -648,17 +663,42 @@ def run(
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Seed Redis, start the server and the floor, measure both; the results as a dict."""
+    """Both workloads (``serve_workloads``): bench.serve's own, and under ``"site"`` the real-site one."""
+    say = progress or (lambda message: None)
+    runs = {
+        workload.name: run_workload(
+            workload, quick, redis_base, db, settings, lambda text, w=workload: say(f"{w.name}: {text}")
+        )
+        for workload in (BENCH, SITE)
+    }
+    return {**runs[BENCH.name], SITE.name: runs[SITE.name]}
+
+
+def run_workload(
+    workload: ServeWorkload,
+    quick: bool = False,
+    redis_base: str | None = None,
+    db: int = DEFAULT_DB,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Seed Redis, start the server and both floors, measure them; the results as a dict."""
     settings = settings or (QUICK if quick else FULL)
+    users = workload.users or settings.users
+    if quick and workload.users:
+        users = min(users, settings.users)
     say = progress or (lambda message: None)
     url = redis_url(redis_base, db)
     began = time.perf_counter()
     results: dict[str, Any] = {
+        "workload": workload.name,
+        "title": workload.title,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "redis": shown(url),
         "rules": RULES,
         "settings": asdict(settings),
+        "server_flags": list(workload.server_flags),
     }
     empty_db(url)
     workdir = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
@@ -666,51 +706,55 @@ def run(
     try:
         rules = workdir / "rules"
         rules.mkdir()
-        (rules / "bench.rules").write_text(ruleset_text(RULES))
-        server_port, floor_port, logged_port = free_port(), free_port(), free_port()
+        (rules / "bench.rules").write_text(workload.ruleset)
         # All start while Redis is seeded: compiling the ruleset takes a while.
         serve_args = ["tailor.cli", "serve", str(rules), "--redis", url]
-        server = start("server", [*serve_args, "--port", str(server_port), *SERVER_FLAGS], server_port, workdir)
-        processes.append(server)
-        logged = start("logged", [*serve_args, "--port", str(logged_port), *LOGGED_FLAGS], logged_port, workdir)
-        processes.append(logged)
-        floor = start("floor", ["bench.floor_app", "--port", str(floor_port), "--redis", url], floor_port, workdir)
-        processes.append(floor)
-        say(f"seeding {settings.users:,} users")
-        results["seed"] = seed(url, settings.users)
-        wait_ready(server, "/readyz")
-        wait_ready(logged, "/readyz")
-        wait_ready(floor, "/healthz")
+        ports: dict[str, int] = {}
 
-        bodies = make_requests(settings.users, settings.pool)
-        sides = {
-            "floor": Side("floor", floor, encode(bodies, floor_port)),
-            "server": Side("server", server, encode(bodies, server_port)),
-            "logged": Side("logged", logged, encode(bodies, logged_port)),
-        }
+        def launch(name: str, args: list[str]) -> Process:
+            ports[name] = port = free_port()
+            process = start(name, [*args, "--port", str(port)], port, workdir)
+            processes.append(process)
+            return process
+
+        contenders = {"server": launch("server", [*serve_args, *workload.server_flags])}
+        if workload.logged:
+            contenders["logged"] = launch("logged", [*serve_args, *LOGGED_FLAGS])
+        for name, layout in (("floor", "keys"), ("floor_free", "user")):
+            contenders[name] = launch(name, ["bench.floor_app", "--redis", url, "--layout", layout])
+        say(f"seeding {users:,} users")
+        results["seed"] = seed(url, users, events=workload.events)
+        for name, process in contenders.items():
+            wait_ready(process, "/healthz" if name.startswith("floor") else "/readyz")
+
+        bodies = make_requests(users, settings.pool)
+        sides = {name: Side(name, process, encode(bodies, process.port)) for name, process in contenders.items()}
         say("warming up")
         for side in sides.values():
             loadgen.run(loadgen.open_loop(side.port, side.requests, 200.0, 1.0, connections=4))
         client = redis.Redis.from_url(url)
-        pids = [os.getpid(), server.popen.pid, logged.popen.pid, floor.popen.pid]
+        pids = [os.getpid(), *(process.popen.pid for process in processes)]
         local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+        # In even rounds in this order, reversed in odd ones, so the floors and the server run back to back.
+        order = tuple(name for name in ORDER if name in sides)
         try:
-            before, logged_before = scrape(server_port), scrape(logged_port)
+            before = scrape(ports["server"])
+            logged_before = scrape(ports["logged"]) if workload.logged else {}
             background, phase = Background(pids, client, local), Background(pids, client, local)
             settled: list[float] = []
             with background:
                 for round_ in range(settings.rounds):
                     say(f"round {round_ + 1}/{settings.rounds}: waiting for a quiet second")
                     settled.append(settle(phase, settings.settle_seconds))
-                    order = ORDER if round_ % 2 == 0 else ORDER[::-1]
-                    for name in order:
+                    names = order if round_ % 2 == 0 else order[::-1]
+                    for name in names:
                         say(f"round {round_ + 1}/{settings.rounds}: {name} at saturation")
                         saturate(sides[name], settings, phase)
-                    for name in order:
+                    for name in names:
                         say(f"round {round_ + 1}/{settings.rounds}: {name} at {settings.rate:g} requests/s")
-                        latency(sides[name], settings, client, phase, scraped=name != "floor")
-            after = scrape(server_port)
-            logged_after = wait_logged(logged_port, logged_before)
+                        latency(sides[name], settings, client, phase, scraped=not name.startswith("floor"))
+            after = scrape(ports["server"])
+            logged_after = wait_logged(ports["logged"], logged_before) if workload.logged else {}
         finally:
             client.close()
         results["other_load_cores"] = background.cores
@@ -725,6 +769,7 @@ def run(
             if name.startswith("tailor_degraded_decisions_total")
         }
         results["floor"] = sides["floor"].summary()
+        results["floor_free"] = sides["floor_free"].summary()
         results["server"] = {
             **sides["server"].summary(),
             "decisions": int(decisions),
@@ -732,30 +777,28 @@ def run(
             "round_trips_per_decision": trips / decisions if decisions else math.nan,
             "degraded": sum(degraded.values()),
             "degraded_by_reason": degraded,
+            "log": log_counts(after, before),
         }
-        results["logged"] = {
-            **sides["logged"].summary(),
-            "flags": list(LOGGED_FLAGS),
-            "log": {
-                outcome: int(logged_after[name] - logged_before.get(name, 0.0))
-                for outcome in LOG_OUTCOMES
-                if (name := f'tailor_decision_log_records_total{{outcome="{outcome}"}}') in logged_after
-            },
-        }
-        say("batched writes: /v1/feedback against /v1/events")
-        results["writes"] = writes.measure(
-            server_port,
-            bodies[: settings.agreement * 10],
-            [user_id(index) for index in range(settings.users)],
-            rounds=settings.rounds,
-            seconds=settings.saturation_seconds,
-            warmup=settings.saturation_warmup,
-            connections=settings.saturation_connections,
-            batches=settings.pool // 10,
-        )
+        if workload.logged:
+            results["logged"] = {
+                **sides["logged"].summary(),
+                "flags": list(LOGGED_FLAGS),
+                "log": log_counts(logged_after, logged_before),
+            }
+            say("batched writes: /v1/feedback against /v1/events")
+            results["writes"] = writes.measure(
+                ports["server"],
+                bodies[: settings.agreement * 10],
+                [user_id(index) for index in range(users)],
+                rounds=settings.rounds,
+                seconds=settings.saturation_seconds,
+                warmup=settings.saturation_warmup,
+                connections=settings.saturation_connections,
+                batches=settings.pool // 10,
+            )
         say("the in-process engine")
-        results["in_process"] = in_process(url, bodies, settings.engine_repeats)
-        results["agreement"] = agreement(url, server_port, bodies[: settings.agreement])
+        results["in_process"] = in_process(url, workload.ruleset, bodies, settings.engine_repeats)
+        results["agreement"] = agreement(url, workload.ruleset, ports["server"], bodies[: settings.agreement])
     finally:
         for process in processes:
             process.stop()
@@ -763,6 +806,15 @@ def run(
         empty_db(url)
     results["seconds"] = time.perf_counter() - began
     return results
+
+
+def log_counts(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
+    """The decision log's records by outcome between two scrapes (none when the log is off)."""
+    return {
+        outcome: int(after[name] - before.get(name, 0.0))
+        for outcome in LOG_OUTCOMES
+        if (name := f'tailor_decision_log_records_total{{outcome="{outcome}"}}') in after
+    }
 
 
 def wait_logged(port: int, before: dict[str, float], limit: float = 30.0) -> dict[str, float]:
@@ -781,7 +833,7 @@ def paired(server: dict[str, Any], floor: dict[str, Any], key: str) -> float:
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    """The runtime issue's serving targets, from a ``run``'s result."""
+    """The runtime issue's serving targets, from a ``run``'s result (the floor issue's: ``free_targets``)."""
     floor, server = results["floor"], results["server"]
     return [
         Target(
@@ -803,6 +855,38 @@ def targets(results: dict[str, Any]) -> list[Target]:
         *log_targets(results),
         *writes.targets(results),
     ]
+
+
+def free_targets(results: dict[str, Any]) -> list[Target]:
+    """The floor issue's targets: against the layout-free floor, on each workload (none in older runs)."""
+    found: list[Target] = []
+    for result in (results, results.get("site")):
+        if result is None or "floor_free" not in result:
+            continue
+        floor, server = result["floor_free"], result["server"]
+        on = f"on {result['title']}"
+        found += [
+            Target(
+                f"saturation ≥ {FREE_THROUGHPUT_RATIO:g}x the layout-free floor's, {on}",
+                paired(server, floor, "throughputs"),
+                FREE_THROUGHPUT_RATIO,
+                "x",
+                lower_is_better=False,
+            ),
+            Target(
+                f"/v1/decide p50 ≤ {FREE_P50_RATIO:g}x the layout-free floor's, {on}",
+                paired(server, floor, "p50_ms_by_round"),
+                FREE_P50_RATIO,
+                "x",
+            ),
+            Target(
+                f"/v1/decide p99 ≤ {FREE_P99_RATIO:g}x the layout-free floor's, {on}",
+                paired(server, floor, "p99_ms_by_round"),
+                FREE_P99_RATIO,
+                "x",
+            ),
+        ]
+    return found
 
 
 def log_targets(results: dict[str, Any]) -> list[Target]:
@@ -852,23 +936,7 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
         f"{s['rate']:g} requests/s for {s['open_seconds']:g} s over {s['open_connections']} connections"
     )
     line()
-    line(f"{'':34}{'floor':>10}{'/v1/decide':>12}{'ratio':>8}")
-    rows = [
-        ("decisions/s at saturation", "throughput", "{:,.0f}", "{:.2f}x"),
-        (f"p50 at {s['rate']:g}/s (ms)", "p50_ms", "{:.2f}", "{:.2f}x"),
-        (f"p99 at {s['rate']:g}/s (ms)", "p99_ms", "{:.2f}", "{:.2f}x"),
-        ("  p50 from the schedule alone (ms)", "p50_from_schedule_ms", "{:.2f}", "{:.2f}x"),
-        ("  p99 from the schedule alone (ms)", "p99_from_schedule_ms", "{:.2f}", "{:.2f}x"),
-    ]
-    for label, key, fmt, ratio in rows:
-        line(
-            f"{label:34}{fmt.format(floor[key]):>10}{fmt.format(server[key]):>12}"
-            f"{ratio.format(server[key] / floor[key]):>8}"
-        )
-    line(
-        f"floor: the server's request model, one pipeline of {floor_app.COMMANDS} HMGETs on the user's keys, "
-        "an orjson body shaped like a decision"
-    )
+    floors_table(results, line)
     line(
         "latency runs from each request's scheduled send time; a connection that was idle until then counts "
         "from when its timer let it send (the rows 'from the schedule alone' do not correct for that)"
@@ -930,11 +998,55 @@ def report(results: dict[str, Any], command: str, out: TextIO = sys.stdout) -> N
     line(f"HTTP decisions agreeing with the in-process engine: {agreed['agreed']}/{agreed['checked']}")
     if "logged" in results:
         log_report(results, line)
+    if "site" in results:
+        site = results["site"]
+        line()
+        line(
+            f"{site['title']}: {site['seed']['users']:,} users, {site['seed']['events']:,} events, "
+            f"server flags: {' '.join(site['server_flags']) or '(the defaults: the decision log on, to the Stream)'}"
+        )
+        floors_table(site, line)
+        line(
+            f"decision log records: {site['server']['log']}; degraded decisions: {site['server']['degraded']}; "
+            f"HTTP decisions agreeing with the in-process engine: "
+            f"{site['agreement']['agreed']}/{site['agreement']['checked']}"
+        )
     line()
     line("targets (the median over the rounds of the ratio to the contender measured back to back):")
-    for target in targets(results):
+    for target in [*targets(results), *free_targets(results)]:
         line(target.line())
-    line(f"({results['seconds']:.0f} s)")
+    line(f"({results['seconds'] + results.get('site', {}).get('seconds', 0.0):.0f} s)")
+
+
+def floors_table(results: dict[str, Any], line: Callable[..., None]) -> None:
+    """The server against both floors: the layout-copying one and, where measured, the layout-free one."""
+    s, floor, server = results["settings"], results["floor"], results["server"]
+    free = results.get("floor_free")
+    rows = [
+        ("decisions/s at saturation", "throughput", "{:,.0f}", "throughputs"),
+        (f"p50 at {s['rate']:g}/s (ms)", "p50_ms", "{:.2f}", "p50_ms_by_round"),
+        (f"p99 at {s['rate']:g}/s (ms)", "p99_ms", "{:.2f}", "p99_ms_by_round"),
+        ("  p50 from the schedule alone (ms)", "p50_from_schedule_ms", "{:.2f}", None),
+        ("  p99 from the schedule alone (ms)", "p99_from_schedule_ms", "{:.2f}", None),
+    ]
+    head = f"{'':34}{'floor':>10}{'/v1/decide':>12}{'ratio':>8}"
+    line(head + (f"{'free floor':>12}{'ratio':>8}{'paired':>8}" if free else ""))
+    for label, key, fmt, by_round in rows:
+        text = f"{label:34}{fmt.format(floor[key]):>10}{fmt.format(server[key]):>12}{server[key] / floor[key]:>7.2f}x"
+        if free:
+            paired_ratio = f"{paired(server, free, by_round):>7.2f}x" if by_round and by_round in free else ""
+            text += f"{fmt.format(free[key]):>12}{server[key] / free[key]:>7.2f}x{paired_ratio}"
+        line(text)
+    line(
+        f"floor: the server's request model, one pipeline of {floor_app.COMMANDS} HMGETs on the user's keys, "
+        "an orjson body shaped like a decision"
+        + (
+            f"; free floor: the same with {floor_app.COMMANDS_FREE} HMGET of one hash per user (the layout-free "
+            "floor; paired: the median over the rounds of the per-round ratio)"
+            if free
+            else ""
+        )
+    )
 
 
 def log_report(results: dict[str, Any], line: Callable[..., None]) -> None:

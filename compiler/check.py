@@ -40,7 +40,7 @@ class CheckedRule:
     named: bool
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Program:
     """A ruleset whose names resolve and whose types agree: the optimizer's input."""
 

@@ -45,7 +45,7 @@ class ConsentPlan:
 
     @classmethod
     def of(cls, plan: DecisionPlan) -> ConsentPlan:
-        public = plan.program.public_attributes
+        public = plan.public_attributes
         personal = frozenset(text for text, ref in plan.features.items() if is_personal(ref, public))
         rules: dict[str, dict[str, None]] = {}
         for conjunction in plan.conjunctions:

@@ -195,7 +195,7 @@ class SlotPlan:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DecisionPlan:
-    program: Program
+    program: Program | None  # None in a served ruleset's copy, whose ``Ruleset.program`` rebuilds it from source
     rules: tuple[PlannedRule, ...]
     conjunctions: tuple[Conjunction, ...]  # by bit
     slots: dict[str, SlotPlan]
@@ -207,6 +207,7 @@ class DecisionPlan:
     model_inputs: dict[str, tuple[ModelInput, ...]] = field(default_factory=dict)
     experiments: dict[str, ExperimentPlan] = field(default_factory=dict)  # how each experiment draws its arms
     holdout: HoldoutPlan | None = None
+    public_attributes: frozenset[str] = frozenset()  # the user attributes declared public (not personal data)
 
     def tables_for(self, stage: int) -> tuple[FeatureTable, ...]:
         return tuple(t for t in self.tables if t.stage == stage)
@@ -299,6 +300,7 @@ def build_plan(
         model_inputs,
         experiment_plans(program),
         holdout_plan(program),
+        program.public_attributes,
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from tailor.dsl.source import Source
 
 from .check import Program
 from .codegen import CompiledPlan
+from .pickled import compacted
 from .pipeline import Compilation, compile_ruleset
 from .plan import DecisionPlan, PredicateStats
+from .program_source import ProgramSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +50,38 @@ class RuleInfo:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Ruleset:
+    """What a server serves: the plan and its code, the content payloads, and the source the program comes from.
+
+    The checked program is not held (its syntax trees were most of a compiled
+    ruleset's memory); ``program`` rebuilds it from the source when asked.
+    """
+
     name: str
     version: str  # a hash of the sources: equal sources, equal version
-    program: Program
-    plan: DecisionPlan
+    source: ProgramSource
+    plan: DecisionPlan  # its ``program`` is None: see ``program``
     compiled: CompiledPlan
     files: tuple[str, ...]
+    payloads: dict[str, dict[str, Any]]  # content name -> its JSON object
     warnings: tuple[Diagnostic, ...] = ()
     models: dict[str, Any] = field(default_factory=dict)  # name -> a loaded model (predict_one, version)
 
     @property
+    def program(self) -> Program:
+        """The checked program, rebuilt from the source (some 70 ms per 1,000 rules) unless still held."""
+        return self.source.program()
+
+    @property
     def rules(self) -> tuple[RuleInfo, ...]:
+        """Every rule in ruleset order (files in path order, then source order)."""
         return tuple(
-            RuleInfo(r.name, r.slot, r.priority, r.decl.content.name, _file(r.decl), _line(r.decl))
-            for r in self.program.rules
+            RuleInfo(r.name, r.slot, r.priority, r.content, r.file, r.line)
+            for r in sorted(self.plan.rules, key=attrgetter("order"))
         )
 
     @property
     def slots(self) -> tuple[str, ...]:
-        return self.program.slots
+        return tuple(self.plan.slots)
 
     @classmethod
     def of(
@@ -79,19 +95,19 @@ class Ruleset:
         program, plan, compiled = compilation.program, compilation.plan, compilation.compiled
         if program is None or plan is None or compiled is None:
             raise ValueError("the compilation did not complete: " + ", ".join(compilation.completed))
-        return cls(program.name, version, program, plan, compiled, files, models=dict(models or {}))
+        return cls(
+            program.name,
+            version,
+            ProgramSource.of(program.name, compilation.files),
+            replace(plan, program=None),
+            compiled,
+            files,
+            {name: decl.payload for name, decl in program.contents.items()},
+            models=dict(models or {}),
+        )
 
     def payload(self, content: str) -> dict[str, Any] | None:
-        decl = self.program.contents.get(content)
-        return decl.payload if decl is not None else None
-
-
-def _file(node: Any) -> str:
-    return node.span.file if node.span is not None else ""
-
-
-def _line(node: Any) -> int:
-    return node.span.line if node.span is not None else 0
+        return self.payloads.get(content)
 
 
 def source_version(files: Sequence[ParsedFile | tuple[str, str]]) -> str:
@@ -113,10 +129,14 @@ def loads(
     if name.endswith(RULES_SUFFIX):
         filename = filename or name
         name = name.removesuffix(RULES_SUFFIX)
-    filename = filename or f"{name}{RULES_SUFFIX}"
+    return compacted(_compiled(text, name, filename or f"{name}{RULES_SUFFIX}", stats))
+
+
+def _compiled(text: str, name: str, filename: str, stats: PredicateStats | None) -> Ruleset:
+    """``loads``'s compile; everything it made but the ruleset is freed when it returns."""
     module, problems = parse_source(Source(filename, text))
     digest = hashlib.sha256(text.encode()).hexdigest()
-    parsed = ParsedFile(Path(filename), module, tuple(problems), digest)
+    parsed = ParsedFile(Path(filename), module, tuple(problems), digest, text)
     compilation = compile_ruleset([parsed], name=name, stats=stats)
     raise_on_errors(compilation.diagnostics)
     return Ruleset.of(compilation, source_version([parsed]), (filename,))

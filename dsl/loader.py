@@ -85,6 +85,7 @@ class ParsedFile:
     module: ast.Module
     diagnostics: tuple[Diagnostic, ...]
     digest: str
+    text: str = ""  # the source: a served ruleset keeps it to rebuild its checked program on demand
 
 
 class ParseCache:
@@ -151,7 +152,7 @@ def read_file(path: Path, cache: ParseCache | None = None, *, named: Path | None
     if not text.strip():
         return ParsedFile(shown, ast.Module((), name), (error(EMPTY_FILE, None, file_name=name),), "")
     module, problems, digest = cache.parse(name, text)
-    return ParsedFile(shown, module, problems, digest)
+    return ParsedFile(shown, module, problems, digest, text)
 
 
 def read_ruleset(root: Path, cache: ParseCache | None = None) -> list[ParsedFile]:

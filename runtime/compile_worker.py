@@ -24,8 +24,6 @@ when the compiler raised.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import io
 import logging
 import os
 import pickle
@@ -39,10 +37,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
+from tailor.compiler.pickled import dumps
 from tailor.compiler.plan import PredicateStats
 from tailor.dsl.loader import ParseCache
 from tailor.dsl.parser import collector_paused
@@ -199,50 +197,6 @@ class CompileWorker:
             child.kill(wait=True)
 
 
-class _Reducers(dict[type, Any]):
-    """A pickler's dispatch table that works out each class's reducer the first time it meets it.
-
-    A dataclass is pickled as its class called with its fields, which loads
-    several times faster than the ``__setstate__`` of a frozen slotted
-    dataclass (a ruleset is about a million such objects at 20,000 rules).
-    Classes whose ``__init__`` is not the plain generated one keep the default.
-    """
-
-    def __missing__(self, cls: type) -> Any:
-        reducer = _reducer(cls)
-        if reducer is None:
-            raise KeyError(cls)  # the pickler's default; asked again next time, which costs little
-        self[cls] = reducer
-        return reducer
-
-
-def _reducer(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
-    if not dataclasses.is_dataclass(cls) or cls.__reduce__ is not object.__reduce__:
-        return None
-    fields = dataclasses.fields(cls)
-    code = getattr(cls.__init__, "__code__", None)
-    generated = code is not None and code.co_filename == "<string>"  # dataclasses' own, not the class's
-    if not generated or hasattr(cls, "__post_init__") or not all(f.init for f in fields) or not fields:
-        return None
-    values = attrgetter(*(f.name for f in fields))
-    if len(fields) == 1:
-        return lambda obj: (cls, (values(obj),))
-    return lambda obj: (cls, values(obj))
-
-
-_REDUCERS = _Reducers()
-
-
-def _dumps(value: object) -> bytes:
-    buffer = io.BytesIO()
-    with collector_paused():  # nothing is freed while pickling: a collection would only cost time
-        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = _REDUCERS
-        pickler.dump(value)
-        del pickler  # its memo holds every argument tuple made: freed here, the collector never sees them
-    return buffer.getvalue()
-
-
 def _write(pipe: BinaryIO, data: bytes) -> None:
     pipe.write(HEADER.pack(len(data)))
     view = memoryview(data)
@@ -306,7 +260,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             reply: Prepared | CompileCrash = prepare(
                 request.path, stats=request.stats, cache=cache, model_limits=request.model_limits
             )
-            payload = _dumps(reply)
+            payload = dumps(reply)
         except Exception as exc:  # a compiler bug: the server reports it and keeps serving
             payload = pickle.dumps(CompileCrash(repr(exc), traceback.format_exc()))
         _write(replies, payload)

@@ -74,51 +74,59 @@ local function series_entry(bucket, count, total)
 end
 """
 
-# One series update: add ``count`` events totalling ``total`` to ``bucket`` of the series in ``field``,
-# keep the latest event time in the ``latest`` field (when not ''), drop the buckets older than
-# ``oldest`` when a new bucket makes more than ``prune``, and note how long the user hash must live
-# (``ttl`` ms) for ``series_finish``. Shared by every script that writes behavioural events.
-SERIES_ADD = (
+# One series' new value: ``value`` (false when the series is new) with ``count`` events totalling
+# ``total`` added to ``bucket``, and the buckets older than ``oldest`` dropped when a new bucket makes
+# more than ``prune``. Pure string work: the callers decide when to read and write the field.
+SERIES_MERGE = (
     SERIES_ENTRY
     + """
-local touched = {}
-local function series_add(key, field, bucket, count, total, ttl, latest, ts, oldest, prune)
-  bucket, count, total = tonumber(bucket), tonumber(count), tonumber(total)
-  local value = redis.call('HGET', key, field)
+-- Where ``bucket`` goes in a series whose first entry is newer: the start of the first entry not newer
+-- (#value + 1 when every entry is newer). A bisection over the text's positions, each step reading one
+-- entry's bucket, so a long series is not walked entry by entry.
+local function series_place(value, bucket)
+  local lo, hi = 1, #value + 1 -- lo starts an entry newer than bucket; hi one that is not, or the end
+  while true do
+    local at = string.find(value, ',', math.floor((lo + hi) / 2), true) + 1
+    if at >= hi then
+      at = string.find(value, ',', lo, true) + 1
+      if at >= hi then
+        return hi
+      end
+    end
+    if tonumber(string.match(value, '^%-?%d+', at)) > bucket then
+      lo = at
+    else
+      hi = at
+    end
+  end
+end
+
+local function series_merge(value, bucket, count, total, oldest, prune)
   local added = true
   if not value then
     value = series_entry(bucket, count, total)
   else
-    local stop = string.find(value, ',', 1, true)
-    local b, c, t = string.match(value, '^(%-?%d+) (%d+) ([^,]+),')
+    local b, c, t, after = string.match(value, '^(%-?%d+) (%d+) ([^,]+),()')
     b = tonumber(b)
     if b == bucket then -- the newest bucket, as most events
-      value = series_entry(bucket, tonumber(c) + count, tonumber(t) + total) .. string.sub(value, stop + 1)
+      value = series_entry(bucket, tonumber(c) + count, tonumber(t) + total) .. string.sub(value, after)
       added = false
     elseif b < bucket then
       value = series_entry(bucket, count, total) .. value
-    else -- an older bucket: walk to its place; the other entries keep their text
-      local placed = false
-      for at, eb, ec, et in string.gmatch(value, '()(%-?%d+) (%d+) ([^,]+),') do
-        local n = tonumber(eb)
-        if n == bucket then
-          local after = at + #eb + #ec + #et + 3
-          local entry = series_entry(bucket, tonumber(ec) + count, tonumber(et) + total)
-          value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, after)
-          added, placed = false, true
-          break
-        elseif n < bucket then
-          value = string.sub(value, 1, at - 1) .. series_entry(bucket, count, total) .. string.sub(value, at)
-          placed = true
-          break
-        end
-      end
-      if not placed then
-        value = value .. series_entry(bucket, count, total)
+    else -- an older bucket: its place found by bisection; the other entries keep their text
+      local at = series_place(value, bucket)
+      local eb, ec, et, stop = string.match(value, '^(%-?%d+) (%d+) ([^,]+),()', at)
+      if eb and tonumber(eb) == bucket then
+        local entry = series_entry(bucket, tonumber(ec) + count, tonumber(et) + total)
+        value = string.sub(value, 1, at - 1) .. entry .. string.sub(value, stop)
+        added = false
+      else
+        value = string.sub(value, 1, at - 1) .. series_entry(bucket, count, total) .. string.sub(value, at)
       end
     end
   end
-  if added then
+  -- An entry takes at least six characters, so a shorter value cannot hold more than ``prune``: not counted.
+  if added and #value >= 6 * (tonumber(prune) + 1) then
     local _, n = string.gsub(value, ',', ',')
     if n > tonumber(prune) then
       oldest = tonumber(oldest)
@@ -130,6 +138,27 @@ local function series_add(key, field, bucket, count, total, ttl, latest, ts, old
       end
     end
   end
+  return value
+end
+"""
+)
+
+# One series update: add ``count`` events totalling ``total`` to ``bucket`` of the series in ``field``
+# (``series_merge``), keep the latest event time in the ``latest`` field (when not ''), and note how
+# long the user hash must live (``ttl`` ms) for ``series_finish``. Shared by every script that writes
+# behavioural events one update at a time.
+SERIES_ADD = (
+    SERIES_MERGE
+    + """
+local touched = {}
+local function series_touch(key, ttl)
+  if not touched[key] or touched[key] < ttl then
+    touched[key] = ttl
+  end
+end
+local function series_add(key, field, bucket, count, total, ttl, latest, ts, oldest, prune)
+  local value = redis.call('HGET', key, field)
+  value = series_merge(value, tonumber(bucket), tonumber(count), tonumber(total), oldest, prune)
   redis.call('HSET', key, field, value)
   if latest ~= '' then
     local last = redis.call('HGET', key, latest)
@@ -137,10 +166,7 @@ local function series_add(key, field, bucket, count, total, ttl, latest, ts, old
       redis.call('HSET', key, latest, ts)
     end
   end
-  ttl = tonumber(ttl)
-  if not touched[key] or touched[key] < ttl then
-    touched[key] = ttl
-  end
+  series_touch(key, tonumber(ttl))
 end
 """
 )

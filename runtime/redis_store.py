@@ -15,6 +15,7 @@ docs/runtime.md; the bucket arithmetic lives in ``buckets.py``, shared with
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import time
@@ -26,7 +27,15 @@ from redis.asyncio.cluster import RedisCluster
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
-from .buckets import Planned, Scheme, decode_attribute, plan_in_chunks, split_attributes
+from .buckets import (
+    Scheme,
+    check_batch,
+    decode_attribute,
+    fingerprint,
+    kept_buckets,
+    series_keys,
+    split_attributes,
+)
 from .consent import DECLINED, ConsentGate
 from .events import DEDUPE_SECONDS, DEFAULT_RETENTION, Event, RecordResult
 from .experiment_counts import ArmTotals
@@ -38,12 +47,13 @@ from .redis_clients import AsyncClient, BlockingClient, async_client, blocking_c
 from .redis_feedback import RedisFeedback
 from .redis_fleet import RedisFleet
 from .redis_keys import key_part
+from .redis_reads import FetchReads
 from .redis_series import (
+    COUNTER,
+    LATEST,
     SERIES_ADD,
     SERIES_FINISH,
-    latest_field,
     profile_field,
-    series_field,
 )
 from .redis_slots import by_slot
 from .redis_users import RedisUsers
@@ -53,10 +63,12 @@ from .user_data import StoreErasure, UserData
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
-# Events per record script call. An event costs Redis about 50 to 80 microseconds
-# (up to six series updates and its id), so a call holds Redis 2 to 3 ms: a decision
-# arriving meanwhile waits that long, well within its 50 ms deadline.
+# Events per record script call. An event costs Redis about 30 to 50 microseconds
+# (its id, and up to six series merged in Lua), so a call holds Redis 1 to 2 ms: a
+# decision arriving meanwhile waits that long, well within its 50 ms deadline.
 EVENTS_PER_CALL = 32
+IDS = ":ids"  # after a user's hash key: the user's event ids (a sorted set, by first sight)
+FINGERPRINTS = ":fp"  # the payload fingerprints of those ids (a hash)
 # Connections for writes, per process: concurrent batches beyond this wait in the
 # process, not in Redis, so a decision never queues behind more than this many calls.
 WRITE_CONNECTIONS = 2
@@ -64,31 +76,46 @@ WRITE_CONNECTIONS = 2
 USERS_ON_CLUSTER = "exporting or erasing a user is not supported on a Redis Cluster yet"
 
 # KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
-# ARGV[3]: ids first seen at or before this time are forgotten. Then, per event: the
-# index of its user's id set (0 when the event has no id; the key after it is the
-# user's fingerprints hash), the id, the payload's fingerprint, the index of its user's
-# hash and the number of writes; and per write (``SERIES_ADD``'s arguments): the
-# series' field, the bucket, the value, the user hash's TTL (ms) the write needs, the
-# latest time's field ('' unless a day series, which keeps the latest), the event time,
-# the series' oldest kept bucket and the bucket count past which it is pruned.
-# An id seen with another fingerprint is a conflict; with the same, or with none
-# (stored before fingerprints were), a duplicate. Either way the first one stands.
-# A new id forgets at most 64 old ones, so a call's work stays bounded.
+# ARGV[3]: ids first seen at or before this time are forgotten; ARGV[4], ARGV[5]: the
+# prefixes of series and latest-time fields (``redis_series.py``); ARGV[6..20]: per
+# resolution, finest first, its name, bucket width, kept span, oldest kept bucket and the
+# bucket count past which a series is pruned. Then, per event: the index of its user's id
+# set (0 when the event has no id; the key after it is the user's fingerprints hash), the
+# id, the payload's fingerprint, the index of its user's hash, the number of its series
+# (``TYPE:KEY``, its key's and the "any" key's) and their names, its value, its time, and
+# its bucket at each resolution ('' where it is no longer kept). An id seen with another
+# fingerprint is a conflict; with the same, or with none (stored before fingerprints
+# were), a duplicate. Either way the first one stands.
+# The call reads each user hash field it updates once (one HMGET per event, for the
+# fields no earlier event of the call read) and writes them back once, with one HSET per
+# user hash at the end; the series and latest times come out as if updated event by
+# event. New ids are added as they come, each by one ZADD NX (only an id already there is
+# looked up, to tell a repeat from one forgotten); each id set then forgets at most 64 old
+# ids per new one, so a call's work stays bounded, and its TTLs are renewed once.
 RECORD_SCRIPT = (
     SERIES_ADD
     + SERIES_FINISH
     + """
 local accepted, duplicates, conflicts = 0, 0, 0
-local forget = tonumber(ARGV[3])
-local i = 4
+local now, forget = tonumber(ARGV[1]), tonumber(ARGV[3])
+local counter, latest = ARGV[4], ARGV[5]
+local resolutions = {}
+for r = 1, 3 do
+  local a = 1 + 5 * r
+  resolutions[r] = {':' .. ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4]}
+end
+local values, changed, fresh = {}, {}, {}
+local i = 21
 while i <= #ARGV do
   local ids, id, fingerprint = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local user, n = KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
-  i = i + 5
+  local first_name = i + 5
+  local value, ts = tonumber(ARGV[first_name + n]), ARGV[first_name + n + 1]
+  local buckets = first_name + n + 2
+  i = buckets + 3
   local repeated = false
-  if ids > 0 then
-    local seen = redis.call('ZSCORE', KEYS[ids], id)
-    if seen and tonumber(seen) > forget then
+  if ids > 0 and redis.call('ZADD', KEYS[ids], 'NX', ARGV[1], id) == 0 then -- seen before: when?
+    if tonumber(redis.call('ZSCORE', KEYS[ids], id)) > forget then
       repeated = true
       local first = redis.call('HGET', KEYS[ids + 1], id)
       if first and first ~= fingerprint then
@@ -96,39 +123,97 @@ while i <= #ARGV do
       else
         duplicates = duplicates + 1
       end
-    else
+    else -- forgotten: seen now for the first time
       redis.call('ZADD', KEYS[ids], ARGV[1], id)
-      redis.call('HSET', KEYS[ids + 1], id, fingerprint)
-      local old = redis.call('ZRANGEBYSCORE', KEYS[ids], '-inf', ARGV[3], 'LIMIT', 0, 64)
-      if #old > 0 then
-        redis.call('ZREM', KEYS[ids], unpack(old))
-        redis.call('HDEL', KEYS[ids + 1], unpack(old))
-      end
-      redis.call('PEXPIRE', KEYS[ids], ARGV[2])
-      redis.call('PEXPIRE', KEYS[ids + 1], ARGV[2])
     end
+  end
+  if ids > 0 and not repeated then
+    redis.call('HSET', KEYS[ids + 1], id, fingerprint)
+    fresh[ids] = (fresh[ids] or 0) + 1
   end
   if not repeated then
     accepted = accepted + 1
-    for w = i, i + 8 * (n - 1), 8 do
-      series_add(user, ARGV[w], ARGV[w + 1], 1, unpack(ARGV, w + 2, w + 7))
+    local have, dirty = values[user], changed[user]
+    if not have then
+      have, dirty = {}, {}
+      values[user], changed[user] = have, dirty
+    end
+    local writes, missing = {}, {}
+    for k = first_name, first_name + n - 1 do
+      local name = ARGV[k]
+      for r = 1, 3 do
+        local bucket = ARGV[buckets + r - 1]
+        if bucket ~= '' then
+          local field = counter .. name .. resolutions[r][1]
+          writes[#writes + 1] = {field, tonumber(bucket), resolutions[r]}
+          if have[field] == nil then
+            missing[#missing + 1] = field
+          end
+        end
+      end
+      if ARGV[buckets + 2] ~= '' then -- the day series keeps the latest event time
+        local field = latest .. name
+        writes[#writes + 1] = {field}
+        if have[field] == nil then
+          missing[#missing + 1] = field
+        end
+      end
+    end
+    if #missing > 0 then
+      local got = redis.call('HMGET', user, unpack(missing))
+      for m, field in ipairs(missing) do
+        have[field] = got[m]
+      end
+    end
+    for _, write in ipairs(writes) do
+      local field, bucket, resolution = write[1], write[2], write[3]
+      if bucket then
+        have[field] = series_merge(have[field], bucket, 1, value, resolution[4], resolution[5])
+        dirty[field] = true
+        series_touch(user, math.ceil(((bucket + 2) * resolution[2] + resolution[3] - now) * 1000))
+      else
+        local last = have[field]
+        if not last or tonumber(last) < tonumber(ts) then
+          have[field] = ts
+          dirty[field] = true
+        end
+      end
     end
   end
-  i = i + 8 * n
+end
+for user, dirty in pairs(changed) do
+  local have, args = values[user], {}
+  for field in pairs(dirty) do
+    args[#args + 1] = field
+    args[#args + 1] = have[field]
+  end
+  if #args > 0 then
+    redis.call('HSET', user, unpack(args))
+  end
+end
+for ids, count in pairs(fresh) do
+  local old = redis.call('ZRANGEBYSCORE', KEYS[ids], '-inf', ARGV[3], 'LIMIT', 0, 64 * count)
+  if #old > 0 then
+    redis.call('ZREM', KEYS[ids], unpack(old))
+    redis.call('HDEL', KEYS[ids + 1], unpack(old))
+  end
+  redis.call('PEXPIRE', KEYS[ids], ARGV[2])
+  redis.call('PEXPIRE', KEYS[ids + 1], ARGV[2])
 end
 series_finish()
 return {accepted, duplicates, conflicts}
 """
 )
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
+RECORD_HEADER = 20  # ARGV before the first event's
 
 # KEYS[1]: the user's hash (``redis_series.py``). ARGV, per read: what to read ('c' a
-# count, 't' a total, 'l' the latest event time, 'p' profile attributes), then for 'c'
-# and 't' the series' field and the first and last bucket, for 'l' the field, for 'p'
-# the number of fields and the fields. The series and latest times are read by one
+# count, 't' a total, 'l' the latest event time, 'p' profile attributes, 'm' cached model
+# scores from KEYS[2], the user's predictions hash), then for 'c' and 't' the series'
+# field and the first and last bucket, for 'l' the field, for 'p' and 'm' the number of
+# fields and the fields. The series and latest times are read by one
 # HMGET, and a window's buckets summed here, from the newest down to its first. Totals
 # come back as text ('%.17g'), since Redis would truncate a Lua number to an integer.
-# A 'q' read is a 'p' read of KEYS[2], the user's cached predictions (``--prediction-cache store``).
 # ARGV[1] is the consent attribute's field, or '' without a consent gate. With one,
 # ARGV[2] is the number of public attributes' fields, named next: the attribute is read
 # before anything else, and reply 1 is its value. When it is 'false' the script reads
@@ -154,7 +239,7 @@ local fields, reads = {}, {}
 while i <= #ARGV do
   local what = ARGV[i]
   local r = #replies + 1
-  if what == 'p' or what == 'q' then
+  if what == 'p' or what == 'm' then
     local n = tonumber(ARGV[i + 1])
     replies[r] = redis.call('HMGET', what == 'p' and key or KEYS[2], unpack(ARGV, i + 2, i + 1 + n))
     i = i + 2 + n
@@ -211,6 +296,18 @@ return new
 EXPOSE_SHA = hashlib.sha1(EXPOSE_SCRIPT.encode()).hexdigest()
 
 
+def _recorded(reply: Sequence[Any]) -> RecordResult:
+    """A ``RECORD_SCRIPT`` reply: accepted, duplicates and conflicts."""
+    accepted, duplicates, conflicts = reply
+    return RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _series_name(event: str, key: str) -> str:
+    """``RedisStore.series_name``, kept for the names a store meets again and again (built per event)."""
+    return f"{key_part(event)}:{key_part(key)}"
+
+
 class RedisStore(FeatureStore):
     """Redis through redis-py's asyncio client, connected lazily in the running event loop.
 
@@ -235,6 +332,7 @@ class RedisStore(FeatureStore):
         self.cluster = cluster  # a Redis Cluster: calls go to the node of their keys' slot
         self.prefix = prefix
         self.scheme = Scheme.for_retention(retention)
+        self._fetch_reads = FetchReads(self.scheme, self.series_name)
         self.profile_ttl = profile_ttl
         self.timeout = timeout
         self.round_trips = 0
@@ -255,7 +353,7 @@ class RedisStore(FeatureStore):
     @staticmethod
     def series_name(event: str, key: str) -> str:
         """An event type and key as the user hash's fields name them."""
-        return f"{key_part(event)}:{key_part(key)}"
+        return _series_name(event, key)
 
     def decisions_index_key(self, user_id: str) -> str:
         """The set of the decision ids whose join records are the user's (``redis_feedback``)."""
@@ -274,10 +372,10 @@ class RedisStore(FeatureStore):
         return f"{self.user_key(user_id)}:m"
 
     def ids_key(self, user_id: str) -> str:
-        return f"{self.user_key(user_id)}:ids"
+        return self.user_key(user_id) + IDS
 
     def fingerprints_key(self, user_id: str) -> str:
-        return f"{self.user_key(user_id)}:fp"
+        return self.user_key(user_id) + FINGERPRINTS
 
     def _phase(self, experiment: str, phase: str) -> str:
         # One phase's keys share a hash tag, so one script call can mark and count them.
@@ -311,12 +409,13 @@ class RedisStore(FeatureStore):
         """One script reads every feature (and the cached ``predictions``); see ``FETCH_SCRIPT``."""
         at = time.time() if at is None else at
         keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
-        if predictions:  # a profile-like read of the user's predictions hash, in the same slot, the last reply
+        if predictions:  # a profile-like read ('m') of the user's predictions hash, KEYS[2]
             keys = [self.user_key(user_id), self.predictions_key(user_id)]
-            args += ["q", str(len(predictions)), *predictions]
+            args += ["m", str(len(predictions)), *predictions]
         if not keys:
             return {}
         replies = await self._script(self._reads(), FETCH_SCRIPT, FETCH_SHA, keys, args)
+        # A user who declined gets no further reads, the predictions' included.
         declined = consent is not None and replies and replies[0] in (DECLINED, DECLINED.encode())
         cached = replies.pop() if predictions and not declined else None
         values = self._fetch_values(reads, profile, replies, at, consent, features)
@@ -351,16 +450,20 @@ class RedisStore(FeatureStore):
             public = [profile_field(ref.name) for ref in consent.allowed(features)]
             args = [profile_field(consent.attribute), str(len(public)), *public]
         reads: list[FeatureRef] = []
+        windows: dict[float, tuple[str, str]] = {}  # a window's first and last bucket at ``at``, by span
+        plan = self._fetch_reads.read
         for ref in features:
-            if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
-                resolution, buckets = self.scheme.window(ref.window, at)
-                field = series_field(self.series_name(ref.event, ref.key), resolution)
-                what = "c" if ref.kind is FeatureKind.COUNT else "t"
-                args += [what, field, str(buckets.start), str(buckets.stop - 1)]
-            elif ref.kind is FeatureKind.SINCE:
-                args += ["l", latest_field(self.series_name(ref.event, ref.key))]
-            else:
+            read = plan(ref)
+            if read is None:
                 continue
+            if len(read) == 2:
+                args += read  # since(): "l", the latest event's field
+            else:
+                what, field, resolution, span = read
+                bounds = windows.get(span)
+                if bounds is None:
+                    bounds = windows[span] = (str(resolution.bucket(at - span)), str(resolution.bucket(at)))
+                args += [what, field, *bounds]
             reads.append(ref)
         profile = [ref for ref in features if ref.kind is FeatureKind.PROFILE]
         if profile:
@@ -413,26 +516,42 @@ class RedisStore(FeatureStore):
         give events ids and such a retry (or the caller's) never counts an event twice.
         """
         now = time.time() if now is None else float(now)
+        times = check_batch(events, now)  # raises before anything is sent
         result = RecordResult()
-        for planned in plan_in_chunks(events, now, self.scheme, EVENTS_PER_CALL):  # raises before anything is sent
-            live = [item for item in planned if not item.expired]
-            result += RecordResult(expired=len(planned) - len(live))
-            if not live:
-                continue
-            if self.cluster:
-                # One call per slot the chunk's users hash to, one pipeline per node, the nodes at once.
-                calls = [self._script_args(items, now) for items in by_slot(live, self._user_of).values()]
-                replies = await self._scripts(self._writes(), RECORD_SCRIPT, RECORD_SHA, calls)
-            else:
-                keys, args = self._script_args(live, now)
-                replies = [await self._script(self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args)]
-            for accepted, duplicates, conflicts in replies:
-                result += RecordResult(int(accepted), int(duplicates), 0, int(conflicts))
+        if self.cluster:
+            # Per chunk, one call per slot its users hash to, one pipeline per node, the nodes at once.
+            for start in range(0, len(events), EVENTS_PER_CALL):
+                chunk = range(start, min(start + EVENTS_PER_CALL, len(events)))
+                calls = []
+                for group in by_slot(chunk, lambda n: self.user_key(events[n].user_id)).values():
+                    keys, args, expired = self._record_args([events[n] for n in group], [times[n] for n in group], now)
+                    result += RecordResult(expired=expired)
+                    if len(args) > RECORD_HEADER:
+                        calls.append((keys, args))
+                for reply in await self._scripts(self._writes(), RECORD_SCRIPT, RECORD_SHA, calls):
+                    result += _recorded(reply)
+            return result
+        # The next chunk's arguments are built while Redis runs the call before it; it is sent once that
+        # call has answered, so the calls still run in order, one at a time.
+        sent: asyncio.Task[Any] | None = None
+        try:
+            for start in range(0, len(events), EVENTS_PER_CALL):
+                keys, args, expired = self._record_args(
+                    events[start : start + EVENTS_PER_CALL], times[start : start + EVENTS_PER_CALL], now
+                )
+                result += RecordResult(expired=expired)
+                if sent is not None:
+                    result += _recorded(await sent)
+                    sent = None
+                if len(args) > RECORD_HEADER:
+                    sent = asyncio.ensure_future(self._script(self._writes(), RECORD_SCRIPT, RECORD_SHA, keys, args))
+            if sent is not None:
+                result += _recorded(await sent)
+                sent = None
+        finally:
+            if sent is not None:  # cancelled while building or waiting: the call under way is cancelled too
+                sent.cancel()
         return result
-
-    def _user_of(self, item: Planned) -> str:
-        """The hash-tagged head of a planned event's user's keys, which names their slot."""
-        return self.user_key(item.event.user_id)
 
     async def set_profile(self, user_id: str, attributes: Mapping[str, Any]) -> None:
         sets, deletes = split_attributes(attributes)  # raises before anything is sent
@@ -686,39 +805,41 @@ class RedisStore(FeatureStore):
             for resolution in self.scheme.resolutions
         }
 
-    def _script_args(self, live: list[Planned], now: float) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV for ``RECORD_SCRIPT``; see the comment above it."""
+    def _record_args(
+        self, events: Sequence[Event], times: Sequence[float], now: float
+    ) -> tuple[list[str], list[str], int]:
+        """KEYS and ARGV for ``RECORD_SCRIPT`` (see the comment above it), and how many events expired."""
         index: dict[str, int] = {}
-
-        def key_index(key: str) -> str:
-            return str(index.setdefault(key, len(index) + 1))
-
-        def ids_index(user_id: str) -> str:
-            """The id set's index; the fingerprints hash is the key after it."""
-            key = self.ids_key(user_id)
-            if key not in index:
-                index[key] = len(index) + 1
-                index[self.fingerprints_key(user_id)] = len(index) + 1
-            return str(index[key])
-
-        fixed = self._series_constants(now)
-        args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS)]
-        for item in live:
-            event = item.event
-            ids = ids_index(event.user_id) if event.id is not None else "0"
-            user = key_index(self.user_key(event.user_id))
-            args += [ids, event.id or "", item.fingerprint or "", user, str(len(item.writes))]
-            for write in item.writes:
-                series = self.series_name(write.event, write.key)
-                oldest, prune, is_day = fixed[write.resolution.name]
-                args += [
-                    series_field(series, write.resolution),
-                    str(write.bucket),
-                    repr(write.value),
-                    str(math.ceil(write.ttl * 1000)),
-                    latest_field(series) if is_day else "",
-                    repr(write.ts) if is_day else "",
-                    oldest,
-                    prune,
-                ]
-        return list(index), args
+        args = [repr(now), str(math.ceil(DEDUPE_SECONDS * 1000)), repr(now - DEDUPE_SECONDS), COUNTER, LATEST]
+        for resolution in self.scheme.resolutions:
+            args += [
+                resolution.name,
+                str(resolution.width),
+                repr(resolution.keep),
+                str(resolution.oldest(now)),
+                str(resolution.prune_above),
+            ]
+        place = {resolution.name: n for n, resolution in enumerate(self.scheme.resolutions)}
+        expired = 0
+        for event, ts in zip(events, times, strict=True):
+            kept = kept_buckets(ts, now, self.scheme)
+            if kept is None:
+                expired += 1
+                continue
+            user = self.user_key(event.user_id)
+            if event.id is None:
+                args += ["0", "", ""]
+            else:
+                ids = user + IDS
+                if ids not in index:
+                    index[ids] = len(index) + 1
+                    index[user + FINGERPRINTS] = len(index) + 1
+                args += [str(index[ids]), event.id, fingerprint(event)]
+            names = [_series_name(event.type, key) for key in series_keys(event.key)]
+            buckets = ["", "", ""]
+            for resolution, bucket, _ in kept:
+                buckets[place[resolution.name]] = str(bucket)
+            value = 1.0 if event.value is None else float(event.value)
+            args += [str(index.setdefault(user, len(index) + 1)), str(len(names)), *names, repr(value), repr(ts)]
+            args += buckets
+        return list(index), args, expired

@@ -272,12 +272,12 @@ class _Checker:
             )
         elif content == DEFAULT and plan_slot.default is None:
             self._report(f"slot '{slot}' has no default", item.content.span, code="unknown-name")
-        if content not in (NOTHING, DEFAULT) and content not in self.ruleset.program.contents:
+        if content not in (NOTHING, DEFAULT) and content not in self.ruleset.payloads:
             self._report(
                 f"unknown content '{content}'",
                 item.content.span,
                 code="unknown-name",
-                hint=did_you_mean(content, self.ruleset.program.contents) or "expect a content, nothing or default",
+                hint=did_you_mean(content, self.ruleset.payloads) or "expect a content, nothing or default",
             )
         return slot, content
 

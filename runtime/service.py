@@ -23,12 +23,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tailor.compiler.decide import Decider, Outcomes
 from tailor.compiler.explain import explain
 from tailor.compiler.feedback import predicate_outcomes
+from tailor.compiler.pickled import compacted
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import RuleInfo, Ruleset
 from tailor.dsl.diagnostics import Diagnostic, RulesError, render_all
@@ -200,7 +202,13 @@ class DecisionService:
 
     def prepare(self) -> Served:
         """Compile the ruleset on disk in this process (raises ``RulesError``): the first load, and
-        library use. Hot reload compiles in a worker process instead (see ``compile_worker``)."""
+        library use. Hot reload compiles in a worker process instead (see ``compile_worker``).
+
+        A server process (``freeze_heap``) keeps no parse trees: its reloads parse in the worker, which
+        keeps its own cache. Its ruleset is laid out compactly once the compile's garbage is freed."""
+        if self.freeze_heap:  # the throwaway cache is freed as prepare returns, before the copy is made
+            fresh = partial(prepare, self.path, stats=self.stats, model_limits=self.model_limits)
+            return self.served(compacted(fresh(cache=sized_cache(None, self.path))))
         self.cache = sized_cache(self.cache, self.path)  # shared by these compiles: only changed files re-parse
         return self.served(prepare(self.path, stats=self.stats, cache=self.cache, model_limits=self.model_limits))
 

@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tailor.compiler.ruleset_changes import changes
+from tailor.compiler.ruleset_changes import DeclarationChange, changes
 
 from .decision_diff import DecisionDiff, DiffCounter
 from .decision_record import DecisionRecord
@@ -51,6 +51,9 @@ class Shadow:
         self._scheduled = False
         self._replayer: Replayer | None = None
         self._counter: DiffCounter | None = None
+        # The declarations that differ, by (live version, candidate version): a served ruleset rebuilds its
+        # program from source to compare them, so they are worked out once per pair, not per report.
+        self._declared: tuple[tuple[str, str], tuple[DeclarationChange, ...]] | None = None
         self.dropped = 0  # sampled records the shadow fell too far behind to decide
         self.disagreements: Counter[str] = Counter()  # by slot, since the process started
         self.decided = 0
@@ -121,7 +124,12 @@ class Shadow:
         if counter is None:
             return None
         live, candidate = self.live.current, self.candidate.current
-        declared = changes(live.ruleset, candidate.ruleset) if live is not None and candidate is not None else ()
+        declared: tuple[DeclarationChange, ...] = ()
+        if live is not None and candidate is not None:
+            pair = (live.version, candidate.version)
+            if self._declared is None or self._declared[0] != pair:
+                self._declared = (pair, changes(live.ruleset, candidate.ruleset))
+            declared = self._declared[1]
         return counter.report(declared)
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import orjson
 import pytest
 
-from bench import loadgen
+from bench import floor_app, loadgen
 from bench import serve as bench_serve
 from bench.ports import free_port
 from bench.workload import ruleset_text
+from tailor.runtime.events import Event
+from tailor.runtime.redis_store import RedisStore
 
 T = TypeVar("T")
 
@@ -112,13 +113,14 @@ def test_the_benchmark_never_uses_redis_database_zero() -> None:
 # --- against the floor app and the real server ---
 
 
-@pytest.fixture
-def processes(tmp_path: Path, redis_url: str) -> Iterator[dict[str, bench_serve.Process]]:
-    """The floor app and ``tailor serve`` (a small ruleset, Redis), started side by side."""
+@pytest.fixture(scope="module")
+def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict[str, bench_serve.Process]]:
+    """Both floor apps and ``tailor serve`` (a small ruleset, Redis), started side by side, once for the module."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bench.rules").write_text(ruleset_text(50))
-    server_port, floor_port = free_port(), free_port()
+    server_port, floor_port, free_floor_port = free_port(), free_port(), free_port()
     started = {
         "server": bench_serve.start(
             "server",
@@ -129,17 +131,24 @@ def processes(tmp_path: Path, redis_url: str) -> Iterator[dict[str, bench_serve.
         "floor": bench_serve.start(
             "floor", ["bench.floor_app", "--port", str(floor_port), "--redis", redis_url], floor_port, tmp_path
         ),
+        "floor_free": bench_serve.start(
+            "floor_free",
+            ["bench.floor_app", "--port", str(free_floor_port), "--redis", redis_url, "--layout", "user"],
+            free_floor_port,
+            tmp_path,
+        ),
     }
     try:
         bench_serve.wait_ready(started["server"], "/readyz")
         bench_serve.wait_ready(started["floor"], "/healthz")
+        bench_serve.wait_ready(started["floor_free"], "/healthz")
         yield started
     finally:
         for process in started.values():
             process.stop()
 
 
-@pytest.mark.parametrize("name", ["floor", "server"])
+@pytest.mark.parametrize("name", ["floor", "floor_free", "server"])
 def test_the_load_generator_drives_the_floor_and_the_server(
     processes: dict[str, bench_serve.Process], name: str
 ) -> None:
@@ -162,3 +171,21 @@ def test_the_load_generator_drives_the_floor_and_the_server(
     decision = orjson.loads(body)
     assert set(decision["slots"]) == {"hero", "sidebar", "footer"}
     assert decision["degraded"] is False
+
+
+def test_the_layout_free_floor_reads_what_the_store_was_given_in_one_hash_per_user() -> None:
+    day = RedisStore("redis://127.0.0.1:6379/15").scheme.day
+    now = 20_000 * 86400.0 + 3600
+    history = [
+        Event("u1", "view", "Books", None, now - 60, "a"),
+        Event("u1", "view", "Books", None, now - 120, "b"),
+        Event("u1", "view", "Books", None, now - 86400, "c"),
+        Event("u1", "purchase", "Electronics", 12.5, now - 60, "d"),
+        Event("u1", "view", "Fashion", None, now - 60, "e"),  # a category the floor does not read
+    ]
+    assert floor_app.user_fields(history, day) == {
+        "view:Books:20000": 2,
+        "view:Books:19999": 1,
+        "purchase:Electronics:20000": 1,
+    }
+    assert floor_app.user_key("u1") == "tailor:floor:{u1}"  # under a hash tag, with the store's prefix

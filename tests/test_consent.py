@@ -369,7 +369,7 @@ PROFILE = {"tier": "gold", "country": "FR", "age": 30, "vip": True, "score": 0.5
 def test_without_consent_nothing_personal_is_fetched_run_or_written(case: tuple[str, dict[str, Any]]) -> None:
     text, context = case
     ruleset = tailor.loads(text, name="shop")
-    public = ruleset.plan.program.public_attributes
+    public = ruleset.plan.public_attributes
     # the request way: consent false
     store = RecordingStore()
     store.set_profile_now("u", PROFILE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import tailor
 from tailor.bucketing import bucket_ranges, choose_arm, hash
 from tailor.compiler.lint import lint
+from tailor.compiler.plan import DecisionPlan
 from tailor.dsl.diagnostics import RulesError
 from tailor.dsl.formatter import format_text
 from tailor.runtime.memory_store import MemoryStore
@@ -217,6 +219,12 @@ def test_keywords_may_name_arms_and_the_formatter_round_trips() -> None:
     assert tailor.parse(formatted) == tailor.parse(text)
 
 
+def _linted_plan(text: str) -> DecisionPlan:
+    """A compiled ruleset's plan with its program (a served ruleset's plan keeps none), as lint takes it."""
+    ruleset = tailor.loads(text, "shop")
+    return dataclasses.replace(ruleset.plan, program=ruleset.program)
+
+
 def test_lint_reports_unknown_arms_alike_arms_and_unread_experiments() -> None:
     text = """
 content a = {}
@@ -228,11 +236,11 @@ rule r1 when hero_test == "modle" then show a in hero
 rule r2 when hero_test in ["rules", "model"] then show a in hero
 default show a in hero
 """
-    found = {(d.code, d.message, d.hint) for d in lint(tailor.loads(text, "shop").plan)}
+    found = {(d.code, d.message, d.hint) for d in lint(_linted_plan(text))}
     assert ("unknown-arm", "experiment 'hero_test' has no arm \"modle\"", "did you mean 'model'?") in found
     assert any(code == "arms-alike" and "rules and model" in message for code, message, _ in found)
     assert any(code == "unused" and "experiment 'idle'" in message for code, message, _ in found)
-    clean = {d.code for d in lint(tailor.loads(RULES, "shop").plan)}
+    clean = {d.code for d in lint(_linted_plan(RULES))}
     assert not clean & {"unknown-arm", "arms-alike", "unused"}
 
 

@@ -47,3 +47,13 @@ def test_a_library_user_keeps_the_collector_as_it_was(tmp_path: Path) -> None:
     before = gc.get_freeze_count()
     DecisionService(tmp_path, MemoryStore()).open()
     assert gc.get_freeze_count() == before
+
+
+def test_a_server_process_keeps_no_parse_trees(tmp_path: Path, unfrozen: None) -> None:
+    (tmp_path / "heap.rules").write_text(RULES.format(version=1))
+    service = DecisionService(tmp_path, MemoryStore(), freeze_heap=True, keep=1)
+    served = service.open()
+    assert service.cache.misses == 0  # the first load parsed into a cache of its own, now freed
+    assert served.ruleset.plan.program is None
+    assert served.ruleset.payload("a") == {"v": 1}
+    assert [rule.name for rule in served.ruleset.program.rules] == [rule.name for rule in served.ruleset.rules]

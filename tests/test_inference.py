@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -90,15 +91,7 @@ def test_a_failing_model_yields_unknown_and_a_degraded_decision(retail: tailor.R
         def predict_one(self, row: list[float]) -> float:
             raise RuntimeError("inference failed")
 
-    broken = tailor.Ruleset(
-        retail.name,
-        retail.version,
-        retail.program,
-        retail.plan,
-        retail.compiled,
-        retail.files,
-        models={"p_click": Broken()},
-    )
+    broken = dataclasses.replace(retail, models={"p_click": Broken()})
     decision = tailor.Engine(broken).decide(user_id="u2", context=CONTEXT, features=FAN)
     assert decision.degraded
     assert decision.slots["hero"].rule is None  # p_click unknown: the rule does not fire

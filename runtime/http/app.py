@@ -40,6 +40,7 @@ from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .console_routes import DEFAULT_CONSOLE, add_console
+from .decide_route import DecideShortPath
 from .explain_json import explanation_json
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
@@ -165,6 +166,14 @@ def create_app(
     guard = [Depends(require_key(api_key))] if api_key is not None else []
     auth = (401,) if api_key is not None else ()
     decide_guard, decide_auth = ([], ()) if public_decisions else (guard, auth)
+    # Outside the body limit: it answers only what the route below would answer 200 to (decide_route.py).
+    app.add_middleware(
+        DecideShortPath,
+        decide=lambda body: decision(body, explained=False),
+        limit=max_body,
+        handlers=app.exception_handlers,
+        key=None if public_decisions else api_key,
+    )
     root = RulesetRoot.of(service.path)
     readers: dict[str, SuppliedFeatures] = {}  # by version
 
