@@ -39,13 +39,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import decide, ingest, memory, models, oracle, parse, reload, replay, serve, stream
+from . import decide, ingest, memory, models, oracle, parse, reload, replay, scale_out, serve, stream
 from . import report as report_page
 from .decide import Disagreement
 from .oracle import OracleMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "stream", "reload", "replay")
+SECTIONS = (
+    *("parse", "decide", "memory", "oracle", "models", "serve", "ingest", "stream", "scale_out", "reload"),
+    "replay",
+)
 FULL_RULES = (100, 1_000, 10_000, 50_000)
 QUICK_RULES = (100, 1_000)
 RELOAD_RULES = 1_000
@@ -124,6 +127,8 @@ def measure(
             results["ingest"] = ingest.run(quick, redis_base, db, progress=progress)
         elif section == "stream":
             results["stream"] = stream.run(quick, redis_base, db, progress=progress)
+        elif section == "scale_out":
+            results["scale_out"] = scale_out.run(scale_out.QUICK if quick else scale_out.FULL, say=progress)
         elif section == "reload":
             times = reload.run(RELOAD_RULES, 1, 3 if quick else 9)
             results["reload"] = {"rules": RELOAD_RULES, "times_s": times, "median_s": statistics.median(times)}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import tailor
+from tailor.compiler.file_cache import FileCache
 from tailor.dsl.loader import ParseCache
 from tailor.dsl.parser import parse_source
 from tailor.dsl.source import Source
@@ -103,9 +104,11 @@ EDIT_TARGET = 0.25  # the recompile after a one-file edit, as a share of the fir
 def measure_edit(files: int, rules_per_file: int) -> dict[str, Any]:
     """A cold compile of a many-file ruleset, then the recompile after one rule's priority changed in one file.
 
-    Both compile in this process as a server's first load does (read, parse
-    through the parse cache, check, plan, generate); the second re-parses only
-    the edited file.
+    Both compile in this process as a server's compile worker does (read,
+    parse through the parse cache, check and normalize through the file cache,
+    plan, generate); the second re-parses, re-checks and re-normalizes only the
+    edited file. Each is timed in CPU seconds too: on a shared machine the
+    wall clock measures the neighbours as much as the compile.
     """
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "bench"
@@ -113,19 +116,27 @@ def measure_edit(files: int, rules_per_file: int) -> dict[str, Any]:
         paths = [root / f"part{index:02d}.rules" for index in range(files)]
         for path, text in zip(paths, split(ruleset_text(files * rules_per_file), files), strict=True):
             path.write_text(text)
-        cache = ParseCache()
-        start = time.perf_counter()
-        first = compile_path(root, cache=cache).ruleset()
-        cold_s = time.perf_counter() - start
+        cache, file_cache = ParseCache(), FileCache()
+        start, cpu = time.perf_counter(), time.process_time()
+        first = compile_path(root, cache=cache, file_cache=file_cache).ruleset()
+        cold_s, cold_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         text = paths[-1].read_text()
         edited, count = re.subn(r"priority \d+", "priority 1000", text, count=1)
         assert count == 1, "no rule to edit"
         paths[-1].write_text(edited)
-        start = time.perf_counter()
-        second = compile_path(root, cache=cache).ruleset()
-        edit_s = time.perf_counter() - start
+        start, cpu = time.perf_counter(), time.process_time()
+        second = compile_path(root, cache=cache, file_cache=file_cache).ruleset()
+        edit_s, edit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         assert second.version != first.version
-    return {"edit": True, "files": files, "rules": files * rules_per_file, "cold_s": cold_s, "edit_s": edit_s}
+    return {
+        "edit": True,
+        "files": files,
+        "rules": files * rules_per_file,
+        "cold_s": cold_s,
+        "edit_s": edit_s,
+        "cold_cpu_s": cold_cpu_s,
+        "edit_cpu_s": edit_cpu_s,
+    }
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -143,18 +154,17 @@ def parse_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def edit_targets(rows: list[dict[str, Any]]) -> list[Target]:
-    """The floor issue's reload target; none when the run measured no edit (an older result)."""
+    """The floor issue's reload target, in CPU time (in wall time for older results); none without an edit."""
     return [
         Target(
             f"recompile after editing 1 of {row['files']} files ({row['rules']:,} rules) "
-            f"≤ {EDIT_TARGET:g}x the cold compile",
-            row["edit_s"] / row["cold_s"],
+            f"≤ {EDIT_TARGET:g}x the cold compile{' (CPU time)' if 'edit_cpu_s' in row else ''}",
+            row["edit_cpu_s"] / row["cold_cpu_s"] if "edit_cpu_s" in row else row["edit_s"] / row["cold_s"],
             EDIT_TARGET,
             "x",
-            why="The parse cache spares the unchanged files' parsing, about half of a cold compile; checking, "
-            "normalizing, planning and generating still run over the whole ruleset, as names, segments and "
-            "attribute types are shared by all files and rule order decides. Caching each file's normalized "
-            "rules, keyed by its text and what it reads of the others, would make them proportional to the edit.",
+            why="The parse cache spares the unchanged files' parsing and the file cache their checking and "
+            "normalizing; planning and generating still run over the whole ruleset, as the bits, predicate "
+            "tables and generated code are numbered across all files and rule order decides.",
         )
         for row in rows
         if "edit" in row
@@ -224,8 +234,9 @@ def main() -> None:
     for row in rows:
         if "edit" in row:
             print(
-                f"\n{row['files']} files, {row['rules']:,} rules: cold compile {row['cold_s']:.2f} s,"
-                f" after a one-file edit {row['edit_s']:.2f} s"
+                f"\n{row['files']} files, {row['rules']:,} rules: cold compile {row['cold_s']:.2f} s"
+                f" ({row['cold_cpu_s']:.2f} s CPU), after a one-file edit {row['edit_s']:.2f} s"
+                f" ({row['edit_cpu_s']:.2f} s CPU)"
             )
     for target in [*shape_targets(rows), *edit_targets(rows)]:
         print(target.line())

@@ -23,6 +23,7 @@ from tailor.dsl.source import Span
 
 from .caps import check_cap
 from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, FeatureRef, call_key, call_ref
+from .file_cache import FileEntries, FileKey
 from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
 
 # Content payloads are served as JSON in every response; JSON writers refuse deep nesting
@@ -64,9 +65,30 @@ class Program:
         return frozenset(text for text, decl in self.declared.items() if decl.public and decl.attribute.scope == "user")
 
 
-def check(modules: Sequence[ast.Module], default_name: str = "ruleset") -> tuple[Program, list[Diagnostic]]:
+@dataclass(frozen=True, slots=True)
+class CheckedFile:
+    """A file whose conditions checked without a problem: the attribute types it found, and those it added.
+
+    Checking a file's conditions reads the names other files declare (the
+    cache entries' context) and the attribute types known before it (declared,
+    or inferred by the files before it), and adds the types its own uses
+    infer, in the order it meets them; it changes nothing else.
+    """
+
+    before: dict[str, Type]  # where each type came from does not matter to a file that checks
+    added: tuple[tuple[str, tuple[Type, Span | None]], ...]
+
+
+def check(
+    modules: Sequence[ast.Module],
+    default_name: str = "ruleset",
+    cache: FileEntries[CheckedFile] | None = None,
+    keys: Sequence[FileKey] = (),
+) -> tuple[Program, list[Diagnostic]]:
+    """The program, and every problem found; with a ``cache`` and each module's key (its file's
+    name and digest), a file whose entry is current is not checked again."""
     checker = _Checker(modules, default_name)
-    program = checker.run()
+    program = checker.run(cache, keys)
     return program, sorted_unique(checker.problems)
 
 
@@ -125,20 +147,14 @@ class _Checker:
 
     # --- declarations ---
 
-    def run(self) -> Program:
+    def run(self, cache: FileEntries[CheckedFile] | None = None, keys: Sequence[FileKey] = ()) -> Program:
         name = self._ruleset_name()
         self._collect()
-        for module in self.modules:
-            for decl in module.declarations:
-                if isinstance(decl, ast.SegmentDecl):
-                    self._condition(decl.condition)
-                elif isinstance(decl, ast.RuleDecl):
-                    self._condition(decl.condition)
-                    self._content(decl.content)
-                    if decl.cap is not None:
-                        self.problems.extend(check_cap(decl.cap))
-                elif isinstance(decl, ast.DefaultDecl):
-                    self._content(decl.content)
+        if cache is None:
+            for module in self.modules:
+                self._check_module(module)
+        else:
+            self._check_modules(cache, keys)
         self._segments()
         types = {text: entry[0] for text, entry in self.attributes.items()}
         inferred = {text: entry[1] for text, entry in self.attributes.items() if text not in self.declared}
@@ -158,6 +174,40 @@ class _Checker:
             self.declared,
             inferred,
         )
+
+    def _check_module(self, module: ast.Module) -> None:
+        for decl in module.declarations:
+            if isinstance(decl, ast.SegmentDecl):
+                self._condition(decl.condition)
+            elif isinstance(decl, ast.RuleDecl):
+                self._condition(decl.condition)
+                self._content(decl.content)
+                if decl.cap is not None:
+                    self.problems.extend(check_cap(decl.cap))
+            elif isinstance(decl, ast.DefaultDecl):
+                self._content(decl.content)
+
+    def _check_modules(self, cache: FileEntries[CheckedFile], keys: Sequence[FileKey]) -> None:
+        """``_check_module`` on each module, but a file found clean under the same names and attribute
+        types before it is not checked again: its attribute types are added as it added them."""
+        context = (tuple(self.segments), tuple(self.models), tuple(self.experiments), tuple(self.contents))
+        known = cache.entries(context)
+        made: dict[FileKey, CheckedFile] = {}
+        for module, key in zip(self.modules, keys, strict=True):
+            entry = known.get(key)
+            before = {text: typed[0] for text, typed in self.attributes.items()}
+            if entry is not None and entry.before == before:
+                cache.hits += 1
+                self.attributes.update(entry.added)
+                made[key] = entry
+                continue
+            cache.misses += 1
+            found = len(self.problems)
+            self._check_module(module)
+            if len(self.problems) == found:
+                added = tuple((text, typed) for text, typed in self.attributes.items() if text not in before)
+                made[key] = CheckedFile(before, added)
+        cache.replace(context, made)
 
     def _ruleset_name(self) -> str:
         first: ast.RulesetDecl | None = None

@@ -56,6 +56,11 @@ class FeatureRef:
     window: float = 0.0  # seconds; 0 for attributes, models and since()
     name: str = ""  # attribute or model name
 
+    def __hash__(self) -> int:
+        """The text's hash, which Python keeps with the string: equal references have equal texts, and
+        hashing every field (an enum's hash is a Python call) was much of planning a large ruleset."""
+        return hash(self.text)
+
     @property
     def is_behavioural(self) -> bool:
         return self.kind in (FeatureKind.COUNT, FeatureKind.TOTAL, FeatureKind.SINCE)

@@ -16,8 +16,9 @@ when the store could not be asked.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from tailor.dsl import ast
@@ -25,6 +26,7 @@ from tailor.dsl import ast
 from .caps import RuleCap, rule_cap
 from .check import CheckedRule, Program
 from .features import FeatureRef, attribute_ref, call_key, call_ref, experiment_ref, model_ref
+from .file_cache import FileEntries, FileKey
 from .ir import (
     FALSE,
     MIRRORED_OP,
@@ -46,6 +48,7 @@ from .ir import (
     Test,
     Truth,
 )
+from .normal_forms import NormalForm, normal_context
 
 DNF_LIMIT = 64  # disjuncts; a larger expansion stays a formula
 
@@ -74,18 +77,49 @@ class NormalProgram:
     rules: tuple[NormalRule, ...]
 
 
-def normalize(program: Program) -> NormalProgram:
-    """Every rule's condition in normal form, sharing (interning) predicates between rules."""
+def normalize(
+    program: Program, cache: FileEntries[tuple[NormalForm, ...]] | None = None, keys: Sequence[FileKey] = ()
+) -> NormalProgram:
+    """Every rule's condition in normal form, sharing (interning) predicates between rules.
+
+    With a ``cache`` and each module's key (its file's name and digest), the
+    files whose entry is current are not normalized again.
+    """
     normalizer = Normalizer(program)
-    rules = []
-    for checked in program.rules:
-        condition = normalizer.condition(checked.decl.condition)
-        disjuncts = normalizer.dnf(condition)
-        cap = rule_cap(checked.decl, normalizer.intern)
-        if cap is not None:
-            condition, disjuncts = with_cap(condition, disjuncts, cap.atom)
-        rules.append(NormalRule(checked, condition, None if disjuncts is None else tuple(disjuncts), cap))
+    if cache is None:
+        return NormalProgram(program, tuple(_normal_rule(normalizer, checked) for checked in program.rules))
+    context = normal_context(program)
+    known = cache.entries(context)
+    made: dict[FileKey, tuple[NormalForm, ...]] = {}
+    rules: list[NormalRule] = []
+    checked_rules = iter(program.rules)
+    for module, key in zip(program.modules, keys, strict=True):
+        count = sum(1 for decl in module.declarations if isinstance(decl, ast.RuleDecl))
+        in_file = list(islice(checked_rules, count))
+        forms = known.get(key)
+        if forms is None or len(forms) != count:
+            cache.misses += 1
+            forms = tuple(_normal_form(normalizer, checked) for checked in in_file)
+        else:
+            cache.hits += 1
+        made[key] = forms
+        rules += (NormalRule(c, f.condition, f.disjuncts, f.cap) for c, f in zip(in_file, forms, strict=True))
+    cache.replace(context, made)
     return NormalProgram(program, tuple(rules))
+
+
+def _normal_form(normalizer: Normalizer, checked: CheckedRule) -> NormalForm:
+    condition = normalizer.condition(checked.decl.condition)
+    disjuncts = normalizer.dnf(condition)
+    cap = rule_cap(checked.decl, normalizer.intern)
+    if cap is not None:
+        condition, disjuncts = with_cap(condition, disjuncts, cap.atom)
+    return NormalForm(condition, None if disjuncts is None else tuple(disjuncts), cap)
+
+
+def _normal_rule(normalizer: Normalizer, checked: CheckedRule) -> NormalRule:
+    form = _normal_form(normalizer, checked)
+    return NormalRule(checked, form.condition, form.disjuncts, form.cap)
 
 
 def with_cap(

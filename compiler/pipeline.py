@@ -31,6 +31,7 @@ from tailor.dsl.parser import collector_paused
 
 from .check import Program, check
 from .codegen import CompiledPlan, generate
+from .file_cache import FileCache, FileKey
 from .model_inputs import ModelInputs, compile_model_inputs
 from .normalize import NormalProgram, normalize
 from .plan import DecisionPlan, PredicateStats, build_plan
@@ -44,6 +45,7 @@ class Compilation:
     files: tuple[ParsedFile, ...]
     model_features: Mapping[str, Sequence[str]] = field(default_factory=dict)
     stats: PredicateStats | None = None
+    file_cache: FileCache | None = None  # the files' checks and normal forms from earlier compiles
     program: Program | None = None
     normal: NormalProgram | None = None
     model_inputs: ModelInputs | None = None
@@ -63,12 +65,17 @@ class Compilation:
 
 
 def _check(c: Compilation) -> list[Diagnostic]:
-    c.program, found = check([f.module for f in c.files], c.name)
+    checks = c.file_cache.check if c.file_cache is not None else None
+    c.program, found = check([f.module for f in c.files], c.name, checks, _keys(c))
     return [*(d for f in c.files for d in f.diagnostics), *found]
 
 
+def _keys(c: Compilation) -> list[FileKey]:
+    return [(f.module.name, f.digest) for f in c.files]
+
+
 def _normalize(c: Compilation) -> list[Diagnostic]:
-    c.normal = normalize(c.program)
+    c.normal = normalize(c.program, c.file_cache.normal if c.file_cache is not None else None, _keys(c))
     return []
 
 
@@ -112,14 +119,17 @@ def compile_ruleset(
     model_features: Mapping[str, Sequence[str]] | None = None,
     stats: PredicateStats | None = None,
     until: str = STAGE_NAMES[-1],
+    file_cache: FileCache | None = None,
 ) -> Compilation:
     """Run the stages over parsed ``files`` up to and including ``until``.
 
     ``name`` is the ruleset's name when no file declares one. ``model_features``
     maps each model to the feature texts its file lists (none: no model inputs).
-    Stops after the first stage that reports an error.
+    Stops after the first stage that reports an error. ``file_cache`` spares
+    checking and normalizing again the files that did not change since the last compile through it.
     """
-    return resume(Compilation(name, tuple(files), dict(model_features or {}), stats), until=until)
+    compilation = Compilation(name, tuple(files), dict(model_features or {}), stats, file_cache=file_cache)
+    return resume(compilation, until=until)
 
 
 def resume(

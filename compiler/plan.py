@@ -28,6 +28,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,13 +228,15 @@ def build_plan(
     rules: list[PlannedRule] = []
     conjunctions: list[Conjunction] = []
     slot_bits: dict[str, list[int]] = {slot: [] for slot in program.slots}
-    orders: dict[Predicate, tuple[tuple[float, float], str]] = {}
+    # By identity: hashing a predicate walks it, and the normalizer shares equal predicates (equal ones
+    # that are distinct objects, from files normalized in different compiles, are ranked twice, alike).
+    orders: dict[int, tuple[tuple[float, float], str]] = {}
 
     def order_of(predicate: Predicate) -> tuple[tuple[float, float], str]:
         """Rank, then text: computed once per distinct predicate, as rules share most of them."""
-        order = orders.get(predicate)
+        order = orders.get(id(predicate))
         if order is None:
-            order = orders[predicate] = (rank(predicate, stats), predicate.text())
+            order = orders[id(predicate)] = (rank(predicate, stats), predicate.text())
         return order
 
     for normal_rule in ordered:
@@ -259,14 +262,16 @@ def build_plan(
             continue
         for terms in expanded:
             bit = len(conjunctions)
-            atoms = tuple(
-                sorted(
-                    (p for p in terms if isinstance(p, Atom) and feature_stage(p.feature) != STAGE_MODEL),
-                    key=lambda p: (feature_stage(p.feature), *order_of(p)),
-                )
-            )
-            settled = set(atoms)  # a set: a conjunction may have thousands of terms
-            residual = tuple(sorted((p for p in terms if p not in settled), key=order_of))
+            indexed: list[tuple[tuple[Any, ...], Atom]] = []
+            rest: list[Predicate] = []
+            for p in terms:
+                stage = feature_stage(p.feature) if isinstance(p, Atom) else STAGE_MODEL
+                if stage != STAGE_MODEL:
+                    indexed.append(((stage, *order_of(p)), p))
+                else:
+                    rest.append(p)
+            atoms = tuple(p for _key, p in sorted(indexed, key=itemgetter(0)))
+            residual = tuple(sorted(rest, key=order_of))
             conjunctions.append(Conjunction(bit, rule, atoms, residual))
             slot_bits[rule.slot].append(bit)
     all_bits = (1 << len(conjunctions)) - 1

@@ -9,12 +9,13 @@ in ``marshal``'s format and each model as the bytes it was read from (see
 ``CompiledPlan`` and ``ModelFile``).
 
 The worker starts with the reloader and lives as long as it, one compile at a
-time, keeping its own ``ParseCache``: a reload re-parses only the files whose
-bytes changed. A compile that outlives its reload's timeout is killed, and
-the next reload starts a new worker. The worker never outlives the server: it
-exits when its request pipe closes, a watchdog thread ends it if the server
-dies mid-compile, and it ignores Ctrl-C (the terminal sends that to the whole
-process group; the server decides when to stop).
+time, keeping its own ``ParseCache`` and ``FileCache``: a reload re-parses,
+re-checks and re-normalizes only the files whose bytes changed. A compile that
+outlives its reload's timeout is killed, and the next reload starts a new
+worker. The worker never outlives the server: it exits when its request pipe
+closes, a watchdog thread ends it if the server dies mid-compile, and it
+ignores Ctrl-C (the terminal sends that to the whole process group; the
+server decides when to stop).
 
 A message is a pickle behind its length (8 bytes, little-endian). The server
 sends a ``CompileRequest`` and gets back a ``Prepared``, or a ``CompileCrash``
@@ -40,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from tailor.compiler.file_cache import FileCache
 from tailor.compiler.pickled import dumps
 from tailor.compiler.plan import PredicateStats
 from tailor.dsl.loader import ParseCache
@@ -250,6 +252,7 @@ def _watch_parent(parent: int) -> None:
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer compile requests until the request pipe closes."""
     cache: ParseCache | None = None
+    file_cache = FileCache()
     while True:
         data = _read(requests)
         if data is None:
@@ -258,7 +261,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         try:
             cache = sized_cache(cache, request.path)
             reply: Prepared | CompileCrash = prepare(
-                request.path, stats=request.stats, cache=cache, model_limits=request.model_limits
+                request.path,
+                stats=request.stats,
+                cache=cache,
+                model_limits=request.model_limits,
+                file_cache=file_cache,
             )
             payload = dumps(reply)
         except Exception as exc:  # a compiler bug: the server reports it and keeps serving

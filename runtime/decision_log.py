@@ -130,12 +130,13 @@ def sampled(decision_id: str, fraction: float) -> bool:
     return int.from_bytes(digest, "big") < fraction * 2.0**64
 
 
-def open_sink(target: str, settings: LogSettings) -> Sink:
-    """The sink for a Redis URL (its Stream) or a directory (NDJSON files)."""
+def open_sink(target: str, settings: LogSettings, cluster: bool = False) -> Sink:
+    """The sink for a Redis URL (its Stream; ``cluster``: a node of a Redis Cluster) or a directory
+    (NDJSON files)."""
     if is_redis_url(target):
         from .decision_log_stream import StreamSink
 
-        return StreamSink(target, max_len=settings.max_len)
+        return StreamSink(target, max_len=settings.max_len, cluster=cluster)
     from .decision_log_files import FileSink
 
     return FileSink(Path(target), max_bytes=settings.max_bytes)
@@ -257,9 +258,18 @@ class DecisionLog:
             log.warning("decision log: writing to %s again", self.sink.where)
 
 
-def open_log(settings: LogSettings, store_redis: str | None, counts: LogCounts) -> DecisionLog | None:
-    """The decision log ``settings`` ask for, not yet started; None when it is off."""
+def open_log(
+    settings: LogSettings, store_redis: str | None, counts: LogCounts, store_cluster: bool = False
+) -> DecisionLog | None:
+    """The decision log ``settings`` ask for, not yet started; None when it is off. ``store_cluster``:
+    the store's Redis is a cluster (a Stream in another Redis is asked whether it is one)."""
     target = settings.target(store_redis)
     if target is None:
         return None
-    return DecisionLog(open_sink(target, settings), counts, sample=settings.sample, capacity=settings.queue)
+    cluster = store_cluster
+    if target != store_redis and is_redis_url(target):
+        from .redis_clients import cluster_enabled
+
+        cluster = cluster_enabled(target)
+    sink = open_sink(target, settings, cluster)
+    return DecisionLog(sink, counts, sample=settings.sample, capacity=settings.queue)

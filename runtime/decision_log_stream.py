@@ -15,13 +15,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis import exceptions
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from .decision_log import LogErasure
+from .redis_clients import AsyncClient, async_client
 from .redis_store import DEFAULT_PREFIX
 from .redis_urls import without_password
 
@@ -47,24 +44,21 @@ class StreamSink:
 
     kind = "stream"
 
-    def __init__(self, url: str, *, max_len: int, key: str | None = None, timeout: float = TIMEOUT):
+    def __init__(
+        self, url: str, *, max_len: int, key: str | None = None, timeout: float = TIMEOUT, cluster: bool = False
+    ):
         self.url = url
+        self.cluster = cluster
         self.key = key or stream_key()
         self.max_len = max_len
         self.timeout = timeout
         self.where = f"the Redis Stream {self.key} at {without_password(url)}"
-        self._client: Redis | None = None
+        self._client: AsyncClient | None = None
         self._append: AsyncScript | None = None
 
-    def _connected(self) -> Redis:
+    def _connected(self) -> AsyncClient:
         if self._client is None:
-            self._client = Redis.from_url(
-                self.url,
-                client_name="tailor-log",
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
-            )
+            self._client = async_client(self.url, cluster=self.cluster, name="tailor-log", timeout=self.timeout)
         return self._client
 
     def _script(self) -> AsyncScript:

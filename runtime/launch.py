@@ -47,6 +47,7 @@ class ServeOptions:
 
     path: str
     redis: str | None = None
+    redis_cluster: bool = False  # treat --redis as a Redis Cluster without asking it
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -92,16 +93,27 @@ OPTIONS_ENV = "TAILOR_SERVE_OPTIONS"
 
 
 def open_store(
-    redis: str | None, retention: float = DEFAULT_RETENTION, memory_max_users: int = DEFAULT_MAX_USERS
+    redis: str | None,
+    retention: float = DEFAULT_RETENTION,
+    memory_max_users: int = DEFAULT_MAX_USERS,
+    *,
+    cluster: bool | None = None,
 ) -> FeatureStore:
-    """Redis when a URL is given, else the in-process memory store; ``ValueError`` for a URL of another scheme."""
+    """Redis when a URL is given, else the in-process memory store; ``ValueError`` for a URL of another scheme.
+
+    ``cluster``: True for a Redis Cluster, False for one Redis, None to ask the Redis at the URL (a
+    Redis that does not answer counts as one Redis). ``tailor serve`` and any other command that
+    opens the store call this, so they all find a cluster the same way."""
     if redis is not None:
         problem = redis_url_problem(redis)
         if problem is not None:
             raise ValueError(problem)
+        from .redis_clients import cluster_enabled
         from .redis_store import RedisStore
 
-        return RedisStore(redis, retention=retention)
+        if cluster is None:
+            cluster = cluster_enabled(redis)
+        return RedisStore(redis, retention=retention, cluster=cluster)
     from .memory_store import MemoryStore
 
     return MemoryStore(retention=retention, max_users=memory_max_users)
@@ -110,7 +122,14 @@ def open_store(
 def build_app(options: ServeOptions) -> FastAPI:
     """Load the ruleset (``RulesError`` when it does not compile) and build the app."""
     stats = PredicateStats.load(Path(options.stats)) if options.stats else None
-    store = open_store(options.redis, options.retention, options.memory_max_users)
+    store = open_store(
+        options.redis, options.retention, options.memory_max_users, cluster=True if options.redis_cluster else None
+    )
+    cluster = getattr(store, "cluster", False)
+    if cluster and options.impressions == Impressions.SERVED.value:
+        from .redis_feedback import SERVED_ON_CLUSTER
+
+        raise ValueError(SERVED_ON_CLUSTER)
     service = DecisionService(
         options.path,
         store,
@@ -124,12 +143,12 @@ def build_app(options: ServeOptions) -> FastAPI:
     )
     served = service.open()
     where = (
-        f"Redis at {without_password(options.redis)}"
+        f"{'the Redis Cluster' if cluster else 'Redis'} at {without_password(options.redis)}"
         if options.redis
         else f"the memory store (at most {options.memory_max_users:,} users; its data is lost when the process exits)"
     )
     log.info("serving ruleset %s %s (%d rules) with %s", served.ruleset.name, served.version, len(served.rules), where)
-    decision_log = open_log(options.log_settings, options.redis, service.metrics.decision_log)
+    decision_log = open_log(options.log_settings, options.redis, service.metrics.decision_log, cluster)
     if decision_log is not None:
         service.listen(decision_log)
     else:

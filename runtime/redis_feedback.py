@@ -36,9 +36,10 @@ import hashlib
 import json
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -61,6 +62,7 @@ from .feedback import (
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD, SERIES_FINISH, latest_field, series_field
+from .redis_slots import by_key as by_shard
 from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
@@ -70,6 +72,10 @@ if TYPE_CHECKING:
 # so a call holds Redis about as long as a record call of ``EVENTS_PER_CALL`` events.
 DECISIONS_PER_CALL = 16
 TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of Redis time
+# On a Redis Cluster: the shards of the feedback keys (join records, feedback ids, KPI and experiment
+# counters), each a hash tag of its own, so their writes spread over the masters. A read sums them all.
+FEEDBACK_SHARDS = 8
+SERVED_ON_CLUSTER = "--impressions served is not supported on a Redis Cluster: send impressions as feedback"
 
 # KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
@@ -103,9 +109,11 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
       redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
     end
-    local decisions = KEYS[d[8][1]]
-    redis.call('SADD', decisions, d[8][2])
-    redis.call('PEXPIRE', decisions, ttl)
+    if #d[8] > 0 then
+      local decisions = KEYS[d[8][1]]
+      redis.call('SADD', decisions, d[8][2])
+      redis.call('PEXPIRE', decisions, ttl)
+    end
     kept = kept + 1
   end
 end
@@ -180,9 +188,11 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
       outcome = first == mark and 'd' or 'c'
     else
       redis.call('SET', dedupe, mark, 'PX', ttl)
-      local ids = KEYS[t[10][1]]
-      redis.call('SADD', ids, t[10][2])
-      redis.call('PEXPIRE', ids, ttl)
+      if #t[10] > 0 then
+        local ids = KEYS[t[10][1]]
+        redis.call('SADD', ids, t[10][2])
+        redis.call('PEXPIRE', ids, ttl)
+      end
     end
   elseif redis.call('EXISTS', dedupe) == 1 and redis.call('HSETNX', dedupe, mark, 1) == 0 then
     outcome = 'd'
@@ -212,8 +222,10 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
         local before = redis.call('HGET', arm_users, user)
         local after = tonumber(redis.call('HINCRBYFLOAT', arm_users, user, value))
         redis.call('PEXPIRE', arm_users, ARM_USERS_TTL)
-        redis.call('SADD', KEYS[a[6]], a[7])
-        redis.call('PEXPIRE', KEYS[a[6]], ARM_USERS_TTL)
+        if a[6] > 0 then
+          redis.call('SADD', KEYS[a[6]], a[7])
+          redis.call('PEXPIRE', KEYS[a[6]], ARM_USERS_TTL)
+        end
         local was = 0
         if before then
           was = tonumber(before)
@@ -256,30 +268,48 @@ class RedisFeedback:
         self.prefix = store.prefix
 
     # --- keys ---
+    # On one Redis every shard is 0 and the keys are named as they always were. On a cluster the keys
+    # of a user's feedback go to shard ``shard_of(user)`` of ``FEEDBACK_SHARDS``, a hash tag ``{f:N}``:
+    # one script call touches one slot, and no one key takes every increment.
 
-    def join_key(self, decision_id: str) -> str:
-        return f"{self.prefix}j:{key_part(decision_id)}"
+    def shard_of(self, user_id: str) -> int:
+        return zlib.crc32(user_id.encode()) % FEEDBACK_SHARDS if self.store.cluster else 0
 
-    def id_key(self, item_id: str) -> str:
-        return f"{self.prefix}fid:{key_part(item_id)}"
+    def shards(self) -> range:
+        """The shards a read sums over: every one on a cluster, shard 0 on one Redis."""
+        return range(FEEDBACK_SHARDS if self.store.cluster else 1)
 
-    def versions_key(self) -> str:
-        return f"{self.prefix}kpi:versions"
+    def _head(self, shard: int) -> str:
+        return f"{self.prefix}{{f:{shard}}}:" if self.store.cluster else self.prefix
 
-    def counters_key(self, version: str, day: str | None) -> str:
-        return f"{self.prefix}kpi:{key_part(version)}:{day or 'all'}"
+    def join_key(self, decision_id: str, shard: int = 0) -> str:
+        return f"{self._head(shard)}j:{key_part(decision_id)}"
 
-    def days_key(self, version: str) -> str:
-        return f"{self.prefix}kpi:{key_part(version)}:days"
+    def id_key(self, item_id: str, shard: int = 0) -> str:
+        return f"{self._head(shard)}fid:{key_part(item_id)}"
 
-    def arm_counters_key(self, experiment: str, phase: str, day: str | None) -> str:
-        return f"{self.store._phase(experiment, phase)}:f:{day or 'all'}"
+    def versions_key(self, shard: int = 0) -> str:
+        return f"{self._head(shard)}kpi:versions"
 
-    def arm_days_key(self, experiment: str, phase: str) -> str:
-        return f"{self.store._phase(experiment, phase)}:f:days"
+    def counters_key(self, version: str, day: str | None, shard: int = 0) -> str:
+        return f"{self._head(shard)}kpi:{key_part(version)}:{day or 'all'}"
 
-    def arm_users_key(self, experiment: str, phase: str) -> str:
-        return f"{self.store._phase(experiment, phase)}:v"
+    def days_key(self, version: str, shard: int = 0) -> str:
+        return f"{self._head(shard)}kpi:{key_part(version)}:days"
+
+    def _arm_phase(self, experiment: str, phase: str, shard: int) -> str:
+        if self.store.cluster:
+            return f"{self._head(shard)}x:{key_part(experiment)}:{phase}"
+        return self.store._phase(experiment, phase)
+
+    def arm_counters_key(self, experiment: str, phase: str, day: str | None, shard: int = 0) -> str:
+        return f"{self._arm_phase(experiment, phase, shard)}:f:{day or 'all'}"
+
+    def arm_days_key(self, experiment: str, phase: str, shard: int = 0) -> str:
+        return f"{self._arm_phase(experiment, phase, shard)}:f:days"
+
+    def arm_users_key(self, experiment: str, phase: str, shard: int = 0) -> str:
+        return f"{self._arm_phase(experiment, phase, shard)}:v"
 
     # --- writes ---
 
@@ -287,13 +317,38 @@ class RedisFeedback:
         ttl = str(math.ceil(keep * 1000))
         client = self.store._writes()
         now = time.time()
+        if self.store.cluster:
+            if impressions:
+                raise ValueError(SERVED_ON_CLUSTER)
+            # The users' decision indexes first (their own slots), so erasure finds every join record.
+            await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
+            calls = []
+            for group in by_shard(joins, lambda join: self.shard_of(join.user_id)).values():
+                for start in range(0, len(group), DECISIONS_PER_CALL):
+                    keys, args = self._keep_args(group[start : start + DECISIONS_PER_CALL], impressions, now)
+                    calls.append((keys, [ttl, *args]))
+            await self.store._scripts(client, KEEP_SCRIPT, KEEP_SHA, calls, counted=False)
+            return
         for start in range(0, len(joins), DECISIONS_PER_CALL):
             keys, args = self._keep_args(joins[start : start + DECISIONS_PER_CALL], impressions, now)
             await self.store._script(client, KEEP_SCRIPT, KEEP_SHA, keys, [ttl, *args], counted=False)
 
+    async def _index(self, members: Sequence[tuple[str, str]], ttl: str) -> None:
+        """Add each member to its user's index set (a cluster's own step: the set is in the user's slot)."""
+        if not members:
+            return
+        async with self.store._writes().pipeline(transaction=False) as pipe:
+            for key, member in members:
+                pipe.sadd(key, member)
+                pipe.pexpire(key, ttl)
+            await pipe.execute()
+
     def _keep_args(self, joins: Sequence[Join], impressions: bool, now: float) -> tuple[list[str], list[bytes]]:
-        """KEYS and ARGV (after the TTL) for ``KEEP_SCRIPT``; see the comment above it."""
+        """KEYS and ARGV (after the TTL) for ``KEEP_SCRIPT``; see the comment above it. On a cluster the
+        joins share a shard, and the users' indexes are written beforehand."""
         index: dict[str, int] = {}
+        shard = self.shard_of(joins[0].user_id) if joins else 0
+        cluster = self.store.cluster
 
         def key_index(key: str) -> int:
             return index.setdefault(key, len(index) + 1)
@@ -316,12 +371,12 @@ class RedisFeedback:
                 for experiment, phase, arm in arm_counts.served_impressions(join):
                     arms.append(
                         [
-                            key_index(self.arm_counters_key(experiment, phase, None)),
-                            key_index(self.arm_counters_key(experiment, phase, day)),
+                            key_index(self.arm_counters_key(experiment, phase, None, shard)),
+                            key_index(self.arm_counters_key(experiment, phase, day, shard)),
                             f"{MEASURES[IMPRESSION]}:{arm}",
                         ]
                     )
-                    sets[key_index(self.arm_days_key(experiment, phase)), day] = None
+                    sets[key_index(self.arm_days_key(experiment, phase, shard)), day] = None
             updates = self._impressions(join, now, constants, key_index) if impressions else []
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
@@ -332,18 +387,18 @@ class RedisFeedback:
                 counted += found
             decisions.append(
                 [
-                    key_index(self.join_key(join.decision_id)),
+                    key_index(self.join_key(join.decision_id, shard)),
                     fields,
-                    key_index(self.counters_key(join.version, None)),
-                    key_index(self.counters_key(join.version, day)),
+                    key_index(self.counters_key(join.version, None, shard)),
+                    key_index(self.counters_key(join.version, day, shard)),
                     counted,
                     updates,
                     arms,
-                    [key_index(self.store.decisions_index_key(join.user_id)), join.decision_id],
+                    [] if cluster else [key_index(self.store.decisions_index_key(join.user_id)), join.decision_id],
                 ]
             )
-            sets[key_index(self.versions_key()), join.version] = None
-            sets[key_index(self.days_key(join.version)), day] = None
+            sets[key_index(self.versions_key(shard)), join.version] = None
+            sets[key_index(self.days_key(join.version, shard)), day] = None
         return list(index), [orjson.dumps(decisions), orjson.dumps(list(sets))]
 
     def _impressions(
@@ -392,11 +447,16 @@ class RedisFeedback:
         wanted = list(dict.fromkeys(decision_ids))
         if not wanted:
             return {}
-        keys = [self.join_key(decision_id) for decision_id in wanted]
         # A read, on the readers' pool: it must not queue behind the writes for the two write connections.
-        reply = await self.store._script(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, keys, [])
+        # A decision id does not say its user, so on a cluster every shard is asked (one call each).
+        calls = [([self.join_key(decision_id, shard) for decision_id in wanted], []) for shard in self.shards()]
+        replies = await self.store._scripts(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, calls)
+        kept: list[Any] = [None] * len(wanted)
+        for reply in replies:
+            for n, join in enumerate(orjson.loads(reply)):
+                kept[n] = kept[n] or join
         found = {}
-        for decision_id, join in zip(wanted, orjson.loads(reply), strict=True):
+        for decision_id, join in zip(wanted, kept, strict=True):
             if join is not None:
                 user, version, at, slots, exposed, models, marks = join
                 shown = {slot: (rule, content) for slot, (rule, content) in slots.items()}
@@ -424,22 +484,54 @@ class RedisFeedback:
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
         for start in range(0, len(marks), TALLIES_PER_CALL):
             chunk = marks[start : start + TALLIES_PER_CALL]
-            keys = [self.join_key(decision_id) for decision_id, _ in chunk]
             args = [part for _, mark in chunk for part in (f"f:{mark.type}:{mark.slot}", repr(float(mark.ts)))]
-            await self.store._script(self.store._writes(), MARK_SCRIPT, MARK_SHA, keys, args)
+            # Every shard: the script marks the one record that exists and makes none anew.
+            calls = [([self.join_key(decision_id, shard) for decision_id, _ in chunk], args) for shard in self.shards()]
+            await self.store._scripts(self.store._writes(), MARK_SCRIPT, MARK_SHA, calls)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
         ttl = str(math.ceil(keep * 1000))
+        if self.store.cluster:
+            return await self._count_by_shard(tallies, ttl)
         for start in range(0, len(tallies), TALLIES_PER_CALL):
             keys, args = self._count_args(tallies[start : start + TALLIES_PER_CALL], ttl)
             replies = await self.store._script(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, keys, args)
             outcomes += (OUTCOMES[reply] for reply in replies)
         return outcomes
 
+    async def _count_by_shard(self, tallies: Sequence[Tally], ttl: str) -> list[Outcome]:
+        """A cluster's count: the users' indexes first (their slots), then a call per shard and chunk, one
+        pipeline per node; the outcomes in the tallies' order."""
+        await self._index([(self.store.feedback_index_key(t.user_id), t.id) for t in tallies if t.id is not None], ttl)
+        phases = [
+            (self.store.exposures_index_key(t.user_id), self.store.phase_name(experiment, phase))
+            for t in tallies
+            if t.arms and arm_counts.is_conversion(t)
+            for experiment, phase, _ in t.arms
+        ]
+        await self._index(phases, str(math.ceil(EXPOSURE_TTL * 1000)))
+        order: list[list[int]] = []
+        calls = []
+        for group in by_shard(range(len(tallies)), lambda n: self.shard_of(tallies[n].user_id)).values():
+            for start in range(0, len(group), TALLIES_PER_CALL):
+                chunk = group[start : start + TALLIES_PER_CALL]
+                order.append(chunk)
+                calls.append(self._count_args([tallies[n] for n in chunk], ttl))
+        outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
+        for chunk, replies in zip(
+            order, await self.store._scripts(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, calls), strict=True
+        ):
+            for n, reply in zip(chunk, replies, strict=True):
+                outcomes[n] = OUTCOMES[reply]
+        return outcomes
+
     def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str | bytes]]:
-        """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it."""
+        """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it. On a cluster the tallies share a
+        shard, and the users' indexes are written beforehand."""
         index: dict[str, int] = {}
+        shard = self.shard_of(tallies[0].user_id) if tallies else 0
+        cluster = self.store.cluster
 
         def key_index(key: str) -> int:
             return index.setdefault(key, len(index) + 1)
@@ -458,15 +550,15 @@ class RedisFeedback:
         def counters_index(version: str, day: str | None) -> int:
             found = counters.get((version, day))
             if found is None:
-                found = counters[version, day] = key_index(self.counters_key(version, day))
+                found = counters[version, day] = key_index(self.counters_key(version, day, shard))
             return found
 
         items = []
         for tally in tallies:
             if tally.id is not None:
-                dedupe = ["i", key_index(self.id_key(tally.id)), tally.fingerprint]
+                dedupe = ["i", key_index(self.id_key(tally.id, shard)), tally.fingerprint]
             else:
-                dedupe = ["d", key_index(self.join_key(tally.decision_id)), f"d:{tally.type}:{tally.slot}"]
+                dedupe = ["d", key_index(self.join_key(tally.decision_id, shard)), f"d:{tally.type}:{tally.slot}"]
             item = [
                 *dedupe,
                 counters_index(tally.version, None),
@@ -476,17 +568,19 @@ class RedisFeedback:
                 repr(tally.value),
                 [
                     [
-                        key_index(self.arm_counters_key(experiment, phase, None)),
-                        key_index(self.arm_counters_key(experiment, phase, tally.day)),
-                        key_index(self.arm_days_key(experiment, phase)),
-                        key_index(self.arm_users_key(experiment, phase)),
+                        key_index(self.arm_counters_key(experiment, phase, None, shard)),
+                        key_index(self.arm_counters_key(experiment, phase, tally.day, shard)),
+                        key_index(self.arm_days_key(experiment, phase, shard)),
+                        key_index(self.arm_users_key(experiment, phase, shard)),
                         arm,
-                        key_index(self.store.exposures_index_key(tally.user_id)),
+                        0 if cluster else key_index(self.store.exposures_index_key(tally.user_id)),
                         self.store.phase_name(experiment, phase),
                     ]
                     for experiment, phase, arm in tally.arms
                 ],
-                [key_index(self.store.feedback_index_key(tally.user_id)), tally.id] if tally.id is not None else [],
+                [key_index(self.store.feedback_index_key(tally.user_id)), tally.id]
+                if tally.id is not None and not cluster
+                else [],
             ]
             if tally.arms:
                 conversion = "1" if arm_counts.is_conversion(tally) else ""
@@ -497,32 +591,42 @@ class RedisFeedback:
     # --- reads ---
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
+        """Every shard's counters, summed (one shard on one Redis); a pipeline a step, per node on a cluster."""
         client = self.store._writes()
+        shards = self.shards()
         if query.version is not None:
             versions = [query.version]
         else:
-            self.store.round_trips += 1
-            versions = sorted(member.decode() for member in await client.smembers(self.versions_key()))
+            async with client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.smembers(self.versions_key(shard))
+                self.store.round_trips += 1
+                listed = await pipe.execute()
+            versions = sorted({member.decode() for members in listed for member in members})
         if not versions:
             return {}
         wanted: list[tuple[str, str | None]] = []
         if query.by_day:
             async with client.pipeline(transaction=False) as pipe:
                 for version in versions:
-                    pipe.smembers(self.days_key(version))
+                    for shard in shards:
+                        pipe.smembers(self.days_key(version, shard))
                 self.store.round_trips += 1
                 listed = await pipe.execute()
-            for version, days in zip(versions, listed, strict=True):
-                wanted += [(version, day.decode()) for day in sorted(days) if query.has_day(day.decode())]
+            for n, version in enumerate(versions):
+                days = {day.decode() for members in listed[n * len(shards) : (n + 1) * len(shards)] for day in members}
+                wanted += [(version, day) for day in sorted(days) if query.has_day(day)]
         else:
             wanted = [(version, None) for version in versions]
         async with client.pipeline(transaction=False) as pipe:
             for version, day in wanted:
-                pipe.hgetall(self.counters_key(version, day))
+                for shard in shards:
+                    pipe.hgetall(self.counters_key(version, day, shard))
             self.store.round_trips += 1
             replies = await pipe.execute()
         found: KpiCounts = {}
-        for (version, _), fields in zip(wanted, replies, strict=True):
+        for n, fields in enumerate(replies):
+            version = wanted[n // len(shards)][0]
             for name, amount in fields.items():
                 measure, _, where = name.decode().partition(":")
                 slot, rule, content = json.loads(where)
@@ -530,28 +634,34 @@ class RedisFeedback:
         return found
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
-        """An experiment phase's counters: two round trips (the totals and the days, then each day's)."""
+        """An experiment phase's counters, every shard's summed: two round trips (the totals and the days,
+        then each day's)."""
         client = self.store._reads()
+        shards = self.shards()
         async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.arm_counters_key(experiment, phase, None))
-            pipe.smembers(self.arm_days_key(experiment, phase))
+            for shard in shards:
+                pipe.hgetall(self.arm_counters_key(experiment, phase, None, shard))
+                pipe.smembers(self.arm_days_key(experiment, phase, shard))
             self.store.round_trips += 1
-            total_fields, listed = await pipe.execute()
-        days = sorted(day.decode() for day in listed)
-        replies = []
+            listed = await pipe.execute()
+        totals: ArmMeasures = {}
+        for fields in listed[0::2]:
+            _add_arm_measures(totals, fields)
+        days = sorted({day.decode() for members in listed[1::2] for day in members})
+        by_day: dict[str, ArmMeasures] = {day: {} for day in days}
         if days:
             async with client.pipeline(transaction=False) as pipe:
                 for day in days:
-                    pipe.hgetall(self.arm_counters_key(experiment, phase, day))
+                    for shard in shards:
+                        pipe.hgetall(self.arm_counters_key(experiment, phase, day, shard))
                 self.store.round_trips += 1
                 replies = await pipe.execute()
-        by_day = {day: _arm_measures(fields) for day, fields in zip(days, replies, strict=True)}
-        return ArmTotals(_arm_measures(total_fields), by_day)
+            for n, fields in enumerate(replies):
+                _add_arm_measures(by_day[days[n // len(shards)]], fields)
+        return ArmTotals(totals, by_day)
 
 
-def _arm_measures(fields: dict[bytes, bytes]) -> ArmMeasures:
-    found: ArmMeasures = {}
+def _add_arm_measures(found: ArmMeasures, fields: dict[bytes, bytes]) -> None:
     for name, amount in fields.items():
         measure, _, arm = name.decode().partition(":")
         arm_counts.add(found, arm, measure, float(amount))
-    return found

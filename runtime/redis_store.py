@@ -23,12 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis import Redis as BlockingRedis
 from redis import exceptions
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.retry import Retry as BlockingRetry
+from redis.asyncio.cluster import RedisCluster
 
 from tailor.compiler.features import FeatureKind, FeatureRef
 
@@ -48,10 +44,10 @@ from .feedback import FeedbackMark, Join, Outcome, Tally
 from .fleet import Member
 from .kpis import KpiCounts, KpiQuery
 from .prediction_cache import CACHED_PREDICTIONS, StoredPrediction
+from .redis_clients import AsyncClient, BlockingClient, async_client, blocking_client
 from .redis_feedback import RedisFeedback
 from .redis_fleet import RedisFleet
 from .redis_keys import key_part
-from .redis_packing import packed_connections
 from .redis_reads import FetchReads
 from .redis_series import (
     COUNTER,
@@ -61,6 +57,7 @@ from .redis_series import (
     profile_field,
     window_sum,
 )
+from .redis_slots import by_slot
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
@@ -68,7 +65,6 @@ from .user_data import StoreErasure, UserData
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
-HEALTH_CHECK_SECONDS = 30
 # Events per record script call. An event costs Redis about 30 to 50 microseconds
 # (its id, and up to six series merged in Lua), so a call holds Redis 1 to 2 ms: a
 # decision arriving meanwhile waits that long, well within its 50 ms deadline.
@@ -78,6 +74,8 @@ FINGERPRINTS = ":fp"  # the payload fingerprints of those ids (a hash)
 # Connections for writes, per process: concurrent batches beyond this wait in the
 # process, not in Redis, so a decision never queues behind more than this many calls.
 WRITE_CONNECTIONS = 2
+# Export and erasure read a user's indexes and delete shared keys in one transaction, which a cluster refuses.
+USERS_ON_CLUSTER = "exporting or erasing a user is not supported on a Redis Cluster yet"
 
 # KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
 # ARGV[3]: ids first seen at or before this time are forgotten; ARGV[4], ARGV[5]: the
@@ -331,17 +329,19 @@ class RedisStore(FeatureStore):
         *,
         profile_ttl: float = PROFILE_TTL,
         timeout: float = TIMEOUT,
+        cluster: bool = False,
     ):
         self.url = url
+        self.cluster = cluster  # a Redis Cluster: calls go to the node of their keys' slot
         self.prefix = prefix
         self.scheme = Scheme.for_retention(retention)
         self._fetch_reads = FetchReads(self.scheme, self.series_name)
         self.profile_ttl = profile_ttl
         self.timeout = timeout
         self.round_trips = 0
-        self._clients: tuple[Redis, Redis] | None = None  # reads, writes
+        self._clients: tuple[AsyncClient, AsyncClient] | None = None  # reads, writes
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._blocking: BlockingRedis | None = None  # fetch_now's, made on first use
+        self._blocking: BlockingClient | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
         self.users = RedisUsers(self)  # one user's data, exported or erased
         self.fleet_heartbeats = RedisFleet(self)  # which versions the server processes serve
@@ -604,6 +604,19 @@ class RedisStore(FeatureStore):
         now = time.time() if now is None else float(now)
         times = check_batch(events, now)  # raises before anything is sent
         result = RecordResult()
+        if self.cluster:
+            # Per chunk, one call per slot its users hash to, one pipeline per node, the nodes at once.
+            for start in range(0, len(events), EVENTS_PER_CALL):
+                chunk = range(start, min(start + EVENTS_PER_CALL, len(events)))
+                calls = []
+                for group in by_slot(chunk, lambda n: self.user_key(events[n].user_id)).values():
+                    keys, args, expired = self._record_args([events[n] for n in group], [times[n] for n in group], now)
+                    result += RecordResult(expired=expired)
+                    if len(args) > RECORD_HEADER:
+                        calls.append((keys, args))
+                for reply in await self._scripts(self._writes(), RECORD_SCRIPT, RECORD_SHA, calls):
+                    result += _recorded(reply)
+            return result
         # The next chunk's arguments are built while Redis runs the call before it; it is sent once that
         # call has answered, so the calls still run in order, one at a time.
         sent: asyncio.Task[Any] | None = None
@@ -704,9 +717,13 @@ class RedisStore(FeatureStore):
         return await self.feedback.kpi_counts(query)
 
     async def export(self, user_id: str) -> UserData:
+        if self.cluster:
+            raise NotImplementedError(USERS_ON_CLUSTER)
         return await self.users.export(user_id)
 
     async def erase(self, user_id: str) -> StoreErasure:
+        if self.cluster:
+            raise NotImplementedError(USERS_ON_CLUSTER)
         return await self.users.erase(user_id)
 
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
@@ -716,7 +733,8 @@ class RedisStore(FeatureStore):
         """One transaction of HINCRBYs (HINCRBYFLOAT for sums that are not whole)."""
         if not counts:
             return
-        async with self._writes().pipeline(transaction=True) as pipe:
+        # One transaction on one Redis; on a cluster each model's key is in a slot of its own.
+        async with self._writes().pipeline(transaction=not self.cluster) as pipe:
             for (model, version, name), amount in counts.items():
                 key = self.model_counts_key(model, version)
                 if float(amount).is_integer():
@@ -763,40 +781,35 @@ class RedisStore(FeatureStore):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _reads(self) -> Redis:
+    def _reads(self) -> AsyncClient:
         """The client decisions (and pings) use: its pool never waits for a write."""
         return self._connected()[0]
 
-    def _writes(self) -> Redis:
-        """The client events and profiles use: at most ``WRITE_CONNECTIONS`` at once."""
+    def _writes(self) -> AsyncClient:
+        """The client events and profiles use: at most ``WRITE_CONNECTIONS`` at once (per node on a cluster)."""
         return self._connected()[1]
 
-    def _connected(self) -> tuple[Redis, Redis]:
+    def _connected(self) -> tuple[AsyncClient, AsyncClient]:
         """The clients of the running loop: connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
         if self._clients is None or self._loop is not loop:
             self._clients = (
-                Redis.from_url(self.url, client_name="tailor-reads", **self._options(), **packed_connections(self.url)),
-                Redis.from_pool(
-                    BlockingConnectionPool.from_url(
-                        self.url,
-                        client_name="tailor-writes",
-                        max_connections=WRITE_CONNECTIONS,
-                        timeout=None,  # a write waits its turn; the caller bounds how long
-                        **self._options(),
-                        **packed_connections(self.url),
-                    )
+                async_client(self.url, cluster=self.cluster, name="tailor-reads", timeout=self.timeout),
+                async_client(
+                    self.url,
+                    cluster=self.cluster,
+                    name="tailor-writes",
+                    timeout=self.timeout,
+                    max_connections=WRITE_CONNECTIONS,
                 ),
             )
             self._loop = loop
         return self._clients
 
-    def _blocking_redis(self) -> BlockingRedis:
+    def _blocking_redis(self) -> BlockingClient:
         """The blocking client of ``fetch_now``, with the same timeouts and retry as the others."""
         if self._blocking is None:
-            self._blocking = BlockingRedis.from_url(
-                self.url, client_name="tailor-reads", **self._options(blocking=True)
-            )
+            self._blocking = blocking_client(self.url, cluster=self.cluster, name="tailor-reads", timeout=self.timeout)
         return self._blocking
 
     def _script_now(self, script: str, sha: str, keys: list[str], args: list[str]) -> Any:
@@ -809,21 +822,9 @@ class RedisStore(FeatureStore):
             self.round_trips += 1
             return client.eval(script, len(keys), *keys, *args)
 
-    def _options(self, *, blocking: bool = False) -> dict[str, Any]:
-        retry = BlockingRetry if blocking else Retry
-        return {
-            "socket_connect_timeout": self.timeout,
-            "socket_timeout": self.timeout,
-            "health_check_interval": HEALTH_CHECK_SECONDS,
-            # One immediate retry on a dropped connection: after a restart of
-            # Redis the first command meets a dead pooled socket. Timeouts are
-            # not retried, so a hung Redis costs one timeout, not several.
-            "retry": retry(NoBackoff(), 1, (exceptions.ConnectionError,)),
-        }
-
     async def _script(
         self,
-        client: Redis,
+        client: AsyncClient,
         script: str,
         sha: str,
         keys: list[str],
@@ -840,6 +841,46 @@ class RedisStore(FeatureStore):
         except exceptions.NoScriptError:
             self.round_trips += counted
             return await client.eval(script, len(keys), *keys, *args)
+
+    async def _scripts(
+        self,
+        client: AsyncClient,
+        script: str,
+        sha: str,
+        calls: Sequence[tuple[list[str], Sequence[str | bytes]]],
+        *,
+        counted: bool = True,
+    ) -> list[Any]:
+        """Script calls whose keys may lie on several nodes of a cluster (each call's keys in one slot):
+        one pipeline per node, sent to the nodes concurrently; a round trip per node. A node that has not
+        seen the script gets it, and the calls it refused are sent again. The replies, in call order."""
+        if not calls:
+            return []
+        if not isinstance(client, RedisCluster):
+            return [await self._script(client, script, sha, keys, args, counted=counted) for keys, args in calls]
+        replies = await self._pipelined(client, sha, calls, counted)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, exceptions.NoScriptError)]
+        if missing:
+            await client.execute_command("SCRIPT LOAD", script, target_nodes=RedisCluster.PRIMARIES)
+            for i, reply in zip(
+                missing, await self._pipelined(client, sha, [calls[i] for i in missing], counted), strict=True
+            ):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _pipelined(
+        self, client: RedisCluster, sha: str, calls: Sequence[tuple[list[str], Sequence[str | bytes]]], counted: bool
+    ) -> list[Any]:
+        await client.initialize()  # the map of slots, on the first call (a no-op after)
+        nodes = {client.get_node_from_key(keys[0]).name for keys, _ in calls}
+        self.round_trips += len(nodes) if counted else 0
+        async with client.pipeline() as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
+            return await pipe.execute(raise_on_error=False)
 
     def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
         """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from .redis_clients import cluster_url
 from .redis_packing import packed_connections
 from .stream_records import Entry
 from .stream_source import Backlog, dead_letter
@@ -44,6 +46,7 @@ class RedisStreamSource:
         min_idle: float = DEFAULT_MIN_IDLE,
         block: float = DEFAULT_BLOCK,
         dead_letter_max_len: int = DEFAULT_DEAD_LETTER_MAX_LEN,
+        cluster: bool = False,
     ):
         self.name = stream
         self.group = group
@@ -52,13 +55,16 @@ class RedisStreamSource:
         self.min_idle = min_idle
         self.block = block
         self.dead_letter_max_len = dead_letter_max_len
-        self.client: Redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            encoding_errors="replace",
-            client_name="tailor-ingest-" + "".join(c if c.isalnum() or c in "-_.:" else "_" for c in consumer)[:80],
-            **packed_connections(url),
-        )
+        name = "tailor-ingest-" + "".join(c if c.isalnum() or c in "-_.:" else "_" for c in consumer)[:80]
+        self.client: Redis | RedisCluster
+        if cluster:  # the stream and the dead letters are a key each, on the nodes of their slots
+            self.client = RedisCluster.from_url(
+                cluster_url(url), decode_responses=True, encoding_errors="replace", client_name=name
+            )
+        else:
+            self.client = Redis.from_url(
+                url, decode_responses=True, encoding_errors="replace", client_name=name, **packed_connections(url)
+            )
         self._group_made = False
         self._own = True  # read this consumer's own pending entries first (a restart under the same name)
         self._claim_cursor = "0-0"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.compiler.check import Program
+from tailor.compiler.file_cache import FileCache
 from tailor.compiler.lint import DEFAULT_RETENTION, lint
 from tailor.compiler.pipeline import STAGE_NAMES, Compilation, compile_ruleset, resume
 from tailor.compiler.plan import PredicateStats
@@ -62,6 +63,7 @@ def compile_path(
     models: bool = True,
     until: str = STAGE_NAMES[-1],
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+    file_cache: FileCache | None = None,
 ) -> LoadedRuleset:
     """Read the ruleset at ``path`` and compile it up to ``until``.
 
@@ -76,7 +78,15 @@ def compile_path(
     files = read_ruleset(root, cache)
     parsed = time.perf_counter() - started
     return compile_files(
-        root, files, ruleset_name(root), parsed, stats=stats, models=models, until=until, model_limits=model_limits
+        root,
+        files,
+        ruleset_name(root),
+        parsed,
+        stats=stats,
+        models=models,
+        until=until,
+        model_limits=model_limits,
+        file_cache=file_cache,
     )
 
 
@@ -91,6 +101,7 @@ def compile_files(
     until: str = STAGE_NAMES[-1],
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
     locate: Callable[[Path], Path] | None = None,
+    file_cache: FileCache | None = None,
 ) -> LoadedRuleset:
     """``compile_path`` on files already parsed (``parsed``: the seconds that took).
 
@@ -99,7 +110,7 @@ def compile_files(
     """
     if not files:
         return _unreadable(root, files, "no .rules files here")
-    compilation = compile_ruleset(files, name=name, stats=stats, until="check")
+    compilation = compile_ruleset(files, name=name, stats=stats, until="check", file_cache=file_cache)
     compilation.timings = {"parse": parsed, **compilation.timings}
     loaded: dict[str, Any] = {}
     program = compilation.program if compilation.ok else None
@@ -135,11 +146,12 @@ def prepare(
     stats: PredicateStats | None = None,
     cache: ParseCache | None = None,
     model_limits: ModelLimits = DEFAULT_MODEL_LIMITS,
+    file_cache: FileCache | None = None,
 ) -> Prepared:
     """Compile the ruleset at ``path`` to serve it; a file that vanished mid-read is an error, not an exception."""
     model_files = None
     try:
-        loaded = compile_path(path, stats=stats, cache=cache, model_limits=model_limits)
+        loaded = compile_path(path, stats=stats, cache=cache, model_limits=model_limits, file_cache=file_cache)
         model_files = loaded.model_files
         return Prepared(loaded.ruleset(), model_files=model_files)
     except RulesError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from bench.local_cluster import LocalCluster, local_cluster
 from bench.ports import free_port
 
 
@@ -67,6 +68,15 @@ def redis_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of the session's own (three masters, three replicas), started when first asked for."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        no_redis("no Redis Cluster: install redis-server and redis-cli")
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,10 +51,14 @@ rule seen_twice
 DAY = 86400.0
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest) -> FeatureStore:
+    """Each store; the Redis Cluster's run (sharded feedback keys) is in the slow pass."""
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:12]}:", cluster=True, timeout=5.0)
     return RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
 
 
@@ -149,7 +154,16 @@ def test_each_item_is_answered_and_counted_once(client: TestClient) -> None:
     assert (sidebar["conversion_rate_low"], sidebar["conversion_rate_high"]) == tuple(wilson_interval(1, 1))
 
 
-def test_an_id_reused_with_another_payload_is_a_conflict_and_the_first_stands(client: TestClient) -> None:
+def on_cluster(store: FeatureStore) -> bool:
+    return isinstance(store, RedisStore) and store.cluster
+
+
+def test_an_id_reused_with_another_payload_is_a_conflict_and_the_first_stands(
+    client: TestClient, store: FeatureStore
+) -> None:
+    if on_cluster(store):
+        # Feedback ids are kept in their user's shard: an id reused for another user's decision is not seen.
+        pytest.xfail("on a Redis Cluster an id is a conflict only within one user's feedback shard")
     first, second = decide(client, "u1"), decide(client, "u2")
     assert feedback(client, item(first, "click", id="k"))["accepted"] == 1
     answer = feedback(client, item(first, "click", id="k", ts=time.time() - 5), item(second, "click", id="k"))
@@ -271,6 +285,8 @@ def test_a_bad_kpi_query_is_a_422(client: TestClient) -> None:
 
 
 def test_served_impressions_count_every_served_slot(rules: Path, store: FeatureStore) -> None:
+    if on_cluster(store):
+        pytest.xfail("--impressions served is refused on a Redis Cluster (see test_cluster.py)")
     with serve(rules, store, impressions=Impressions.SERVED) as client:
         first = decide(client)
         decide(client)

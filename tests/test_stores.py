@@ -76,11 +76,17 @@ def view(ts: float, key: str | None = "Electronics", user: str = "alice", **more
 # --- the two stores ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=pytest.mark.slow)])
 def make(request: pytest.FixtureRequest) -> Make:
-    """A factory of fresh stores of one kind; Redis ones share this test's key prefix."""
+    """A factory of fresh stores of one kind; Redis ones share this test's key prefix. The Redis Cluster's
+    run is in the slow pass: starting six nodes takes a few seconds."""
     if request.param == "memory":
         return MemoryStore
+    if request.param == "cluster":
+        cluster_url = request.getfixturevalue("redis_cluster").url
+        prefix = f"test:{uuid.uuid4().hex[:12]}:"
+        # Six nodes on a shared machine answer slowly now and then: a patient timeout, not 0.5 s.
+        return lambda **options: RedisStore(cluster_url, prefix=prefix, cluster=True, **{"timeout": 5.0, **options})
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
     return lambda **options: RedisStore(url, prefix=prefix, **options)
@@ -335,13 +341,22 @@ def test_one_round_trip_per_fetch_and_per_chunk_of_a_batch(make: Make):
     refs += [total("click", window=DAY), since("view"), since("click", "k2"), attr("tier"), attr("age")]
 
     async def body(store: FeatureStore) -> None:
-        # The first call of each Redis script on a server that has not seen it sends it whole.
-        await store.record([view(NOW)], now=NOW)
+        # The first call of each Redis script on a server that has not seen it sends it whole
+        # (on a cluster, to every master: the 50 users live on all of them).
+        await store.record([view(NOW, user=f"u{i}") for i in range(50)], now=NOW)
         await store.fetch("u1", refs, NOW)
         rounds = store.round_trips
         result = await store.record(batch, now=NOW)
-        # Redis: one script call per chunk, so none holds Redis long; memory: one call.
+        # Redis: one script call per chunk, so none holds Redis long; memory: one call. A cluster: one
+        # pipeline per chunk to each node that holds one of the chunk's users.
         calls = math.ceil(MAX_BATCH / EVENTS_PER_CALL) if is_redis(store) else 1
+        if is_redis(store) and store.cluster:
+            client = store._writes()
+            calls = sum(
+                len({client.get_node_from_key(store.user_key(e.user_id)).name for e in batch[i : i + EVENTS_PER_CALL]})
+                for i in range(0, MAX_BATCH, EVENTS_PER_CALL)
+            )
+            assert calls > math.ceil(MAX_BATCH / EVENTS_PER_CALL)  # the chunks were split
         assert result.accepted == MAX_BATCH and store.round_trips == rounds + calls
         await store.fetch("u1", refs, NOW)
         assert store.round_trips == rounds + calls + 1

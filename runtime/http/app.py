@@ -114,7 +114,9 @@ def create_app(
     )
     service.listen(attributed.served)
     erasure = Erasure(service, attributed, decision_log)
-    recent = RecentDecisions() if decision_log is not None else None  # logged traffic, for the console
+    # The served traffic the console counts and replays: kept beside the decision log, or for the page
+    # alone when it is served without one (bounded, in memory, and forgotten on erasure).
+    recent = RecentDecisions() if decision_log is not None or console else None
     if recent is not None:
         service.listen(recent)
         erasure.forgetters.append(recent.forget)

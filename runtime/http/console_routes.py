@@ -217,7 +217,11 @@ def add_console(
     )
     async def scratch_diff(body: ScratchDiffRequest) -> Response:
         if recent is None:
-            return error_response(404, "no decision log: start the server with --decision-log DIR (or --redis)")
+            return error_response(
+                404,
+                "no recent traffic is kept without the console page or a decision log: "
+                "start the server with --decision-log DIR (or --redis)",
+            )
         old = live()
         try:
             new = await scratch_version(Scratch(body.text, body.file))

@@ -43,6 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="read the Kafka topic --stream names instead, from these bootstrap servers (host:port,...); "
         "needs --store and the extra kafka (pip install 'tailor[kafka]')",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the Redis URLs name nodes of a Redis Cluster (found by asking the node when not given)",
+    )
     parser.add_argument("--stream", required=True, metavar="NAME", help="the stream (or Kafka topic) to consume")
     parser.add_argument("--group", required=True, metavar="NAME", help="the consumer group, made when missing")
     parser.add_argument(
@@ -170,7 +175,7 @@ async def _ingest(args: argparse.Namespace) -> None:
 
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     source = _source(args, consumer)
-    store = open_store(args.store or args.redis, args.retention)
+    store = open_store(args.store or args.redis, args.retention, cluster=True if args.redis_cluster else None)
     metrics = IngestMetrics()
     if args.metrics_port is not None:
         try:
@@ -216,7 +221,11 @@ def _source(args: argparse.Namespace, consumer: str) -> Source:
 
         dead = args.dead_letter or f"{args.stream}.dead"
         return KafkaSource(args.kafka, args.stream, args.group, consumer, dead_letters=dead)
+    from tailor.runtime.redis_clients import cluster_enabled
     from tailor.runtime.redis_stream_source import RedisStreamSource
 
     dead = args.dead_letter or f"{args.stream}:dead"
-    return RedisStreamSource(args.redis, args.stream, args.group, consumer, dead_letters=dead, min_idle=args.min_idle)
+    cluster = args.redis_cluster or cluster_enabled(args.redis)
+    return RedisStreamSource(
+        args.redis, args.stream, args.group, consumer, dead_letters=dead, min_idle=args.min_idle, cluster=cluster
+    )

@@ -34,6 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="a .rules file or a directory of them")
     parser.add_argument("--redis", metavar="URL", help="keep events and profiles in Redis (redis://host:port/db)")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the --redis URL names a node of a Redis Cluster (found by asking the node when not given)",
+    )
     parser.add_argument("--host", help="the address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, help="the port to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes (more than 1 needs --redis)")
@@ -237,6 +242,8 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
 
     if args.redis is not None and (why := redis_url_problem(args.redis)):
         return f"--redis {why}"
+    if args.redis_cluster and not args.redis:
+        return "--redis-cluster needs --redis, the URL of one of the cluster's nodes"
     if args.workers < 1:
         return "--workers must be at least 1"
     if args.workers > 1 and not args.redis:
@@ -333,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(
         path=str(args.path),
         redis=args.redis,
+        redis_cluster=args.redis_cluster,
         host=args.host,
         port=args.port,
         workers=args.workers,
