@@ -196,9 +196,10 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         # An empty feedback batch first writes the decisions a has queued, so none is written meanwhile.
         assert a.http.post("/v1/feedback", json={"items": []}, headers=AUTH).status_code == 200
         redis_cluster.reset_stats()
-        counts(redis_cluster.url, True)  # a fetch per user: 15 features of the user, one script
+        counts(redis_cluster.url, True)  # a fetch per user: 15 features of the user, one HMGET
         calls = redis_cluster.commands()
-        assert calls.get("evalsha", 0) + calls.get("eval", 0) == len(USERS), calls
+        assert calls.get("hmget", 0) == len(USERS), calls
+        assert calls.get("evalsha", 0) + calls.get("eval", 0) == 0, calls  # no script without a consent gate
 
         # Not yet on a cluster: erasing a user, which says so rather than failing obscurely.
         refused = a.http.delete("/v1/users/shopper-1", headers=AUTH)
