@@ -200,9 +200,18 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         calls = redis_cluster.commands()
         assert calls.get("evalsha", 0) + calls.get("eval", 0) == len(USERS), calls
 
-        # Not yet on a cluster: erasing a user, which says so rather than failing obscurely.
-        refused = a.http.delete("/v1/users/shopper-1", headers=AUTH)
-        assert refused.status_code == 503 and "Redis Cluster" in refused.text, refused.text
+        # Export and erasure, slot by slot: the user's keys, join records and feedback ids on other masters.
+        exported = a.http.get("/v1/users/shopper-1/export", headers=AUTH)
+        assert exported.status_code == 200, exported.text
+        store = exported.json()["store"]
+        assert store["series"] and store["joins"] and store["feedback_ids"], store
+        erased = a.http.delete("/v1/users/shopper-1", headers=AUTH)
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["store"]["joins"] == len(store["joins"]), erased.text
+        assert erased.json()["store"]["feedback_ids"] == len(store["feedback_ids"]), erased.text
+        after = c.http.get("/v1/users/shopper-1/export", headers=AUTH).json()
+        assert not any(after["store"].values()), after
+        assert any(c.http.get("/v1/users/shopper-2/export", headers=AUTH).json()["store"].values())
 
 
 def _whole(answer: dict[str, Any]) -> dict[str, Any] | None:
