@@ -8,7 +8,9 @@ Keys (all under the store's prefix; names encoded by ``redis_keys.key_part``):
   ``m`` the scores of the models it ran (JSON, when there were any);
   feedback without an id marks it counted with ``d:{type}:{slot}``, and any
   counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
-- ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window. On a cluster it is
+  in the user's shard, and ``claim:{id}``, in the shard of the id, says which payload and user the id was
+  first counted for, so an id reused for another user's decision is a conflict too.
 - ``{user}:j`` and ``{user}:f``: the decision ids of the user's join records and
   the feedback ids counted on them, so erasure finds them (``redis_users.py``); a
   conversion also names its phase in ``{user}:x``, the phases with the user's value.
@@ -243,6 +245,26 @@ return replies
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
 
+# On a cluster, before the count: KEYS: feedback ids' claims (``id_claim_key``, one shard's); ARGV[1]: their
+# TTL (ms); ARGV[1 + k]: KEYS[k]'s claim, ``FINGERPRINT:USER``. A claim absent is made. Reply per key: 1 when
+# the id is the item's (claimed now, or before by the same payload), 0 when another payload claimed it.
+CLAIM_SCRIPT = """
+local replies = {}
+for k = 1, #KEYS do
+  local first = redis.call('GET', KEYS[k])
+  if first and first ~= ARGV[k + 1] then
+    replies[k] = 0
+  else
+    if not first then
+      redis.call('SET', KEYS[k], ARGV[k + 1], 'PX', ARGV[1])
+    end
+    replies[k] = 1
+  end
+end
+return replies
+"""
+CLAIM_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
+
 # KEYS: join records. ARGV: per key, a mark's field and its time. A record that is gone is not made anew.
 MARK_SCRIPT = """
 for k = 1, #KEYS do
@@ -287,6 +309,14 @@ class RedisFeedback:
 
     def id_key(self, item_id: str, shard: int = 0) -> str:
         return f"{self._head(shard)}fid:{key_part(item_id)}"
+
+    def id_shard(self, item_id: str) -> int:
+        """On a cluster, the shard of a feedback id's claim: chosen by the id, so every reuse meets it."""
+        return zlib.crc32(item_id.encode()) % FEEDBACK_SHARDS
+
+    def id_claim_key(self, item_id: str) -> str:
+        """On a cluster, which payload (and user) a feedback id was first counted for: ``FINGERPRINT:USER``."""
+        return f"{self._head(self.id_shard(item_id))}claim:{key_part(item_id)}"
 
     def versions_key(self, shard: int = 0) -> str:
         return f"{self._head(shard)}kpi:versions"
@@ -511,20 +541,42 @@ class RedisFeedback:
             for experiment, phase, _ in t.arms
         ]
         await self._index(phases, str(math.ceil(EXPOSURE_TTL * 1000)))
+        outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
+        for n in await self._claim(tallies, ttl):
+            outcomes[n] = Outcome.CONFLICT
+        counted = [n for n, outcome in enumerate(outcomes) if outcome is Outcome.ACCEPTED]
         order: list[list[int]] = []
         calls = []
-        for group in by_shard(range(len(tallies)), lambda n: self.shard_of(tallies[n].user_id)).values():
+        for group in by_shard(counted, lambda n: self.shard_of(tallies[n].user_id)).values():
             for start in range(0, len(group), TALLIES_PER_CALL):
                 chunk = group[start : start + TALLIES_PER_CALL]
                 order.append(chunk)
                 calls.append(self._count_args([tallies[n] for n in chunk], ttl))
-        outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
         for chunk, replies in zip(
             order, await self.store._scripts(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, calls), strict=True
         ):
             for n, reply in zip(chunk, replies, strict=True):
                 outcomes[n] = OUTCOMES[reply]
         return outcomes
+
+    async def _claim(self, tallies: Sequence[Tally], ttl: str) -> list[int]:
+        """A cluster's claims of the tallies' feedback ids, in the ids' shards (a pipeline per node): the
+        indexes of the tallies whose id another payload claimed first, a conflict whoever's decision it
+        named. The count that follows dedupes in the user's shard, so an item claimed and not yet counted
+        (the call cut short) is counted when it is sent again, once."""
+        with_ids = [n for n, tally in enumerate(tallies) if tally.id is not None]
+        order: list[list[int]] = []
+        calls = []
+        for group in by_shard(with_ids, lambda n: self.id_shard(tallies[n].id or "")).values():
+            for start in range(0, len(group), TALLIES_PER_CALL):
+                chunk = group[start : start + TALLIES_PER_CALL]
+                order.append(chunk)
+                keys = [self.id_claim_key(tallies[n].id or "") for n in chunk]
+                calls.append((keys, [ttl, *(f"{tallies[n].fingerprint}:{tallies[n].user_id}" for n in chunk)]))
+        replies = await self.store._scripts(self.store._writes(), CLAIM_SCRIPT, CLAIM_SHA, calls)
+        return [
+            n for chunk, reply in zip(order, replies, strict=True) for n, ok in zip(chunk, reply, strict=True) if not ok
+        ]
 
     def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it. On a cluster the tallies share a

@@ -28,6 +28,7 @@ from redis.exceptions import WatchError
 
 from .buckets import decode_attribute, is_duplicate
 from .redis_series import LATEST, PROFILE, parse_series_field, series_buckets
+from .redis_slots import by_slot
 from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
 
 if TYPE_CHECKING:
@@ -79,6 +80,21 @@ end
 return {joined, counted, values}
 """
 SHARD_ERASE_SHA = hashlib.sha1(SHARD_ERASE_SCRIPT.encode()).hexdigest()
+
+# On a cluster, the claims of the user's feedback ids in one shard (``RedisFeedback.id_claim_key``). KEYS:
+# the claims; ARGV[1]: the user. A claim goes when it is the user's (``FINGERPRINT:USER``): an id the user
+# reused for nothing of theirs is another user's claim, and stays.
+CLAIMS_ERASE_SCRIPT = """
+local erased = 0
+for k = 1, #KEYS do
+  local claim = redis.call('GET', KEYS[k])
+  if claim and string.sub(claim, string.find(claim, ':', 1, true) + 1) == ARGV[1] then
+    erased = erased + redis.call('DEL', KEYS[k])
+  end
+end
+return erased
+"""
+CLAIMS_ERASE_SHA = hashlib.sha1(CLAIMS_ERASE_SCRIPT.encode()).hexdigest()
 
 # On a cluster, the user's own slot, last. KEYS: the user hash, ids, fp, m, then the indexes j, f, x.
 # ARGV[1]: JSON, the members read from each index. When an index holds anything else (a decision, an
@@ -268,6 +284,9 @@ class RedisUsers:
                     joined, counted, values = joined + deleted[0], counted + deleted[1], values + deleted[2]
             for unexposed, _ in await store._scripts(client, UNEXPOSE_SCRIPT, UNEXPOSE_SHA, unexposes):
                 exposures += int(unexposed)
+            claims = by_slot((feedback.id_claim_key(item_id) for item_id in feedback_ids), lambda key: key)
+            calls = [(keys, [user_id]) for keys in claims.values()]
+            await store._scripts(client, CLAIMS_ERASE_SCRIPT, CLAIMS_ERASE_SHA, calls)
             read = orjson.dumps([decisions, feedback_ids, phases])
             reply = (await store._scripts(client, OWN_ERASE_SCRIPT, OWN_ERASE_SHA, [(own, [read])]))[0]
             if reply == 0:

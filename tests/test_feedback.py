@@ -161,9 +161,6 @@ def on_cluster(store: FeatureStore) -> bool:
 def test_an_id_reused_with_another_payload_is_a_conflict_and_the_first_stands(
     client: TestClient, store: FeatureStore
 ) -> None:
-    if on_cluster(store):
-        # Feedback ids are kept in their user's shard: an id reused for another user's decision is not seen.
-        pytest.xfail("on a Redis Cluster an id is a conflict only within one user's feedback shard")
     first, second = decide(client, "u1"), decide(client, "u2")
     assert feedback(client, item(first, "click", id="k"))["accepted"] == 1
     answer = feedback(client, item(first, "click", id="k", ts=time.time() - 5), item(second, "click", id="k"))
