@@ -65,6 +65,7 @@ from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD, SERIES_FINISH, latest_field, series_field
 from .redis_slots import by_key as by_shard
+from .redis_slots import by_slot
 from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
@@ -77,7 +78,6 @@ TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of
 # On a Redis Cluster: the shards of the feedback keys (join records, feedback ids, KPI and experiment
 # counters), each a hash tag of its own, so their writes spread over the masters. A read sums them all.
 FEEDBACK_SHARDS = 8
-SERVED_ON_CLUSTER = "--impressions served is not supported on a Redis Cluster: send impressions as feedback"
 
 # KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
@@ -127,6 +127,30 @@ return kept
 """
 )
 KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
+
+# On a cluster, before ``KEEP_SCRIPT``: a user slot's part of keeping served decisions. KEYS: the users' keys
+# (their decisions indexes and user hashes, one slot's); ARGV[1]: the indexes' TTL (ms); ARGV[2]: JSON, per
+# decision: its user's index's key index, its id, its impression events' series updates (as KEEP_SCRIPT's).
+# A decision already in its user's index is skipped: its impressions were counted, and only its join
+# record (in its shard, the next call) may be missing, which KEEP_SCRIPT keeps once.
+SERVED_SCRIPT = (
+    SERIES_ADD
+    + SERIES_FINISH
+    + """
+for _, d in ipairs(cjson.decode(ARGV[2])) do
+  local decisions = KEYS[d[1]]
+  if redis.call('SADD', decisions, d[2]) == 1 then
+    for _, u in ipairs(d[3]) do
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10])
+    end
+  end
+  redis.call('PEXPIRE', decisions, ARGV[1])
+end
+series_finish()
+return 0
+"""
+)
+SERVED_SHA = hashlib.sha1(SERVED_SCRIPT.encode()).hexdigest()
 
 # KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]},
 # experiments (the ``x`` field's JSON, or null), models (the ``m`` field's text, or null), {mark: time
@@ -348,10 +372,12 @@ class RedisFeedback:
         client = self.store._writes()
         now = time.time()
         if self.store.cluster:
+            # The users' decision indexes first (their own slots), so erasure finds every join record; with
+            # impressions served, their series with them, once a decision.
             if impressions:
-                raise ValueError(SERVED_ON_CLUSTER)
-            # The users' decision indexes first (their own slots), so erasure finds every join record.
-            await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
+                await self._served(joins, ttl, now)
+            else:
+                await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
             calls = []
             for group in by_shard(joins, lambda join: self.shard_of(join.user_id)).values():
                 for start in range(0, len(group), DECISIONS_PER_CALL):
@@ -362,6 +388,30 @@ class RedisFeedback:
         for start in range(0, len(joins), DECISIONS_PER_CALL):
             keys, args = self._keep_args(joins[start : start + DECISIONS_PER_CALL], impressions, now)
             await self.store._script(client, KEEP_SCRIPT, KEEP_SHA, keys, [ttl, *args], counted=False)
+
+    async def _served(self, joins: Sequence[Join], ttl: str, now: float) -> None:
+        """A cluster's user-slot part of keeping served decisions with their impressions: one
+        ``SERVED_SCRIPT`` call per slot and chunk, a pipeline per node."""
+        constants = self.store._series_constants(now)
+        calls = []
+        slots = by_slot(joins, lambda join: self.store.user_key(join.user_id)).values()
+        for group in slots:
+            for start in range(0, len(group), DECISIONS_PER_CALL):
+                index: dict[str, int] = {}
+
+                def key_index(key: str, index: dict[str, int] = index) -> int:
+                    return index.setdefault(key, len(index) + 1)
+
+                decisions = [
+                    [
+                        key_index(self.store.decisions_index_key(join.user_id)),
+                        join.decision_id,
+                        self._impressions(join, now, constants, key_index),
+                    ]
+                    for join in group[start : start + DECISIONS_PER_CALL]
+                ]
+                calls.append((list(index), [ttl, orjson.dumps(decisions)]))
+        await self.store._scripts(self.store._writes(), SERVED_SCRIPT, SERVED_SHA, calls, counted=False)
 
     async def _index(self, members: Sequence[tuple[str, str]], ttl: str) -> None:
         """Add each member to its user's index set (a cluster's own step: the set is in the user's slot)."""
@@ -407,7 +457,8 @@ class RedisFeedback:
                         ]
                     )
                     sets[key_index(self.arm_days_key(experiment, phase, shard)), day] = None
-            updates = self._impressions(join, now, constants, key_index) if impressions else []
+            # (on a cluster the impression events' series are the user slot's part, ``_served``)
+            updates = self._impressions(join, now, constants, key_index) if impressions and not cluster else []
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]

@@ -64,8 +64,7 @@ async def fill(store: FeatureStore, user: str, now: float) -> None:
     join = Join(f"d-{user}", user, "v1", now - 5, {"hero": ("promo", "summer")}, (arm,), {"click": 0.25})
     await store.keep_decisions([join], DEFAULT_ATTRIBUTION)
     served = Join(f"s-{user}", user, "v1", now - 4, {"side": ("promo", "served-only")}, (arm,))
-    # (on a cluster, served impressions are refused: the decision is kept without them)
-    await store.keep_decisions([served], DEFAULT_ATTRIBUTION, impressions=not on_cluster(store))
+    await store.keep_decisions([served], DEFAULT_ATTRIBUTION, impressions=True)
     items = [
         FeedbackItem(join.decision_id, "hero", "click", None, now - 1, f"{user}-fb1"),
         FeedbackItem(join.decision_id, "hero", CONVERSION, 12.5, now - 1, f"{user}-fb2"),
@@ -88,8 +87,7 @@ def test_export_shows_everything_and_erase_removes_it_all_and_nothing_else(store
         names = {(s.event, s.key, s.resolution) for s in before.series}
         assert {("view", "Electronics", "d"), ("view", "Home & Garden", "m"), ("view", "any", "h")} <= names
         assert ("purchase", "any", "d") in names and ("click", "summer", "d") in names
-        if not on_cluster(store):
-            assert ("impression", "served-only", "h") in names  # written by the script keeping served decisions
+        assert ("impression", "served-only", "h") in names  # written by the script keeping served decisions
         day_view = next(s for s in before.series if (s.event, s.key, s.resolution) == ("view", "any", "d"))
         assert sum(b.count for b in day_view.buckets) == 2 and sum(b.total for b in day_view.buckets) == 3.5
         assert day_view.last == now - 20
