@@ -680,7 +680,7 @@ function psiChart(history) {
     if (Math.abs(y(level) - labelled) > 12) svg.append(svgEl("text", { x: 0, y: y(level) + 4 }, Number(level.toFixed(2))));
     labelled = Math.abs(y(level) - labelled) > 12 ? y(level) : labelled;
   }
-  const clock = (t) => new Date(t).toISOString().slice(11, 16);
+  const clock = (t) => new Date(t).toISOString().slice(11, span < 600_000 ? 19 : 16); // seconds on a short history
   svg.append(svgEl("text", { x: 30, y: height - 4 }, clock(first)));
   if (samples.length > 1) svg.append(svgEl("text", { x: width - 40, y: height - 4 }, clock(samples[samples.length - 1][0])));
   svg.append(svgEl("polyline", { points: samples.map(([t, v]) => `${x(t)},${y(v)}`).join(" "), fill: "none", stroke: "#0b57d0", "stroke-width": 2 }));
