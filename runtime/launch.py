@@ -22,6 +22,7 @@ from .buckets import Scheme
 from .canary import DEFAULT_CANARY_SHARE, Canary
 from .consent import consent_attribute
 from .decision_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_LEN, DEFAULT_QUEUE, DEFAULT_SAMPLE, LogSettings, open_log
+from .drift_history import DEFAULT_DRIFT_INTERVAL
 from .events import DEFAULT_RETENTION
 from .feedback import DEFAULT_ATTRIBUTION, Impressions
 from .fleet import DEFAULT_HEARTBEAT
@@ -78,6 +79,7 @@ class ServeOptions:
     canary_share: float = DEFAULT_CANARY_SHARE
     prediction_cache: str = DEFAULT_PREDICTION_CACHE.value  # "process": each its own; "store": shared by the fleet
     heartbeat: float = DEFAULT_HEARTBEAT  # seconds between the heartbeats GET /v1/ruleset's fleet is read from
+    drift_interval: float = DEFAULT_DRIFT_INTERVAL  # seconds between two points of each model's drift history
     console: bool = DEFAULT_CONSOLE  # the browser console at /
 
     @property
@@ -166,6 +168,7 @@ def build_app(options: ServeOptions) -> FastAPI:
         shadow=shadow,
         canary=canary,
         heartbeat=options.heartbeat,
+        drift_interval=options.drift_interval,
         console=options.console,
     )
     if service.shared_predictions is not None:

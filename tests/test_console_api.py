@@ -204,9 +204,12 @@ def test_with_a_key_the_page_loads_but_no_data_does(retail: Path) -> None:
             ("POST", "/v1/fmt", {"text": ""}),
             ("POST", "/v1/trace", {"request": {"user_id": "u42"}}),
             ("POST", "/v1/scratch/diff", {"text": ""}),
+            ("GET", "/v1/models/p_click/drift/history", None),
         ):
             assert client.request(method, path, json=body).status_code == 401, path
         key = {"Authorization": "Bearer console-key"}
+        history = client.get("/v1/models/p_click/drift/history", headers=key)
+        assert history.status_code == 200 and history.json()["points"] == []  # the first point is an interval away
         rules = client.get("/v1/rules", headers=key)
         assert rules.status_code == 200 and rules.json()["replayed"] == 0  # nothing served yet
         assert client.post("/v1/decide", json={"user_id": "u42"}, headers=key).status_code == 200

@@ -64,7 +64,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     where = tmp_path_factory.mktemp("console-live")
     shutil.copytree(ROOT / "rulesets" / "retail", where / "retail")
     with servers(where) as start:
-        server = start(where / "retail", "--decision-log", str(where / "log"), key=None)
+        server = start(where / "retail", "--decision-log", str(where / "log"), "--drift-interval", "1", key=None)
         simulated = subprocess.run(
             [sys.executable, "-m", "tailor.cli", "simulate", "--url", server.url, "--users", "200"],
             capture_output=True,
@@ -81,6 +81,14 @@ def shots(tmp_path: Path) -> Path:
     folder = Path(given) if given else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def psi_points(server: Server, at_least: int = 0) -> list[dict[str, Any]] | None:
+    """The points of p_click's drift history the server holds now that have a PSI (None: fewer than ``at_least``)."""
+    response = server.http.get("/v1/models/p_click/drift/history", headers=server.auth)
+    assert response.status_code == 200, response.text
+    found = [point for point in response.json()["points"] if point["psi"] is not None]
+    return found if len(found) >= at_least else None
 
 
 def visit(page: Any, server: Server, name: str) -> None:
@@ -128,7 +136,11 @@ def test_every_page_shows_live_data(page: Any, live: Server, tmp_path: Path) -> 
     assert "0 of" in page.inner_text("#diff-summary")  # the live file against itself
     page.screenshot(path=folder / "playground.png", full_page=True)
 
+    drawn = eventually(lambda: psi_points(live, at_least=2), "two points of drift history")
     visit(page, live, "experiments")
+    chart = page.locator('[data-model="p_click"] svg[aria-label="PSI over time"]')
+    assert len(drawn) <= chart.locator("circle").count() <= len(psi_points(live) or ())  # the server's points, drawn
+    assert chart.locator("circle title").first.text_content().startswith(f"{drawn[0]['at']}: PSI")
     experiment = page.locator('[data-experiment="hero_test"]')
     assert "Sample-ratio mismatch" in experiment.inner_text()
     assert experiment.locator("li").count() >= 1  # the plain-language conclusions

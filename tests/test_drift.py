@@ -30,10 +30,12 @@ from tailor.runtime.distributions import (
     psi,
     quantile_bins,
 )
+from tailor.runtime.drift_history import DEFAULT_DRIFT_INTERVAL, DriftRecorder
 from tailor.runtime.http import create_app
 from tailor.runtime.http.schemas import ModelsResponse
 from tailor.runtime.memory_store import MemoryStore
-from tailor.runtime.model_report import bucket_auc, decile_cuts
+from tailor.runtime.model_monitor import ModelMonitor
+from tailor.runtime.model_report import ModelsReport, ModelStatus, bucket_auc, decile_cuts
 from tailor.runtime.onnx_models import read_model
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.service import DecisionService
@@ -168,6 +170,56 @@ def test_the_training_population_is_ok_and_a_shifted_one_alerts(client: TestClie
     assert 'tailor_model_drift_band{band="alert",model="p_click"} 1.0' in metrics
     (line,) = [line for line in metrics.splitlines() if line.startswith("tailor_model_psi{")]
     assert float(line.split()[-1]) == pytest.approx(shifted["psi"])
+
+
+def test_the_drift_history_keeps_a_point_per_interval_from_the_shared_counters(client: TestClient) -> None:
+    recorder = client.app.state.drift  # type: ignore[attr-defined]
+    now = [1_800_000_000.0]
+    recorder.clock = lambda: now[0]
+    recorder.record(ModelsReport("shop", "v", ()))  # the next point is one interval away from now
+    route = "/v1/models/{name}/drift/history"
+    empty = check(client, "GET", "/v1/models/p_click/drift/history", route)
+    assert empty["points"] == [] and empty["next_in_seconds"] == empty["interval_seconds"] == DEFAULT_DRIFT_INTERVAL
+    serve_population(client, population(400, 11))
+    client.portal.call(recorder.sample)  # type: ignore[union-attr]
+    now[0] += DEFAULT_DRIFT_INTERVAL
+    serve_population(client, population(1200, 12, shift=4.0), user="s")
+    client.portal.call(recorder.sample)  # type: ignore[union-attr]
+    now[0] += 15
+    history = check(client, "GET", "/v1/models/p_click/drift/history", route)
+    current = models(client)
+    assert history["version"] == current["version"] and history["next_in_seconds"] == DEFAULT_DRIFT_INTERVAL - 15
+    first, second = history["points"]
+    assert (first["at"], second["at"]) == ("2027-01-15T08:00:00Z", "2027-01-15T08:01:00Z")
+    assert (first["scored"], second["scored"]) == (400, 1600)
+    assert first["psi"] < 0.1 <= 0.25 <= second["psi"] == pytest.approx(current["psi"])
+    assert second["js"] == pytest.approx(current["js"]) and {p["version"] for p in history["points"]} == {
+        current["version"]
+    }
+    missing = client.get("/v1/models/nothing/drift/history")
+    assert missing.status_code == 404 and "p_click" in missing.json()["detail"]
+
+
+def test_the_drift_history_is_bounded_and_restarts_with_a_new_version() -> None:
+    def report(version: str) -> ModelsReport:
+        return ModelsReport("shop", "v", (ModelStatus.of("p_click", "models/p_click.onnx", version, {}, {}),))
+
+    now = [0.0]
+    recorder = DriftRecorder(ModelMonitor.__new__(ModelMonitor), interval=10, kept=3, clock=lambda: now[0])
+    for _ in range(5):
+        now[0] += 10
+        recorder.record(report("a"))
+    kept = recorder.history("p_click", "a").points
+    assert [p.at for p in kept] == ["1970-01-01T00:00:30Z", "1970-01-01T00:00:40Z", "1970-01-01T00:00:50Z"]
+    assert recorder.history("p_click", "b").points == ()  # the served version is another: none of a's points
+    now[0] += 10
+    recorder.record(report("b"))
+    assert [p.version for p in recorder.history("p_click", "b").points] == ["b"]
+    assert recorder.history("p_click", "a").points == ()
+    recorder.record(ModelsReport("shop", "v", ()))  # the model is no longer served: its history goes
+    assert recorder.history("p_click", "b").points == ()
+    with pytest.raises(ValueError, match="interval"):
+        DriftRecorder(ModelMonitor.__new__(ModelMonitor), interval=0)
 
 
 def test_feedback_gives_live_auc_and_calibration(client: TestClient, model_file: Path) -> None:

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from ..attribution import Attribution
 from ..canary import Canary
 from ..decision_log import DecisionLog
+from ..drift_history import DEFAULT_DRIFT_INTERVAL, DriftRecorder
 from ..erasure import Erasure
 from ..events import Event
 from ..experiment_report import ExperimentList, read_report
@@ -51,6 +52,7 @@ from .schemas import (
     MAX_NAME,
     DecideRequest,
     DecideResponse,
+    DriftHistoryResponse,
     EventsRequest,
     EventsResponse,
     ExperimentResponse,
@@ -89,6 +91,7 @@ def create_app(
     shadow: Shadow | None = None,
     canary: Canary | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    drift_interval: float = DEFAULT_DRIFT_INTERVAL,
     console: bool = DEFAULT_CONSOLE,
 ) -> FastAPI:
     """The API over ``service``, which must already be open; ``watch`` starts hot reload.
@@ -104,6 +107,7 @@ def create_app(
     """
     monitor = ModelMonitor(service)
     service.listen(monitor.served)
+    drift = DriftRecorder(monitor, drift_interval)
     attributed = Attribution(
         service.store,
         service.metrics,
@@ -138,9 +142,11 @@ def create_app(
         beats = Heartbeat(service, heartbeat)
         beats.start()
         app.state.heartbeat = beats
+        drift.start()
         try:
             yield
         finally:
+            await drift.stop()
             await beats.stop()
             await erasure.close()
             if reloader is not None:
@@ -163,6 +169,7 @@ def create_app(
     app.state.service = service
     app.state.attribution = attributed
     app.state.models = monitor
+    app.state.drift = drift
     app.add_middleware(BodyLimit, limit=max_body)
     install_error_handlers(app)
     guard = [Depends(require_key(api_key))] if api_key is not None else []
@@ -341,6 +348,24 @@ def create_app(
         except Exception as exc:
             raise StoreUnavailable(f"the experiment's counts could not be read ({type(exc).__name__})") from exc
         return OrjsonResponse(report.to_dict())
+
+    @app.get(
+        "/v1/models/{name}/drift/history",
+        response_model=DriftHistoryResponse,
+        dependencies=guard,
+        responses=error_responses(*auth, 404, 422, 503),
+        tags=["ruleset"],
+        summary="A served model's PSI and JS over time: a point every --drift-interval seconds, a day of them kept",
+    )
+    async def drift_history(name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)]) -> Response:
+        served = service.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        model = served.ruleset.models.get(name)
+        if model is None:
+            declared = ", ".join(sorted(served.ruleset.models)) or "none"
+            return error_response(404, f"{name!r} is no model of the served rules (models: {declared})")
+        return OrjsonResponse(drift.history(name, model.version).to_dict())
 
     @app.post(
         "/v1/feedback/joined",

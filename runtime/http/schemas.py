@@ -31,6 +31,7 @@ from pydantic import (
 from tailor.compiler.decide import Decision
 from tailor.compiler.explain import Explanation
 
+from ..drift_history import DriftHistory
 from ..erasure import UserErasure, UserExport
 from ..experiment_report import ExperimentList, ExperimentReport
 from ..feedback import FEEDBACK_TYPE, MAX_FEEDBACK, FeedbackResult, Join
@@ -295,6 +296,7 @@ UserExportResponse = model_of(UserExport, "UserExportResponse")
 ExperimentsResponse = model_of(ExperimentList, "ExperimentsResponse")
 ExperimentResponse = model_of(ExperimentReport, "ExperimentResponse")
 ModelsResponse = model_of(ModelsReport, "ModelsResponse")
+DriftHistoryResponse = model_of(DriftHistory, "DriftHistoryResponse")
 
 
 class JoinedResponse(BaseModel):

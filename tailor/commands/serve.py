@@ -147,6 +147,13 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         help="a profile attribute, like user.consent, whose value false means the user declined personalization:"
         " rules reading personal data are skipped for them, and their events and feedback dropped",
     )
+    parser.add_argument(
+        "--drift-interval",
+        type=float,
+        metavar="SECONDS",
+        help="read each model's drift this often into its history, GET /v1/models/NAME/drift/history "
+        "(default: %(default)s)",
+    )
     fleet = parser.add_argument_group("fleet", "several server processes over one Redis (see docs/deploy.md)")
     fleet.add_argument(
         "--prediction-cache",
@@ -218,6 +225,7 @@ def _server_defaults() -> dict[str, str]:
         "canary_share": f"{default['canary_share'] * 100:g}%",
         "prediction_cache": default["prediction_cache"],
         "heartbeat": typed(default["heartbeat"]),
+        "drift_interval": typed(default["drift_interval"]),
         "console": default["console"],
     }
 
@@ -272,6 +280,8 @@ def _usage_problem(args: argparse.Namespace, key: str | None) -> str | None:
         return "--settle-ms must be 0 or more"
     if not 0 < args.heartbeat < float("inf"):
         return "--heartbeat must be a positive number"
+    if not 0 < args.drift_interval < float("inf"):
+        return "--drift-interval must be a positive number"
     if args.consent_attribute is not None:
         from tailor.runtime.consent import consent_attribute
 
@@ -370,6 +380,7 @@ def run(args: argparse.Namespace) -> int:
         canary_share=args.canary_share,
         prediction_cache=args.prediction_cache,
         heartbeat=args.heartbeat,
+        drift_interval=args.drift_interval,
         console=args.console,
     )
     try:

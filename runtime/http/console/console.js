@@ -2,7 +2,6 @@
 "use strict";
 
 const KEY = "tailor.console.key"; // session storage: this tab only, gone when it closes
-const PSI_HISTORY = "tailor.console.psi";
 const LINT_DELAY_MS = 300;
 const state = { page: "overview", rules: null, ruleset: null, sort: { key: "slot", dir: 1 }, scratch: null };
 
@@ -600,26 +599,21 @@ async function loadExperiments() {
       ),
     );
   }
-  const history = JSON.parse(sessionStorage.getItem(PSI_HISTORY) || "{}");
-  const now = Date.now();
-  for (const m of models.models) {
-    if (m.psi !== null) (history[m.name] ||= []).push([now, m.psi]);
-    history[m.name] = (history[m.name] || []).slice(-50);
-  }
-  sessionStorage.setItem(PSI_HISTORY, JSON.stringify(history));
+  const histories = await Promise.all(models.models.map((m) =>
+    api(`/v1/models/${encodeURIComponent(m.name)}/drift/history`).catch((e) => ({ error: e.message, points: [] }))));
   const modelsBox = document.getElementById("models-list");
   modelsBox.replaceChildren();
   if (!models.models.length) modelsBox.append(el("p", { class: "muted", text: "The served rules declare no model." }));
-  for (const m of models.models) {
+  models.models.forEach((m, i) => {
     modelsBox.append(
       el("div", { class: "card", "data-model": m.name },
         el("h3", {}, `${m.name} `, el("span", { class: `badge ${bandClass(m.band)}`, text: `drift: ${m.band}` })),
         el("p", { class: "muted", text: `${m.file} · version ${m.version} · trained ${m.trained_at || "–"} · training AUC ${number(m.training_auc)}` }),
         el("p", { text: `Scored live: ${m.scored}. PSI ${number(m.psi)}, JS ${number(m.js)}, live AUC ${number(m.auc)}, calibration error ${number(m.calibration_error)} (${m.impressions} impressions, ${m.clicks} clicks).` }),
-        el("div", { class: "grid" }, psiChart(history[m.name] || []), calibrationChart(m.calibration)),
+        el("div", { class: "grid" }, psiChart(histories[i]), calibrationChart(m.calibration)),
       ),
     );
-  }
+  });
 }
 
 function liftChart(points) {
@@ -653,17 +647,32 @@ function liftChart(points) {
   return figure;
 }
 
-function psiChart(samples) {
+// The server's drift history of a model (GET /v1/models/{name}/drift/history): PSI by time, oldest first.
+function psiChart(history) {
   const width = 300;
   const height = 120;
-  const figure = el("figure", {}, el("figcaption", { class: "chart-note", text: "PSI over time (while this tab is open); 0.1 watch, 0.25 drift" }));
+  const every = history.interval_seconds;
+  const caption = every ? `PSI over time (a point every ${every} s, kept by this server process); 0.1 watch, 0.25 drift` : "PSI over time";
+  const figure = el("figure", {}, el("figcaption", { class: "chart-note", text: caption }));
+  const samples = history.points.filter((p) => p.psi !== null).map((p) => [Date.parse(p.at), p.psi, p]);
+  if (history.error) {
+    figure.append(el("p", { class: "error", text: history.error }));
+    return figure;
+  }
+  if (!history.points.length) {
+    figure.append(el("p", { class: "muted", text: `No history yet: the first point comes after ${Math.ceil(history.next_in_seconds)} s.` }));
+    return figure;
+  }
   if (!samples.length) {
-    figure.append(el("p", { class: "muted", text: "No live scores yet." }));
+    const last = history.points[history.points.length - 1];
+    figure.append(el("p", { class: "muted", text: `No PSI yet: ${last.scored} live scores so far, too few to compare (${history.points.length} points).` }));
     return figure;
   }
   const max = Math.max(0.3, ...samples.map(([, v]) => v));
-  const y = (v) => 5 + (1 - v / max) * (height - 10);
-  const x = (i) => 30 + (i / Math.max(1, samples.length - 1)) * (width - 40);
+  const first = samples[0][0];
+  const span = Math.max(1, samples[samples.length - 1][0] - first);
+  const y = (v) => 5 + (1 - v / max) * (height - 25);
+  const x = (t) => 30 + ((t - first) / span) * (width - 40);
   const svg = svgEl("svg", { width, height, role: "img", "aria-label": "PSI over time" });
   let labelled = -Infinity;
   for (const [level, color] of [[0.1, "#8a6a00"], [0.25, "#b3261e"], [max, "#7a8494"]]) {
@@ -671,8 +680,13 @@ function psiChart(samples) {
     if (Math.abs(y(level) - labelled) > 12) svg.append(svgEl("text", { x: 0, y: y(level) + 4 }, Number(level.toFixed(2))));
     labelled = Math.abs(y(level) - labelled) > 12 ? y(level) : labelled;
   }
-  svg.append(svgEl("polyline", { points: samples.map(([, v], i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: "#0b57d0", "stroke-width": 2 }));
-  samples.forEach(([, v], i) => svg.append(svgEl("circle", { cx: x(i), cy: y(v), r: 3, fill: "#0b57d0" })));
+  const clock = (t) => new Date(t).toISOString().slice(11, span < 600_000 ? 19 : 16); // seconds on a short history
+  svg.append(svgEl("text", { x: 30, y: height - 4 }, clock(first)));
+  if (samples.length > 1) svg.append(svgEl("text", { x: width - 40, y: height - 4 }, clock(samples[samples.length - 1][0])));
+  svg.append(svgEl("polyline", { points: samples.map(([t, v]) => `${x(t)},${y(v)}`).join(" "), fill: "none", stroke: "#0b57d0", "stroke-width": 2 }));
+  for (const [t, v, p] of samples) {
+    svg.append(svgEl("circle", { cx: x(t), cy: y(v), r: 3, fill: "#0b57d0" }, svgEl("title", {}, `${p.at}: PSI ${number(v)}, JS ${number(p.js)}, ${p.scored} live scores`)));
+  }
   figure.append(svg);
   return figure;
 }
