@@ -105,9 +105,14 @@ class LocalCluster:
                 raise RuntimeError("the cluster did not reach cluster_state:ok")
             time.sleep(0.05)
 
-    def fail_over(self) -> Node:
-        """``CLUSTER FAILOVER`` on a replica: it becomes a master; returns it once the cluster agrees."""
-        replica = next(node for node in self.live() if node.role() == "slave")
+    def fail_over(self, master_port: int | None = None) -> Node:
+        """``CLUSTER FAILOVER`` on a replica (of the master on ``master_port``, when given): it becomes a
+        master; returns it once the cluster agrees."""
+        replica = next(
+            node
+            for node in self.live()
+            if node.role() == "slave" and master_port in (None, int(node.client.info("replication")["master_port"]))
+        )
         replica.client.execute_command("CLUSTER", "FAILOVER")
         deadline = time.monotonic() + WAIT
         while replica.role() != "master":

@@ -126,10 +126,6 @@ def build_app(options: ServeOptions) -> FastAPI:
         options.redis, options.retention, options.memory_max_users, cluster=True if options.redis_cluster else None
     )
     cluster = getattr(store, "cluster", False)
-    if cluster and options.impressions == Impressions.SERVED.value:
-        from .redis_feedback import SERVED_ON_CLUSTER
-
-        raise ValueError(SERVED_ON_CLUSTER)
     service = DecisionService(
         options.path,
         store,

@@ -8,7 +8,9 @@ Keys (all under the store's prefix; names encoded by ``redis_keys.key_part``):
   ``m`` the scores of the models it ran (JSON, when there were any);
   feedback without an id marks it counted with ``d:{type}:{slot}``, and any
   counted feedback notes its first time as ``f:{type}:{slot}`` (``mark_feedback``).
-- ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window.
+- ``fid:{id}``: a feedback id's payload fingerprint, for the attribution window. On a cluster it is
+  in the user's shard, and ``claim:{id}``, in the shard of the id, says which payload and user the id was
+  first counted for, so an id reused for another user's decision is a conflict too.
 - ``{user}:j`` and ``{user}:f``: the decision ids of the user's join records and
   the feedback ids counted on them, so erasure finds them (``redis_users.py``); a
   conversion also names its phase in ``{user}:x``, the phases with the user's value.
@@ -63,6 +65,7 @@ from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
 from .redis_series import SERIES_ADD, SERIES_FINISH, latest_field, series_field
 from .redis_slots import by_key as by_shard
+from .redis_slots import by_slot
 from .store import EXPOSURE_TTL
 
 if TYPE_CHECKING:
@@ -75,7 +78,6 @@ TALLIES_PER_CALL = 100  # feedback items per script call: about a millisecond of
 # On a Redis Cluster: the shards of the feedback keys (join records, feedback ids, KPI and experiment
 # counters), each a hash tag of its own, so their writes spread over the masters. A read sums them all.
 FEEDBACK_SHARDS = 8
-SERVED_ON_CLUSTER = "--impressions served is not supported on a Redis Cluster: send impressions as feedback"
 
 # KEYS: every key the call touches. ARGV[1]: the join records' TTL (ms); ARGV[2]: JSON, per decision: its
 # join record's key index, the record's fields and values (flat), the total and day counter keys' indexes,
@@ -125,6 +127,30 @@ return kept
 """
 )
 KEEP_SHA = hashlib.sha1(KEEP_SCRIPT.encode()).hexdigest()
+
+# On a cluster, before ``KEEP_SCRIPT``: a user slot's part of keeping served decisions. KEYS: the users' keys
+# (their decisions indexes and user hashes, one slot's); ARGV[1]: the indexes' TTL (ms); ARGV[2]: JSON, per
+# decision: its user's index's key index, its id, its impression events' series updates (as KEEP_SCRIPT's).
+# A decision already in its user's index is skipped: its impressions were counted, and only its join
+# record (in its shard, the next call) may be missing, which KEEP_SCRIPT keeps once.
+SERVED_SCRIPT = (
+    SERIES_ADD
+    + SERIES_FINISH
+    + """
+for _, d in ipairs(cjson.decode(ARGV[2])) do
+  local decisions = KEYS[d[1]]
+  if redis.call('SADD', decisions, d[2]) == 1 then
+    for _, u in ipairs(d[3]) do
+      series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10])
+    end
+  end
+  redis.call('PEXPIRE', decisions, ARGV[1])
+end
+series_finish()
+return 0
+"""
+)
+SERVED_SHA = hashlib.sha1(SERVED_SCRIPT.encode()).hexdigest()
 
 # KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]},
 # experiments (the ``x`` field's JSON, or null), models (the ``m`` field's text, or null), {mark: time
@@ -243,6 +269,26 @@ return replies
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
 
+# On a cluster, before the count: KEYS: feedback ids' claims (``id_claim_key``, one shard's); ARGV[1]: their
+# TTL (ms); ARGV[1 + k]: KEYS[k]'s claim, ``FINGERPRINT:USER``. A claim absent is made. Reply per key: 1 when
+# the id is the item's (claimed now, or before by the same payload), 0 when another payload claimed it.
+CLAIM_SCRIPT = """
+local replies = {}
+for k = 1, #KEYS do
+  local first = redis.call('GET', KEYS[k])
+  if first and first ~= ARGV[k + 1] then
+    replies[k] = 0
+  else
+    if not first then
+      redis.call('SET', KEYS[k], ARGV[k + 1], 'PX', ARGV[1])
+    end
+    replies[k] = 1
+  end
+end
+return replies
+"""
+CLAIM_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
+
 # KEYS: join records. ARGV: per key, a mark's field and its time. A record that is gone is not made anew.
 MARK_SCRIPT = """
 for k = 1, #KEYS do
@@ -288,6 +334,14 @@ class RedisFeedback:
     def id_key(self, item_id: str, shard: int = 0) -> str:
         return f"{self._head(shard)}fid:{key_part(item_id)}"
 
+    def id_shard(self, item_id: str) -> int:
+        """On a cluster, the shard of a feedback id's claim: chosen by the id, so every reuse meets it."""
+        return zlib.crc32(item_id.encode()) % FEEDBACK_SHARDS
+
+    def id_claim_key(self, item_id: str) -> str:
+        """On a cluster, which payload (and user) a feedback id was first counted for: ``FINGERPRINT:USER``."""
+        return f"{self._head(self.id_shard(item_id))}claim:{key_part(item_id)}"
+
     def versions_key(self, shard: int = 0) -> str:
         return f"{self._head(shard)}kpi:versions"
 
@@ -318,10 +372,12 @@ class RedisFeedback:
         client = self.store._writes()
         now = time.time()
         if self.store.cluster:
+            # The users' decision indexes first (their own slots), so erasure finds every join record; with
+            # impressions served, their series with them, once a decision.
             if impressions:
-                raise ValueError(SERVED_ON_CLUSTER)
-            # The users' decision indexes first (their own slots), so erasure finds every join record.
-            await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
+                await self._served(joins, ttl, now)
+            else:
+                await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
             calls = []
             for group in by_shard(joins, lambda join: self.shard_of(join.user_id)).values():
                 for start in range(0, len(group), DECISIONS_PER_CALL):
@@ -332,6 +388,30 @@ class RedisFeedback:
         for start in range(0, len(joins), DECISIONS_PER_CALL):
             keys, args = self._keep_args(joins[start : start + DECISIONS_PER_CALL], impressions, now)
             await self.store._script(client, KEEP_SCRIPT, KEEP_SHA, keys, [ttl, *args], counted=False)
+
+    async def _served(self, joins: Sequence[Join], ttl: str, now: float) -> None:
+        """A cluster's user-slot part of keeping served decisions with their impressions: one
+        ``SERVED_SCRIPT`` call per slot and chunk, a pipeline per node."""
+        constants = self.store._series_constants(now)
+        calls = []
+        slots = by_slot(joins, lambda join: self.store.user_key(join.user_id)).values()
+        for group in slots:
+            for start in range(0, len(group), DECISIONS_PER_CALL):
+                index: dict[str, int] = {}
+
+                def key_index(key: str, index: dict[str, int] = index) -> int:
+                    return index.setdefault(key, len(index) + 1)
+
+                decisions = [
+                    [
+                        key_index(self.store.decisions_index_key(join.user_id)),
+                        join.decision_id,
+                        self._impressions(join, now, constants, key_index),
+                    ]
+                    for join in group[start : start + DECISIONS_PER_CALL]
+                ]
+                calls.append((list(index), [ttl, orjson.dumps(decisions)]))
+        await self.store._scripts(self.store._writes(), SERVED_SCRIPT, SERVED_SHA, calls, counted=False)
 
     async def _index(self, members: Sequence[tuple[str, str]], ttl: str) -> None:
         """Add each member to its user's index set (a cluster's own step: the set is in the user's slot)."""
@@ -377,7 +457,8 @@ class RedisFeedback:
                         ]
                     )
                     sets[key_index(self.arm_days_key(experiment, phase, shard)), day] = None
-            updates = self._impressions(join, now, constants, key_index) if impressions else []
+            # (on a cluster the impression events' series are the user slot's part, ``_served``)
+            updates = self._impressions(join, now, constants, key_index) if impressions and not cluster else []
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
@@ -511,20 +592,42 @@ class RedisFeedback:
             for experiment, phase, _ in t.arms
         ]
         await self._index(phases, str(math.ceil(EXPOSURE_TTL * 1000)))
+        outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
+        for n in await self._claim(tallies, ttl):
+            outcomes[n] = Outcome.CONFLICT
+        counted = [n for n, outcome in enumerate(outcomes) if outcome is Outcome.ACCEPTED]
         order: list[list[int]] = []
         calls = []
-        for group in by_shard(range(len(tallies)), lambda n: self.shard_of(tallies[n].user_id)).values():
+        for group in by_shard(counted, lambda n: self.shard_of(tallies[n].user_id)).values():
             for start in range(0, len(group), TALLIES_PER_CALL):
                 chunk = group[start : start + TALLIES_PER_CALL]
                 order.append(chunk)
                 calls.append(self._count_args([tallies[n] for n in chunk], ttl))
-        outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
         for chunk, replies in zip(
             order, await self.store._scripts(self.store._writes(), COUNT_SCRIPT, COUNT_SHA, calls), strict=True
         ):
             for n, reply in zip(chunk, replies, strict=True):
                 outcomes[n] = OUTCOMES[reply]
         return outcomes
+
+    async def _claim(self, tallies: Sequence[Tally], ttl: str) -> list[int]:
+        """A cluster's claims of the tallies' feedback ids, in the ids' shards (a pipeline per node): the
+        indexes of the tallies whose id another payload claimed first, a conflict whoever's decision it
+        named. The count that follows dedupes in the user's shard, so an item claimed and not yet counted
+        (the call cut short) is counted when it is sent again, once."""
+        with_ids = [n for n, tally in enumerate(tallies) if tally.id is not None]
+        order: list[list[int]] = []
+        calls = []
+        for group in by_shard(with_ids, lambda n: self.id_shard(tallies[n].id or "")).values():
+            for start in range(0, len(group), TALLIES_PER_CALL):
+                chunk = group[start : start + TALLIES_PER_CALL]
+                order.append(chunk)
+                keys = [self.id_claim_key(tallies[n].id or "") for n in chunk]
+                calls.append((keys, [ttl, *(f"{tallies[n].fingerprint}:{tallies[n].user_id}" for n in chunk)]))
+        replies = await self.store._scripts(self.store._writes(), CLAIM_SCRIPT, CLAIM_SHA, calls)
+        return [
+            n for chunk, reply in zip(order, replies, strict=True) for n, ok in zip(chunk, reply, strict=True) if not ok
+        ]
 
     def _count_args(self, tallies: Sequence[Tally], ttl: str) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV for ``COUNT_SCRIPT``; see the comment above it. On a cluster the tallies share a

@@ -74,8 +74,6 @@ FINGERPRINTS = ":fp"  # the payload fingerprints of those ids (a hash)
 # Connections for writes, per process: concurrent batches beyond this wait in the
 # process, not in Redis, so a decision never queues behind more than this many calls.
 WRITE_CONNECTIONS = 2
-# Export and erasure read a user's indexes and delete shared keys in one transaction, which a cluster refuses.
-USERS_ON_CLUSTER = "exporting or erasing a user is not supported on a Redis Cluster yet"
 
 # KEYS: every key the call touches. ARGV[1]: now; ARGV[2]: the id keys' TTL (ms);
 # ARGV[3]: ids first seen at or before this time are forgotten; ARGV[4], ARGV[5]: the
@@ -717,13 +715,9 @@ class RedisStore(FeatureStore):
         return await self.feedback.kpi_counts(query)
 
     async def export(self, user_id: str) -> UserData:
-        if self.cluster:
-            raise NotImplementedError(USERS_ON_CLUSTER)
         return await self.users.export(user_id)
 
     async def erase(self, user_id: str) -> StoreErasure:
-        if self.cluster:
-            raise NotImplementedError(USERS_ON_CLUSTER)
         return await self.users.erase(user_id)
 
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:

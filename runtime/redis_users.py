@@ -18,14 +18,17 @@ meanwhile, the transaction is tried again.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+import orjson
 from redis.exceptions import WatchError
 
 from .buckets import decode_attribute, is_duplicate
 from .redis_series import LATEST, PROFILE, parse_series_field, series_buckets
+from .redis_slots import by_slot
 from .user_data import ExperimentValue, ExposureData, JoinData, StoreErasure, UserData, decoded_series
 
 if TYPE_CHECKING:
@@ -39,8 +42,12 @@ ATTEMPTS = 8  # erasure transactions tried before giving up, when the user's dat
 # the user. Forget the exposure and take it off its arm's count (an arm nobody else saw is removed, as if
 # never counted), and the user's converted value (the per-arm totals made from it are aggregates and stay).
 # Reply: [exposures forgotten, values deleted]. Run inside the transaction.
+# Without KEYS[3] (on a cluster, where the values lie in the user's feedback shard), the exposure alone.
 UNEXPOSE_SCRIPT = """
-local values = redis.call('HDEL', KEYS[3], ARGV[1])
+local values = 0
+if #KEYS > 2 then
+  values = redis.call('HDEL', KEYS[3], ARGV[1])
+end
 local arm = redis.call('GET', KEYS[2])
 if not arm then
   return {0, values}
@@ -51,6 +58,67 @@ if redis.call('HINCRBY', KEYS[1], arm, -1) <= 0 then
 end
 return {1, values}
 """
+
+
+UNEXPOSE_SHA = hashlib.sha1(UNEXPOSE_SCRIPT.encode()).hexdigest()
+
+# On a cluster, the user's feedback shard. KEYS: the join records, then the feedback ids' keys, then the
+# phases' converted values; ARGV[1], ARGV[2]: how many join records and feedback ids; ARGV[3]: the user.
+# Reply: [join records deleted, feedback ids deleted, values deleted].
+SHARD_ERASE_SCRIPT = """
+local joins, ids = tonumber(ARGV[1]), tonumber(ARGV[2])
+local joined, counted, values = 0, 0, 0
+for k = 1, #KEYS do
+  if k <= joins then
+    joined = joined + redis.call('DEL', KEYS[k])
+  elseif k <= joins + ids then
+    counted = counted + redis.call('DEL', KEYS[k])
+  else
+    values = values + redis.call('HDEL', KEYS[k], ARGV[3])
+  end
+end
+return {joined, counted, values}
+"""
+SHARD_ERASE_SHA = hashlib.sha1(SHARD_ERASE_SCRIPT.encode()).hexdigest()
+
+# On a cluster, the claims of the user's feedback ids in one shard (``RedisFeedback.id_claim_key``). KEYS:
+# the claims; ARGV[1]: the user. A claim goes when it is the user's (``FINGERPRINT:USER``): an id the user
+# reused for nothing of theirs is another user's claim, and stays.
+CLAIMS_ERASE_SCRIPT = """
+local erased = 0
+for k = 1, #KEYS do
+  local claim = redis.call('GET', KEYS[k])
+  if claim and string.sub(claim, string.find(claim, ':', 1, true) + 1) == ARGV[1] then
+    erased = erased + redis.call('DEL', KEYS[k])
+  end
+end
+return erased
+"""
+CLAIMS_ERASE_SHA = hashlib.sha1(CLAIMS_ERASE_SCRIPT.encode()).hexdigest()
+
+# On a cluster, the user's own slot, last. KEYS: the user hash, ids, fp, m, then the indexes j, f, x.
+# ARGV[1]: JSON, the members read from each index. When an index holds anything else (a decision, an
+# item or an exposure came meanwhile), nothing is deleted and the reply is 0: the erasure starts over.
+# Else every key goes, and the reply is [the user hash's field names, how many event ids].
+OWN_ERASE_SCRIPT = """
+local read = cjson.decode(ARGV[1])
+for n = 1, 3 do
+  local index, members = KEYS[4 + n], read[n]
+  if redis.call('SCARD', index) ~= #members then
+    return 0
+  end
+  for _, member in ipairs(members) do
+    if redis.call('SISMEMBER', index, member) == 0 then
+      return 0
+    end
+  end
+end
+local names = redis.call('HKEYS', KEYS[1])
+local ids = redis.call('ZCARD', KEYS[2])
+redis.call('DEL', unpack(KEYS))
+return {names, ids}
+"""
+OWN_ERASE_SHA = hashlib.sha1(OWN_ERASE_SCRIPT.encode()).hexdigest()
 
 
 class ErasureRace(RuntimeError):
@@ -89,13 +157,16 @@ class RedisUsers:
             fields, ids, *members = await pipe.execute()
         decisions, feedback_ids, phases = (sorted(_text(m) for m in found) for found in members)
         phase_names = [self._phase(name) for name in phases]
+        shard = store.feedback.shard_of(user_id)  # on a cluster, where the user's feedback keys are
         async with client.pipeline(transaction=False) as pipe:
-            pipe.echo(0)  # a pipeline of nothing would send nothing and answer nothing
+            # A pipeline of nothing would send nothing and answer nothing; a keyed stand-in (a cluster's
+            # pipeline refuses ECHO, which names no key to route by).
+            pipe.exists(store.user_key(user_id))
             for item_id in feedback_ids:
-                pipe.exists(store.feedback.id_key(item_id))
+                pipe.exists(store.feedback.id_key(item_id, shard))
             for experiment, phase in phase_names:
                 pipe.get(store.exposure_key(experiment, phase, user_id))
-                pipe.hget(store.feedback.arm_users_key(experiment, phase), user_id)
+                pipe.hget(store.feedback.arm_users_key(experiment, phase, shard), user_id)
             store.round_trips += 1
             replies = (await pipe.execute())[1:]
         id_replies = replies[: len(feedback_ids)]
@@ -136,6 +207,8 @@ class RedisUsers:
     # --- erasure ---
 
     async def erase(self, user_id: str) -> StoreErasure:
+        if self.store.cluster:
+            return await self._erase_by_slot(user_id)
         async with self.store._writes().pipeline(transaction=True) as pipe:
             for _ in range(ATTEMPTS):
                 try:
@@ -176,6 +249,53 @@ class RedisUsers:
         profile, cells, latest = _user_fields(dict.fromkeys(names, b"0"))  # the names tell; any value will do
         series = len(_series(cells, latest, store.scheme.day.name))
         return StoreErasure(len(profile), series, int(event_ids), exposures, values, int(joined), int(counted))
+
+    async def _erase_by_slot(self, user_id: str) -> StoreErasure:
+        """A cluster's erasure, slot by slot (see the module's docstring); what each attempt deleted counts."""
+        store = self.store
+        feedback = store.feedback
+        shard = feedback.shard_of(user_id)
+        indexes = self._indexes(user_id)
+        own = [store.user_key(user_id), store.ids_key(user_id), store.fingerprints_key(user_id)]
+        own += [store.predictions_key(user_id), *indexes]
+        joined = counted = exposures = values = 0
+        for _ in range(ATTEMPTS):
+            async with store._writes().pipeline(transaction=False) as pipe:
+                for index in indexes:
+                    pipe.smembers(index)
+                store.round_trips += 1
+                decisions, feedback_ids, phases = [sorted(_text(m) for m in found) for found in await pipe.execute()]
+            phase_names = [self._phase(name) for name in phases]
+            shard_keys = [feedback.join_key(decision_id, shard) for decision_id in decisions]
+            shard_keys += [feedback.id_key(item_id, shard) for item_id in feedback_ids]
+            shard_keys += [feedback.arm_users_key(experiment, phase, shard) for experiment, phase in phase_names]
+            unexposes = [
+                (
+                    [store.exposure_counts_key(experiment, phase), store.exposure_key(experiment, phase, user_id)],
+                    [user_id],
+                )
+                for experiment, phase in phase_names
+            ]
+            client = store._writes()
+            if shard_keys:
+                args = [str(len(decisions)), str(len(feedback_ids)), user_id]
+                calls = [(shard_keys, args)]
+                for deleted in await store._scripts(client, SHARD_ERASE_SCRIPT, SHARD_ERASE_SHA, calls):
+                    joined, counted, values = joined + deleted[0], counted + deleted[1], values + deleted[2]
+            for unexposed, _ in await store._scripts(client, UNEXPOSE_SCRIPT, UNEXPOSE_SHA, unexposes):
+                exposures += int(unexposed)
+            claims = by_slot((feedback.id_claim_key(item_id) for item_id in feedback_ids), lambda key: key)
+            calls = [(keys, [user_id]) for keys in claims.values()]
+            await store._scripts(client, CLAIMS_ERASE_SCRIPT, CLAIMS_ERASE_SHA, calls)
+            read = orjson.dumps([decisions, feedback_ids, phases])
+            reply = (await store._scripts(client, OWN_ERASE_SCRIPT, OWN_ERASE_SHA, [(own, [read])]))[0]
+            if reply == 0:
+                continue  # an event, a decision or an exposure of the user came meanwhile: read again
+            names, event_ids = reply
+            profile, cells, latest = _user_fields(dict.fromkeys(names, b"0"))
+            series = len(_series(cells, latest, store.scheme.day.name))
+            return StoreErasure(len(profile), series, int(event_ids), exposures, values, joined, counted)
+        raise ErasureRace(f"the data of user {user_id!r} kept changing during {ATTEMPTS} attempts to erase it")
 
 
 def _delete(pipe: Pipeline, keys: list[str]) -> None:

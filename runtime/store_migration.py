@@ -18,6 +18,9 @@ while they serve: until a user is moved, their decisions miss the old data.
 Servers of the earlier version must be stopped first, or what they write
 after their user was moved is left in the old keys (a second run moves it).
 The event ids (``ids``, ``fp``) and the other indexes keep their keys.
+
+On a Redis Cluster every master is scanned, and a user's keys share the hash
+tag ``{USER}``, so each user's move is still one script on one node.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from redis import Redis
+from redis import RedisCluster
 from redis.exceptions import NoScriptError
 
 from .buckets import Resolution, Scheme
+from .redis_clients import BlockingClient
 from .redis_keys import key_part
 from .redis_series import SERIES_ENTRY, latest_field, profile_field, series_field
 from .redis_store import DEFAULT_PREFIX
 
 SCAN_COUNT = 1000  # keys SCAN looks at per call
+TIMEOUT = 10.0  # seconds one call may take: a SCAN step, or one user's move
 
 # KEYS[1]: the user hash, KEYS[2]: the old profile, KEYS[3]: the old series index, KEYS[4..]: the old
 # series hashes; ARGV[1]: what the user hash's profile fields start with; then, per series hash, its
@@ -139,12 +144,12 @@ class OldLayout:
     def series_index_key(self, user_id: str) -> str:
         return f"{self.user(key_part(user_id))}:k"
 
-    def users(self, client: Redis) -> Iterator[str]:
+    def users(self, client: BlockingClient) -> Iterator[str]:
         """The encoded ids of the users with an old profile, then of those with an old series index
         and no old profile. SCAN may name a key twice: moving a user twice moves nothing the second time."""
         start = len(self.prefix) + 1
         for suffix in ("}:p", "}:k"):
-            for key in client.scan_iter(match=f"{_escape(self.prefix)}{{*{suffix}", count=SCAN_COUNT):
+            for key in _scan(client, f"{_escape(self.prefix)}{{*{suffix}"):
                 part = _text(key)[start : -len(suffix)]
                 if "{" in part or "}" in part:
                     continue  # not a user's key
@@ -174,7 +179,7 @@ class Migration:
         return {"users": self.users, "attributes": self.attributes, "series": self.series, "buckets": self.buckets}
 
 
-def migrate(client: Redis, prefix: str = DEFAULT_PREFIX, *, dry_run: bool = False) -> Migration:
+def migrate(client: BlockingClient, prefix: str = DEFAULT_PREFIX, *, dry_run: bool = False) -> Migration:
     """Move every user found in the old layout, one script call each; what was moved (or would be).
     Keys are named by the resolutions' names alone, which the retention does not change."""
     old = OldLayout(prefix)
@@ -185,7 +190,7 @@ def migrate(client: Redis, prefix: str = DEFAULT_PREFIX, *, dry_run: bool = Fals
     return done
 
 
-def move_user(client: Redis, old: OldLayout, scheme: Scheme, part: str, *, dry_run: bool = False) -> Migration:
+def move_user(client: BlockingClient, old: OldLayout, scheme: Scheme, part: str, *, dry_run: bool = False) -> Migration:
     """Move one user (id encoded: ``part``); a user with nothing left in the old layout moves nothing."""
     base = old.user(part)
     names = sorted(_text(name) for name in client.smembers(f"{base}:k"))
@@ -205,7 +210,7 @@ def move_user(client: Redis, old: OldLayout, scheme: Scheme, part: str, *, dry_r
     return Migration(int(moved), int(attributes), int(series), int(buckets))
 
 
-def _count(client: Redis, keys: list[str]) -> Migration:
+def _count(client: BlockingClient, keys: list[str]) -> Migration:
     """What ``MOVE_SCRIPT`` would move for ``keys``, read without writing."""
     with client.pipeline(transaction=False) as pipe:
         pipe.hlen(keys[1])
@@ -216,6 +221,13 @@ def _count(client: Redis, keys: list[str]) -> Migration:
     buckets = sum(1 for found in fields for field in found if field != "last" and not field.endswith("t"))
     moved = sum(1 for found in fields if found)
     return Migration(int(attributes > 0 or moved > 0), int(attributes), moved, buckets)
+
+
+def _scan(client: BlockingClient, match: str) -> Iterator[bytes]:
+    """The keys matching ``match``: on a cluster, those of every master (each scanned to its end)."""
+    if isinstance(client, RedisCluster):
+        return client.scan_iter(match=match, count=SCAN_COUNT, target_nodes=RedisCluster.PRIMARIES)
+    return client.scan_iter(match=match, count=SCAN_COUNT)
 
 
 def _escape(text: str) -> str:

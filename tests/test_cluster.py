@@ -5,8 +5,10 @@ through a third server. Then: every event and feedback item is counted once, aft
 was killed while a batch was on its way and after a master failed over
 (senders retry whole batches, as they must when an answer is lost); the
 decisions agree with the single Redis; a decision during a fail-over is
-answered, never a 500; and a decision is one script call on the nodes,
-counted in ``INFO commandstats``.
+answered, never a 500; a decision is one script call on the nodes,
+counted in ``INFO commandstats``; a user is exported and erased. Two
+ingesters share a Stream: one killed with entries pending, a fail-over of the
+Stream's master while the other ingests, every event counted once.
 """
 
 from __future__ import annotations
@@ -201,9 +203,18 @@ def test_two_servers_over_a_cluster_count_once_agree_and_read_once(redis_cluster
         assert calls.get("hmget", 0) == len(USERS), calls
         assert calls.get("evalsha", 0) + calls.get("eval", 0) == 0, calls  # no script without a consent gate
 
-        # Not yet on a cluster: erasing a user, which says so rather than failing obscurely.
-        refused = a.http.delete("/v1/users/shopper-1", headers=AUTH)
-        assert refused.status_code == 503 and "Redis Cluster" in refused.text, refused.text
+        # Export and erasure, slot by slot: the user's keys, join records and feedback ids on other masters.
+        exported = a.http.get("/v1/users/shopper-1/export", headers=AUTH)
+        assert exported.status_code == 200, exported.text
+        store = exported.json()["store"]
+        assert store["series"] and store["joins"] and store["feedback_ids"], store
+        erased = a.http.delete("/v1/users/shopper-1", headers=AUTH)
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["store"]["joins"] == len(store["joins"]), erased.text
+        assert erased.json()["store"]["feedback_ids"] == len(store["feedback_ids"]), erased.text
+        after = c.http.get("/v1/users/shopper-1/export", headers=AUTH).json()
+        assert not any(after["store"].values()), after
+        assert any(c.http.get("/v1/users/shopper-2/export", headers=AUTH).json()["store"].values())
 
 
 def _whole(answer: dict[str, Any]) -> dict[str, Any] | None:
@@ -217,33 +228,61 @@ def _post_quietly(url: str, batch: list[dict[str, Any]]) -> None:
 
 
 def test_two_ingesters_over_a_cluster_store_every_event_once(redis_cluster: LocalCluster, tmp_path: Path) -> None:
-    """Two ``tailor ingest`` processes share a Stream on the cluster; one is killed mid-stream, and the
-    other claims what it left pending: every event is counted once (ids make a second write a duplicate)."""
+    """Two ``tailor ingest`` processes share a Stream on the cluster. The first is killed while entries
+    it read are pending (its writes held by the other masters until ``XPENDING`` shows them); the second
+    claims them, and the master holding the Stream fails over while it ingests the rest, half of which is
+    added after. Every event is counted once (ids make a second write a duplicate), every entry acked."""
     redis_cluster.flush()
     events = make_events(time.time())
+    first, rest = events[: len(events) // 2], events[len(events) // 2 :]
     client = redis.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
     ingesters: list[subprocess.Popen[bytes]] = []
+    args = ["--redis", redis_cluster.url, "--stream", "in", "--group", "tailor", "--min-idle", "1s", "--batch", "10"]
+
+    def ingest(n: int) -> subprocess.Popen[bytes]:
+        with (tmp_path / f"ingest-{n}.log").open("wb") as log:
+            command = [sys.executable, "-m", "tailor.cli", "ingest", *args, "--consumer", f"c{n}"]
+            ingesters.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        return ingesters[-1]
+
+    def group() -> dict[str, Any]:
+        found = client.xinfo_groups("in")
+        return found[0] if found else {"entries-read": 0, "pending": 0}
+
+    def pending(consumer: str) -> int:
+        if not client.exists("in") or not client.xinfo_groups("in"):
+            return 0  # the group is made by the first ingester
+        return len(client.xpending_range("in", "tailor", min="-", max="+", count=1000, consumername=consumer))
+
     try:
-        for event in events:
+        for event in first:
             client.xadd("in", {"event": json.dumps(event)})
-        args = ["--redis", redis_cluster.url, "--stream", "in", "--group", "tailor", "--min-idle", "1s"]
-        for n in range(2):
-            with (tmp_path / f"ingest-{n}.log").open("wb") as log:
-                command = [sys.executable, "-m", "tailor.cli", "ingest", *args, "--consumer", f"c{n}", "--batch", "20"]
-                ingesters.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        # The masters without the Stream hold writes (CLIENT PAUSE WRITE): the first ingester reads a
+        # batch, and its events' scripts wait there, unacknowledged, until it is killed.
+        stream_master = client.get_node_from_key("in").port
+        others = [node for node in redis_cluster.masters() if node.port != stream_master]
+        for node in others:
+            node.client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            killed = ingest(0)
+            eventually(lambda: pending("c0") > 0, "the first ingester to hold entries unacknowledged")
+            killed.kill()
+            killed.wait()
+        finally:
+            for node in others:
+                node.client.execute_command("CLIENT", "UNPAUSE")
+        assert pending("c0") > 0
 
-        def group() -> dict[str, Any]:
-            found = client.xinfo_groups("in")
-            return found[0] if found else {"entries-read": 0, "pending": 0}
-
-        eventually(lambda: int(group()["entries-read"] or 0) > 0, "the ingesters to start reading")
-        ingesters[0].kill()  # mid-stream: whatever it read and did not acknowledge stays pending
-        ingesters[0].wait()
+        survivor = ingest(1)
+        redis_cluster.fail_over(stream_master)  # while the second ingester claims and stores
+        for event in rest:
+            client.xadd("in", {"event": json.dumps(event)})
         eventually(
             lambda: group()["entries-read"] == len(events) and int(group()["pending"]) == 0,
             "every entry to be read and acknowledged",
         )
-        assert ingesters[1].poll() is None, (tmp_path / "ingest-1.log").read_text()
+        assert client.get_node_from_key("in").port != stream_master  # the Stream is on the new master
+        assert survivor.poll() is None, (tmp_path / "ingest-1.log").read_text()
     finally:
         for process in ingesters:
             if process.poll() is None:

@@ -1,18 +1,22 @@
 """``FeatureStore.export`` and ``FeatureStore.erase`` on both stores: everything about one user, and only them.
 
 On Redis the test then reads every key under the store's prefix, every
-field, member and value, and finds the erased user's id nowhere.
+field, member and value, and finds the erased user's id nowhere. The Redis
+Cluster's run (slow: six nodes to start) does the same on every master.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.exceptions import RedisClusterException
 
+from bench.local_cluster import LocalCluster
 from tailor.runtime.events import Event
 from tailor.runtime.feedback import (
     CONVERSION,
@@ -26,6 +30,7 @@ from tailor.runtime.feedback import (
     judge,
 )
 from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.redis_clients import blocking_client
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.store import Exposure, FeatureStore
 
@@ -33,10 +38,13 @@ GONE = "erased-user-7f3a"  # distinctive, so a search of Redis finds nothing els
 KEPT = "kept-user-51c2"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest) -> Iterator[FeatureStore]:
     if request.param == "memory":
         yield MemoryStore()
+    elif request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        yield RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:12]}:", cluster=True, timeout=5.0)
     else:
         yield RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
 
@@ -138,9 +146,14 @@ def test_an_exposure_erased_is_counted_again_as_a_new_user(store: FeatureStore) 
     asyncio.run(run())
 
 
+def on_cluster(store: FeatureStore) -> bool:
+    return isinstance(store, RedisStore) and store.cluster
+
+
 def redis_texts(store: RedisStore) -> Iterator[tuple[str, bytes]]:
-    """Every key under the store's prefix with each of its names, fields, members and values."""
-    client = redis.Redis.from_url(store.url)
+    """Every key under the store's prefix (on a cluster, on every master) with each of its names, fields,
+    members and values."""
+    client = blocking_client(store.url, cluster=store.cluster, name="test", timeout=5.0)
     try:
         for key in client.scan_iter(match=f"{store.prefix}*", count=1000):
             yield key.decode(), key
@@ -170,3 +183,62 @@ def assert_nowhere_in_redis(store: RedisStore, user: str) -> None:
 
 def assert_somewhere_in_redis(store: RedisStore, user: str) -> None:
     assert any(user.encode() in part for _, part in redis_texts(store))
+
+
+@pytest.mark.slow
+def test_on_a_cluster_an_erasure_cut_short_is_finished_by_a_retry(redis_cluster: LocalCluster) -> None:
+    """The master of the user's own slot holds writes (``CLIENT PAUSE WRITE``): the erasure deletes the
+    data in the other slots and fails on the user's own keys. Those, and the indexes, are still there;
+    erasing again finds and deletes the rest, and nothing of the user is left on any master."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    probe = RedisStore(redis_cluster.url, prefix=prefix, cluster=True)
+    nodes = blocking_client(redis_cluster.url, cluster=True, name="test", timeout=5.0)
+
+    def port(key: str) -> int:
+        return nodes.get_node_from_key(key).port
+
+    def elsewhere(user: str) -> bool:
+        """Whether every key of the user's in other slots lies on another master than the user's own."""
+        feedback, shard = probe.feedback, probe.feedback.shard_of(user)
+        others = [feedback.join_key(f"d-{user}", shard), probe.exposure_key("checkout", "p1", user)]
+        others += [probe.exposure_key("banner", "p9", user)]
+        others += [feedback.id_claim_key(f"{user}-fb{n}") for n in (1, 2)]
+        return port(probe.user_key(user)) not in {port(key) for key in others}
+
+    user = next(u for u in (f"{GONE}-{n}" for n in range(200)) if elsewhere(u))
+    own = next(node for node in redis_cluster.masters() if node.port == port(probe.user_key(user)))
+    store = RedisStore(redis_cluster.url, prefix=prefix, cluster=True, timeout=1.0)
+
+    async def run() -> None:
+        now = time.time()
+        for filled in (user, KEPT):
+            await fill(store, filled, now)
+        own.client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            with pytest.raises((redis.RedisError, RedisClusterException)):
+                await store.erase(user)
+            # The user's own keys and indexes: not yet (read on a connection of its own).
+            own_keys = [probe.user_key(user), probe.ids_key(user), probe.decisions_index_key(user)]
+            assert own.client.exists(*own_keys) == 3
+        finally:
+            own.client.execute_command("CLIENT", "UNPAUSE")
+        # The other slots': gone.
+        assert not nodes.exists(probe.feedback.join_key(f"d-{user}", probe.feedback.shard_of(user)))
+        assert not nodes.exists(probe.exposure_key("checkout", "p1", user))
+        assert not nodes.exists(probe.feedback.id_claim_key(f"{user}-fb1"))
+        left = await store.export(user)
+        assert left.profile and left.series and left.event_ids
+        assert not left.joins and not left.exposures and not left.feedback_ids
+        again = await store.erase(user)
+        assert again.profile_attributes == 2 and again.series == len(left.series)
+        assert not again.joins and not again.exposures  # deleted by the first attempt, counted nothing twice
+        assert (await store.export(user)).empty
+        assert await store.exposures("checkout", "p1") == {"b": 1}  # the kept user's alone
+        await store.close()
+
+    try:
+        asyncio.run(run())
+        assert_nowhere_in_redis(store, user)
+        assert_somewhere_in_redis(store, KEPT)
+    finally:
+        nodes.close()

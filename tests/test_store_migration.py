@@ -9,6 +9,7 @@ feature; a second run must move nothing, and leave the answers as they were.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,11 +17,13 @@ import pytest
 import redis
 from old_layout import write_events, write_profile
 
+from bench.local_cluster import LocalCluster
 from tailor.cli import main
 from tailor.compiler.features import ANY_KEY, FeatureKind, FeatureRef
 from tailor.runtime.buckets import Scheme
 from tailor.runtime.events import Event
 from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.redis_clients import blocking_client
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.store import FeatureStore
 from tailor.runtime.store_migration import Migration, OldLayout, migrate, move_user
@@ -159,3 +162,37 @@ def test_the_command_prints_what_it_moved(
     assert capsys.readouterr().out == "moved 0 users: 0 profile attributes, 0 series, 0 count buckets\n"
     assert main(["migrate-store", "--redis", "localhost:6379"]) == 2
     assert "is not a Redis URL" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_on_a_cluster_every_master_is_scanned_and_each_user_moves_once(
+    redis_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The users' keys lie on all three masters; the command finds the cluster by asking its node."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    users = [f"user-{n}" for n in range(24)]
+    client = blocking_client(redis_cluster.url, cluster=True, name="test", timeout=5.0)
+    try:
+        layout = OldLayout(prefix)
+        for seed, user in enumerate(users):
+            write_events(client, layout, events(user, seed), NOW)
+        masters = {client.get_node_from_key(layout.series_index_key(user)).name for user in users}
+        assert len(masters) == 3, masters
+        assert main(["migrate-store", "--redis", redis_cluster.url, "--prefix", prefix, "--dry-run"]) == 0
+        assert capsys.readouterr().out.startswith(f"would move {len(users)} users: 0 profile attributes, ")
+        assert main(["migrate-store", "--redis", redis_cluster.url, "--prefix", prefix]) == 0
+        assert capsys.readouterr().out.startswith(f"moved {len(users)} users: 0 profile attributes, ")
+        assert main(["migrate-store", "--redis", redis_cluster.url, "--prefix", prefix]) == 0
+        assert capsys.readouterr().out.startswith("moved 0 users: ")
+        assert not [key for key in client.scan_iter(match=f"{prefix}*") if key.endswith(b":k") or b":c:" in key]
+    finally:
+        client.close()
+    store = RedisStore(redis_cluster.url, prefix=prefix, cluster=True, timeout=5.0)
+    memory = MemoryStore()
+
+    async def record() -> None:
+        for seed, user in enumerate(users):
+            await memory.record(events(user, seed), now=NOW)
+
+    asyncio.run(record())
+    assert fetch_all(store, users) == fetch_all(memory, users)

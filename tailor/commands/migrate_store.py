@@ -22,6 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
         "  tailor migrate-store --redis redis://localhost:6379/0",
     )
     parser.add_argument("--redis", required=True, metavar="URL", help="the store's Redis (redis://host:port/db)")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the URL names a node of a Redis Cluster, whose masters are all scanned (found by asking the node "
+        "when not given)",
+    )
     parser.add_argument("--prefix", metavar="P", help="what the store's keys start with (default: %(default)s)")
     parser.add_argument("--dry-run", action="store_true", help="count what would move, and change nothing")
     parser.defaults_from(_defaults)
@@ -35,16 +41,21 @@ def _defaults() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from redis import Redis
     from redis.exceptions import RedisError
 
+    from tailor.runtime.redis_clients import blocking_client, cluster_enabled
     from tailor.runtime.redis_urls import redis_url_problem, without_password
-    from tailor.runtime.store_migration import migrate
+    from tailor.runtime.store_migration import TIMEOUT, migrate
 
     if why := redis_url_problem(args.redis):
         print(f"tailor: --redis {why}", file=sys.stderr)
         return EXIT_USAGE
-    client = Redis.from_url(args.redis)
+    cluster = args.redis_cluster or cluster_enabled(args.redis)
+    try:
+        client = blocking_client(args.redis, cluster=cluster, name="tailor-migrate-store", timeout=TIMEOUT)
+    except (RedisError, ValueError) as exc:  # a cluster that does not answer, or a database it does not have
+        print(f"tailor: {without_password(args.redis)}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
     try:
         done = migrate(client, args.prefix, dry_run=args.dry_run)
     except RedisError as exc:
