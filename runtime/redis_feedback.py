@@ -721,27 +721,37 @@ class RedisFeedback:
 
 def _join(decision_id: str, flat: Sequence[bytes]) -> Join | None:
     """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since); None when
-    the record is gone, or lacks its user, version or time."""
-    fields = {flat[n].decode(): flat[n + 1] for n in range(0, len(flat), 2)}
-    user, version, at = fields.get("u"), fields.get("v"), fields.get("a")
-    if user is None or version is None or at is None:
-        return None
+    the record is gone, or lacks its user, version or time. Names are compared as bytes: a batch reads a
+    hundred records, and decoding every name cost more than the rest."""
+    user = version = at = exposed = models = None
     shown: dict[str, tuple[str, str]] = {}
     feedback = []
-    for name, value in fields.items():
-        if name.startswith("s:"):
+    pairs = iter(flat)
+    for name, value in zip(pairs, pairs, strict=True):
+        head = name[:2]
+        if head == b"s:":
             rule, content = orjson.loads(value)
-            shown[name[2:]] = (rule, content)
-        elif name.startswith("f:"):
-            kind, _, slot = name[2:].partition(":")
+            shown[name[2:].decode()] = (rule, content)
+        elif head == b"f:":
+            kind, _, slot = name[2:].decode().partition(":")
             feedback.append(FeedbackMark(slot, kind, float(value)))
-    exposed = fields.get("x")
-    models = fields.get("m")
+        elif name == b"u":
+            user = value.decode()
+        elif name == b"v":
+            version = value.decode()
+        elif name == b"a":
+            at = float(value)
+        elif name == b"x":
+            exposed = value
+        elif name == b"m":
+            models = value
+    if user is None or version is None or at is None:
+        return None
     return Join(
         decision_id,
-        user.decode(),
-        version.decode(),
-        float(at),
+        user,
+        version,
+        at,
         shown,
         tuple(JoinArm(experiment, arm, phase, tuple(on)) for experiment, arm, phase, on in orjson.loads(exposed))
         if exposed
