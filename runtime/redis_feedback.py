@@ -94,22 +94,32 @@ KEEP_SCRIPT = (
     + """
 local ttl = ARGV[1]
 local kept = 0
+-- The counters' increments summed over the call, one HINCRBY a field at the end: the decisions of a call
+-- share a few counter keys and fields, and a command from Lua costs more than a table update.
+local counts = {}
+local function count(k, field)
+  local fields = counts[k]
+  if not fields then
+    fields = {}
+    counts[k] = fields
+  end
+  fields[field] = (fields[field] or 0) + 1
+end
 for _, d in ipairs(cjson.decode(ARGV[2])) do
   local join = KEYS[d[1]]
   if redis.call('EXISTS', join) == 0 then
     redis.call('HSET', join, unpack(d[2]))
     redis.call('PEXPIRE', join, ttl)
-    local total, day = KEYS[d[3]], KEYS[d[4]]
     for _, field in ipairs(d[5]) do
-      redis.call('HINCRBY', total, field, 1)
-      redis.call('HINCRBY', day, field, 1)
+      count(d[3], field)
+      count(d[4], field)
     end
     for _, u in ipairs(d[6]) do
       series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10])
     end
     for _, a in ipairs(d[7]) do
-      redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
-      redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
+      count(a[1], a[3])
+      count(a[2], a[3])
     end
     if #d[8] > 0 then
       local decisions = KEYS[d[8][1]]
@@ -117,6 +127,11 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
       redis.call('PEXPIRE', decisions, ttl)
     end
     kept = kept + 1
+  end
+end
+for k, fields in pairs(counts) do
+  for field, n in pairs(fields) do
+    redis.call('HINCRBY', KEYS[k], field, n)
   end
 end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
