@@ -41,7 +41,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -475,11 +475,14 @@ class RedisFeedback:
         self,
         join: Join,
         now: float,
-        constants: dict[str, tuple[str, str, bool]],
+        constants: dict[Any, Any],
         key_index: Callable[[str], int],
     ) -> list[list[object]]:
         """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
-        slots' events share the user and the time, so the same buckets, and the "any" key's series."""
+        slots' events share the user and the time, so the same buckets, and the "any" key's series.
+        ``constants`` is ``_series_constants``' for ``now``, and also holds, under ``(ts,)`` and
+        ``(series,)``, the buckets of a time and the fields of a series as worked out for an earlier
+        decision of the call: a call's decisions share a few times and contents."""
         events = served_impressions(join)
         if not events:
             return []
@@ -487,26 +490,40 @@ class RedisFeedback:
             ts = check_batch(events, now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
-        kept = kept_buckets(ts, now, self.store.scheme)
+        kept = constants.get((ts,))
         if kept is None:
+            buckets = kept_buckets(ts, now, self.store.scheme) or []
+            kept = constants[(ts,)] = [
+                (resolution.name, str(bucket), str(math.ceil(ttl * 1000)), *constants[resolution.name])
+                for resolution, bucket, ttl in buckets
+            ]
+        if not kept:
             return []
         user = key_index(self.store.user_key(join.user_id))
         counts = Counter(key for event in events for key in series_keys(event.key))
+        at = repr(ts)
         updates: list[list[object]] = []
         for key, count in counts.items():
             series = self.store.series_name(IMPRESSION, key)
-            for resolution, bucket, ttl in kept:
-                oldest, prune, is_day = constants[resolution.name]
+            fields = constants.get((series,))
+            if fields is None:
+                fields = constants[(series,)] = (
+                    {r.name: series_field(series, r) for r in self.store.scheme.resolutions},
+                    latest_field(series),
+                )
+            by_resolution, latest = fields
+            number, total = str(count), repr(float(count))  # an impression's value is 1
+            for name, bucket, ttl, oldest, prune, is_day in kept:
                 updates.append(
                     [
                         user,
-                        series_field(series, resolution),
-                        str(bucket),
-                        str(count),
-                        repr(float(count)),  # an impression's value is 1
-                        str(math.ceil(ttl * 1000)),
-                        latest_field(series) if is_day else "",
-                        repr(ts) if is_day else "",
+                        by_resolution[name],
+                        bucket,
+                        number,
+                        total,
+                        ttl,
+                        latest if is_day else "",
+                        at if is_day else "",
                         oldest,
                         prune,
                     ]
