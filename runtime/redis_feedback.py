@@ -94,22 +94,32 @@ KEEP_SCRIPT = (
     + """
 local ttl = ARGV[1]
 local kept = 0
+-- The counters' increments summed over the call, one HINCRBY a field at the end: the decisions of a call
+-- share a few counter keys and fields, and a command from Lua costs more than a table update.
+local counts = {}
+local function count(k, field)
+  local fields = counts[k]
+  if not fields then
+    fields = {}
+    counts[k] = fields
+  end
+  fields[field] = (fields[field] or 0) + 1
+end
 for _, d in ipairs(cjson.decode(ARGV[2])) do
   local join = KEYS[d[1]]
   if redis.call('EXISTS', join) == 0 then
     redis.call('HSET', join, unpack(d[2]))
     redis.call('PEXPIRE', join, ttl)
-    local total, day = KEYS[d[3]], KEYS[d[4]]
     for _, field in ipairs(d[5]) do
-      redis.call('HINCRBY', total, field, 1)
-      redis.call('HINCRBY', day, field, 1)
+      count(d[3], field)
+      count(d[4], field)
     end
     for _, u in ipairs(d[6]) do
       series_add(KEYS[u[1]], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10])
     end
     for _, a in ipairs(d[7]) do
-      redis.call('HINCRBY', KEYS[a[1]], a[3], 1)
-      redis.call('HINCRBY', KEYS[a[2]], a[3], 1)
+      count(a[1], a[3])
+      count(a[2], a[3])
     end
     if #d[8] > 0 then
       local decisions = KEYS[d[8][1]]
@@ -117,6 +127,11 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
       redis.call('PEXPIRE', decisions, ttl)
     end
     kept = kept + 1
+  end
+end
+for k, fields in pairs(counts) do
+  for field, n in pairs(fields) do
+    redis.call('HINCRBY', KEYS[k], field, n)
   end
 end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
@@ -152,42 +167,16 @@ return 0
 )
 SERVED_SHA = hashlib.sha1(SERVED_SCRIPT.encode()).hexdigest()
 
-# KEYS: join records. Reply: one JSON array, per key [user, version, at (text), {slot: [rule, content]},
-# experiments (the ``x`` field's JSON, or null), models (the ``m`` field's text, or null), {mark: time
-# (text)}], or null when the record is gone. One script rather than a pipeline of HGETALLs, and one JSON
-# text rather than nested replies: one command to send, and one reply that parses in one call.
+# KEYS: join records. Reply: per key, its fields and values (flat, as HGETALL's; empty when the record is
+# gone). One script rather than a pipeline of HGETALLs: one command to send and one reply, whose nesting the
+# client's parser unpacks in C; Redis does no more than the reads (building JSON in Lua cost it several
+# times as much as the HGETALLs themselves).
 JOINS_SCRIPT = """
 local joins = {}
 for k = 1, #KEYS do
-  local flat = redis.call('HGETALL', KEYS[k])
-  local user, version, at, slots, x, m, marks = nil, nil, nil, {}, 'null', 'null', {}
-  for f = 1, #flat, 2 do
-    local name = flat[f]
-    local head = string.sub(name, 1, 2)
-    if name == 'u' then
-      user = flat[f + 1]
-    elseif name == 'v' then
-      version = flat[f + 1]
-    elseif name == 'a' then
-      at = flat[f + 1]
-    elseif name == 'x' then
-      x = flat[f + 1]
-    elseif name == 'm' then
-      m = cjson.encode(flat[f + 1])
-    elseif head == 's:' then
-      slots[#slots + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. flat[f + 1]
-    elseif head == 'f:' then
-      marks[#marks + 1] = cjson.encode(string.sub(name, 3)) .. ':' .. cjson.encode(flat[f + 1])
-    end
-  end
-  if user and version and at then
-    joins[k] = '[' .. cjson.encode(user) .. ',' .. cjson.encode(version) .. ',' .. cjson.encode(at) .. ',{'
-      .. table.concat(slots, ',') .. '},' .. x .. ',' .. m .. ',{' .. table.concat(marks, ',') .. '}]'
-  else
-    joins[k] = 'null'
-  end
+  joins[k] = redis.call('HGETALL', KEYS[k])
 end
-return '[' .. table.concat(joins, ',') .. ']'
+return joins
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 # KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). ARGV[2]: JSON, per item: 'i'
@@ -486,11 +475,14 @@ class RedisFeedback:
         self,
         join: Join,
         now: float,
-        constants: dict[str, tuple[str, str, bool]],
+        constants: dict[Any, Any],
         key_index: Callable[[str], int],
     ) -> list[list[object]]:
         """``SERIES_ADD``'s arguments for a decision's impression events, those of one series merged: the
-        slots' events share the user and the time, so the same buckets, and the "any" key's series."""
+        slots' events share the user and the time, so the same buckets, and the "any" key's series.
+        ``constants`` is ``_series_constants``' for ``now``, and also holds, under ``(ts,)`` and
+        ``(series,)``, the buckets of a time and the fields of a series as worked out for an earlier
+        decision of the call: a call's decisions share a few times and contents."""
         events = served_impressions(join)
         if not events:
             return []
@@ -498,26 +490,40 @@ class RedisFeedback:
             ts = check_batch(events, now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
-        kept = kept_buckets(ts, now, self.store.scheme)
+        kept = constants.get((ts,))
         if kept is None:
+            buckets = kept_buckets(ts, now, self.store.scheme) or []
+            kept = constants[(ts,)] = [
+                (resolution.name, str(bucket), str(math.ceil(ttl * 1000)), *constants[resolution.name])
+                for resolution, bucket, ttl in buckets
+            ]
+        if not kept:
             return []
         user = key_index(self.store.user_key(join.user_id))
         counts = Counter(key for event in events for key in series_keys(event.key))
+        at = repr(ts)
         updates: list[list[object]] = []
         for key, count in counts.items():
             series = self.store.series_name(IMPRESSION, key)
-            for resolution, bucket, ttl in kept:
-                oldest, prune, is_day = constants[resolution.name]
+            fields = constants.get((series,))
+            if fields is None:
+                fields = constants[(series,)] = (
+                    {r.name: series_field(series, r) for r in self.store.scheme.resolutions},
+                    latest_field(series),
+                )
+            by_resolution, latest = fields
+            number, total = str(count), repr(float(count))  # an impression's value is 1
+            for name, bucket, ttl, oldest, prune, is_day in kept:
                 updates.append(
                     [
                         user,
-                        series_field(series, resolution),
-                        str(bucket),
-                        str(count),
-                        repr(float(count)),  # an impression's value is 1
-                        str(math.ceil(ttl * 1000)),
-                        latest_field(series) if is_day else "",
-                        repr(ts) if is_day else "",
+                        by_resolution[name],
+                        bucket,
+                        number,
+                        total,
+                        ttl,
+                        latest if is_day else "",
+                        at if is_day else "",
                         oldest,
                         prune,
                     ]
@@ -532,34 +538,15 @@ class RedisFeedback:
         # A decision id does not say its user, so on a cluster every shard is asked (one call each).
         calls = [([self.join_key(decision_id, shard) for decision_id in wanted], []) for shard in self.shards()]
         replies = await self.store._scripts(self.store._reads(), JOINS_SCRIPT, JOINS_SHA, calls)
-        kept: list[Any] = [None] * len(wanted)
+        kept: list[list[bytes]] = [[] for _ in wanted]
         for reply in replies:
-            for n, join in enumerate(orjson.loads(reply)):
-                kept[n] = kept[n] or join
+            for n, flat in enumerate(reply):
+                kept[n] = kept[n] or flat
         found = {}
-        for decision_id, join in zip(wanted, kept, strict=True):
+        for decision_id, flat in zip(wanted, kept, strict=True):
+            join = _join(decision_id, flat)
             if join is not None:
-                user, version, at, slots, exposed, models, marks = join
-                shown = {slot: (rule, content) for slot, (rule, content) in slots.items()}
-                experiments = (
-                    tuple(JoinArm(experiment, arm, phase, tuple(on)) for experiment, arm, phase, on in exposed)
-                    if exposed
-                    else ()
-                )
-                feedback = []
-                for name, ts in marks.items():
-                    kind, _, slot = name.partition(":")
-                    feedback.append(FeedbackMark(slot, kind, float(ts)))
-                found[decision_id] = Join(
-                    decision_id,
-                    user,
-                    version,
-                    float(at),
-                    shown,
-                    experiments,
-                    json.loads(models) if models is not None else {},
-                    tuple(feedback),
-                )
+                found[decision_id] = join
         return found
 
     async def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:
@@ -762,6 +749,48 @@ class RedisFeedback:
             for n, fields in enumerate(replies):
                 _add_arm_measures(by_day[days[n // len(shards)]], fields)
         return ArmTotals(totals, by_day)
+
+
+def _join(decision_id: str, flat: Sequence[bytes]) -> Join | None:
+    """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since); None when
+    the record is gone, or lacks its user, version or time. Names are compared as bytes: a batch reads a
+    hundred records, and decoding every name cost more than the rest."""
+    user = version = at = exposed = models = None
+    shown: dict[str, tuple[str, str]] = {}
+    feedback = []
+    pairs = iter(flat)
+    for name, value in zip(pairs, pairs, strict=True):
+        head = name[:2]
+        if head == b"s:":
+            rule, content = orjson.loads(value)
+            shown[name[2:].decode()] = (rule, content)
+        elif head == b"f:":
+            kind, _, slot = name[2:].decode().partition(":")
+            feedback.append(FeedbackMark(slot, kind, float(value)))
+        elif name == b"u":
+            user = value.decode()
+        elif name == b"v":
+            version = value.decode()
+        elif name == b"a":
+            at = float(value)
+        elif name == b"x":
+            exposed = value
+        elif name == b"m":
+            models = value
+    if user is None or version is None or at is None:
+        return None
+    return Join(
+        decision_id,
+        user,
+        version,
+        at,
+        shown,
+        tuple(JoinArm(experiment, arm, phase, tuple(on)) for experiment, arm, phase, on in orjson.loads(exposed))
+        if exposed
+        else (),
+        json.loads(models) if models is not None else {},
+        tuple(feedback),
+    )
 
 
 def _add_arm_measures(found: ArmMeasures, fields: dict[bytes, bytes]) -> None:
