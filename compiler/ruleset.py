@@ -16,7 +16,6 @@ from tailor.dsl.source import Source
 
 from .check import Program
 from .codegen import CompiledPlan
-from .pickled import compacted
 from .pipeline import Compilation, compile_ruleset
 from .plan import DecisionPlan, PredicateStats
 from .program_source import ProgramSource
@@ -129,7 +128,7 @@ def loads(
     if name.endswith(RULES_SUFFIX):
         filename = filename or name
         name = name.removesuffix(RULES_SUFFIX)
-    return compacted(_compiled(text, name, filename or f"{name}{RULES_SUFFIX}", stats))
+    return _compiled(text, name, filename or f"{name}{RULES_SUFFIX}", stats)
 
 
 def _compiled(text: str, name: str, filename: str, stats: PredicateStats | None) -> Ruleset:
