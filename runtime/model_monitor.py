@@ -157,11 +157,7 @@ class ModelMonitor:
 
     async def report(self) -> ModelsReport:
         """Every model of the version being served, read from the store (``NotReady`` before one is)."""
-        from .service import NotReady
-
-        served = self.service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = self.service.serving()
         await self.flush()
         models = []
         for name, model in sorted(served.ruleset.models.items()):

@@ -310,12 +310,17 @@ class DecisionService:
         (``ConsentGate``); a user whose attribute is false, or whose consent could not be read,
         is decided on as one who declined.
         """
-        served = self.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = self.serving()
         if self.canary is not None:  # a share of users gets the candidate (see canary.py)
             return await self.canary.decide(self._decide, served, user_id, context, slots, features, at, consent)
         return await self._decide(served, user_id, context, slots, features, at, consent)
+
+    def serving(self) -> Served:
+        """The version being served; ``NotReady`` (a 503) before one is loaded."""
+        served = self.current
+        if served is None:
+            raise NotReady("no ruleset is loaded")
+        return served
 
     async def decide_with(
         self,

@@ -16,7 +16,7 @@ from tailor.dsl.diagnostics import Diagnostic
 
 from .fleet import Fleet
 from .ruleset_root import RulesetRoot
-from .service import DecisionService, NotReady
+from .service import DecisionService
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +56,7 @@ class RulesetStatus:
     @classmethod
     def of(cls, service: DecisionService, root: RulesetRoot | None = None, fleet: Fleet | None = None) -> RulesetStatus:
         """The service's status, its file names relative to ``root``; ``NotReady`` before a version is served."""
-        served = service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = service.serving()
         root = root or RulesetRoot.of(service.path)
         ruleset = served.ruleset
         last_error = service.last_error

@@ -191,9 +191,7 @@ def create_app(
 
         ``service.decide`` reads the same version: no await comes between.
         """
-        served = service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = service.serving()
         reader = readers.get(served.version)
         if reader is None:
             if len(readers) >= KEPT_FEATURE_READERS:
@@ -298,9 +296,7 @@ def create_app(
         return OrjsonResponse((await attributed.kpis(query)).to_dict())
 
     def served_experiments() -> ExperimentList:
-        served = service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = service.serving()
         return ExperimentList.of(served.ruleset.plan, served.ruleset.name, served.version)
 
     @app.get(
@@ -358,9 +354,7 @@ def create_app(
         summary="A served model's PSI and JS over time: a point every --drift-interval seconds, a day of them kept",
     )
     async def drift_history(name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)]) -> Response:
-        served = service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
+        served = service.serving()
         model = served.ruleset.models.get(name)
         if model is None:
             declared = ", ".join(sorted(served.ruleset.models)) or "none"

@@ -34,7 +34,7 @@ from ..rule_board import RuleBoard
 from ..rule_health import replay_log
 from ..ruleset_root import RulesetRoot
 from ..scratch_ruleset import Scratch
-from ..service import DecisionService, NotReady, Served
+from ..service import DecisionService, Served
 from ..status import shown_diagnostic
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .console_schemas import (
@@ -100,12 +100,6 @@ def add_console(
     def not_compiling(exc: RulesError) -> Response:
         return error_response(422, "the scratch rules do not compile", shown(list(exc.diagnostics))[1])
 
-    def live() -> Served:
-        served = service.current
-        if served is None:
-            raise NotReady("no ruleset is loaded")
-        return served
-
     @app.post(
         "/v1/lint",
         response_model=LintResponse,
@@ -146,7 +140,7 @@ def add_console(
         summary="A file of the served ruleset as it is on disk now (a failed edit included), by its listed name",
     )
     async def file(name: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
-        served = live()
+        served = service.serving()
         listed = {root.name(f): f for f in served.ruleset.files}
         if name not in listed:
             return error_response(404, f"{name!r} is no file of the served ruleset (files: {', '.join(listed)})")
@@ -165,7 +159,7 @@ def add_console(
         summary="Every served rule: its text, recent candidates and wins, impressions, clicks, CTR, and findings",
     )
     async def rules() -> Response:
-        served = live()
+        served = service.serving()
         kpis = await attributed.kpis(KpiQuery())
         records = recent.records() if recent is not None else []
         key = (served.version, len(records), records[-1].decision_id if records else "")
@@ -185,7 +179,7 @@ def add_console(
     async def trace(body: TraceRequest) -> Response:
         asked = body.request
         if body.text is None:
-            served = live()
+            served = service.serving()
         else:
             try:
                 served = await scratch_version(Scratch(body.text, body.file))
@@ -222,7 +216,7 @@ def add_console(
                 "no recent traffic is kept without the console page or a decision log: "
                 "start the server with --decision-log DIR (or --redis)",
             )
-        old = live()
+        old = service.serving()
         try:
             new = await scratch_version(Scratch(body.text, body.file))
         except ValueError as exc:
