@@ -24,19 +24,16 @@ lands on another process, which computes the score again. With
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import math
-from collections import deque
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
+from .background_writes import BackgroundWrites
+
 if TYPE_CHECKING:
     from .store import FeatureStore
-
-log = logging.getLogger("tailor.runtime")
 
 #: The key under which ``FeatureStore.fetch`` answers the stored predictions it was asked for
 #: (model version -> entry). No feature text starts with ``@``.
@@ -88,65 +85,26 @@ def score_of(stored: str | bytes | None, row_digest: str, now: float) -> float |
         return None
 
 
-class SharedPredictions:
+class SharedPredictions(BackgroundWrites[StoredPrediction]):
     """Queues the predictions this process computed and writes them to the store in the background.
 
-    The queue is bounded: when the store falls behind, the newest are dropped
-    and counted, and will be computed again. A failed write is dropped and
-    logged once until writes succeed again; nothing else depends on it.
+    When the store falls behind, the newest are dropped and counted, and will be computed again. A
+    failed write is not retried: nothing else depends on it, and it costs a recomputation.
     """
 
     def __init__(self, store: FeatureStore, ttl: float, max_queued: int = MAX_QUEUED):
+        super().__init__(self._keep, _user_of, what="cached predictions", batch=BATCH, max_queued=max_queued)
         self.store = store
         self.ttl = ttl
-        self.max_queued = max_queued
-        self.written = 0
-        self.dropped = 0
-        self._queue: deque[StoredPrediction] = deque()
-        self._task: asyncio.Task | None = None
-        self._failing = False
 
     def note(self, user_id: str, version: str, row_digest: str, score: float, now: float) -> None:
         """Queue one computed score; never blocks. Called by the decision, on the event loop."""
-        if len(self._queue) >= self.max_queued:
-            self.dropped += 1
-            return
-        self._queue.append(StoredPrediction(user_id, version, entry(now + self.ttl, row_digest, score)))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        self.add(StoredPrediction(user_id, version, entry(now + self.ttl, row_digest, score)))
 
-    def forget(self, user_id: str) -> int:
-        """Drop the user's queued predictions (an erasure); how many there were."""
-        queue = self._queue
-        kept = [p for p in queue if p.user_id != user_id]
-        dropped = len(queue) - len(kept)
-        if dropped:
-            queue.clear()
-            queue.extend(kept)
-        return dropped
+    async def _keep(self, batch: Sequence[StoredPrediction]) -> int:
+        await self.store.keep_predictions(batch, self.ttl)
+        return len(batch)
 
-    async def flush(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        if self._queue:
-            await self._drain()
 
-    async def _drain(self) -> None:
-        queue = self._queue
-        try:
-            while queue:
-                batch = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
-                try:
-                    await self.store.keep_predictions(batch, self.ttl)
-                except Exception as exc:  # a cache write that fails costs a recomputation, nothing else
-                    self.dropped += len(batch)
-                    if not self._failing:
-                        self._failing = True
-                        log.warning("cached predictions could not be written (%s: %s)", type(exc).__name__, exc)
-                    continue
-                self.written += len(batch)
-                if self._failing:
-                    self._failing = False
-                    log.info("cached predictions are written again")
-        finally:
-            self._task = None
+def _user_of(prediction: StoredPrediction) -> str:
+    return prediction.user_id
