@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from redis_contents import key_parts
 from redis_process import private_redis
 from server_process import Server, eventually, servers
 
@@ -103,27 +103,6 @@ def fill(server: Server, other: Server, user: str, count: int) -> list[str]:
     return [answer["decision_id"] for answer in decided]
 
 
-def everything(client: redis.Redis) -> Iterator[tuple[bytes, bytes]]:
-    """Every key of the database with each of its names, fields, members, values and Stream entries."""
-    for key in client.scan_iter(count=1000):
-        yield key, key
-        kind = client.type(key).decode()
-        if kind == "string":
-            parts = [client.get(key)]
-        elif kind == "hash":
-            parts = [part for pair in client.hgetall(key).items() for part in pair]
-        elif kind == "set":
-            parts = list(client.smembers(key))
-        elif kind == "zset":
-            parts = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-        elif kind == "stream":
-            parts = [part for entry_id, fields in client.xrange(key) for pair in fields.items() for part in pair]
-        else:
-            raise AssertionError(f"{key!r} is a {kind}: the test does not know how to read it")
-        for part in parts:
-            yield key, part or b""
-
-
 def predictions(server: Server) -> tuple[float, float]:
     found = {}
     for line in server.http.get("/metrics").text.splitlines():
@@ -166,7 +145,7 @@ def test_two_servers_on_redis_erase_a_user_everywhere(rules: Path, tmp_path: Pat
         ]
         assert len(exported["store"]["feedback_ids"]) == len(gone) + 1 and len(exported["store"]["event_ids"]) >= 3
         assert any(j["experiments"] for j in exported["store"]["joins"])
-        assert any(GONE.encode() in part for _, part in everything(client))
+        assert any(GONE.encode() in part for _, part in key_parts(client))
 
         erased = call(a, "DELETE", f"/v1/users/{GONE}")
         assert erased["processes_notified"] == 2
@@ -188,9 +167,9 @@ def test_two_servers_on_redis_erase_a_user_everywhere(rules: Path, tmp_path: Pat
         }
         assert erased["store"]["event_ids"] >= 3
 
-        left = [(key, part) for key, part in everything(client) if GONE.encode() in part]
+        left = [(key, part) for key, part in key_parts(client) if GONE.encode() in part]
         assert left == []
-        assert sum(KEPT.encode() in part for _, part in everything(client)) > 10
+        assert sum(KEPT.encode() in part for _, part in key_parts(client)) > 10
         assert call(a, "GET", f"/v1/users/{KEPT}/export")["store"]["joins"]
         assert client.xlen("tailor:decisions") == len(kept)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from redis.exceptions import RedisClusterException
+from redis_contents import key_parts
 
 from bench.local_cluster import LocalCluster
 from tailor.runtime.events import Event
@@ -155,23 +156,8 @@ def redis_texts(store: RedisStore) -> Iterator[tuple[str, bytes]]:
     members and values."""
     client = blocking_client(store.url, cluster=store.cluster, name="test", timeout=5.0)
     try:
-        for key in client.scan_iter(match=f"{store.prefix}*", count=1000):
-            yield key.decode(), key
-            kind = client.type(key).decode()
-            if kind == "string":
-                parts = [client.get(key)]
-            elif kind == "hash":
-                parts = [part for pair in client.hgetall(key).items() for part in pair]
-            elif kind == "set":
-                parts = list(client.smembers(key))
-            elif kind == "zset":
-                parts = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-            elif kind == "stream":
-                parts = [part for _, fields in client.xrange(key) for pair in fields.items() for part in pair]
-            else:
-                raise AssertionError(f"{key!r} is a {kind}: the test does not know how to read it")
-            for part in parts:
-                yield key.decode(), part
+        for key, part in key_parts(client, match=f"{store.prefix}*"):
+            yield key.decode(), part
     finally:
         client.close()
 
