@@ -16,15 +16,16 @@ from pathlib import PurePath
 from typing import Any
 
 from tailor.dsl import ast
-from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, error, sorted_unique
-from tailor.dsl.nesting import MAX_NESTING, NESTING_CODE, nesting_depth
+from tailor.dsl.diagnostics import Diagnostic, Related, did_you_mean, sorted_unique
 from tailor.dsl.printer import expression_text, number_text
 from tailor.dsl.source import Span
 
 from .caps import check_cap
-from .features import FUNCTIONS, SCOPES, USAGE, FeatureKind, FeatureRef, call_key, call_ref
+from .expression_types import ExpressionTypes, attribute_text
+from .features import SCOPES, FeatureRef
 from .file_cache import FileEntries, FileKey
-from .types import BOOL, DURATION, NUMBER, ORDERED, STRING, Type, list_of
+from .segment_graph import segment_problems
+from .types import BOOL, DURATION, NUMBER, STRING, Type
 
 # Content payloads are served as JSON in every response; JSON writers refuse deep nesting
 # (orjson at 255 levels), so a ruleset that checks can never make a response fail.
@@ -126,7 +127,7 @@ def rule_name(rule: ast.RuleDecl, module_name: str) -> str:
     return f"{PurePath(module_name).stem}:{line}"
 
 
-class _Checker:
+class _Checker(ExpressionTypes):
     def __init__(self, modules: Sequence[ast.Module], default_name: str):
         self.modules = tuple(modules)
         self.default_name = default_name
@@ -142,9 +143,6 @@ class _Checker:
         self.declared: dict[str, ast.AttributeDecl] = {}
         self._call_refs: dict[str, FeatureRef] = {}  # valid calls, by ``call_key``
 
-    def report(self, message: str, span: Span | None, **extra) -> None:
-        self.problems.append(error(message, span, **extra))
-
     # --- declarations ---
 
     def run(self, cache: FileEntries[CheckedFile] | None = None, keys: Sequence[FileKey] = ()) -> Program:
@@ -155,7 +153,7 @@ class _Checker:
                 self._check_module(module)
         else:
             self._check_modules(cache, keys)
-        self._segments()
+        self.problems.extend(segment_problems(self.segments))
         types = {text: entry[0] for text, entry in self.attributes.items()}
         inferred = {text: entry[1] for text, entry in self.attributes.items() if text not in self.declared}
         slots = tuple({**dict.fromkeys(rule.slot for rule in self.rules), **dict.fromkeys(self.defaults)})
@@ -329,7 +327,7 @@ class _Checker:
                 hint=did_you_mean(attribute.scope, SCOPES) or "attributes are user.NAME or context.NAME",
             )
             return
-        text = _attribute_text(attribute)
+        text = attribute_text(attribute)
         type_name = ast.ATTRIBUTE_TYPES.get(decl.type.name)
         if type_name is None:
             self.report(
@@ -404,302 +402,8 @@ class _Checker:
                 hint=did_you_mean(content.name, self.contents) or "declare it with: content NAME = {...}",
             )
 
-    def _segments(self) -> None:
-        uses = {name: _segment_uses(decl.condition, self.segments) for name, decl in self.segments.items()}
-        if not self._segment_cycles(uses):
-            self._segment_depths(uses)
-
-    def _segment_cycles(self, uses: dict[str, list[str]]) -> bool:
-        """Report each cycle of segments once; whether there was one."""
-        reported: set[frozenset[str]] = set()
-        cyclic = cyclic_components(uses)
-        for start in self.segments:
-            if start not in cyclic:
-                continue  # on no cycle: searching from it would walk all it uses, for nothing
-            path = _find_cycle(start, uses, cyclic)
-            if path is None or frozenset(path) in reported:
-                continue
-            reported.add(frozenset(path))
-            self.report(
-                "segment '" + start + "' depends on itself: " + " → ".join([*path, start]),
-                self.segments[start].name.span,
-                code="cycle",
-                hint="a segment cannot use itself, directly or through other segments",
-            )
-        return bool(reported)
-
-    def _segment_depths(self, uses: dict[str, list[str]]) -> None:
-        """Report the segments nested too deeply once the segments they use are inlined.
-
-        The parser bounds each expression on its own, but the optimizer inlines
-        segments, so a long chain of segments each using the one before would
-        nest without bound. A segment counts each segment it uses at that
-        segment's levels plus one; only where a chain first crosses the limit
-        is reported, not at every segment above it.
-        """
-        depths = inlined_depths(self.segments, uses)
-        for name, depth in depths.items():
-            if depth > MAX_NESTING and all(depths[used] <= MAX_NESTING for used in uses[name]):
-                self.report(
-                    f"segment '{name}' is nested too deeply with the segments it uses: {depth} levels,"
-                    f" the limit is {MAX_NESTING}",
-                    self.segments[name].condition.span,
-                    code=NESTING_CODE,
-                    hint="each segment used counts with its own levels, plus one: use fewer segments within segments",
-                )
-
-    # --- expressions ---
-
-    def _condition(self, expr: ast.Expr) -> None:
-        self._expect_bool(expr)
-
-    def _expect_bool(self, expr: ast.Expr) -> None:
-        kind = self._infer(expr)
-        if kind is None:
-            self._settle(expr, BOOL)
-        elif kind != BOOL:
-            text = expression_text(expr)
-            hint = (
-                f"compare it, for example {text} > 0" if kind in ORDERED else f'compare it, for example {text} == "x"'
-            )
-            if kind == DURATION:
-                hint = f"compare it, for example {text} > 7d"
-            self.report(
-                f"a condition must be true or false, but {text} is {kind.article}",
-                _span(expr),
-                code="type",
-                hint=hint,
-                related=self._typed_at(expr),
-            )
-
-    def _settle(self, expr: ast.Expr, kind: Type | None) -> Type | None:
-        """Fix an untyped attribute's type from how it is used; return its type."""
-        if kind is None or not isinstance(expr, ast.Attribute) or expr.scope not in SCOPES:
-            return self._type_of(expr)
-        text = _attribute_text(expr)
-        known = self.attributes.get(text)
-        if known is None:
-            self.attributes[text] = (kind, expr.span)
-            return kind
-        if not known[0].matches(kind):
-            if text in self.declared:
-                message = f"{text} is declared as {known[0].article}, but used as {kind.article} here"
-                note = f"{text} is declared as {known[0].article} here"
-            else:
-                message = f"{text} is used as {kind.article} here, but as {known[0].article} elsewhere"
-                note = f"{text} is used as {known[0].article} here"
-            self.report(message, expr.span, code="type", related=[Related(note, known[1])] if known[1] else [])
-        return known[0]
-
-    def _typed_at(self, *exprs: ast.Expr) -> list[Related]:
-        """Where the attributes among ``exprs`` got their types."""
-        related = []
-        for expr in exprs:
-            entry = self.attributes.get(_attribute_text(expr)) if isinstance(expr, ast.Attribute) else None
-            if entry is not None and entry[1] is not None and entry[1] != expr.span:
-                text = expression_text(expr)
-                if text in self.declared:
-                    note = f"{text} is declared as {entry[0].article} here"
-                else:
-                    note = f"{text} is {entry[0].article} because of this use"
-                related.append(Related(note, entry[1]))
-        return related
-
-    def _type_of(self, expr: ast.Expr) -> Type | None:
-        if isinstance(expr, ast.Attribute):
-            entry = self.attributes.get(_attribute_text(expr))
-            return entry[0] if entry else None
-        return None
-
-    def _infer(self, expr: ast.Expr) -> Type | None:
-        match expr:
-            case ast.String():
-                return STRING
-            case ast.Number():
-                return NUMBER
-            case ast.Boolean():
-                return BOOL
-            case ast.Duration():
-                return DURATION
-            case ast.ListLiteral(items):
-                return self._list(expr, items)
-            case ast.Attribute(scope):
-                if scope not in SCOPES:
-                    self.report(
-                        f"unknown attribute scope '{scope}'",
-                        expr.span,
-                        code="unknown-name",
-                        hint=did_you_mean(scope, SCOPES) or "attributes are user.NAME or context.NAME",
-                    )
-                    return None
-                return self._type_of(expr)
-            case ast.Name(name):
-                return self._name(expr, name)
-            case ast.Call():
-                ref = self._call_ref(expr)
-                if ref is None:
-                    return None
-                return DURATION if ref.kind is FeatureKind.SINCE else NUMBER
-            case ast.Not(operand):
-                self._expect_bool(operand)
-                return BOOL
-            case ast.And(operands) | ast.Or(operands):
-                for operand in operands:
-                    self._expect_bool(operand)
-                return BOOL
-            case ast.Negate(operand):
-                kind = self._settle(operand, NUMBER) if isinstance(operand, ast.Attribute) else self._infer(operand)
-                if kind is not None and kind not in ORDERED:
-                    self.report(f"only numbers and durations can be negated, not {kind.article}", _span(expr))
-                    return None
-                return kind
-            case ast.Arithmetic(op, left, right):
-                return self._arithmetic(expr, op, left, right)
-            case ast.Compare(op, left, right):
-                self._compare(expr, op, left, right)
-                return BOOL
-            case ast.IsMissing(operand):
-                self._infer(operand)
-                return BOOL
-        raise TypeError(f"not an expression: {expr!r}")
-
-    def _call_ref(self, expr: ast.Call) -> FeatureRef | None:
-        """``call_ref``, reporting its problems; a valid call's reference is remembered."""
-        key = call_key(expr)
-        ref = self._call_refs.get(key) if key is not None else None
-        if ref is None:
-            ref, problems = call_ref(expr)
-            self.problems.extend(problems)
-            if ref is not None and key is not None:
-                self._call_refs[key] = ref
-        return ref
-
-    def _name(self, expr: ast.Name, name: str) -> Type | None:
-        if name in self.segments:
-            return BOOL
-        if name in self.models:
-            return NUMBER
-        if name in self.experiments:
-            return STRING  # the user's arm, as text
-        if name in FUNCTIONS:
-            self.report(f"{name} needs arguments", expr.span, code="arguments", hint=f"write it like {USAGE[name]}")
-        elif name in SCOPES:
-            self.report(f"'{name}' needs an attribute", expr.span, code="unknown-name", hint=f"write {name}.NAME")
-        else:
-            hint = did_you_mean(name, [*self.segments, *self.models, *self.experiments])
-            self.report(
-                f"unknown name '{name}'",
-                expr.span,
-                code="unknown-name",
-                hint=hint or "declare it as a segment, a model or an experiment, or write user.NAME or context.NAME",
-            )
-        return None
-
-    def _list(self, expr: ast.ListLiteral, items: tuple[ast.Expr, ...]) -> Type:
-        element: Type | None = None
-        for item in items:
-            if not isinstance(item, ast.String | ast.Number | ast.Duration | ast.Boolean | ast.Negate):
-                self.report("list items must be written-out values", _span(item), code="type")
-                continue
-            kind = self._infer(item)
-            if element is None:
-                element = kind
-            elif kind is not None and not kind.matches(element):
-                self.report(
-                    f"a list holds values of one type: this is {kind.article}, the first item {element.article}",
-                    _span(item),
-                    code="type",
-                )
-        return list_of(element)
-
-    def _arithmetic(self, expr: ast.Arithmetic, op: str, left: ast.Expr, right: ast.Expr) -> Type | None:
-        lt, rt = self._infer(left), self._infer(right)
-        lt = self._settle(left, rt if rt in ORDERED and op in "+-" else NUMBER) if lt is None else lt
-        rt = self._settle(right, lt if lt in ORDERED and op in "+-" else NUMBER) if rt is None else rt
-        if lt is None or rt is None:
-            return None
-        result = _ARITHMETIC.get((lt, op, rt))
-        if result is None:
-            self.report(
-                f"cannot use {op} on {lt.article} and {rt.article}",
-                _span(expr),
-                code="type",
-                hint="arithmetic works on numbers, and on durations (30d + 12h, 2 * 7d)",
-            )
-        return result
-
-    def _compare(self, expr: ast.Compare, op: str, left: ast.Expr, right: ast.Expr) -> None:
-        lt, rt = self._infer(left), self._infer(right)
-        if op in ("in", "not in"):
-            if rt is not None and rt.name != "list":
-                self.report(
-                    f'the right side of \'{op}\' must be a list, like ["gold", "platinum"], not {rt.article}',
-                    _span(right),
-                    code="type",
-                )
-                return
-            element = rt.element if rt is not None else None
-            lt = self._settle(left, element) if lt is None else lt
-            if lt is not None and element is not None and not lt.matches(element):
-                self.report(
-                    f"{expression_text(left)} is {lt.article}, but the list holds {element.name}s",
-                    _span(expr),
-                    code="type",
-                    hint="so this can never be true" if op == "in" else "so this is always true",
-                )
-            return
-        lt = self._settle(left, rt) if lt is None else lt
-        rt = self._settle(right, lt) if rt is None else rt
-        if lt is None or rt is None:
-            return
-        if not lt.matches(rt):
-            self.report(
-                f"cannot compare {lt.article} with {rt.article}: {expression_text(left)} is {lt.article}"
-                f" but {expression_text(right)} is {rt.article}",
-                _span(expr),
-                code="type",
-                hint=_comparison_hint(lt, rt),
-                related=self._typed_at(left, right),
-            )
-        elif op not in ("==", "!=") and lt not in ORDERED:
-            self.report(
-                f"'{op}' compares numbers or durations, not {lt.name}s",
-                _span(expr),
-                code="type",
-                hint="use == or != instead",
-            )
-
-
-_ARITHMETIC: dict[tuple[Type, str, Type], Type] = {
-    (NUMBER, "+", NUMBER): NUMBER,
-    (NUMBER, "-", NUMBER): NUMBER,
-    (NUMBER, "*", NUMBER): NUMBER,
-    (NUMBER, "/", NUMBER): NUMBER,
-    (DURATION, "+", DURATION): DURATION,
-    (DURATION, "-", DURATION): DURATION,
-    (DURATION, "*", NUMBER): DURATION,
-    (NUMBER, "*", DURATION): DURATION,
-    (DURATION, "/", NUMBER): DURATION,
-    (DURATION, "/", DURATION): NUMBER,
-}
-
 
 _TYPES: dict[str, Type] = {kind.name: kind for kind in (NUMBER, STRING, BOOL, DURATION)}
-
-
-def _comparison_hint(left: Type, right: Type) -> str:
-    if DURATION in (left, right) and NUMBER in (left, right):
-        return "write the number as a duration, such as 30d or 12h"
-    return ""
-
-
-def _attribute_text(expr: ast.Attribute) -> str:
-    """What ``expression_text`` prints for an attribute, without its dispatch (a hot path)."""
-    return f"{expr.scope}.{expr.name}"
-
-
-def _span(expr: ast.Expr) -> Span | None:
-    return expr.span
 
 
 def _arms_span(decl: ast.ExperimentDecl) -> Span | None:
@@ -707,129 +411,3 @@ def _arms_span(decl: ast.ExperimentDecl) -> Span | None:
     if first is None or last is None:
         return decl.name.span
     return Span(first.source, first.start, last.end)
-
-
-def _segment_uses(expr: ast.Expr, segments: dict[str, ast.SegmentDecl]) -> list[str]:
-    return [node.name for node in walk(expr) if isinstance(node, ast.Name) and node.name in segments]
-
-
-def inlined_depths(segments: dict[str, ast.SegmentDecl], uses: dict[str, list[str]]) -> dict[str, int]:
-    """How deeply each segment nests with the segments it uses inlined; no recursion.
-
-    ``uses`` must have no cycles. A use of a segment counts as one level more
-    than that segment's own depth.
-    """
-    depths: dict[str, int] = {}
-    for start in segments:
-        stack = [start]
-        while stack:
-            name = stack[-1]
-            if name in depths:
-                stack.pop()
-                continue
-            waiting = [used for used in uses[name] if used not in depths]
-            if waiting:
-                stack.extend(waiting)
-                continue
-            levels = {used: depths[used] + 1 for used in uses[name]}
-            depths[name] = nesting_depth(segments[name].condition, levels)
-            stack.pop()
-    return depths
-
-
-def cyclic_components(uses: dict[str, list[str]]) -> dict[str, int]:
-    """The segments that lie on a cycle, each with its strongly connected component.
-
-    Tarjan's algorithm, without recursion: a chain of thousands of segments is
-    one pass, where searching for a cycle from every segment would walk the
-    rest of the chain from each.
-    """
-    order: dict[str, int] = {}  # when each segment was first reached
-    low: dict[str, int] = {}  # the earliest segment reachable from it that is still open
-    open_: list[str] = []
-    is_open: set[str] = set()
-    found: dict[str, int] = {}
-    components = 0
-    for root in uses:
-        if root in order:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, next_use = work[-1]
-            if next_use == 0:
-                order[node] = low[node] = len(order)
-                open_.append(node)
-                is_open.add(node)
-            used = uses.get(node, ())
-            while next_use < len(used):
-                child = used[next_use]
-                next_use += 1
-                if child not in order:
-                    work[-1] = (node, next_use)
-                    work.append((child, 0))
-                    break
-                if child in is_open:
-                    low[node] = min(low[node], order[child])
-            else:
-                work.pop()
-                if work:
-                    parent = work[-1][0]
-                    low[parent] = min(low[parent], low[node])
-                if low[node] == order[node]:
-                    members = []
-                    while True:
-                        member = open_.pop()
-                        is_open.discard(member)
-                        members.append(member)
-                        if member == node:
-                            break
-                    if len(members) > 1 or node in used:
-                        found.update(dict.fromkeys(members, components))
-                    components += 1
-    return found
-
-
-def _find_cycle(start: str, uses: dict[str, list[str]], cyclic: dict[str, int]) -> list[str] | None:
-    """The path of a cycle through ``start``, or None.
-
-    Only segments of ``start``'s component can lead back to it; leaving the
-    others out changes no path found.
-    """
-    component = cyclic[start]
-    stack: list[tuple[str, list[str]]] = [(start, [start])]
-    seen: set[str] = set()
-    while stack:
-        node, path = stack.pop()
-        for nxt in uses.get(node, ()):
-            if nxt == start:
-                return path
-            if nxt not in seen and cyclic.get(nxt) == component:
-                seen.add(nxt)
-                stack.append((nxt, [*path, nxt]))
-    return None
-
-
-def walk(expr: ast.Expr) -> Iterable[ast.Expr]:
-    """Every node of an expression, parents before children.
-
-    Dispatched on the node's exact type (the node classes have no subclasses):
-    a large ruleset's conditions have millions of nodes, and class patterns
-    cost an ``isinstance`` and an attribute read per case tried.
-    """
-    stack = [expr]
-    pop, push, extend = stack.pop, stack.append, stack.extend
-    while stack:
-        node = pop()
-        yield node
-        kind = type(node)
-        if kind is ast.Compare or kind is ast.Arithmetic:
-            push(node.right)
-            push(node.left)
-        elif kind is ast.And or kind is ast.Or:
-            extend(reversed(node.operands))
-        elif kind is ast.Call:
-            extend(reversed(node.args))
-        elif kind is ast.ListLiteral:
-            extend(reversed(node.items))
-        elif kind is ast.Not or kind is ast.Negate or kind is ast.IsMissing:
-            push(node.operand)

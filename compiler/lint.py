@@ -17,7 +17,7 @@ from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 
-from .check import CheckedRule, Program, walk
+from .check import CheckedRule, Program
 from .conjunction_index import EVERY, NOTHING, ImplicationIndex, OverlapIndex, Shape, meet, shape
 from .features import FeatureKind, FeatureRef, call_key, call_ref
 from .ir import FALSE, NEGATED_OP, TRUE, Atom, Predicate, predicate_features
@@ -25,6 +25,7 @@ from .lint_consent import lint_consent
 from .lint_experiments import lint_experiments
 from .normalize import merge_conjunction
 from .plan import Conjunction, DecisionPlan
+from .walk import walk
 
 # Shadowing and ambiguity compare a rule only with the rules above it that the
 # indexes say can cover or overlap it, which for rules pinned to constants

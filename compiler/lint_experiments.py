@@ -11,10 +11,11 @@ from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, did_you_mean, warning
 from tailor.dsl.printer import string_text
 
-from .check import Program, walk
+from .check import Program
 from .features import FeatureKind
 from .ir import Atom, predicate_features, predicates
 from .plan import DecisionPlan, atom_holds
+from .walk import walk
 
 
 def lint_experiments(plan: DecisionPlan) -> list[Diagnostic]:

@@ -23,12 +23,13 @@ from tailor.dsl import ast
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error
 from tailor.dsl.parser import parse_expression
 
-from .check import Program, check_expression, walk
+from .check import Program, check_expression
 from .features import FeatureRef
 from .ir import Condition, Term, predicate_features, predicates, term_features
 from .normalize import Normalizer
 from .types import BOOL, NUMBER
 from .values import condition_value, term_value
+from .walk import walk
 
 INPUT_KINDS = ("number", "duration", "bool")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tailor.compiler.check import check, walk
+from tailor.compiler.check import check
+from tailor.compiler.walk import walk
 from tailor.dsl import ast
 from tailor.dsl.diagnostics import RulesError, Severity, render, render_all
 from tailor.dsl.formatter import format_text
