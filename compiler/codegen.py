@@ -29,7 +29,8 @@ from .codegen_names import Namer
 from .codegen_source import CodeWriter, Constants, block_literal, dict_lines, mask_literal, one_line
 from .codegen_tables import TableWriter
 from .features import FeatureRef
-from .plan import STAGE_CONTEXT, STAGE_STORE, DecisionPlan, value_type
+from .plan import DecisionPlan, value_type
+from .predicate_tables import STAGE_CONTEXT, STAGE_STORE
 
 
 @dataclass(frozen=True, slots=True)

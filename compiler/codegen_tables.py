@@ -26,7 +26,7 @@ from .codegen_source import (
     value_literal,
 )
 from .features import FeatureKind
-from .plan import FeatureTable
+from .predicate_tables import FeatureTable
 
 # Counts are small integers: a tuple indexed by the count answers most lookups
 # without bisecting. Thresholds above this fall back to bisection.

@@ -16,7 +16,8 @@ from .ir import Predicate, condition_text, predicate_features
 from .model_inputs import ModelInputs
 from .normalize import DNF_LIMIT, NormalProgram
 from .pipeline import Compilation
-from .plan import STAGE_CONTEXT, STAGE_MODEL, STAGE_STORE, DecisionPlan, feature_stage
+from .plan import DecisionPlan
+from .predicate_tables import STAGE_CONTEXT, STAGE_MODEL, STAGE_STORE, feature_stage
 
 EMITS = ("check", "normalize", "model_inputs", "plan", "dot", "python")
 

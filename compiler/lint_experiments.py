@@ -14,7 +14,8 @@ from tailor.dsl.printer import string_text
 from .check import Program
 from .features import FeatureKind
 from .ir import Atom, predicate_features, predicates
-from .plan import DecisionPlan, atom_holds
+from .plan import DecisionPlan
+from .predicate_tables import atom_holds
 from .walk import walk
 
 

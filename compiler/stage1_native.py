@@ -24,7 +24,8 @@ from typing import Any
 
 from .codegen_tables import _small_integers, _sparse  # the generated code's own choices
 from .features import FeatureKind
-from .plan import STAGE_STORE, DecisionPlan, FeatureTable
+from .plan import DecisionPlan
+from .predicate_tables import STAGE_STORE, FeatureTable
 
 try:
     from . import _stage1  # type: ignore[attr-defined]

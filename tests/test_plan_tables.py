@@ -1,6 +1,6 @@
 """Predicate tables: the indexed builder equals asking every atom about every value.
 
-``compiler.plan._table`` indexes atoms by constant and sweeps sorted
+``compiler.predicate_tables.table_of`` indexes atoms by constant and sweeps sorted
 thresholds, so that a ruleset with one rule per product compiles in n·log n.
 The reference here is the plain definition it replaces: a value keeps the
 bits of every conjunction none of whose atoms fails it.
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tailor.compiler import plan
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.compiler.ir import UNKNOWN, Atom
-from tailor.compiler.plan import _OTHER, FeatureTable, _atom_values, _table, atom_holds, feature_stage
+from tailor.compiler.predicate_tables import _OTHER, FeatureTable, _atom_values, atom_holds, feature_stage, table_of
 
 NUMBER = FeatureRef(FeatureKind.COUNT, 'views("Books", 1h)', "view", "Books", 3600.0)
 STRING = FeatureRef(FeatureKind.CONTEXT, "context.sku", name="sku")
@@ -57,7 +57,7 @@ def bits_of(mask: int) -> tuple[int, ...]:
 
 def built(ref: FeatureRef, atoms: dict[Atom, int], uses: int, all_bits: int, kind: str) -> FeatureTable:
     """``_table``, given each atom's bits as a mask, as the reference is."""
-    return _table(ref, {atom: bits_of(mask) for atom, mask in atoms.items()}, uses, all_bits, kind)
+    return table_of(ref, {atom: bits_of(mask) for atom, mask in atoms.items()}, uses, all_bits, kind)
 
 
 def assert_same(built: FeatureTable, expected: FeatureTable) -> None:
