@@ -346,6 +346,10 @@ class Metrics:
         )
         self.models_report: ModelsReport | None = None  # set by ModelMonitor.report: what the model gauges show
         registry.register(_Models(self))
+        from .gc_pauses import GcPauses  # here, not at the top: it imports this module
+
+        self.gc_pauses = GcPauses()  # timing only while a server runs: its app installs it
+        registry.register(self.gc_pauses)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""

@@ -127,6 +127,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.metrics.gc_pauses.install()
         reloader = Reloader(service, reload_timeout=reload_timeout, settle_ms=settle_ms) if watch else None
         if reloader is not None:
             reloader.start()
@@ -158,6 +159,7 @@ def create_app(
             await attributed.close()
             await monitor.flush()
             await service.close()
+            service.metrics.gc_pauses.uninstall()
 
     app = FastAPI(
         title="tailor",
