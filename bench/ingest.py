@@ -68,6 +68,8 @@ QUICK = Settings(users=500, rate=100.0, seconds=4.0, connections=4)
 
 DECISIONS = 'tailor_decision_seconds_count{stage="total"}'
 DEGRADED = "tailor_degraded_decisions_total"
+GC = "tailor_gc_pause_seconds"
+LONG_PAUSE = "0.01"  # a bucket bound of tailor_gc_pause_seconds: pauses longer than this are counted apart
 
 
 def batches(users: int, count: int, seed: int = 3) -> list[bytes]:
@@ -169,12 +171,32 @@ def measure_store(store: str, url: str | None, settings: Settings, say: Callable
                 "batches": acknowledged,
                 "batches_refused": refused,
                 "events_per_s": acknowledged * BATCH / seconds,
+                "gc": gc_pauses(after, before),
             }
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         if url is not None:
             empty_db(url)
+    return found
+
+
+def gc_pauses(after: dict[str, float], before: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The server's garbage-collector pauses between two scrapes, by generation: how many, their total
+    seconds, and how many were longer than ``LONG_PAUSE`` seconds."""
+
+    def grew(sample: str) -> float:
+        return after.get(sample, 0.0) - before.get(sample, 0.0)
+
+    found = {}
+    for generation in "012":
+        label = f'generation="{generation}"'
+        count = grew(f"{GC}_count{{{label}}}")
+        found[generation] = {
+            "pauses": int(count),
+            "seconds": grew(f"{GC}_sum{{{label}}}"),
+            "long": int(count - grew(f'{GC}_bucket{{{label},le="{LONG_PAUSE}"}}')),
+        }
     return found
 
 

@@ -558,6 +558,7 @@ def _ingest_section(result: dict[str, Any]) -> list[str]:
                     _ms(found["p50_ms"]),
                     _ms(found["p99_ms"]),
                     f"{found['events_per_s']:,.0f}" if phase == "beside" else "-",
+                    _gc_cell(found.get("gc")),
                 ]
             )
     return [
@@ -570,10 +571,21 @@ def _ingest_section(result: dict[str, Any]) -> list[str]:
         f"while one client posts batches of {result['batch']:,} events (the most one `POST /v1/events` takes) "
         "back to back",
         f"for the same users, on each store. A decision that misses its {ingest.DEADLINE_MS:g} ms deadline is answered",
-        "degraded; the share degraded is from the server's metrics.",
+        "degraded; the share degraded is from the server's metrics, and so are the pauses of its garbage",
+        f"collector (full collections, and those longer than {float(ingest.LONG_PAUSE) * 1000:g} ms of any "
+        "generation).",
         "",
-        *_table(["store, load", "decisions", "degraded", "p50", "p99", "events/s"], rows),
+        *_table(["store, load", "decisions", "degraded", "p50", "p99", "events/s", "GC pauses"], rows),
     ]
+
+
+def _gc_cell(gc: dict[str, dict[str, float]] | None) -> str:
+    """A phase's garbage-collector pauses, in a table cell ("-" for runs from before they were measured)."""
+    if gc is None:
+        return "-"
+    full = gc["2"]
+    long = sum(found["long"] for found in gc.values())
+    return f"{full['pauses']} full ({_ms(full['seconds'] * 1000)}), {long} long"
 
 
 def _stream_section(result: dict[str, Any]) -> list[str]:

@@ -73,81 +73,68 @@ class Evictions:
 EVICTIONS = Evictions()
 
 
-class _Series(list[Any]):
-    """One series, flat: ``[deadline, last, bucket, count, total, bucket, count, total, ...]``.
+# One series, flat, in a plain tuple: ``(deadline, last, bucket, count, total, bucket, count, total, ...)``.
+#
+# ``deadline`` is the monotonic time after which the series is gone, like a
+# Redis TTL; ``last`` the latest event time (day series only, else None); then
+# the buckets that saw events, oldest first. An update makes a new tuple (most
+# series hold a few buckets). A tuple, not a list: the garbage collector stops
+# tracking a tuple of numbers the first time it sees it, so a store of millions
+# of series adds nothing to the full collections that pause the whole server
+# (``tailor_gc_pause_seconds``), where lists made them grow with the store.
+Series = tuple[Any, ...]
+DEADLINE, LAST = 0, 1  # a series' first two cells; its buckets follow
 
-    ``deadline`` is the monotonic time after which the series is gone, like a
-    Redis TTL; ``last`` the latest event time (day series only, else None); then
-    the buckets that saw events, oldest first. Only touched under the store's
-    lock. One list, rather than an object holding a dict of two-item lists: most
-    series hold a bucket or two, and this takes half the memory and a fifth of
-    the objects the garbage collector has to walk.
-    """
 
-    __slots__ = ()
+def series_add(series: Series, bucket: int, value: float) -> Series:
+    """The series with one event of ``value`` added to ``bucket``."""
+    at = _find(series, bucket)
+    if at < len(series) and series[at] == bucket:
+        return (*series[: at + 1], series[at + 1] + 1, series[at + 2] + value, *series[at + 3 :])
+    return (*series[:at], bucket, 1, value, *series[at:])
 
-    @property
-    def deadline(self) -> float:
-        return self[0]
 
-    @deadline.setter
-    def deadline(self, deadline: float) -> None:
-        self[0] = deadline
+def series_sum(series: Series, first: int, last: int, slot: int) -> float:
+    """The counts (slot 1) or totals (slot 2) of buckets ``first`` to ``last``, oldest first."""
+    total = 0
+    for at in range(_find(series, first), len(series), 3):
+        if series[at] > last:
+            break
+        total += series[at + slot]
+    return total
 
-    @property
-    def last(self) -> float | None:
-        return self[1]
 
-    @last.setter
-    def last(self, last: float) -> None:
-        self[1] = last
+def bucket_count(series: Series) -> int:
+    return (len(series) - 2) // 3
 
-    def add(self, bucket: int, value: float) -> None:
-        at = self._find(bucket)
-        if at < len(self) and self[at] == bucket:
-            self[at + 1] += 1
-            self[at + 2] += value
+
+def series_pruned(series: Series, oldest: int) -> Series:
+    """The series without the buckets before ``oldest``."""
+    return series[:2] + series[_find(series, oldest) :]
+
+
+def _find(series: Series, bucket: int) -> int:
+    """The index of the cell of ``bucket`` or of the first later one (the length if none)."""
+    end = len(series)
+    if end == 2 or series[end - 3] < bucket:  # the usual cases: events arrive in order
+        return end
+    if series[end - 3] == bucket:
+        return end - 3
+    low, high = 0, (end - 2) // 3
+    while low < high:
+        middle = (low + high) // 2
+        if series[2 + 3 * middle] < bucket:
+            low = middle + 1
         else:
-            self[at:at] = (bucket, 1, value)
-
-    def sum(self, first: int, last: int, slot: int) -> float:
-        """The counts (slot 1) or totals (slot 2) of buckets ``first`` to ``last``, oldest first."""
-        total = 0
-        for at in range(self._find(first), len(self), 3):
-            if self[at] > last:
-                break
-            total += self[at + slot]
-        return total
-
-    def buckets(self) -> int:
-        return (len(self) - 2) // 3
-
-    def prune(self, oldest: int) -> None:
-        """Drop the buckets before ``oldest``."""
-        del self[2 : self._find(oldest)]
-
-    def _find(self, bucket: int) -> int:
-        """The index of the cell of ``bucket`` or of the first later one (the length if none)."""
-        end = len(self)
-        if end == 2 or self[end - 3] < bucket:  # the usual cases: events arrive in order
-            return end
-        if self[end - 3] == bucket:
-            return end - 3
-        low, high = 0, (end - 2) // 3
-        while low < high:
-            middle = (low + high) // 2
-            if self[2 + 3 * middle] < bucket:
-                low = middle + 1
-            else:
-                high = middle
-        return 2 + 3 * low
+            high = middle
+    return 2 + 3 * low
 
 
 @dataclass(slots=True)
 class _User:
     """Everything kept for one user; only touched under the store's lock."""
 
-    series: dict[SeriesId, _Series] = field(default_factory=dict)
+    series: dict[SeriesId, Series] = field(default_factory=dict)
     seen: dict[str, tuple[float, str | None]] | None = None  # event id -> (first seen, payload fingerprint)
     profile: dict[str, str] | None = None  # attribute -> JSON text
     listed: int = 0  # the sweep pass whose list holds this user (see ``MemoryStore._sweep_step``)
@@ -208,15 +195,17 @@ class MemoryStore(FeatureStore):
                 if ref.kind in (FeatureKind.COUNT, FeatureKind.TOTAL):
                     resolution, buckets = self.scheme.window(ref.window, at)
                     series = kept.get((ref.event, ref.key, resolution.name))
-                    live = series is not None and series.deadline > clock
+                    live = series is not None and series[DEADLINE] > clock
                     if ref.kind is FeatureKind.COUNT:
-                        values[ref.text] = int(series.sum(buckets.start, buckets.stop - 1, 1)) if live else 0
+                        values[ref.text] = int(series_sum(series, buckets.start, buckets.stop - 1, 1)) if live else 0
                     else:
-                        values[ref.text] = float(series.sum(buckets.start, buckets.stop - 1, 2)) if live else 0.0
+                        values[ref.text] = (
+                            float(series_sum(series, buckets.start, buckets.stop - 1, 2)) if live else 0.0
+                        )
                 elif ref.kind is FeatureKind.SINCE:
                     series = kept.get((ref.event, ref.key, self.scheme.day.name))
-                    live = series is not None and series.deadline > clock
-                    since = self.scheme.since(series.last if live else None, at)
+                    live = series is not None and series[DEADLINE] > clock
+                    since = self.scheme.since(series[LAST] if live else None, at)
                     if since is not None:
                         values[ref.text] = since
                 elif ref.kind is FeatureKind.PROFILE and user is not None and user.profile is not None:
@@ -332,9 +321,9 @@ class MemoryStore(FeatureStore):
             profile: dict[str, Any] = {}
             if user is not None:
                 for (event, key, resolution), kept in user.series.items():
-                    if kept.deadline > clock:
-                        cells = [tuple(kept[at : at + 3]) for at in range(2, len(kept), 3)]
-                        series.append(decoded_series(event, key, resolution, widths[resolution], cells, kept.last))
+                    if kept[DEADLINE] > clock:
+                        cells = [kept[at : at + 3] for at in range(2, len(kept), 3)]
+                        series.append(decoded_series(event, key, resolution, widths[resolution], cells, kept[LAST]))
                 if user.seen is not None:
                     event_ids = [event_id for event_id, (at, _) in user.seen.items() if is_duplicate(at, now)]
                 profile = {name: decode_attribute(text) for name, text in (user.profile or {}).items()}
@@ -442,21 +431,22 @@ class MemoryStore(FeatureStore):
     def _add(self, user: _User, write: Write, now: float, clock: float) -> None:
         """What the Redis script does for one write: bump, track the latest time, extend the TTL, prune."""
         resolution = write.resolution
-        series = user.series.get((write.event, write.key, resolution.name))
+        series_id = (write.event, write.key, resolution.name)
+        series = user.series.get(series_id)
         day = resolution is self.scheme.day
-        if series is None or series.deadline <= clock:
+        if series is None or series[DEADLINE] <= clock:
             # Interned: a type or key sent in JSON is a new string per event, and users share them.
             series_id = (sys.intern(write.event), sys.intern(write.key), resolution.name)
-            user.series[series_id] = _Series(
-                (clock + write.ttl, write.ts if day else None, write.bucket, 1, write.value)
-            )
+            user.series[series_id] = (clock + write.ttl, write.ts if day else None, write.bucket, 1, write.value)
             return
-        series.add(write.bucket, write.value)
-        if day and (series.last is None or write.ts > series.last):
-            series.last = write.ts
-        series.deadline = max(series.deadline, clock + write.ttl)
-        if series.buckets() > resolution.prune_above:
-            series.prune(resolution.oldest(now))
+        series = series_add(series, write.bucket, write.value)
+        last = series[LAST]
+        if day and (last is None or write.ts > last):
+            last = write.ts
+        series = (max(series[DEADLINE], clock + write.ttl), last, *series[2:])
+        if bucket_count(series) > resolution.prune_above:
+            series = series_pruned(series, resolution.oldest(now))
+        user.series[series_id] = series
 
     def _sweep_step(self, now: float, clock: float) -> None:
         """Look at up to ``SWEEP_USERS`` users: drop their dead series and forgotten ids, and the
@@ -490,7 +480,7 @@ class MemoryStore(FeatureStore):
     def _forget(user: _User, now: float, clock: float) -> bool:
         """Drop the user's dead series and the ids older than a day; whether nothing is left."""
         series = user.series
-        for series_id in [key for key, kept in series.items() if kept.deadline <= clock]:
+        for series_id in [key for key, kept in series.items() if kept[DEADLINE] <= clock]:
             del series[series_id]
         seen = user.seen
         if seen is not None:

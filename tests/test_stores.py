@@ -8,6 +8,7 @@ each test body gets a store made inside its loop and closed afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
 import shutil
@@ -37,7 +38,7 @@ from tailor.runtime.events import (
     EventRejected,
     RecordResult,
 )
-from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.memory_store import MemoryStore, bucket_count
 from tailor.runtime.redis_series import series_buckets
 from tailor.runtime.redis_store import EVENTS_PER_CALL, PROFILE_TTL, RedisStore
 from tailor.runtime.store import FeatureStore
@@ -557,6 +558,17 @@ def test_memory_store_sync_twins_are_thread_safe():
     assert store.round_trips == 8 * 200 + 2
 
 
+def test_memory_store_series_are_not_walked_by_full_collections():
+    """A full collection pauses the whole server: the store's series must not make it grow."""
+    store = MemoryStore()
+    for minute in range(30):
+        store.record_now([view(NOW + minute * MINUTE, id=str(minute))], now=NOW + minute * MINUTE)
+    gc.collect()
+    kept = store._users["alice"].series
+    assert kept and not any(gc.is_tracked(series) for series in kept.values())
+    assert not any(gc.is_tracked(series_id) for series_id in kept)
+
+
 def test_memory_store_forgets_what_redis_would_expire(monkeypatch: pytest.MonkeyPatch):
     clock = [1000.0]  # the store's monotonic clock, which its TTLs count in
     monkeypatch.setattr(memory_store, "time", SimpleNamespace(time=time.time, monotonic=lambda: clock[0]))
@@ -564,7 +576,7 @@ def test_memory_store_forgets_what_redis_would_expire(monkeypatch: pytest.Monkey
     minutes = store.scheme.minute
     for minute in range(6 * 60):  # one view a minute for six hours: old minute buckets are pruned
         store.record_now([view(NOW + minute * MINUTE, id=str(minute))], now=NOW + minute * MINUTE)
-    assert store._users["alice"].series["view", "any", "m"].buckets() <= minutes.prune_above
+    assert bucket_count(store._users["alice"].series["view", "any", "m"]) <= minutes.prune_above
     later = NOW + 6 * HOUR
     assert store.fetch_now("alice", [count("view", window=HOUR)], later)[count("view", window=HOUR).text] == 60
     clock[0] += 3 * HOUR  # no writes for three hours: the minute series are gone, as their keys would be
