@@ -34,6 +34,7 @@ server more than the JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -294,6 +295,13 @@ def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
     return f"{measure}:{json.dumps([slot, rule, content], ensure_ascii=False, separators=(',', ':'))}"
 
 
+@functools.lru_cache(maxsize=4096)
+def counted_fields(measures: tuple[str, ...], slot: str, rule: str, content: str) -> tuple[str, ...]:
+    """``counter_field`` of each measure, remembered: a server keeps the same few slots, rules and contents
+    over and over, and a keep call often holds one or two decisions."""
+    return tuple(counter_field(measure, slot, rule, content) for measure in measures)
+
+
 class RedisFeedback:
     """Feedback's part of a ``RedisStore``: writes through its write connections, counted in its round trips
     (except ``keep_decisions``, which runs in the background and is not a caller's round trip)."""
@@ -424,7 +432,6 @@ class RedisFeedback:
 
         measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
         constants = self.store._series_constants(now) if impressions else {}
-        names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
         sets: dict[tuple[int, str], None] = {}
         decisions = []
         for join in joins:
@@ -451,10 +458,7 @@ class RedisFeedback:
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
-                found = names.get((slot, rule, content))
-                if found is None:
-                    found = names[slot, rule, content] = [counter_field(m, slot, rule, content) for m in measures]
-                counted += found
+                counted += counted_fields(measures, slot, rule, content)
             decisions.append(
                 [
                     key_index(self.join_key(join.decision_id, shard)),
