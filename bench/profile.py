@@ -28,6 +28,8 @@ py-spy is a development tool (the ``dev`` extra), not the server's.
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import shutil
 import subprocess
 import sys
@@ -56,12 +58,20 @@ def flame_graph_name(workload: str, logged: bool = False) -> str:
     return f"flame-decide-{workload}{'-logged' if logged else ''}.svg"
 
 
-# The flame graphs the report links when they are beside its pictures: caption -> file name.
+# The flame graphs the report's serving section links when they are beside its pictures: key -> (file, caption).
 FLAME_GRAPHS = {
-    "bench.serve's workload, decision log off": flame_graph_name("bench"),
-    "bench.serve's workload, decision log on with --impressions served": flame_graph_name("bench", logged=True),
-    "the real-site workload, decision log on (the Stream)": flame_graph_name("site"),
+    "flame-bench": (flame_graph_name("bench"), "bench.serve's workload, the decision log off"),
+    "flame-bench-logged": (
+        flame_graph_name("bench", logged=True),
+        "bench.serve's workload, the decision log on with --impressions served",
+    ),
+    "flame-site": (flame_graph_name("site"), "the real-site workload, the decision log on (the Stream)"),
 }
+
+
+def flame_graphs(directory: Path) -> dict[str, str]:
+    """The flame graphs found in ``directory``, as ``bench.report`` takes its pictures: key -> file name."""
+    return {key: name for key, (name, _) in FLAME_GRAPHS.items() if (directory / name).is_file()}
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,12 @@ def record(pid: int, seconds: float, output: Path, form: str) -> subprocess.Pope
     args = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
     args += ["--rate", str(SAMPLE_RATE), "--nonblocking", "--format", form, "--output", str(output)]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def retitle(svg: Path, title: str) -> None:
+    """Give the flame graph ``title``: py-spy titles it with its own command line, paths of this machine."""
+    text = svg.read_text()
+    svg.write_text(re.sub(r'(<text id="title"[^>]*>)[^<]*(</text>)', rf"\g<1>{html.escape(title)}\g<2>", text, count=1))
 
 
 def summary(collapsed: str, top: int = TOP) -> list[str]:
@@ -184,6 +200,7 @@ def profile(
             if spy.returncode != 0:
                 raise SystemExit(f"py-spy failed ({spy.returncode}):\n{err.decode(errors='replace')}")
         print(f"{result.throughput:,.0f} decisions/s at saturation while profiled; not 200: {result.errors}")
+        retitle(svg, f"tailor serve {' '.join(flags)} at saturation ({workload.title}; python -m bench.profile)")
         print(f"wrote {svg}")
         collapsed = raw.read_text()
         if stacks is not None:
