@@ -48,7 +48,7 @@ import orjson
 
 from . import experiment_counts as arm_counts
 from .buckets import check_batch, kept_buckets, series_keys
-from .events import EventRejected
+from .events import Event, EventRejected
 from .experiment_counts import ArmMeasures, ArmTotals
 from .feedback import (
     DECISIONS,
@@ -60,7 +60,6 @@ from .feedback import (
     JoinArm,
     Outcome,
     Tally,
-    served_impressions,
 )
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
@@ -487,11 +486,11 @@ class RedisFeedback:
         ``constants`` is ``_series_constants``' for ``now``, and also holds, under ``(ts,)`` and
         ``(series,)``, the buckets of a time and the fields of a series as worked out for an earlier
         decision of the call: a call's decisions share a few times and contents."""
-        events = served_impressions(join)
-        if not events:
+        contents = [content for _, content in join.slots.values()]
+        if not contents:
             return []
-        try:
-            ts = check_batch(events, now)[0]
+        try:  # the events (``served_impressions``') differ only in content and id, so one checked stands for all
+            ts = check_batch([Event(join.user_id, IMPRESSION, contents[0], None, join.at)], now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
         kept = constants.get((ts,))
@@ -504,7 +503,7 @@ class RedisFeedback:
         if not kept:
             return []
         user = key_index(self.store.user_key(join.user_id))
-        counts = Counter(key for event in events for key in series_keys(event.key))
+        counts = Counter(key for content in contents for key in series_keys(content))
         at = repr(ts)
         updates: list[list[object]] = []
         for key, count in counts.items():
