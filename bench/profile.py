@@ -49,7 +49,6 @@ from .serve_workloads import BENCH, LOGGED_FLAGS, WORKLOADS, ServeWorkload
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "img"
 SAMPLE_RATE = 200  # py-spy samples a second
-CONNECTIONS = 8  # the closed loop's, as bench.serve's saturation phase
 TOP = 25  # functions printed, self and inclusive
 
 
@@ -93,7 +92,9 @@ def cpu_per_decision(
     """The server's and Redis's CPU over an open loop at ``rate``, per completed decision."""
     pid = process.popen.pid
     cpu, store_cpu = serve.process_cpu(pid), serve.redis_cpu(client)
-    result = loadgen.run(loadgen.open_loop(process.port, requests, rate, seconds, connections=16))
+    result = loadgen.run(
+        loadgen.open_loop(process.port, requests, rate, seconds, connections=serve.FULL.open_connections)
+    )
     cpu, store_cpu = serve.process_cpu(pid) - cpu, serve.redis_cpu(client) - store_cpu
     done = max(result.completed, 1)
     return CpuPerDecision(result.completed, cpu / done * 1000, store_cpu / done * 1000)
@@ -194,7 +195,11 @@ def profile(
         if speedscope:
             spies.append(record(process.popen.pid, seconds, svg.with_suffix(".speedscope.json"), "speedscope"))
         time.sleep(0.5)  # py-spy attaches
-        result = loadgen.run(loadgen.closed_loop(port, requests, connections=CONNECTIONS, duration=seconds, warmup=0.0))
+        result = loadgen.run(
+            loadgen.closed_loop(
+                port, requests, connections=serve.FULL.saturation_connections, duration=seconds, warmup=0.0
+            )
+        )
         for spy in spies:
             _, err = spy.communicate(timeout=seconds + 60)
             if spy.returncode != 0:
