@@ -39,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import decide, ingest, memory, models, oracle, parse, reload, replay, scale_out, serve, stream
+from . import decide, ingest, memory, models, oracle, parse, profile, reload, replay, scale_out, serve, stream
 from . import report as report_page
 from .decide import Disagreement
 from .oracle import OracleMismatch
@@ -150,6 +150,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
     results = json.loads(text)  # the page is what --from would draw from the file
     targets = report_page.target_list(results)
     images = plots.draw_all(results, [t for _, t in targets], out / "img")
+    images |= profile.flame_graphs(out / "img")  # python -m bench.profile's, when there
     page = out / "performance.md"
     page.write_text(report_page.render(results, targets, images))
     return page

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import decide, floor_app, ingest, memory, models, oracle, parse, reload, replay, scale_out, serve, stream
 from .decide import COMPILED, IF_CHAIN, LABELS, NAIVE, ZEN
+from .profile import FLAME_GRAPHS
 from .targets import Target
 from .workload import SHAPE_LABELS
 
@@ -432,6 +433,15 @@ def _serve_section(result: dict[str, Any], images: dict[str, str]) -> list[str]:
     ]
     if "serve" in images:
         out += [f"![Latency CDF and saturation throughput, server and floor]({_img(images['serve'])})", ""]
+    flames = [f"- [{caption}]({_img(images[key])})" for key, (_, caption) in FLAME_GRAPHS.items() if key in images]
+    if flames:
+        out += [
+            "Where the server's CPU goes at saturation, sampled by py-spy (flame graphs that",
+            "`python -m bench.profile` draws):",
+            "",
+            *flames,
+            "",
+        ]
     rows = [
         [
             "decisions/s at saturation",

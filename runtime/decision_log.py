@@ -237,7 +237,9 @@ class DecisionLog:
     async def _write(self, batch: Sequence[DecisionRecord]) -> None:
         counts = self.counts
         try:
-            lines = [orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for record in batch]
+            # orjson writes the dataclasses themselves, field by field in the order ``to_dict`` gives: the
+            # same bytes without building each record's dicts first.
+            lines = [orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in batch]
             await self.sink.write(lines)
         except Exception as exc:  # the log never takes the server down: the batch is lost, and counted
             counts.sink_errors += 1

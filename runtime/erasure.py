@@ -131,6 +131,7 @@ class Erasure:
         """Everything stored about the user; ``StoreUnavailable`` when the store or the log fails."""
         try:
             async with asyncio.timeout(ERASE_TIMEOUT):
+                await self.attribution.flush()  # the join records of decisions just served are in the export
                 stored = await asyncio.wait_for(self.service.store.export(user_id), WRITE_TIMEOUT)
                 records: list[Any] = []
                 truncated = False

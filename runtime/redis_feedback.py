@@ -34,6 +34,7 @@ server more than the JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -47,7 +48,7 @@ import orjson
 
 from . import experiment_counts as arm_counts
 from .buckets import check_batch, kept_buckets, series_keys
-from .events import EventRejected
+from .events import Event, EventRejected
 from .experiment_counts import ArmMeasures, ArmTotals
 from .feedback import (
     DECISIONS,
@@ -59,7 +60,6 @@ from .feedback import (
     JoinArm,
     Outcome,
     Tally,
-    served_impressions,
 )
 from .kpis import KpiCounts, KpiQuery, add_counts
 from .redis_keys import key_part
@@ -294,6 +294,13 @@ def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
     return f"{measure}:{json.dumps([slot, rule, content], ensure_ascii=False, separators=(',', ':'))}"
 
 
+@functools.lru_cache(maxsize=4096)
+def counted_fields(measures: tuple[str, ...], slot: str, rule: str, content: str) -> tuple[str, ...]:
+    """``counter_field`` of each measure, remembered: a server keeps the same few slots, rules and contents
+    over and over, and a keep call often holds one or two decisions."""
+    return tuple(counter_field(measure, slot, rule, content) for measure in measures)
+
+
 class RedisFeedback:
     """Feedback's part of a ``RedisStore``: writes through its write connections, counted in its round trips
     (except ``keep_decisions``, which runs in the background and is not a caller's round trip)."""
@@ -424,7 +431,6 @@ class RedisFeedback:
 
         measures = (DECISIONS, MEASURES[IMPRESSION]) if impressions else (DECISIONS,)
         constants = self.store._series_constants(now) if impressions else {}
-        names: dict[tuple[str, str, str], list[str]] = {}  # a chunk repeats a few slots, rules and contents
         sets: dict[tuple[int, str], None] = {}
         decisions = []
         for join in joins:
@@ -451,10 +457,7 @@ class RedisFeedback:
             counted: list[str] = []
             for slot, (rule, content) in join.slots.items():
                 fields += [f"s:{slot}", orjson.dumps([rule, content]).decode()]
-                found = names.get((slot, rule, content))
-                if found is None:
-                    found = names[slot, rule, content] = [counter_field(m, slot, rule, content) for m in measures]
-                counted += found
+                counted += counted_fields(measures, slot, rule, content)
             decisions.append(
                 [
                     key_index(self.join_key(join.decision_id, shard)),
@@ -483,11 +486,11 @@ class RedisFeedback:
         ``constants`` is ``_series_constants``' for ``now``, and also holds, under ``(ts,)`` and
         ``(series,)``, the buckets of a time and the fields of a series as worked out for an earlier
         decision of the call: a call's decisions share a few times and contents."""
-        events = served_impressions(join)
-        if not events:
+        contents = [content for _, content in join.slots.values()]
+        if not contents:
             return []
-        try:
-            ts = check_batch(events, now)[0]
+        try:  # the events (``served_impressions``') differ only in content and id, so one checked stands for all
+            ts = check_batch([Event(join.user_id, IMPRESSION, contents[0], None, join.at)], now)[0]
         except EventRejected:  # a decision "at" a time too far ahead: its join record is still kept
             return []
         kept = constants.get((ts,))
@@ -500,7 +503,7 @@ class RedisFeedback:
         if not kept:
             return []
         user = key_index(self.store.user_key(join.user_id))
-        counts = Counter(key for event in events for key in series_keys(event.key))
+        counts = Counter(key for content in contents for key in series_keys(content))
         at = repr(ts)
         updates: list[list[object]] = []
         for key, count in counts.items():

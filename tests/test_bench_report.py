@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import profile, report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -24,7 +24,8 @@ def results() -> dict:
 
 
 def test_the_page_is_rendered_from_the_saved_figures(results: dict) -> None:
-    page = report.render(results, report.target_list(results), report.pictures(results))
+    images = report.pictures(results) | profile.flame_graphs(DOCS / "img")
+    page = report.render(results, report.target_list(results), images)
     assert page == (DOCS / "performance.md").read_text()
 
 
@@ -34,6 +35,15 @@ def test_every_linked_picture_is_published(results: dict) -> None:
     assert sorted(linked) == sorted(f"img/{name}" for name in report.pictures(results).values())
     for path in linked:
         assert (DOCS / path).stat().st_size > 10_000, f"{path} is missing or empty"
+
+
+def test_the_serving_section_links_the_flame_graphs_published() -> None:
+    page = (DOCS / "performance.md").read_text()
+    flames = sorted(re.findall(r"(?<!!)\[[^\]]*\]\((img/flame-[^)]+)\)", page))
+    assert flames == sorted(f"img/{name}" for name in profile.flame_graphs(DOCS / "img").values())
+    assert flames, "no flame graph is published"
+    for path in flames:
+        assert (DOCS / path).read_text().startswith("<?xml"), f"{path} is not a flame graph"
 
 
 def test_the_published_run_is_a_full_one(results: dict) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from tailor.runtime.decision_record import DecisionRecord
+import orjson
+
+from tailor.runtime.decision_record import DecisionRecord, ExperimentArm
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.service import DecisionService
 
@@ -51,6 +54,21 @@ def test_record_names_the_rule_priority_and_the_features_read(tmp_path) -> None:
 def test_record_round_trips_through_its_dict(tmp_path) -> None:
     [record] = served_records(tmp_path, [("u1", {}, {"user.tier": "gold"})])
     assert DecisionRecord.from_dict(record.to_dict()) == record
+
+
+def test_the_log_writes_the_record_as_its_dict_byte_for_byte(tmp_path) -> None:
+    # The decision log hands orjson the dataclass itself (no dicts built): the bytes must be the dict's.
+    records = served_records(
+        tmp_path, [("u1", {"page": "home", "n": 3, "é": "\u2028"}, {"user.tier": "gold"}), ("u2", {}, None)]
+    )
+    with_arms = replace(
+        records[1],
+        experiments=(ExperimentArm("hero_test", "b", "p1", True, ("hero",)), ExperimentArm("x", "a", "p2", False)),
+        models={"p_click": 0.25, "failed": None},
+        holdout=True,
+    )
+    for record in [*records, with_arms]:
+        assert orjson.dumps(record) == orjson.dumps(record.to_dict())
 
 
 def test_nothing_is_built_without_a_listener(tmp_path) -> None:

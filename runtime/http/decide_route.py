@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .responses import OrjsonResponse
+from .responses import json_body, json_headers
 from .schemas import DecideRequest
 
 PATH = "/v1/decide"
@@ -97,9 +97,9 @@ class DecideShortPath:
             response = await handler(Request(scope, receive), exc)
             await response(scope, receive, send)
             return
-        response = OrjsonResponse(answer)
-        await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        body = json_body(answer)  # what OrjsonResponse(answer) sends, without building one
+        await send({"type": "http.response.start", "status": 200, "headers": json_headers(body)})
+        await send({"type": "http.response.body", "body": body})
 
     def _handler(self, exc: Exception) -> Handler | None:
         """The app's handler for ``exc``, as its exception middleware would pick it; None for the catch-all."""

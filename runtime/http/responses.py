@@ -7,12 +7,24 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse, Response
 
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def json_body(content: Any) -> bytes:
+    """The bytes of a JSON answer: orjson, several times faster than the standard library for decisions."""
+    return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers ``OrjsonResponse`` sends with ``body``, without building a response object for them."""
+    return [(b"content-length", str(len(body)).encode()), JSON_TYPE]
+
 
 class OrjsonResponse(JSONResponse):
-    """JSON written by orjson: several times faster than the standard library for decision bodies."""
+    """JSON written by orjson (``json_body``)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return json_body(content)
 
 
 def error_response(
