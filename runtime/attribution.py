@@ -20,13 +20,12 @@ each item once, and records the counted items' behavioural events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .background_writes import BackgroundWrites
 from .consent import made_without_consent
 from .decision_record import DecisionRecord
 from .events import FUTURE_TOLERANCE, Event, EventRejected
@@ -75,56 +74,27 @@ class Attribution:
         self.metrics = metrics
         self.attribution = attribution
         self.impressions = impressions
-        self._queue: deque[DecisionRecord] = deque()
-        self._writing: asyncio.Task[None] | None = None
-        self._hurry = asyncio.Event()  # write now: a batch is full, or someone waits for the writes
+        self._served = BackgroundWrites(
+            self._keep, _user_of, what="served decisions", batch=WRITE_BATCH, max_queued=QUEUE, linger=LINGER
+        )
 
     # --- served decisions ---
 
     def served(self, record: DecisionRecord) -> None:
-        """The listener: queue the record, and start writing unless a write is under way."""
-        queue = self._queue
-        if len(queue) >= QUEUE:
+        """The listener: queue the record; it is written with others in the background."""
+        if not self._served.add(record):
             self.metrics.served_records["dropped"].inc()
-            return
-        queue.append(record)
-        if self._writing is None:
-            self._writing = asyncio.get_running_loop().create_task(self._write())
-        elif len(queue) >= WRITE_BATCH:
-            self._hurry.set()
 
     async def flush(self) -> None:
         """Wait until every decision queued so far is written (or has failed to be), without lingering."""
-        while self._writing is not None:
-            self._hurry.set()
-            await asyncio.shield(self._writing)
+        await self._served.flush()
 
     def forget(self, user_id: str) -> int:
         """Drop the user's queued decisions (an erasure); how many there were."""
-        queue = self._queue  # changed in place: the writing task holds it
-        kept = [record for record in queue if record.user_id != user_id]
-        dropped = len(queue) - len(kept)
-        if dropped:
-            queue.clear()
-            queue.extend(kept)
-        return dropped
+        return self._served.forget(user_id)
 
-    async def _write(self) -> None:
-        try:
-            queue = self._queue
-            hurry = self._hurry
-            if len(queue) < WRITE_BATCH and not hurry.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(hurry.wait(), LINGER)
-            hurry.clear()
-            while queue:
-                batch = [queue.popleft() for _ in range(min(WRITE_BATCH, len(queue)))]
-                await self._keep(batch)
-        finally:
-            self._writing = None
-            self._hurry.clear()
-
-    async def _keep(self, records: Sequence[DecisionRecord]) -> None:
+    async def _keep(self, records: Sequence[DecisionRecord]) -> int:
+        """Write a batch of join records; never raises (a failure is counted), so nothing is retried."""
         joins = [Join.of(record) for record in records]
         served = self.impressions is Impressions.SERVED
         outcome = "kept"
@@ -142,6 +112,7 @@ class Attribution:
             for join in joins:
                 for slot, (rule, _) in join.slots.items():
                     tally[slot, rule, "impressions"] += 1
+        return len(joins) if outcome == "kept" else 0
 
     async def close(self) -> None:
         await self.flush()
@@ -235,3 +206,7 @@ class Attribution:
         except Exception as exc:
             raise StoreUnavailable(f"the KPIs could not be read ({type(exc).__name__})") from exc
         return KpiReport.of(counts, query)
+
+
+def _user_of(record: DecisionRecord) -> str:
+    return record.user_id

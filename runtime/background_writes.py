@@ -4,7 +4,10 @@ A decision must never wait for a write it only reports (a first exposure, a
 computed score to share). So a listener queues the item and returns; one task
 per event loop drains the queue in batches after the responses have gone.
 
-The queue is bounded: when the store falls far behind, the newest items are
+The task lets items gather for ``linger`` seconds before it writes (unless a
+batch is full, or a flush waits): at a moderate rate one store call then
+carries many items rather than one, and each call costs the server and the
+store about as much as several items. The queue is bounded: when the store falls far behind, the newest items are
 dropped and counted, never allowed to grow memory or hold up decisions. A
 failed batch is tried again (``attempts``) only where the write is idempotent,
 then dropped and counted; the failure is logged once until writes succeed
@@ -14,6 +17,7 @@ again, like the store's reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +46,7 @@ class BackgroundWrites(Generic[T]):
         batch: int,
         max_queued: int,
         attempts: int = 1,
+        linger: float = 0.0,
     ):
         self._write = write
         self._user_of = user_of
@@ -49,20 +54,26 @@ class BackgroundWrites(Generic[T]):
         self.batch = batch
         self.max_queued = max_queued
         self.attempts = attempts
+        self.linger = linger
         self.written = 0  # items the store took as new
         self.dropped = 0  # items dropped: the queue was full, or the store failed
         self._queue: deque[T] = deque()
         self._task: asyncio.Task | None = None
         self._failing = False
+        self._hurry = asyncio.Event()  # set by a flush: write now, without lingering
 
-    def add(self, item: T) -> None:
-        """Queue one item; never blocks. Called on the event loop."""
-        if len(self._queue) >= self.max_queued:
+    def add(self, item: T) -> bool:
+        """Queue one item; False when the queue was full and it was dropped. Never blocks; on the event loop."""
+        queue = self._queue
+        if len(queue) >= self.max_queued:
             self.dropped += 1
-            return
-        self._queue.append(item)
+            return False
+        queue.append(item)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())
+        elif len(queue) >= self.batch:
+            self._hurry.set()  # a full batch: no reason to linger
+        return True
 
     def forget(self, user_id: str) -> int:
         """Drop the user's queued items (an erasure); how many there were."""
@@ -79,15 +90,20 @@ class BackgroundWrites(Generic[T]):
         return len(self._queue)
 
     async def flush(self) -> None:
-        """Write everything queued (on shutdown, and in tests)."""
-        if self._task is not None:
+        """Write everything queued now (on shutdown, before an erasure or a report, and in tests)."""
+        while self._task is not None:
+            self._hurry.set()
             await asyncio.shield(self._task)
-        if self._queue:
+        if self._queue:  # queued while no task ran: written here
+            self._hurry.set()
             await self._drain()
 
     async def _drain(self) -> None:
         queue = self._queue
         try:
+            if self.linger and len(queue) < self.batch and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), self.linger)
             while queue:
                 batch = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
                 for attempt in range(self.attempts):
@@ -108,3 +124,4 @@ class BackgroundWrites(Generic[T]):
                     log.info("%s are written again", self.what)
         finally:
             self._task = None
+            self._hurry.clear()

@@ -21,6 +21,7 @@ from .store import Exposure, FeatureStore
 MAX_QUEUED = 100_000  # exposures waiting for the store
 BATCH = 256  # exposures per store call
 ATTEMPTS = 3  # per batch: the store remembers exposures, so a retry never counts one twice
+LINGER = 0.02  # seconds exposures gather before a write, as served decisions' join records do
 
 
 class ExposureLog(BackgroundWrites[Exposure]):
@@ -34,6 +35,7 @@ class ExposureLog(BackgroundWrites[Exposure]):
             batch=BATCH,
             max_queued=max_queued,
             attempts=ATTEMPTS,
+            linger=LINGER,
         )
         self.store = store
 

@@ -27,7 +27,7 @@ class Sink:
         return len(batch)
 
 
-def writes(sink: Sink, **settings: int) -> BackgroundWrites[tuple[str, int]]:
+def writes(sink: Sink, **settings: float) -> BackgroundWrites[tuple[str, int]]:
     options = {"batch": 2, "max_queued": 10, **settings}
     return BackgroundWrites(sink.write, lambda item: item[0], what="items", **options)
 
@@ -95,3 +95,31 @@ def test_erasure_forgets_only_the_users_queued_items() -> None:
     sink, forgotten = asyncio.run(go())
     assert forgotten == 2
     assert [user for user, _ in sink.kept] == ["u2", "u3"]
+
+
+@pytest.mark.parametrize(("linger", "calls"), [(0.0, 3), (60.0, 1)])
+def test_items_added_meanwhile_linger_into_one_write(linger: float, calls: int) -> None:
+    async def go() -> Sink:
+        sink = Sink()
+        queue = writes(sink, batch=100, linger=linger)
+        for n in range(3):
+            queue.add(("u1", n))
+            await asyncio.sleep(0.01)  # the writing task runs meanwhile
+        await queue.flush()  # a flush does not wait out the linger
+        return sink
+
+    sink = asyncio.run(asyncio.wait_for(go(), 30))
+    assert sink.calls == calls
+    assert sink.kept == [("u1", n) for n in range(3)]
+
+
+def test_a_full_batch_is_written_without_lingering() -> None:
+    async def go() -> Sink:
+        sink = Sink()
+        queue = writes(sink, batch=2, linger=60.0)
+        queue.add(("u1", 0))
+        queue.add(("u1", 1))
+        await asyncio.sleep(0.05)
+        return sink
+
+    assert asyncio.run(go()).kept == [("u1", 0), ("u1", 1)]
