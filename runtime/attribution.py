@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING
 
 from .consent import made_without_consent
 from .decision_record import DecisionRecord
-from .events import FUTURE_TOLERANCE, Event, EventRejected
+from .events import FUTURE_TOLERANCE, EventRejected
 from .feedback import (
     DEFAULT_ATTRIBUTION,
     FeedbackItem,
-    FeedbackMark,
     FeedbackResult,
     Impressions,
     Join,
@@ -159,21 +158,10 @@ class Attribution:
                     }
                 kept = [item for index, item in enumerate(items) if index not in dropped]
                 judged = judge(kept, joins, attribution=self.attribution, impressions=self.impressions, now=now)
-                counted = await self.store.count_feedback(judged.tallies, self.attribution)
-                events: list[Event] = []
-                for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True):
+                # Counted with their events and the marks training reads from the join records.
+                counted = await self.store.take_feedback(judged.tallies, judged.events, self.attribution, now)
+                for index, outcome in zip(judged.counted, counted, strict=True):
                     judged.outcomes[index] = outcome
-                    if outcome is not Outcome.CONFLICT:  # a retry records again what a failure may have lost
-                        events.append(event)
-                if events:
-                    await self.store.record(events, now)
-                marks = [
-                    (items[index].decision_id, FeedbackMark(items[index].slot, items[index].type, event.ts))
-                    for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True)
-                    if outcome is not Outcome.CONFLICT
-                ]
-                if marks:  # the labels of training from the log: kept in the join records
-                    await self.store.mark_feedback(marks)
         except Exception as exc:
             raise StoreUnavailable(
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "

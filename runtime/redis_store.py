@@ -92,10 +92,9 @@ WRITE_CONNECTIONS = 2
 # event. New ids are added as they come, each by one ZADD NX (only an id already there is
 # looked up, to tell a repeat from one forgotten); each id set then forgets at most 64 old
 # ids per new one, so a call's work stays bounded, and its TTLs are renewed once.
-RECORD_SCRIPT = (
-    SERIES_ADD
-    + SERIES_FINISH
-    + """
+# The script's body, without the series functions it calls: a feedback call runs it too, on the events of
+# the items it counts (``redis_feedback_batch.py``).
+RECORD_EVENTS = """
 local accepted, duplicates, conflicts = 0, 0, 0
 local now, forget = tonumber(ARGV[1]), tonumber(ARGV[3])
 local counter, latest = ARGV[4], ARGV[5]
@@ -203,7 +202,7 @@ end
 series_finish()
 return {accepted, duplicates, conflicts}
 """
-)
+RECORD_SCRIPT = SERIES_ADD + SERIES_FINISH + RECORD_EVENTS
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 RECORD_HEADER = 20  # ARGV before the first event's
 
@@ -707,6 +706,16 @@ class RedisStore(FeatureStore):
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)
+
+    async def take_feedback(
+        self, tallies: Sequence[Tally], events: Sequence[Event], keep: float, now: float
+    ) -> list[Outcome]:
+        """One call a chunk on one Redis (``redis_feedback_batch.py``); on a cluster, the three steps."""
+        if self.cluster:
+            return await super().take_feedback(tallies, events, keep, now)
+        from .redis_feedback_batch import take_feedback  # it runs this module's events script
+
+        return await take_feedback(self.feedback, tallies, events, keep, now)
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         return await self.feedback.arm_totals(experiment, phase)
