@@ -148,7 +148,7 @@ class Attribution:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 asked = [item.decision_id for index, item in enumerate(items) if index not in dropped]
-                joins = await self.store.joins(asked) if asked else {}
+                joins = await self.store.joins(asked, marks=False) if asked else {}
                 if self.consent_attribute is not None and joins:
                     refused = await self.store.declined([j.user_id for j in joins.values()], self.consent_attribute)
                     dropped |= {

@@ -34,6 +34,7 @@ server more than the JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -290,7 +291,9 @@ return 0
 MARK_SHA = hashlib.sha1(MARK_SCRIPT.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
+    """A KPI counter's field, kept for the few a server meets again and again (a batch names each many times)."""
     return f"{measure}:{json.dumps([slot, rule, content], ensure_ascii=False, separators=(',', ':'))}"
 
 
@@ -530,7 +533,7 @@ class RedisFeedback:
                 )
         return updates
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+    async def joins(self, decision_ids: Sequence[str], marks: bool = True) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))
         if not wanted:
             return {}
@@ -544,7 +547,7 @@ class RedisFeedback:
                 kept[n] = kept[n] or flat
         found = {}
         for decision_id, flat in zip(wanted, kept, strict=True):
-            join = _join(decision_id, flat)
+            join = _join(decision_id, flat, marks)
             if join is not None:
                 found[decision_id] = join
         return found
@@ -751,10 +754,10 @@ class RedisFeedback:
         return ArmTotals(totals, by_day)
 
 
-def _join(decision_id: str, flat: Sequence[bytes]) -> Join | None:
-    """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since); None when
-    the record is gone, or lacks its user, version or time. Names are compared as bytes: a batch reads a
-    hundred records, and decoding every name cost more than the rest."""
+def _join(decision_id: str, flat: Sequence[bytes], marks: bool = True) -> Join | None:
+    """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since, unless not
+    ``marks``); None when the record is gone, or lacks its user, version or time. Names are compared as
+    bytes: a batch reads a hundred records, and decoding every name cost more than the rest."""
     user = version = at = exposed = models = None
     shown: dict[str, tuple[str, str]] = {}
     feedback = []
@@ -765,8 +768,9 @@ def _join(decision_id: str, flat: Sequence[bytes]) -> Join | None:
             rule, content = orjson.loads(value)
             shown[name[2:].decode()] = (rule, content)
         elif head == b"f:":
-            kind, _, slot = name[2:].decode().partition(":")
-            feedback.append(FeedbackMark(slot, kind, float(value)))
+            if marks:
+                kind, _, slot = name[2:].decode().partition(":")
+                feedback.append(FeedbackMark(slot, kind, float(value)))
         elif name == b"u":
             user = value.decode()
         elif name == b"v":

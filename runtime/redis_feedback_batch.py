@@ -116,9 +116,12 @@ def _take_args(
     recorded: list[Event] = []
     recorded_times: list[float] = []
     items = []
+    kept_at: dict[float, bool] = {}  # the items of a batch share a few times (most the time it came)
     for tally, event, ts in zip(tallies, events, times, strict=True):
         join = feedback.join_key(tally.decision_id)
-        kept = kept_buckets(ts, now, store.scheme) is not None
+        kept = kept_at.get(ts)
+        if kept is None:
+            kept = kept_at[ts] = kept_buckets(ts, now, store.scheme) is not None
         if kept:
             recorded.append(event)
             recorded_times.append(ts)

@@ -701,8 +701,8 @@ class RedisStore(FeatureStore):
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         await self.feedback.keep_decisions(joins, keep, impressions)
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
-        return await self.feedback.joins(decision_ids)
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
+        return await self.feedback.joins(decision_ids, marks=marks)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)

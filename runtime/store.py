@@ -139,8 +139,10 @@ class FeatureStore(Protocol):
         ``feedback.served_impressions``) in the KPI counters, in total and per UTC day."""
 
     @abstractmethod
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
-        """The join records still kept, by decision id (the unknown and the expired are absent)."""
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
+        """The join records still kept, by decision id (the unknown and the expired are absent); without
+        ``marks``, with no ``feedback`` marks (judging feedback does not read them, and a record collects
+        many)."""
 
     @abstractmethod
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
