@@ -26,7 +26,7 @@ import orjson
 from .buckets import check_batch, kept_buckets
 from .events import Event
 from .feedback import Outcome, Tally
-from .redis_feedback import COUNT_SCRIPT, OUTCOMES, TALLIES_PER_CALL
+from .redis_feedback import COUNT_SCRIPT, COUNTED_BEFORE, OUTCOMES, TALLIES_PER_CALL
 from .redis_series import SERIES_ADD, SERIES_FINISH
 from .redis_store import RECORD_EVENTS, RECORD_HEADER
 
@@ -38,16 +38,29 @@ if TYPE_CHECKING:
 # JSON, per item: its join record's key index, its mark's field and time, and 1 when its event is among
 # the events (0 when its time is past the events' retention); then ``RECORD_SCRIPT``'s ARGV, the events
 # in the items' order. An item counted now ('a') marks its join record, if still kept, the first time only,
-# and has its event recorded. The reply is ``COUNT_SCRIPT``'s.
+# and has its event recorded. The reply is ``COUNT_SCRIPT``'s. With ARGV[1] empty (and no more ARGV than the
+# count's), the call only reads: the count's replies when no item is new (nothing to store: each was counted,
+# with its event and mark, before), else 0, stored nothing.
 TAKE_SCRIPT = (
     SERIES_ADD
     + SERIES_FINISH
+    + COUNTED_BEFORE
     + "local function count_items(KEYS, ARGV)\n"
     + COUNT_SCRIPT
     + "end\nlocal function record_events(KEYS, ARGV)\n"
     + RECORD_EVENTS
     + "end\n"
     + """
+if ARGV[1] == '' then
+  local replies = {}
+  for n, t in ipairs(cjson.decode(ARGV[3])) do
+    replies[n] = counted_before(t[1], KEYS[t[2]], t[3])
+    if replies[n] == 'a' then
+      return 0
+    end
+  end
+  return replies
+end
 local counted = tonumber(ARGV[1])
 local replies = count_items(KEYS, {ARGV[2], ARGV[3]})
 local event_keys, events = {}, {}
@@ -83,22 +96,44 @@ return replies
 """.replace("RECORD_HEADER", str(RECORD_HEADER))
 )
 TAKE_SHA = hashlib.sha1(TAKE_SCRIPT.encode()).hexdigest()
+REMEMBERED_CHUNKS = 4096  # digests of the chunks a process took, to tell a likely retry (a few hundred kB)
 
 
-async def take_feedback(
-    feedback: RedisFeedback, tallies: Sequence[Tally], events: Sequence[Event], keep: float, now: float
-) -> list[Outcome]:
-    """``FeatureStore.take_feedback`` on one Redis: a ``TAKE_SCRIPT`` call per ``TALLIES_PER_CALL`` items."""
-    store = feedback.store
-    times = check_batch(events, now)  # raises before anything is sent
-    ttl = str(math.ceil(keep * 1000))
-    outcomes: list[Outcome] = []
-    for start in range(0, len(tallies), TALLIES_PER_CALL):
-        end = start + TALLIES_PER_CALL
-        keys, args = _take_args(feedback, tallies[start:end], events[start:end], times[start:end], ttl, now)
-        replies = await store._script(store._writes(), TAKE_SCRIPT, TAKE_SHA, keys, args)
-        outcomes += (OUTCOMES[reply] for reply in replies)
-    return outcomes
+class FeedbackCalls:
+    """``FeatureStore.take_feedback`` on one Redis: a ``TAKE_SCRIPT`` call per ``TALLIES_PER_CALL`` items.
+
+    A chunk this process has taken before is likely a retry: it is first only read (its events not even
+    built), and stored in full when something of it is new after all."""
+
+    def __init__(self, feedback: RedisFeedback):
+        self.feedback = feedback
+        self._taken: dict[int, None] = {}  # the digests of the chunks taken, oldest first
+
+    async def take(self, tallies: Sequence[Tally], events: Sequence[Event], keep: float, now: float) -> list[Outcome]:
+        feedback = self.feedback
+        store = feedback.store
+        times = check_batch(events, now)  # raises before anything is sent
+        ttl = str(math.ceil(keep * 1000))
+        outcomes: list[Outcome] = []
+        for start in range(0, len(tallies), TALLIES_PER_CALL):
+            end = start + TALLIES_PER_CALL
+            chunk = tallies[start:end]
+            replies = None
+            taken = hash(tuple((t.decision_id, t.slot, t.type, t.id, t.fingerprint) for t in chunk))
+            if taken in self._taken:
+                keys, count = feedback._count_args(chunk, ttl)
+                replies = await store._script(store._writes(), TAKE_SCRIPT, TAKE_SHA, keys, ["", *count])
+            if not isinstance(replies, list):
+                keys, args = _take_args(feedback, chunk, events[start:end], times[start:end], ttl, now)
+                replies = await store._script(store._writes(), TAKE_SCRIPT, TAKE_SHA, keys, args)
+                self._remember(taken)
+            outcomes += (OUTCOMES[reply] for reply in replies)
+        return outcomes
+
+    def _remember(self, taken: int) -> None:
+        self._taken[taken] = None
+        if len(self._taken) > REMEMBERED_CHUNKS:
+            del self._taken[next(iter(self._taken))]
 
 
 def _take_args(

@@ -21,7 +21,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions
 from redis.asyncio.cluster import RedisCluster
@@ -61,6 +61,9 @@ from .redis_slots import by_slot
 from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
+
+if TYPE_CHECKING:
+    from .redis_feedback_batch import FeedbackCalls
 
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
@@ -340,6 +343,7 @@ class RedisStore(FeatureStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blocking: BlockingClient | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
+        self._feedback_calls: FeedbackCalls | None = None  # feedback in one call, on one Redis; made on first use
         self.users = RedisUsers(self)  # one user's data, exported or erased
         self.fleet_heartbeats = RedisFleet(self)  # which versions the server processes serve
 
@@ -713,9 +717,11 @@ class RedisStore(FeatureStore):
         """One call a chunk on one Redis (``redis_feedback_batch.py``); on a cluster, the three steps."""
         if self.cluster:
             return await super().take_feedback(tallies, events, keep, now)
-        from .redis_feedback_batch import take_feedback  # it runs this module's events script
+        if self._feedback_calls is None:
+            from .redis_feedback_batch import FeedbackCalls  # it runs this module's events script
 
-        return await take_feedback(self.feedback, tallies, events, keep, now)
+            self._feedback_calls = FeedbackCalls(self.feedback)
+        return await self._feedback_calls.take(tallies, events, keep, now)
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         return await self.feedback.arm_totals(experiment, phase)
