@@ -8,10 +8,12 @@ record and mark every item again. ``TAKE_SCRIPT`` does all three in one
 atomic call, running the count's and the events' own scripts (``COUNT_SCRIPT``,
 ``RECORD_EVENTS``) as functions: an item the call counts has its event and
 mark stored with it, and one answered as a duplicate had them stored when it
-was counted, so the call stores nothing more for it. A retried batch costs
-Redis its de-duplication alone, and a batch one round trip after the join
-read. On a Redis Cluster the user's keys and the feedback shard's are in
-different slots, so the steps stay apart there (``FeatureStore.take_feedback``).
+was counted, so the call stores nothing more for it: a batch is one round
+trip after the join read. A chunk the process took before is likely a retry:
+it is first sent read-only, without its events (not even built), and answered
+from the de-duplication alone when none of it is new. On a Redis Cluster the
+user's keys and the feedback shard's are in different slots, so the steps stay
+apart there (``FeatureStore.take_feedback``).
 """
 
 from __future__ import annotations
