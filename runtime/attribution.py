@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 from .background_writes import BackgroundWrites
 from .consent import made_without_consent
 from .decision_record import DecisionRecord
-from .events import FUTURE_TOLERANCE, Event, EventRejected
+from .events import FUTURE_TOLERANCE, EventRejected
 from .feedback import (
     DEFAULT_ATTRIBUTION,
     FeedbackItem,
-    FeedbackMark,
     FeedbackResult,
     Impressions,
     Join,
@@ -137,7 +136,7 @@ class Attribution:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 asked = [item.decision_id for index, item in enumerate(items) if index not in dropped]
-                joins = await self.store.joins(asked) if asked else {}
+                joins = await self.store.joins(asked, marks=False) if asked else {}
                 if self.consent_attribute is not None and joins:
                     refused = await self.store.declined([j.user_id for j in joins.values()], self.consent_attribute)
                     dropped |= {
@@ -147,21 +146,10 @@ class Attribution:
                     }
                 kept = [item for index, item in enumerate(items) if index not in dropped]
                 judged = judge(kept, joins, attribution=self.attribution, impressions=self.impressions, now=now)
-                counted = await self.store.count_feedback(judged.tallies, self.attribution)
-                events: list[Event] = []
-                for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True):
+                # Counted with their events and the marks training reads from the join records.
+                counted = await self.store.take_feedback(judged.tallies, judged.events, self.attribution, now)
+                for index, outcome in zip(judged.counted, counted, strict=True):
                     judged.outcomes[index] = outcome
-                    if outcome is not Outcome.CONFLICT:  # a retry records again what a failure may have lost
-                        events.append(event)
-                if events:
-                    await self.store.record(events, now)
-                marks = [
-                    (items[index].decision_id, FeedbackMark(items[index].slot, items[index].type, event.ts))
-                    for index, event, outcome in zip(judged.counted, judged.events, counted, strict=True)
-                    if outcome is not Outcome.CONFLICT
-                ]
-                if marks:  # the labels of training from the log: kept in the join records
-                    await self.store.mark_feedback(marks)
         except Exception as exc:
             raise StoreUnavailable(
                 f"the feedback could not be counted ({type(exc).__name__}); retry the batch: "

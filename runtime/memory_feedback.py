@@ -71,14 +71,14 @@ class MemoryFeedback:
             while len(kept) > self.max_joins:
                 kept.popitem(last=False)
 
-    def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+    def joins(self, decision_ids: Sequence[str], marks: bool = True) -> dict[str, Join]:
         with self._lock:
             clock = time.monotonic()
             found = {}
             for decision_id in decision_ids:
                 kept = self._joins.get(decision_id)
                 if kept is not None and kept.deadline > clock:
-                    found[decision_id] = kept.marked()
+                    found[decision_id] = kept.marked() if marks else kept.join
             return found
 
     def mark_feedback(self, marks: Sequence[tuple[str, FeedbackMark]]) -> None:

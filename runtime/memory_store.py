@@ -301,8 +301,8 @@ class MemoryStore(FeatureStore):
                     with contextlib.suppress(EventRejected):
                         await self.record(served_impressions(join))
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
-        return self.feedback.joins(decision_ids)
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
+        return self.feedback.joins(decision_ids, marks=marks)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return self.feedback.count_feedback(tallies, keep)

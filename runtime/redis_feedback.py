@@ -179,6 +179,23 @@ end
 return joins
 """
 JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
+# An item's fate so far, read only: 'd' its id was counted with the same fingerprint, or (an item without
+# an id) its join record has its field; 'c' its id was counted with another; 'a' it was not counted yet.
+COUNTED_BEFORE = """
+local function counted_before(kind, dedupe, mark)
+  if kind == 'i' then
+    local first = redis.call('GET', dedupe)
+    if not first then
+      return 'a'
+    end
+    return first == mark and 'd' or 'c'
+  end
+  if redis.call('EXISTS', dedupe) == 1 and redis.call('HEXISTS', dedupe, mark) == 1 then
+    return 'd'
+  end
+  return 'a'
+end
+"""
 # KEYS: every key the call touches. ARGV[1]: the id keys' TTL (ms). ARGV[2]: JSON, per item: 'i'
 # (deduplicated by its id key) or 'd' (by a field of its join record), the dedupe key's index, the
 # fingerprint or field, the total and day counter keys' indexes, the measure's field ('' for none), the
@@ -189,28 +206,25 @@ JOINS_SHA = hashlib.sha1(JOINS_SCRIPT.encode()).hexdigest()
 # when there are arms, its user, measure ('' for none), '1' for a conversion ('' otherwise) and its day
 # (as KEEP_SCRIPT, JSON: the client packs arguments slowly). Replies, per item: 'a' accepted,
 # 'd' duplicate, 'c' conflict.
-COUNT_SCRIPT = """
+COUNT_SCRIPT = (
+    COUNTED_BEFORE
+    + """
 local replies = {}
 local ttl = ARGV[1]
 for n, t in ipairs(cjson.decode(ARGV[2])) do
   local kind, dedupe, mark = t[1], KEYS[t[2]], t[3]
   local total, day = KEYS[t[4]], KEYS[t[5]]
   local field, value_field, value = t[6], t[7], t[8]
-  local outcome = 'a'
-  if kind == 'i' then
-    local first = redis.call('GET', dedupe)
-    if first then
-      outcome = first == mark and 'd' or 'c'
-    else
-      redis.call('SET', dedupe, mark, 'PX', ttl)
-      if #t[10] > 0 then
-        local ids = KEYS[t[10][1]]
-        redis.call('SADD', ids, t[10][2])
-        redis.call('PEXPIRE', ids, ttl)
-      end
+  local outcome = counted_before(kind, dedupe, mark)
+  if outcome == 'a' and kind == 'i' then
+    redis.call('SET', dedupe, mark, 'PX', ttl)
+    if #t[10] > 0 then
+      local ids = KEYS[t[10][1]]
+      redis.call('SADD', ids, t[10][2])
+      redis.call('PEXPIRE', ids, ttl)
     end
-  elseif redis.call('EXISTS', dedupe) == 1 and redis.call('HSETNX', dedupe, mark, 1) == 0 then
-    outcome = 'd'
+  elseif outcome == 'a' and redis.call('EXISTS', dedupe) == 1 then
+    redis.call('HSET', dedupe, mark, 1)
   end
   if outcome == 'a' then
     if field ~= '' then
@@ -255,6 +269,7 @@ for n, t in ipairs(cjson.decode(ARGV[2])) do
 end
 return replies
 """.replace("ARM_USERS_TTL", str(math.ceil(EXPOSURE_TTL * 1000)))
+)
 COUNT_SHA = hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
 OUTCOMES = {b"a": Outcome.ACCEPTED, b"d": Outcome.DUPLICATE, b"c": Outcome.CONFLICT}
 
@@ -290,7 +305,9 @@ return 0
 MARK_SHA = hashlib.sha1(MARK_SCRIPT.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def counter_field(measure: str, slot: str, rule: str, content: str) -> str:
+    """A KPI counter's field, kept for the few a server meets again and again (a batch names each many times)."""
     return f"{measure}:{json.dumps([slot, rule, content], ensure_ascii=False, separators=(',', ':'))}"
 
 
@@ -533,7 +550,7 @@ class RedisFeedback:
                 )
         return updates
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+    async def joins(self, decision_ids: Sequence[str], marks: bool = True) -> dict[str, Join]:
         wanted = list(dict.fromkeys(decision_ids))
         if not wanted:
             return {}
@@ -546,8 +563,9 @@ class RedisFeedback:
             for n, flat in enumerate(reply):
                 kept[n] = kept[n] or flat
         found = {}
+        shown: dict[bytes, tuple[str, str]] = {}  # the records of a batch show a few rules and contents
         for decision_id, flat in zip(wanted, kept, strict=True):
-            join = _join(decision_id, flat)
+            join = _join(decision_id, flat, marks, shown)
             if join is not None:
                 found[decision_id] = join
         return found
@@ -754,22 +772,30 @@ class RedisFeedback:
         return ArmTotals(totals, by_day)
 
 
-def _join(decision_id: str, flat: Sequence[bytes]) -> Join | None:
-    """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since); None when
-    the record is gone, or lacks its user, version or time. Names are compared as bytes: a batch reads a
-    hundred records, and decoding every name cost more than the rest."""
+def _join(
+    decision_id: str, flat: Sequence[bytes], marks: bool = True, parsed: dict[bytes, tuple[str, str]] | None = None
+) -> Join | None:
+    """A join record from its hash's fields and values (``KEEP_SCRIPT``'s, and the marks since, unless not
+    ``marks``); None when the record is gone, or lacks its user, version or time. Names are compared as
+    bytes: a batch reads a hundred records, and decoding every name cost more than the rest. ``parsed``
+    keeps the slots' ``[rule, content]`` values parsed so far, for the next records of a read."""
     user = version = at = exposed = models = None
+    parsed = {} if parsed is None else parsed
     shown: dict[str, tuple[str, str]] = {}
     feedback = []
     pairs = iter(flat)
     for name, value in zip(pairs, pairs, strict=True):
         head = name[:2]
         if head == b"s:":
-            rule, content = orjson.loads(value)
-            shown[name[2:].decode()] = (rule, content)
+            pair = parsed.get(value)
+            if pair is None:
+                rule, content = orjson.loads(value)
+                pair = parsed[value] = (rule, content)
+            shown[name[2:].decode()] = pair
         elif head == b"f:":
-            kind, _, slot = name[2:].decode().partition(":")
-            feedback.append(FeedbackMark(slot, kind, float(value)))
+            if marks:
+                kind, _, slot = name[2:].decode().partition(":")
+                feedback.append(FeedbackMark(slot, kind, float(value)))
         elif name == b"u":
             user = value.decode()
         elif name == b"v":

@@ -21,7 +21,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions
 from redis.asyncio.cluster import RedisCluster
@@ -62,6 +62,9 @@ from .redis_users import RedisUsers
 from .store import EXPOSURE_TTL, Exposure, FeatureStore
 from .user_data import StoreErasure, UserData
 
+if TYPE_CHECKING:
+    from .redis_feedback_batch import FeedbackCalls
+
 DEFAULT_PREFIX = "tailor:"  # every key the store writes starts with it; the decision log's Stream too
 PROFILE_TTL = 365 * 86400.0  # the user hash lives at least this long after a profile update
 TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
@@ -92,10 +95,9 @@ WRITE_CONNECTIONS = 2
 # event. New ids are added as they come, each by one ZADD NX (only an id already there is
 # looked up, to tell a repeat from one forgotten); each id set then forgets at most 64 old
 # ids per new one, so a call's work stays bounded, and its TTLs are renewed once.
-RECORD_SCRIPT = (
-    SERIES_ADD
-    + SERIES_FINISH
-    + """
+# The script's body, without the series functions it calls: a feedback call runs it too, on the events of
+# the items it counts (``redis_feedback_batch.py``).
+RECORD_EVENTS = """
 local accepted, duplicates, conflicts = 0, 0, 0
 local now, forget = tonumber(ARGV[1]), tonumber(ARGV[3])
 local counter, latest = ARGV[4], ARGV[5]
@@ -203,7 +205,7 @@ end
 series_finish()
 return {accepted, duplicates, conflicts}
 """
-)
+RECORD_SCRIPT = SERIES_ADD + SERIES_FINISH + RECORD_EVENTS
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 RECORD_HEADER = 20  # ARGV before the first event's
 
@@ -341,6 +343,7 @@ class RedisStore(FeatureStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blocking: BlockingClient | None = None  # fetch_now's, made on first use
         self.feedback = RedisFeedback(self)  # join records, feedback ids, KPI counters
+        self._feedback_calls: FeedbackCalls | None = None  # feedback in one call, on one Redis; made on first use
         self.users = RedisUsers(self)  # one user's data, exported or erased
         self.fleet_heartbeats = RedisFleet(self)  # which versions the server processes serve
 
@@ -702,11 +705,23 @@ class RedisStore(FeatureStore):
     async def keep_decisions(self, joins: Sequence[Join], keep: float, *, impressions: bool = False) -> None:
         await self.feedback.keep_decisions(joins, keep, impressions)
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
-        return await self.feedback.joins(decision_ids)
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
+        return await self.feedback.joins(decision_ids, marks=marks)
 
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         return await self.feedback.count_feedback(tallies, keep)
+
+    async def take_feedback(
+        self, tallies: Sequence[Tally], events: Sequence[Event], keep: float, now: float
+    ) -> list[Outcome]:
+        """One call a chunk on one Redis (``redis_feedback_batch.py``); on a cluster, the three steps."""
+        if self.cluster:
+            return await super().take_feedback(tallies, events, keep, now)
+        if self._feedback_calls is None:
+            from .redis_feedback_batch import FeedbackCalls  # it runs this module's events script
+
+            self._feedback_calls = FeedbackCalls(self.feedback)
+        return await self._feedback_calls.take(tallies, events, keep, now)
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
         return await self.feedback.arm_totals(experiment, phase)

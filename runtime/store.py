@@ -32,10 +32,11 @@ from tailor.compiler.features import FeatureRef
 
 from .consent import ConsentGate
 from .events import Event, RecordResult
+from .feedback import FeedbackMark, Outcome
 
 if TYPE_CHECKING:
     from .experiment_counts import ArmTotals
-    from .feedback import FeedbackMark, Join, Outcome, Tally
+    from .feedback import Join, Tally
     from .fleet import Member
     from .kpis import KpiCounts, KpiQuery
     from .prediction_cache import StoredPrediction
@@ -138,14 +139,36 @@ class FeatureStore(Protocol):
         ``feedback.served_impressions``) in the KPI counters, in total and per UTC day."""
 
     @abstractmethod
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
-        """The join records still kept, by decision id (the unknown and the expired are absent)."""
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
+        """The join records still kept, by decision id (the unknown and the expired are absent); without
+        ``marks``, with no ``feedback`` marks (judging feedback does not read them, and a record collects
+        many)."""
 
     @abstractmethod
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
         """Count each tally once, atomically across processes; per tally ``ACCEPTED``, ``DUPLICATE``
         (its id with the same fingerprint, or without an id its (decision, slot, type), was counted
         before) or ``CONFLICT`` (its id was counted with another fingerprint). Ids are kept ``keep`` seconds."""
+
+    async def take_feedback(
+        self, tallies: Sequence[Tally], events: Sequence[Event], keep: float, now: float
+    ) -> list[Outcome]:
+        """``count_feedback``, and what a counted tally leaves stored: its event (``events[n]`` is
+        ``tallies[n]``'s) recorded, and its join record marked (``mark_feedback``, at the event's time).
+
+        Here in three steps: the events and marks of every tally but a conflict are stored, a duplicate's
+        again, since a failure after its count may have lost them (event ids and first-time marks make
+        that harmless). ``RedisStore`` on one Redis does all three in one atomic call, and stores nothing
+        for a duplicate."""
+        counted = await self.count_feedback(tallies, keep)
+        kept = [n for n, outcome in enumerate(counted) if outcome is not Outcome.CONFLICT]
+        if kept:
+            await self.record([events[n] for n in kept], now)
+            marks = [
+                (tallies[n].decision_id, FeedbackMark(tallies[n].slot, tallies[n].type, events[n].ts)) for n in kept
+            ]
+            await self.mark_feedback(marks)
+        return counted
 
     @abstractmethod
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tailor.runtime.feedback import Impressions, utc_day
 from tailor.runtime.http import create_app
@@ -272,6 +273,60 @@ def test_rates_come_with_wilson_intervals(client: TestClient) -> None:
     assert [r["slot"] for r in kpis(client, slot="hero")] == ["hero"]
     assert kpis(client, rule="clicked_accessories") == []
     assert kpis(client, version="not-a-version") == []
+
+
+def test_a_batch_on_one_redis_is_the_join_read_and_one_call_and_its_retry_stores_nothing_again(
+    rules: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """On one Redis the items are counted with their events and marks in one call after the join read; a
+    retry is answered as duplicates, and the events and marks it would store are already there. A batch
+    taken before is first only read, and counted in full when something of it is new."""
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    plain = redis.Redis.from_url(redis_url)
+
+    def stored() -> dict[bytes, Any]:
+        """Every key of the test's prefix with its content, TTLs aside."""
+        dump = {}
+        for key in plain.scan_iter(match=f"{redis_prefix}*", count=1000):
+            kind = plain.type(key)
+            read = {b"hash": plain.hgetall, b"set": plain.smembers, b"string": plain.get}
+            dump[key] = read[kind](key) if kind in read else plain.zrange(key, 0, -1, withscores=True)
+        return dump
+
+    try:
+        with serve(rules, store) as client:
+            shown = decide(client)
+            batch = [
+                item(shown, "impression", id="i1"),
+                item(shown, "click", id="c1"),
+                item(shown, "conversion", value=12.5, id="o1"),
+                item(shown, "click", slot="hero"),  # no id: deduplicated in its join record
+            ]
+            trips = store.round_trips
+            assert feedback(client, *batch)["accepted"] == 4
+            assert store.round_trips - trips == 2
+            joined = client.post("/v1/feedback/joined", json={"decision_ids": [shown["decision_id"]]})
+            (joined,) = joined.json()["decisions"]
+            assert sorted((mark["slot"], mark["type"]) for mark in joined["feedback"]) == [
+                ("hero", "click"),
+                ("sidebar", "click"),
+                ("sidebar", "conversion"),
+                ("sidebar", "impression"),
+            ]
+            before = stored()
+            trips = store.round_trips
+            retried = feedback(client, *batch)
+            assert (retried["accepted"], retried["duplicates"]) == (0, 4)
+            assert store.round_trips - trips == 2
+            assert stored() == before
+            assert decide(client)["slots"]["hero"]["content"] == "promo"  # the click's event, read by a rule
+            plain.delete(store.feedback.id_key("o1"))  # as if its id had expired: the retry finds it new
+            trips = store.round_trips
+            again = feedback(client, *batch)
+            assert (again["accepted"], again["duplicates"]) == (1, 3)
+            assert store.round_trips - trips == 3  # the read-only call first, then the one that counts
+    finally:
+        plain.close()
 
 
 def test_a_bad_kpi_query_is_a_422(client: TestClient) -> None:

@@ -43,6 +43,7 @@ from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .console_routes import DEFAULT_CONSOLE, add_console
 from .decide_route import DecideShortPath
 from .explain_json import explanation_json
+from .feedback_route import FeedbackShortPath
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
 from .schemas import (
@@ -177,7 +178,15 @@ def create_app(
     guard = [Depends(require_key(api_key))] if api_key is not None else []
     auth = (401,) if api_key is not None else ()
     decide_guard, decide_auth = ([], ()) if public_decisions else (guard, auth)
-    # Outside the body limit: it answers only what the route below would answer 200 to (decide_route.py).
+    # Outside the body limit: they answer only what the routes below would answer 200 to (decide_route.py);
+    # the decisions' outermost, so a decision passes no other.
+    app.add_middleware(
+        FeedbackShortPath,
+        decide=lambda body: take(body),
+        limit=max_body,
+        handlers=app.exception_handlers,
+        key=api_key,
+    )
     app.add_middleware(
         DecideShortPath,
         decide=lambda body: decision(body, explained=False),
@@ -271,10 +280,13 @@ def create_app(
         summary=f"Impressions, clicks, conversions on served decisions: up to {MAX_FEEDBACK} items",
     )
     async def feedback(body: FeedbackRequest) -> Response:
+        return OrjsonResponse(await take(body))
+
+    async def take(body: FeedbackRequest) -> dict[str, Any]:
         items = [
             FeedbackItem(i.decision_id, i.slot, i.type, i.value, i.ts, i.id, i.user_id, i.consent) for i in body.items
         ]
-        return OrjsonResponse((await attributed.receive(items)).to_dict())
+        return (await attributed.receive(items)).to_dict()
 
     @app.get(
         "/v1/kpis",

@@ -26,7 +26,7 @@ import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,8 +46,12 @@ class DecideShortPath:
 
     ``key`` is the bearer token the route requires (None: none); ``limit`` the body limit in bytes;
     ``handlers`` the app's exception handlers by class (read at each failure, so handlers installed
-    after this middleware count).
+    after this middleware count). A subclass serves another route the same way: its ``path`` and the
+    ``model`` its body is (``feedback_route.py``).
     """
+
+    path = PATH
+    model: type[BaseModel] = DecideRequest
 
     def __init__(
         self,
@@ -64,7 +68,7 @@ class DecideShortPath:
         self.authorization = b"Bearer " + key.encode() if key is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or scope.get("root_path"):
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST" or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
         length = -1
@@ -84,7 +88,7 @@ class DecideShortPath:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            request = DecideRequest.model_validate_json(body)
+            request = self.model.model_validate_json(body)
         except ValidationError:
             await self.app(scope, _replay(body, receive), send)
             return

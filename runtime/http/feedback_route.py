@@ -1,0 +1,25 @@
+"""``POST /v1/feedback`` on the short path ``/v1/decide`` takes (``decide_route.py``).
+
+Besides the store, a batch's cost is its items going through the framework:
+FastAPI parses the body with the standard library's JSON and then validates
+it item by item, on top of its routing and each middleware's wrapping.
+``FeedbackShortPath`` parses and validates a well-formed batch in one step
+with the same ``FeedbackRequest`` model the route declares, takes it with the
+same function, and writes the answer as one message. Anything else goes on to
+the route, which answers it as OpenAPI describes (401, 413, 422 with the
+reason); failures are answered by the app's handlers, as from the route.
+"""
+
+from __future__ import annotations
+
+from .decide_route import DecideShortPath
+from .schemas import FeedbackRequest
+
+PATH = "/v1/feedback"
+
+
+class FeedbackShortPath(DecideShortPath):
+    """``DecideShortPath`` for ``POST /v1/feedback``: its ``decide`` is the route's function of the batch."""
+
+    path = PATH
+    model = FeedbackRequest

@@ -1,0 +1,121 @@
+"""``POST /v1/feedback``'s short path answers exactly as the route, and leaves everything else to it.
+
+As in test_decide_route.py, each batch goes once as the short path takes it
+(``content-type: application/json``) and once with a content type it passes
+on to the FastAPI route; the answers must be the same bytes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tailor.runtime.feedback import Tally
+from tailor.runtime.http import create_app
+from tailor.runtime.http.feedback_route import FeedbackShortPath
+from tailor.runtime.memory_store import MemoryStore
+from tailor.runtime.service import DecisionService
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+RULES = """\
+ruleset shop
+
+content acc = {"id": "acc"}
+content generic = {"id": "generic"}
+
+default show generic in hero
+default show acc in sidebar
+"""
+KEY = "s3cret-key"
+SHORT = {"content-type": "application/json"}
+ROUTE = {"content-type": "application/json; charset=utf-8"}  # passed on to the route
+
+
+class FailingStore(MemoryStore):
+    async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> Any:
+        raise ConnectionError("the store is down (on purpose)")
+
+
+def _client(tmp_path: Path, store: MemoryStore | None = None, **options: Any) -> TestClient:
+    root = tmp_path / "shop"
+    root.mkdir(exist_ok=True)
+    (root / "shop.rules").write_text(RULES)
+    service = DecisionService(root, store or MemoryStore(), deadline_ms=1000.0)
+    service.open()
+    return TestClient(create_app(service, watch=False, **options))
+
+
+def _batch(client: TestClient, **headers: str) -> bytes:
+    """A batch on a decision of its own: items counted, a duplicate, and items not counted, for their reasons."""
+    decided = client.post("/v1/decide", json={"user_id": "u1"}, headers=headers).json()
+    on = decided["decision_id"]
+    items = [
+        {"decision_id": on, "slot": "sidebar", "type": "impression"},
+        {"decision_id": on, "slot": "sidebar", "type": "impression"},
+        {"decision_id": on, "slot": "hero", "type": "click", "id": f"{on}:c1"},
+        {"decision_id": on, "slot": "sidebar", "type": "conversion", "value": 12.5, "id": f"{on}:o1"},
+        {"decision_id": on, "slot": "footer", "type": "click"},
+        {"decision_id": "never-served", "slot": "hero", "type": "click"},
+        {"decision_id": on, "slot": "hero", "type": "dwell", "value": 3, "user_id": "u2"},
+    ]
+    return orjson.dumps({"items": items})
+
+
+def test_the_short_path_sits_behind_the_decisions_one(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        assert [m.cls for m in client.app.user_middleware[:2]][1] is FeedbackShortPath
+
+
+def test_a_batch_is_answered_as_the_route_answers_it(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        short = client.post("/v1/feedback", content=_batch(client), headers=SHORT)
+        route = client.post("/v1/feedback", content=_batch(client), headers=ROUTE)
+        assert (short.status_code, route.status_code) == (200, 200), (short.text, route.text)
+        assert short.content == route.content
+        assert short.headers["content-length"] == str(len(short.content))
+        answer = orjson.loads(short.content)
+        assert (answer["accepted"], answer["duplicates"]) == (3, 1)
+        assert [r["status"] for r in answer["results"]] == ["unknown_slot", "unknown_decision", "wrong_user"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [{"decision_id": "d", "slot": "hero"}]}',
+        b'{"items": [{"decision_id": "d", "slot": "hero", "type": "Click"}]}',
+        b'{"items": [{"decision_id": "d", "slot": "hero", "type": "click", "value": NaN}]}',
+        b'{"items": [{"decision_id": "d", "slot": "hero", "type": "click", "value": "5"}]}',
+        b'{"items": [{"decision_id": "\\ud800", "slot": "hero", "type": "click"}]}',
+        b'{"itms": []}',
+        b'{"items": [',
+        b"",
+    ],
+)
+def test_bad_input_gets_the_route_s_answer(tmp_path: Path, body: bytes) -> None:
+    with _client(tmp_path) as client:
+        short = client.post("/v1/feedback", content=body, headers=SHORT)
+        route = client.post("/v1/feedback", content=body, headers=ROUTE)
+        assert 400 <= short.status_code < 500
+        assert (short.status_code, short.content) == (route.status_code, route.content)
+
+
+def test_the_api_key_and_the_store_s_failure_are_the_route_s(tmp_path: Path) -> None:
+    with _client(tmp_path, FailingStore(), api_key=KEY) as client:
+        good = {"authorization": f"Bearer {KEY}"}
+        body = _batch(client, **good)
+        short = client.post("/v1/feedback", content=body, headers=SHORT)
+        route = client.post("/v1/feedback", content=body, headers=ROUTE)
+        assert short.status_code == route.status_code == 401
+        assert short.content == route.content
+        short = client.post("/v1/feedback", content=body, headers={**SHORT, **good})
+        route = client.post("/v1/feedback", content=body, headers={**ROUTE, **good})
+        assert short.status_code == route.status_code == 503
+        assert short.content == route.content
