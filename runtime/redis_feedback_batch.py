@@ -28,9 +28,9 @@ import orjson
 from .buckets import check_batch, kept_buckets
 from .events import Event
 from .feedback import Outcome, Tally
-from .redis_feedback import COUNT_SCRIPT, COUNTED_BEFORE, OUTCOMES, TALLIES_PER_CALL
+from .redis_feedback import COUNT_SCRIPT, COUNTED_BEFORE, OUTCOMES
 from .redis_series import SERIES_ADD, SERIES_FINISH
-from .redis_store import RECORD_EVENTS, RECORD_HEADER
+from .redis_store import EVENTS_PER_CALL, RECORD_EVENTS, RECORD_HEADER
 
 if TYPE_CHECKING:
     from .redis_feedback import RedisFeedback
@@ -98,11 +98,14 @@ return replies
 """.replace("RECORD_HEADER", str(RECORD_HEADER))
 )
 TAKE_SHA = hashlib.sha1(TAKE_SCRIPT.encode()).hexdigest()
+# Items per call: each may record an event, so a call holds Redis about as long as a record call of as many
+# events (a millisecond or two); a decision arriving meanwhile waits no longer than beside POST /v1/events.
+ITEMS_PER_CALL = EVENTS_PER_CALL
 REMEMBERED_CHUNKS = 4096  # digests of the chunks a process took, to tell a likely retry (a few hundred kB)
 
 
 class FeedbackCalls:
-    """``FeatureStore.take_feedback`` on one Redis: a ``TAKE_SCRIPT`` call per ``TALLIES_PER_CALL`` items.
+    """``FeatureStore.take_feedback`` on one Redis: a ``TAKE_SCRIPT`` call per ``ITEMS_PER_CALL`` items.
 
     A chunk this process has taken before is likely a retry: it is first only read (its events not even
     built), and stored in full when something of it is new after all."""
@@ -117,8 +120,8 @@ class FeedbackCalls:
         times = check_batch(events, now)  # raises before anything is sent
         ttl = str(math.ceil(keep * 1000))
         outcomes: list[Outcome] = []
-        for start in range(0, len(tallies), TALLIES_PER_CALL):
-            end = start + TALLIES_PER_CALL
+        for start in range(0, len(tallies), ITEMS_PER_CALL):
+            end = start + ITEMS_PER_CALL
             chunk = tallies[start:end]
             replies = None
             taken = hash(tuple((t.decision_id, t.slot, t.type, t.id, t.fingerprint) for t in chunk))
