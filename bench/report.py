@@ -616,12 +616,19 @@ def _stream_section(result: dict[str, Any]) -> list[str]:
         if "command" in result
         else []
     )
+    in_flight = result.get("in_flight", 1)  # runs before the loop kept batches under way took turns
+    window = (
+        f"with up to {in_flight} batches under way (the next read and checked while one is stored)"
+        if in_flight > 1
+        else "one batch at a time"
+    )
     return [
         "## Stream ingestion (`python -m bench.stream`)",
         "",
         f"{result['events']:,} view events in a Redis Stream are read by one ingester (the loop `tailor ingest`",
         f"runs) as a consumer group, {result['batch']} per read; each batch is stored in Redis and then",
-        "acknowledged. The floor reads and acknowledges the same stream without storing anything. Events/s is",
+        f"acknowledged, {window}. The floor reads and acknowledges the same stream without storing anything. "
+        "Events/s is",
         "over the wall time of one process; events per CPU second counts that process's CPU alone, and Redis's",
         "CPU per event is the server's own (on the same machine). The machine's load average when the run began: "
         f"{result['load_average']:.1f} on {result['cpus']} CPUs.",

@@ -6,8 +6,10 @@ once the records are stored: an ingester that dies leaves its entries
 pending, and another claims them once they have been idle ``min_idle``
 seconds (``XAUTOCLAIM``), so every entry is delivered at least once. An
 ingester restarted under the same consumer name first reads its own pending
-entries again. Refused records are copied to a dead-letter stream (``XADD``)
-with their reason, before they are acknowledged.
+entries again, each once: the scan goes on from the last entry it read, since
+the batches the loop has read ahead and not yet acknowledged are pending too.
+Refused records are copied to a dead-letter stream (``XADD``) with their
+reason, before they are acknowledged.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class RedisStreamSource:
                 url, decode_responses=True, encoding_errors="replace", client_name=name, **packed_connections(url)
             )
         self._group_made = False
-        self._own = True  # read this consumer's own pending entries first (a restart under the same name)
+        # This consumer's own pending entries are read first (a restart under the same name), from the start
+        # of its pending list and then after the last one read; None once the scan has found the end.
+        self._own: str | None = "0"
         self._claim_cursor = "0-0"
         self._claim_at = 0.0  # monotonic time of the next scan for entries of dead consumers
 
@@ -90,11 +94,12 @@ class RedisStreamSource:
             raise
 
     async def _read(self, count: int) -> list[Entry]:
-        if self._own:
-            entries = _entries(await self.client.xreadgroup(self.group, self.consumer, {self.name: "0"}, count=count))
-            if entries:
+        if self._own is not None:
+            own = await self.client.xreadgroup(self.group, self.consumer, {self.name: self._own}, count=count)
+            if entries := _entries(own):
+                self._own = entries[-1].id
                 return entries
-            self._own = False
+            self._own = None
         if time.monotonic() >= self._claim_at:
             claimed = await self._claim(count)
             if claimed:

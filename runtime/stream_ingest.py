@@ -9,6 +9,17 @@ store once per id, or per (decision, slot, type), so a redelivered record
 answers as a duplicate. While the store fails, the batch is retried after a
 pause that doubles up to ``MAX_PAUSE``; nothing is acknowledged meanwhile.
 
+Up to ``in_flight`` batches are under way at once: the next batch is read
+and checked while the one before is being stored, so the ingester's work
+and the store's overlap instead of taking turns. Batches are still
+acknowledged one at a time in the order they were read (a Kafka commit
+covers every offset before it), so a batch that fails holds back the
+acknowledgements after it until it is stored. Two batches stored at once
+count nothing twice: whether an event id or a feedback item is new is
+decided by one atomic script call in the store, so of two copies of a record
+in two batches under way one is counted and the other answers as a
+duplicate, and the series they add to only add up.
+
 The loop sees the stream only through ``Source`` (``stream_source.py``).
 """
 
@@ -18,8 +29,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .attribution import Attribution
 from .buckets import MAX_BATCH
@@ -35,6 +47,9 @@ from .stream_source import Source
 log = logging.getLogger("tailor.runtime")
 
 DEFAULT_BATCH = 100  # entries per read
+#: Batches read and not yet acknowledged, at most: with two, the next batch is read and checked while one is
+#: being stored, which is all the overlap one process and one store have to offer (more only queue up).
+DEFAULT_IN_FLIGHT = 2
 MIN_PAUSE = 0.1  # seconds before the first retry of a batch the store failed
 MAX_PAUSE = 5.0
 BACKLOG_EVERY = 1.0  # seconds between reads of the group's lag
@@ -53,6 +68,18 @@ class Taken:
     dead_letters: int
 
 
+Stored = tuple[Taken, list[tuple[Entry, str]]]  # a batch written: what became of it, and its refused entries
+
+
+@dataclass(frozen=True, slots=True)
+class UnderWay:
+    """A batch read and not yet acknowledged: its entries, when it was read, and its first store write."""
+
+    entries: list[Entry]
+    read_at: float
+    storing: asyncio.Task[Stored]
+
+
 class Ingester:
     """Reads batches from ``source`` and stores them, acknowledging each batch once stored."""
 
@@ -63,6 +90,7 @@ class Ingester:
         metrics: IngestMetrics | None = None,
         *,
         batch: int = DEFAULT_BATCH,
+        in_flight: int = DEFAULT_IN_FLIGHT,
         attribution: float = DEFAULT_ATTRIBUTION,
         impressions: Impressions = Impressions.FEEDBACK,
         consent_attribute: str | None = None,
@@ -71,51 +99,122 @@ class Ingester:
         self.store = store
         self.metrics = metrics or IngestMetrics()
         self.batch = batch
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        self.in_flight = in_flight
         self.consent_attribute = consent_attribute
         # The servers' own feedback path, so an item is judged here exactly as POST /v1/feedback judges it.
         self.feedback = Attribution(
             store, Metrics(), attribution=attribution, impressions=impressions, consent_attribute=consent_attribute
         )
         self._backlog_at = 0.0
+        self._under_way: set[str] = set()  # the ids of the entries of the batches under way
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set: read, store, acknowledge. A batch under way is finished first."""
-        entries: list[Entry] = []
+        """Until ``stop`` is set: read, store, acknowledge, with up to ``in_flight`` batches under way.
+
+        On a stop no batch is read any more, and those under way are stored and acknowledged first; when
+        one of them cannot be (the store fails), it and the ones after it are left pending, to be read again.
+        """
+        window: asyncio.Queue[UnderWay | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self.in_flight)
+        reader = asyncio.create_task(self._read_ahead(stop, window, slots))
+        acknowledging = True
+        try:
+            while (batch := await window.get()) is not None:
+                if acknowledging:
+                    acknowledging = await self._settle(batch, stop)
+                else:  # an earlier batch was left pending at the stop: the later ones stay pending too
+                    await asyncio.gather(batch.storing, return_exceptions=True)
+                self._under_way.difference_update(entry.id for entry in batch.entries)
+                slots.release()
+            await reader
+        finally:  # cancelled, or a bug: nothing more is read, and no write is left running
+            left: list[asyncio.Task[Any]] = [reader]
+            while not window.empty():
+                if (under_way := window.get_nowait()) is not None:
+                    left.append(under_way.storing)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            self._under_way.clear()
+
+    async def _read_ahead(
+        self, stop: asyncio.Event, window: asyncio.Queue[UnderWay | None], slots: asyncio.Semaphore
+    ) -> None:
+        """Read a batch whenever fewer than ``in_flight`` are under way, start storing it and hand it on."""
         pause = MIN_PAUSE
-        while not stop.is_set():
-            try:
-                if not entries:
-                    entries = await self.source.read(self.batch)
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                if stop.is_set():
+                    slots.release()
+                    break
+                try:
+                    # An entry read again while its batch is under way (this consumer's own, claimed back from
+                    # itself) is left to that batch.
+                    entries = [entry for entry in await self.source.read(self.batch) if entry.id not in self._under_way]
+                except Exception as exc:  # the stream failed: nothing was read, read again after a pause
+                    slots.release()
+                    pause = await self._failed(f"could not read from {self.source.name}", exc, pause, stop)
+                    continue
                 if entries:
-                    await self.take(entries)
-                    entries = []
-                await self._watch_backlog()
-                pause = MIN_PAUSE
+                    self._under_way.update(entry.id for entry in entries)
+                    storing = asyncio.create_task(self.store_batch(entries))
+                    window.put_nowait(UnderWay(entries, time.perf_counter(), storing))
+                else:
+                    slots.release()
+                try:
+                    await self._watch_backlog()
+                    pause = MIN_PAUSE
+                except Exception as exc:
+                    pause = await self._failed(f"could not read the backlog of {self.source.name}", exc, pause, stop)
+        finally:
+            window.put_nowait(None)
+
+    async def _settle(self, batch: UnderWay, stop: asyncio.Event) -> bool:
+        """Wait for the batch's store write, then dead-letter its refused records and acknowledge it.
+
+        A failure is retried, the whole batch (what was stored already answers as duplicates), after a pause
+        that doubles; False when a stop came first, the batch left unacknowledged.
+        """
+        pause = MIN_PAUSE
+        attempt: Awaitable[Stored] = batch.storing
+        while True:
+            try:
+                _, letters = await attempt
+                await self._acknowledge(batch.entries, letters, batch.read_at)
+                return True
             except Exception as exc:  # the store or the stream failed: keep the batch unacknowledged, retry
-                self.metrics.store_failures.inc()
-                log.warning(
-                    "could not store a batch of %d records (%s: %s); retrying in %.1f s",
-                    len(entries),
-                    type(exc).__name__,
-                    exc,
-                    pause,
-                )
-                await _sleep(pause, stop)
-                pause = min(pause * 2, MAX_PAUSE)
+                pause = await self._failed(f"could not store a batch of {len(batch.entries)} records", exc, pause, stop)
+                if stop.is_set():
+                    return False
+                attempt = self.store_batch(batch.entries)
+
+    async def _failed(self, what: str, exc: Exception, pause: float, stop: asyncio.Event) -> float:
+        """Count and log a failure, pause (unless a stop comes first); the next pause, doubled."""
+        self.metrics.store_failures.inc()
+        log.warning("%s (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, pause)
+        await _sleep(pause, stop)
+        return min(pause * 2, MAX_PAUSE)
 
     async def take(self, entries: Sequence[Entry]) -> Taken:
         """Store a batch, dead-letter its bad records, then acknowledge it all; raises when the store fails."""
         started = time.perf_counter()
         taken, letters = await self.store_batch(entries)
+        await self._acknowledge(entries, letters, started)
+        return taken
+
+    async def _acknowledge(self, entries: Sequence[Entry], letters: list[tuple[Entry, str]], read_at: float) -> None:
+        """The stored batch's refused records to dead letters, then the whole batch acknowledged."""
         await self.source.dead_letter(letters)
         await self.source.ack(entries)
         metrics = self.metrics
         metrics.acknowledged.inc(len(entries))
         metrics.dead_letters.inc(len(letters))
-        metrics.batch_seconds.observe(time.perf_counter() - started)
-        return taken
+        metrics.batch_seconds.observe(time.perf_counter() - read_at)
 
-    async def store_batch(self, entries: Sequence[Entry]) -> tuple[Taken, list[tuple[Entry, str]]]:
+    async def store_batch(self, entries: Sequence[Entry]) -> Stored:
         """Write a batch's records to the store; the result and the refused entries with their reasons.
 
         Nothing is acknowledged here: a test (or a crash) stopping after it sees the records stored and

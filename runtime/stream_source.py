@@ -39,11 +39,13 @@ class Source(Protocol):
 
     async def read(self, count: int) -> list[Entry]:
         """Up to ``count`` entries for this consumer, waiting a little when there are none: its own
-        unacknowledged ones first, then those idle too long at dead consumers, then new ones."""
+        unacknowledged ones first, then those idle too long at dead consumers, then new ones. The loop reads
+        the next batch before the last is acknowledged: an entry it already holds may come again, and is skipped.
+        """
         ...
 
     async def ack(self, entries: Sequence[Entry]) -> None:
-        """The entries are stored: never deliver them again."""
+        """The entries are stored: never deliver them again. Batches are acknowledged in the order read."""
         ...
 
     async def dead_letter(self, letters: Sequence[tuple[Entry, str]]) -> None:

@@ -236,3 +236,10 @@ def _pending(client: redis.Redis) -> int:
         return int(client.xpending(STREAM, GROUP)["pending"])
     except redis.ResponseError:  # no group yet
         return -1
+
+
+def test_a_window_of_no_batches_is_a_usage_error() -> None:
+    command = [sys.executable, "-m", "tailor.cli", "ingest", "--redis", "redis://127.0.0.1:1/0", "--stream", "s"]
+    result = subprocess.run([*command, "--group", "g", "--in-flight", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "tailor: --in-flight must be at least 1\n"

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis
 
 from bench.ports import free_port
 from tailor.compiler.features import FeatureKind, FeatureRef
+from tailor.runtime.events import Event, RecordResult
 from tailor.runtime.feedback import Join
 from tailor.runtime.redis_store import RedisStore
 from tailor.runtime.redis_stream_source import RedisStreamSource
@@ -192,4 +193,170 @@ def test_while_the_store_fails_nothing_is_acknowledged_and_a_restart_stores_ever
     assert held == 30  # read, never acknowledged
     assert accepted == 30
     assert counts == {"u0": 10, "u1": 10, "u2": 10}
+    assert pending(url) == 0
+
+
+class FailingFor(RedisStore):
+    """A real store that cannot write the events whose ids are in ``failing`` (as if Redis dropped the
+    connection), until they are taken out of it. Every write first waits until a second write has begun,
+    so the two batches under way are written at once."""
+
+    def __init__(self, url: str, failing: set[str]):
+        super().__init__(url)
+        self.failing = failing
+        self.writes = 0
+        self.both = asyncio.Event()
+
+    async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
+        self.writes += 1
+        if self.writes >= 2:
+            self.both.set()
+        if {event.id for event in events} & self.failing:
+            raise redis.ConnectionError("the store is down for this batch")
+        async with asyncio.timeout(5):
+            await self.both.wait()
+        return await super().record(events, now)
+
+
+async def until(probe: Callable[[], bool], what: str) -> None:
+    """Poll ``probe`` in the running loop, the ingester running beside it, for up to 10 s."""
+    async with asyncio.timeout(10):
+        while not probe():
+            await asyncio.sleep(0.01)
+    assert probe(), what
+
+
+def pending_ids(url: str) -> set[str]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return {entry["message_id"] for entry in client.xpending_range(STREAM, GROUP, "-", "+", 100)}
+    finally:
+        client.close()
+
+
+def counter(child: Any) -> float:
+    return float(child._value.get())
+
+
+def test_a_failing_second_batch_under_way_stays_pending_while_the_first_is_acknowledged(empty_redis: str):
+    url = empty_redis
+    ids = add(url, *(view("u1", i) for i in range(10)))
+
+    async def body() -> tuple[set[str], float, dict[str, Any], int, Any]:
+        store = FailingFor(url, {f"e{i}" for i in range(5, 10)})
+        ingester = Ingester(source(url), store, batch=5, in_flight=2)
+        stop = asyncio.Event()
+        running = asyncio.create_task(ingester.run(stop))
+        metrics = ingester.metrics
+        await until(lambda: counter(metrics.store_failures) >= 2, "the second batch retried")
+        held = pending_ids(url)  # while the second batch is still being retried
+        acknowledged = counter(metrics.acknowledged)
+        stored = await store.fetch("u1", [views()])
+        stop.set()
+        await running
+        left = len(pending_ids(url))
+        await ingester.source.close()
+        await store.close()
+        store = RedisStore(url)
+        restarted = Ingester(source(url), store, batch=2, in_flight=2)  # its own pending entries first
+        stop = asyncio.Event()
+        running = asyncio.create_task(restarted.run(stop))
+        await until(lambda: counter(restarted.metrics.acknowledged) == 5, "the second batch stored")
+        stop.set()
+        await running
+        values = await store.fetch("u1", [views()])
+        await restarted.source.close()
+        await store.close()
+        return held, acknowledged, stored | {"after": values[views().text]}, left, restarted.metrics
+
+    held, acknowledged, stored, left, metrics = in_loop(body)
+    assert held == set(ids[5:])
+    assert acknowledged == 5
+    assert stored[views().text] == 5
+    assert left == 5  # stopped while it failed: left pending, to be read again
+    assert counter(metrics.events["accepted"]) == 5 and counter(metrics.events["duplicate"]) == 0
+    assert stored["after"] == 10
+    assert pending(url) == 0
+
+
+def test_a_failing_first_batch_holds_back_the_acknowledgement_of_the_second_until_it_is_stored(empty_redis: str):
+    """Batches are acknowledged in the order read, as a Kafka commit (every offset before it) needs."""
+    url = empty_redis
+    add(url, *(view("u1", i) for i in range(10)))
+
+    async def body() -> tuple[float, int, float, dict[str, Any], Any]:
+        store = FailingFor(url, {f"e{i}" for i in range(5)})
+        ingester = Ingester(source(url), store, batch=5, in_flight=2)
+        stop = asyncio.Event()
+        running = asyncio.create_task(ingester.run(stop))
+        metrics = ingester.metrics
+        await until(lambda: store.both.is_set() and counter(metrics.store_failures) >= 2, "the first retried")
+        async with asyncio.timeout(10):
+            while (await store.fetch("u1", [views()]))[views().text] < 5:
+                await asyncio.sleep(0.01)
+        acknowledged, held = counter(metrics.acknowledged), pending(url)  # the second stored, not acknowledged
+        store.failing.clear()  # the store is back
+        await until(lambda: counter(metrics.acknowledged) == 10, "both batches acknowledged")
+        stop.set()
+        await running
+        values = await store.fetch("u1", [views()])
+        await ingester.source.close()
+        await store.close()
+        return acknowledged, held, counter(metrics.store_failures), values, metrics
+
+    acknowledged, held, failures, values, metrics = in_loop(body)
+    assert acknowledged == 0 and held == 10
+    assert failures >= 2
+    assert values == {views().text: 10}
+    assert counter(metrics.events["accepted"]) == 10 and counter(metrics.events["duplicate"]) == 0
+    assert pending(url) == 0
+
+
+class JudgedTogether(RedisStore):
+    """A real store whose join reads wait for each other: the two batches under way both judge their
+    feedback before either counts it, the closest two batches written at once can come."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.asked = 0
+        self.both = asyncio.Event()
+
+    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+        self.asked += 1
+        if self.asked == 2:
+            self.both.set()
+        async with asyncio.timeout(5):
+            await self.both.wait()
+        return await super().joins(decision_ids)
+
+
+def test_feedback_in_two_batches_under_way_at_once_is_counted_once(empty_redis: str):
+    """The same items (one with an id, one without) and the same event in two batches: each is counted
+    once, the other copy answering as a duplicate, though both batches judged them before either counted."""
+    url = empty_redis
+    now = time.time()
+    with_id = {"feedback": {"decision_id": "d1", "slot": "hero", "type": "click", "id": "f1"}}
+    without_id = {"feedback": {"decision_id": "d2", "slot": "hero", "type": "click"}}
+    add(url, with_id, without_id, view("u1", 1, ts=now - 5), with_id, without_id, view("u1", 1, ts=now - 5))
+
+    async def body() -> tuple[bool, dict[str, Any], Any]:
+        store = JudgedTogether(url)
+        joins = [Join(f"d{n}", "u1", "v1", now - 10, {"hero": ("r1", "acc")}) for n in (1, 2)]
+        await store.keep_decisions(joins, DAY)
+        ingester = Ingester(source(url), store, batch=3, in_flight=2)
+        stop = asyncio.Event()
+        running = asyncio.create_task(ingester.run(stop))
+        await until(lambda: counter(ingester.metrics.acknowledged) == 6, "both batches acknowledged")
+        stop.set()
+        await running
+        values = await store.fetch("u1", [views(), CLICKS])
+        await ingester.source.close()
+        await store.close()
+        return store.both.is_set(), values, ingester.metrics
+
+    together, values, metrics = in_loop(body)
+    assert together
+    assert values == {views().text: 1, CLICKS.text: 2}
+    assert counter(metrics.feedback["accepted"]) == 2 and counter(metrics.feedback["duplicate"]) == 2
+    assert counter(metrics.events["accepted"]) == 1 and counter(metrics.events["duplicate"]) == 1
     assert pending(url) == 0

@@ -60,6 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction[Parser]) -> Parser:
     )
     parser.add_argument("--batch", type=int, metavar="N", help="entries per read (default: %(default)s)")
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        metavar="N",
+        help="batches read and not yet acknowledged, at most: the next is read while one is stored "
+        "(default: %(default)s; 1 takes turns)",
+    )
+    parser.add_argument(
         "--min-idle",
         type=duration,
         metavar="DURATION",
@@ -106,10 +113,11 @@ def _ingest_defaults() -> dict[str, str]:
     """The runtime's defaults, read once ingest is used."""
     from tailor.runtime.feedback import DEFAULT_ATTRIBUTION, Impressions
     from tailor.runtime.redis_stream_source import DEFAULT_MIN_IDLE
-    from tailor.runtime.stream_ingest import DEFAULT_BATCH
+    from tailor.runtime.stream_ingest import DEFAULT_BATCH, DEFAULT_IN_FLIGHT
 
     return {
         "batch": typed(DEFAULT_BATCH),
+        "in_flight": typed(DEFAULT_IN_FLIGHT),
         "min_idle": duration_text(DEFAULT_MIN_IDLE),
         "attribution": duration_text(DEFAULT_ATTRIBUTION),
         "impressions": Impressions.FEEDBACK.value,
@@ -130,6 +138,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--stream and --group must not be empty"
     if args.batch < 1:
         return "--batch must be at least 1"
+    if args.in_flight < 1:
+        return "--in-flight must be at least 1"
     if args.retention < MIN_RETENTION:
         return RETENTION_TOO_SHORT
     if args.metrics_port is not None and not 0 <= args.metrics_port < 65536:
@@ -189,6 +199,7 @@ async def _ingest(args: argparse.Namespace) -> None:
         store,
         metrics,
         batch=args.batch,
+        in_flight=args.in_flight,
         attribution=args.attribution,
         impressions=Impressions(args.impressions),
         consent_attribute=consent_attribute(args.consent_attribute) if args.consent_attribute else None,
@@ -211,7 +222,7 @@ async def _ingest(args: argparse.Namespace) -> None:
     finally:
         await source.close()
         await store.close()
-    log.info("stopped: the batch under way was stored and acknowledged")
+    log.info("stopped: the batches under way were stored and acknowledged")
 
 
 def _source(args: argparse.Namespace, consumer: str) -> Source:
