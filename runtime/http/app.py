@@ -43,7 +43,6 @@ from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .console_routes import DEFAULT_CONSOLE, add_console
 from .decide_route import DecideShortPath
 from .explain_json import explanation_json
-from .feedback_route import FeedbackShortPath
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
 from .schemas import (
@@ -73,6 +72,7 @@ from .schemas import (
     UserErasureResponse,
     UserExportResponse,
 )
+from .write_routes import EventsShortPath, FeedbackShortPath
 
 KEPT_FEATURE_READERS = 8  # versions whose supplied-feature keys are remembered: the current and recent ones
 
@@ -181,6 +181,13 @@ def create_app(
     # Outside the body limit: they answer only what the routes below would answer 200 to (decide_route.py);
     # the decisions' outermost, so a decision passes no other.
     app.add_middleware(
+        EventsShortPath,
+        decide=lambda body: record(body),
+        limit=max_body,
+        handlers=app.exception_handlers,
+        key=api_key,
+    )
+    app.add_middleware(
         FeedbackShortPath,
         decide=lambda body: take(body),
         limit=max_body,
@@ -259,17 +266,18 @@ def create_app(
         summary=f"Record up to {MAX_EVENTS} behavioural events in one round trip",
     )
     async def events(body: EventsRequest) -> Response:
+        return OrjsonResponse(await record(body))
+
+    async def record(body: EventsRequest) -> dict[str, Any]:
         batch = [Event(e.user_id, e.type, e.key, e.value, e.ts, e.id) for e in body.events]
         result = await service.record(batch, [e.consent is False for e in body.events])
-        return OrjsonResponse(
-            {
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "conflicts": result.conflicts,
-                "expired": result.expired,
-                "dropped_no_consent": result.dropped_no_consent,
-            }
-        )
+        return {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "conflicts": result.conflicts,
+            "expired": result.expired,
+            "dropped_no_consent": result.dropped_no_consent,
+        }
 
     @app.post(
         "/v1/feedback",

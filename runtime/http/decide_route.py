@@ -47,7 +47,7 @@ class DecideShortPath:
     ``key`` is the bearer token the route requires (None: none); ``limit`` the body limit in bytes;
     ``handlers`` the app's exception handlers by class (read at each failure, so handlers installed
     after this middleware count). A subclass serves another route the same way: its ``path`` and the
-    ``model`` its body is (``feedback_route.py``).
+    ``model`` its body is (``write_routes.py``).
     """
 
     path = PATH

@@ -1,4 +1,5 @@
-"""``POST /v1/feedback``'s short path answers exactly as the route, and leaves everything else to it.
+"""The short paths of ``POST /v1/feedback`` and ``POST /v1/events`` answer exactly as the routes, and leave
+everything else to them.
 
 As in test_decide_route.py, each batch goes once as the short path takes it
 (``content-type: application/json``) and once with a content type it passes
@@ -7,6 +8,7 @@ on to the FastAPI route; the answers must be the same bytes.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tailor.runtime.events import Event
 from tailor.runtime.feedback import Tally
 from tailor.runtime.http import create_app
-from tailor.runtime.http.feedback_route import FeedbackShortPath
+from tailor.runtime.http.write_routes import EventsShortPath, FeedbackShortPath
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.service import DecisionService
 
@@ -41,6 +44,9 @@ ROUTE = {"content-type": "application/json; charset=utf-8"}  # passed on to the 
 
 class FailingStore(MemoryStore):
     async def count_feedback(self, tallies: Sequence[Tally], keep: float) -> Any:
+        raise ConnectionError("the store is down (on purpose)")
+
+    async def record(self, events: Sequence[Event], now: float | None = None) -> Any:
         raise ConnectionError("the store is down (on purpose)")
 
 
@@ -69,9 +75,9 @@ def _batch(client: TestClient, **headers: str) -> bytes:
     return orjson.dumps({"items": items})
 
 
-def test_the_short_path_sits_behind_the_decisions_one(tmp_path: Path) -> None:
+def test_the_short_paths_sit_behind_the_decisions_one(tmp_path: Path) -> None:
     with _client(tmp_path) as client:
-        assert [m.cls for m in client.app.user_middleware[:2]][1] is FeedbackShortPath
+        assert [m.cls for m in client.app.user_middleware[1:3]] == [FeedbackShortPath, EventsShortPath]
 
 
 def test_a_batch_is_answered_as_the_route_answers_it(tmp_path: Path) -> None:
@@ -117,5 +123,67 @@ def test_the_api_key_and_the_store_s_failure_are_the_route_s(tmp_path: Path) -> 
         assert short.content == route.content
         short = client.post("/v1/feedback", content=body, headers={**SHORT, **good})
         route = client.post("/v1/feedback", content=body, headers={**ROUTE, **good})
+        assert short.status_code == route.status_code == 503
+        assert short.content == route.content
+
+
+def _events(user: str) -> bytes:
+    """Events counted, a duplicate, a conflict, one too old to keep, and one whose user declined."""
+    now = time.time()
+    events = [
+        {"user_id": user, "type": "view", "key": "shoes", "id": f"{user}:1"},
+        {"user_id": user, "type": "view", "key": "shoes", "id": f"{user}:1"},
+        {"user_id": user, "type": "view", "key": "hats", "id": f"{user}:1"},
+        {"user_id": user, "type": "purchase", "key": "shoes", "value": 40.5, "ts": now - 5},
+        {"user_id": user, "type": "view", "key": "shoes", "ts": now - 400 * 86400},
+        {"user_id": user, "type": "view", "key": "shoes", "consent": False},
+    ]
+    return orjson.dumps({"events": events})
+
+
+def test_an_event_batch_is_answered_as_the_route_answers_it(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        short = client.post("/v1/events", content=_events("u1"), headers=SHORT)
+        route = client.post("/v1/events", content=_events("u2"), headers=ROUTE)
+        assert (short.status_code, route.status_code) == (200, 200), (short.text, route.text)
+        assert short.content == route.content
+        assert short.headers["content-length"] == str(len(short.content))
+        answer = orjson.loads(short.content)
+        expected = {"accepted": 2, "duplicates": 1, "conflicts": 1, "expired": 1, "dropped_no_consent": 1}
+        assert answer == expected
+        again = client.post("/v1/events", content=_events("u1"), headers=SHORT)
+        assert orjson.loads(again.content)["duplicates"] == 2  # the ids seen before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events": [{"user_id": "u1", "key": "k"}]}',
+        b'{"events": [{"user_id": "u1", "type": "view", "key": "k", "value": NaN}]}',
+        b'{"events": [{"user_id": "u1", "type": "view", "key": "k", "ts": "now"}]}',
+        b'{"events": [{"user_id": "\\ud800", "type": "view", "key": "k"}]}',
+        b'{"events": [{"user_id": "u1", "type": "view", "key": "k", "ts": 99999999999999}]}',
+        b'{"evnts": []}',
+        b'{"events": [',
+    ],
+)
+def test_bad_events_get_the_route_s_answer(tmp_path: Path, body: bytes) -> None:
+    with _client(tmp_path) as client:
+        short = client.post("/v1/events", content=body, headers=SHORT)
+        route = client.post("/v1/events", content=body, headers=ROUTE)
+        assert 400 <= short.status_code < 500
+        assert (short.status_code, short.content) == (route.status_code, route.content)
+
+
+def test_events_need_the_key_and_a_failing_store_is_the_route_s_503(tmp_path: Path) -> None:
+    with _client(tmp_path, FailingStore(), api_key=KEY) as client:
+        good = {"authorization": f"Bearer {KEY}"}
+        body = _events("u1")
+        short = client.post("/v1/events", content=body, headers=SHORT)
+        route = client.post("/v1/events", content=body, headers=ROUTE)
+        assert short.status_code == route.status_code == 401
+        assert short.content == route.content
+        short = client.post("/v1/events", content=body, headers={**SHORT, **good})
+        route = client.post("/v1/events", content=body, headers={**ROUTE, **good})
         assert short.status_code == route.status_code == 503
         assert short.content == route.content
