@@ -321,13 +321,13 @@ class JudgedTogether(RedisStore):
         self.asked = 0
         self.both = asyncio.Event()
 
-    async def joins(self, decision_ids: Sequence[str]) -> dict[str, Join]:
+    async def joins(self, decision_ids: Sequence[str], *, marks: bool = True) -> dict[str, Join]:
         self.asked += 1
         if self.asked == 2:
             self.both.set()
         async with asyncio.timeout(5):
             await self.both.wait()
-        return await super().joins(decision_ids)
+        return await super().joins(decision_ids, marks=marks)
 
 
 def test_feedback_in_two_batches_under_way_at_once_is_counted_once(empty_redis: str):
