@@ -28,9 +28,9 @@ import orjson
 from .buckets import check_batch, kept_buckets
 from .events import Event
 from .feedback import Outcome, Tally
+from .redis_event_record import EVENTS_PER_CALL, RECORD_EVENTS, RECORD_HEADER
 from .redis_feedback import COUNT_SCRIPT, COUNTED_BEFORE, OUTCOMES
 from .redis_series import SERIES_ADD, SERIES_FINISH
-from .redis_store import EVENTS_PER_CALL, RECORD_EVENTS, RECORD_HEADER
 
 if TYPE_CHECKING:
     from .redis_feedback import RedisFeedback

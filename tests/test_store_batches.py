@@ -31,7 +31,8 @@ from tailor.runtime.buckets import MAX_BATCH
 from tailor.runtime.events import FUTURE_TOLERANCE, Event, EventRejected, RecordResult
 from tailor.runtime.http import create_app
 from tailor.runtime.memory_store import EVENTS_PER_STEP, MemoryStore
-from tailor.runtime.redis_store import EVENTS_PER_CALL, WRITE_CONNECTIONS, RedisStore
+from tailor.runtime.redis_event_record import EVENTS_PER_CALL
+from tailor.runtime.redis_store import WRITE_CONNECTIONS, RedisStore
 from tailor.runtime.service import DecisionService
 from tailor.runtime.store import FeatureStore
 

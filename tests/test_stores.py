@@ -39,8 +39,9 @@ from tailor.runtime.events import (
     RecordResult,
 )
 from tailor.runtime.memory_store import MemoryStore, bucket_count
+from tailor.runtime.redis_event_record import EVENTS_PER_CALL
 from tailor.runtime.redis_series import series_buckets
-from tailor.runtime.redis_store import EVENTS_PER_CALL, PROFILE_TTL, RedisStore
+from tailor.runtime.redis_store import PROFILE_TTL, RedisStore
 from tailor.runtime.store import FeatureStore
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
