@@ -391,7 +391,7 @@ def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_
 
     async def kept(store: FeatureStore, times: int) -> tuple[dict[str, Any], Any]:
         if on_cluster(store):
-            await store.feedback._served(joins, str(int(DAY * 1000)), time.time())  # type: ignore[attr-defined]
+            await store.feedback.served._served(joins, str(int(DAY * 1000)), time.time())  # type: ignore[attr-defined]
         for _ in range(times):
             await store.keep_decisions(joins, DAY, impressions=True)
         counts = await store.kpi_counts(KpiQuery(None, None, None, None, None))
