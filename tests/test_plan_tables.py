@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailor.compiler import plan
+from tailor.compiler import predicate_tables
 from tailor.compiler.features import FeatureKind, FeatureRef
 from tailor.compiler.ir import UNKNOWN, Atom
 from tailor.compiler.predicate_tables import _OTHER, FeatureTable, _atom_values, atom_holds, feature_stage, table_of
@@ -141,7 +141,7 @@ def test_one_rule_per_constant_asks_each_atom_a_constant_number_of_times(monkeyp
         asked += 1
         return atom_holds(atom, value)
 
-    monkeypatch.setattr(plan, "atom_holds", counted)
+    monkeypatch.setattr(predicate_tables, "atom_holds", counted)
     atoms = {Atom("==", STRING, f"sku-{i}"): 1 << i for i in range(n)}
     atoms[Atom("in", STRING, frozenset({"sku-1", "sku-7"}))] = 1 << n
     everything = (1 << (n + 1)) - 1
