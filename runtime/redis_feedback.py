@@ -315,14 +315,16 @@ class RedisFeedback:
     async def _count_by_shard(self, tallies: Sequence[Tally], ttl: str) -> list[Outcome]:
         """A cluster's count: the users' indexes first (their slots), then a call per shard and chunk, one
         pipeline per node; the outcomes in the tallies' order."""
-        await self._index([(self.store.feedback_index_key(t.user_id), t.id) for t in tallies if t.id is not None], ttl)
+        await self.served.add_to_indexes(
+            [(self.store.feedback_index_key(t.user_id), t.id) for t in tallies if t.id is not None], ttl
+        )
         phases = [
             (self.store.exposures_index_key(t.user_id), self.store.phase_name(experiment, phase))
             for t in tallies
             if t.arms and arm_counts.is_conversion(t)
             for experiment, phase, _ in t.arms
         ]
-        await self._index(phases, str(math.ceil(EXPOSURE_TTL * 1000)))
+        await self.served.add_to_indexes(phases, str(math.ceil(EXPOSURE_TTL * 1000)))
         outcomes: list[Outcome] = [Outcome.ACCEPTED] * len(tallies)
         for n in await self._claim(tallies, ttl):
             outcomes[n] = Outcome.CONFLICT

@@ -146,7 +146,9 @@ class ServedDecisions:
             if impressions:
                 await self._served(joins, ttl, now)
             else:
-                await self._index([(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl)
+                await self.add_to_indexes(
+                    [(self.store.decisions_index_key(j.user_id), j.decision_id) for j in joins], ttl
+                )
             calls = []
             for group in by_shard(joins, lambda join: self.feedback.shard_of(join.user_id)).values():
                 for start in range(0, len(group), DECISIONS_PER_CALL):
@@ -182,7 +184,7 @@ class ServedDecisions:
                 calls.append((list(index), [ttl, orjson.dumps(decisions)]))
         await self.store._scripts(self.store._writes(), SERVED_SCRIPT, SERVED_SHA, calls, counted=False)
 
-    async def _index(self, members: Sequence[tuple[str, str]], ttl: str) -> None:
+    async def add_to_indexes(self, members: Sequence[tuple[str, str]], ttl: str) -> None:
         """Add each member to its user's index set (a cluster's own step: the set is in the user's slot)."""
         if not members:
             return
