@@ -75,6 +75,28 @@ def _batch(client: TestClient, **headers: str) -> bytes:
     return orjson.dumps({"items": items})
 
 
+def _both(client: TestClient, path: str, body: bytes, **headers: str) -> tuple[Any, Any]:
+    """The same request once as the short path takes it and once as it passes it on to the route."""
+    short = client.post(path, content=body, headers={**SHORT, **headers})
+    route = client.post(path, content=body, headers={**ROUTE, **headers})
+    return short, route
+
+
+def _bad_input_same_as_route(tmp_path: Path, path: str, body: bytes) -> None:
+    with _client(tmp_path) as client:
+        short, route = _both(client, path, body)
+        assert 400 <= short.status_code < 500
+        assert (short.status_code, short.content) == (route.status_code, route.content)
+
+
+def _key_and_failure_same_as_route(client: TestClient, path: str, body: bytes) -> None:
+    """Without the key both answer 401, with it a failing store makes both answer 503: the same bytes."""
+    for headers, status in (({}, 401), ({"authorization": f"Bearer {KEY}"}, 503)):
+        short, route = _both(client, path, body, **headers)
+        assert short.status_code == route.status_code == status
+        assert short.content == route.content
+
+
 def test_the_short_paths_sit_behind_the_decisions_one(tmp_path: Path) -> None:
     with _client(tmp_path) as client:
         assert [m.cls for m in client.app.user_middleware[1:3]] == [FeedbackShortPath, EventsShortPath]
@@ -106,25 +128,12 @@ def test_a_batch_is_answered_as_the_route_answers_it(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_gets_the_route_s_answer(tmp_path: Path, body: bytes) -> None:
-    with _client(tmp_path) as client:
-        short = client.post("/v1/feedback", content=body, headers=SHORT)
-        route = client.post("/v1/feedback", content=body, headers=ROUTE)
-        assert 400 <= short.status_code < 500
-        assert (short.status_code, short.content) == (route.status_code, route.content)
+    _bad_input_same_as_route(tmp_path, "/v1/feedback", body)
 
 
 def test_the_api_key_and_the_store_s_failure_are_the_route_s(tmp_path: Path) -> None:
     with _client(tmp_path, FailingStore(), api_key=KEY) as client:
-        good = {"authorization": f"Bearer {KEY}"}
-        body = _batch(client, **good)
-        short = client.post("/v1/feedback", content=body, headers=SHORT)
-        route = client.post("/v1/feedback", content=body, headers=ROUTE)
-        assert short.status_code == route.status_code == 401
-        assert short.content == route.content
-        short = client.post("/v1/feedback", content=body, headers={**SHORT, **good})
-        route = client.post("/v1/feedback", content=body, headers={**ROUTE, **good})
-        assert short.status_code == route.status_code == 503
-        assert short.content == route.content
+        _key_and_failure_same_as_route(client, "/v1/feedback", _batch(client, authorization=f"Bearer {KEY}"))
 
 
 def _events(user: str) -> bytes:
@@ -168,22 +177,9 @@ def test_an_event_batch_is_answered_as_the_route_answers_it(tmp_path: Path) -> N
     ],
 )
 def test_bad_events_get_the_route_s_answer(tmp_path: Path, body: bytes) -> None:
-    with _client(tmp_path) as client:
-        short = client.post("/v1/events", content=body, headers=SHORT)
-        route = client.post("/v1/events", content=body, headers=ROUTE)
-        assert 400 <= short.status_code < 500
-        assert (short.status_code, short.content) == (route.status_code, route.content)
+    _bad_input_same_as_route(tmp_path, "/v1/events", body)
 
 
 def test_events_need_the_key_and_a_failing_store_is_the_route_s_503(tmp_path: Path) -> None:
     with _client(tmp_path, FailingStore(), api_key=KEY) as client:
-        good = {"authorization": f"Bearer {KEY}"}
-        body = _events("u1")
-        short = client.post("/v1/events", content=body, headers=SHORT)
-        route = client.post("/v1/events", content=body, headers=ROUTE)
-        assert short.status_code == route.status_code == 401
-        assert short.content == route.content
-        short = client.post("/v1/events", content=body, headers={**SHORT, **good})
-        route = client.post("/v1/events", content=body, headers={**ROUTE, **good})
-        assert short.status_code == route.status_code == 503
-        assert short.content == route.content
+        _key_and_failure_same_as_route(client, "/v1/events", _events("u1"))

@@ -180,27 +180,13 @@ def create_app(
     decide_guard, decide_auth = ([], ()) if public_decisions else (guard, auth)
     # Outside the body limit: they answer only what the routes below would answer 200 to (decide_route.py);
     # the decisions' outermost, so a decision passes no other.
-    app.add_middleware(
-        EventsShortPath,
-        decide=lambda body: record(body),
-        limit=max_body,
-        handlers=app.exception_handlers,
-        key=api_key,
+    short_paths = (
+        (EventsShortPath, lambda body: record(body), api_key),
+        (FeedbackShortPath, lambda body: take(body), api_key),
+        (DecideShortPath, lambda body: decision(body, explained=False), None if public_decisions else api_key),
     )
-    app.add_middleware(
-        FeedbackShortPath,
-        decide=lambda body: take(body),
-        limit=max_body,
-        handlers=app.exception_handlers,
-        key=api_key,
-    )
-    app.add_middleware(
-        DecideShortPath,
-        decide=lambda body: decision(body, explained=False),
-        limit=max_body,
-        handlers=app.exception_handlers,
-        key=None if public_decisions else api_key,
-    )
+    for short_path, decide, key in short_paths:
+        app.add_middleware(short_path, decide=decide, limit=max_body, handlers=app.exception_handlers, key=key)
     root = RulesetRoot.of(service.path)
     readers: dict[str, SuppliedFeatures] = {}  # by version
 
