@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import experiment_counts as arm_counts
 from .experiment_counts import ArmMeasures, ArmTotals
@@ -26,10 +26,13 @@ Counters = dict[tuple[str, str, str], dict[str, float]]  # (slot, rule, content)
 
 @dataclass(slots=True)
 class _Kept:
+    """A join record while it lives. Most never see feedback, so the two collections feedback fills are
+    made by the first item that needs them: fewer objects held for the collector to walk."""
+
     deadline: float  # monotonic
     join: Join
-    counted: set[tuple[str, str]] = field(default_factory=set)  # (slot, type) counted without an id
-    marks: dict[tuple[str, str], float] = field(default_factory=dict)  # (slot, type) -> when, first time only
+    counted: set[tuple[str, str]] | None = None  # (slot, type) counted without an id
+    marks: dict[tuple[str, str], float] | None = None  # (slot, type) -> when, first time only
 
     def marked(self) -> Join:
         """The join record with its feedback marks, as ``joins`` answers it."""
@@ -87,6 +90,8 @@ class MemoryFeedback:
             for decision_id, mark in marks:
                 kept = self._joins.get(decision_id)
                 if kept is not None and kept.deadline > clock:
+                    if kept.marks is None:
+                        kept.marks = {}
                     kept.marks.setdefault((mark.slot, mark.type), mark.ts)
 
     def count_feedback(self, tallies: Sequence[Tally], keep: float) -> list[Outcome]:
@@ -194,10 +199,13 @@ class MemoryFeedback:
             self._ids[tally.id] = (deadline, tally.fingerprint, tally.user_id)
             return Outcome.ACCEPTED
         kept = self._joins.get(tally.decision_id)
-        counted = kept.counted if kept is not None else set()  # gone since it was read: count it once now
-        if (tally.slot, tally.type) in counted:
+        if kept is None:  # gone since it was read: count it once now
+            return Outcome.ACCEPTED
+        if kept.counted is None:
+            kept.counted = set()
+        elif (tally.slot, tally.type) in kept.counted:
             return Outcome.DUPLICATE
-        counted.add((tally.slot, tally.type))
+        kept.counted.add((tally.slot, tally.type))
         return Outcome.ACCEPTED
 
     def _add(self, version: str, day: str, key: tuple[str, str, str], measure: str, amount: float) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tailor.runtime import heap
 from tailor.runtime.memory_store import MemoryStore
 from tailor.runtime.service import DecisionService
 
@@ -20,8 +21,10 @@ rule r when context.page == "home" then show a in hero
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the test run collects as usual
+    gc.set_threshold(*thresholds)
 
 
 def test_installing_a_version_freezes_it_and_frees_versions_no_longer_kept(tmp_path: Path, unfrozen: None) -> None:
@@ -30,6 +33,7 @@ def test_installing_a_version_freezes_it_and_frees_versions_no_longer_kept(tmp_p
     service = DecisionService(tmp_path, MemoryStore(), freeze_heap=True, keep=1)
     first = service.open()
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[2] == heap.FULL_EVERY  # full collections spaced out over what is not frozen
     # The generated functions and their namespace form a cycle: only the collector frees them.
     first_code = weakref.ref(first.ruleset.compiled.stage0)
     del first
@@ -44,9 +48,9 @@ def test_installing_a_version_freezes_it_and_frees_versions_no_longer_kept(tmp_p
 
 def test_a_library_user_keeps_the_collector_as_it_was(tmp_path: Path) -> None:
     (tmp_path / "heap.rules").write_text(RULES.format(version=1))
-    before = gc.get_freeze_count()
+    before = gc.get_freeze_count(), gc.get_threshold()
     DecisionService(tmp_path, MemoryStore()).open()
-    assert gc.get_freeze_count() == before
+    assert (gc.get_freeze_count(), gc.get_threshold()) == before
 
 
 def test_a_server_process_keeps_no_parse_trees(tmp_path: Path, unfrozen: None) -> None:
