@@ -12,8 +12,11 @@ The hash is 32-bit FNV-1a over the UTF-16 code units of the text (what
 JavaScript's ``charCodeAt`` gives), not over UTF-8 bytes or code points: the
 two differ for any character outside the Basic Multilingual Plane. A decision
 in an experiment hashes once per experiment, so the cost matters: FNV-1a is
-streamed, the state after the seed is kept per seed, and an ASCII id (whose
-UTF-16 units are its bytes) is hashed from its bytes without decoding.
+streamed, the state after the seed is kept per seed, and the user id's part
+runs in C (``_bucketing.c``) where the package was built with it. The Python
+beside it (an ASCII id, whose UTF-16 units are its bytes, hashed from its
+bytes without decoding) gives the same floats, and runs when the helper is
+not built or ``TAILOR_NO_NATIVE=1``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
+
+from . import native
+
+try:
+    from ._bucketing import hash_after as _native_hash_after  # type: ignore[import-not-found]
+except ImportError:  # built without a C compiler: the Python below runs
+    _native_hash_after = None
 
 HashValue = str | int | float | bool
 Range = tuple[float, float]  # [start, end): half-open
@@ -71,11 +81,12 @@ def _seed_state(seed: str) -> int:
     return _fnv(_OFFSET, _units(seed))
 
 
-def hash_after(state: int, value: str) -> float:
+def python_hash_after(state: int, value: str) -> float:
     """The version-2 hash of ``seed + value``, from the seed's state ``fnv1a32(seed)``.
 
     The engine keeps each experiment's seed state in its plan, so a decision
-    hashes only the user id.
+    hashes only the user id. ``hash_after`` is this, or the C helper that
+    computes the same.
     """
     return _second(_fnv(state, _units(value)))
 
@@ -117,6 +128,9 @@ def _second(first: int) -> float:
     state = state * p2 + pairs[(state & 63) * 100 + middle]
     state = state * p2 + pairs[(state & 63) * 100 + low]
     return ((state & _MASK) % 10000) / 10000
+
+
+hash_after = _native_hash_after if _native_hash_after is not None and native.allowed() else python_hash_after
 
 
 def js_string(value: HashValue) -> str:

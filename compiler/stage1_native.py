@@ -18,12 +18,12 @@ is a matter of speed alone:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .codegen_tables import _small_integers, _sparse  # the generated code's own choices
 from .features import FeatureKind
+from .native import NO_NATIVE, allowed
 from .plan import DecisionPlan
 from .predicate_tables import STAGE_STORE, FeatureTable
 
@@ -32,7 +32,7 @@ try:
 except ImportError:  # built without a C compiler: the generated code runs
     _stage1 = None
 
-NO_NATIVE = "TAILOR_NO_NATIVE"  # set to 1: every plan's stage 1 is the generated code
+__all__ = ["NO_NATIVE", "available", "native_stage1"]
 _KINDS = {"string": 0, "bool": 1, "number": 3}  # anything else (2): a value but None is known
 
 Stage1 = Callable[[int, Mapping[str, Any]], int]
@@ -40,7 +40,7 @@ Stage1 = Callable[[int, Mapping[str, Any]], int]
 
 def available() -> bool:
     """Whether plans get the C stage 1 (built, and not switched off)."""
-    return _stage1 is not None and os.environ.get(NO_NATIVE, "") in ("", "0")
+    return _stage1 is not None and allowed()
 
 
 def native_stage1(plan: DecisionPlan, generated: Stage1) -> Stage1:

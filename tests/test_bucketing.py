@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tailor.bucketing import bucket_ranges, choose_arm, get_equal_weights, hash, in_namespace
+from tailor.compiler import bucketing, native
 from tailor.compiler.bucketing import fnv1a32, js_string
 
 CASES = load("cases.json")
@@ -101,6 +102,29 @@ def test_hash_v2_is_the_double_fnv_of_seed_then_value(seed: str, value: str) -> 
     n = hash(seed, value)
     assert n == (reference_fnv(str(reference_fnv(seed + value))) % 10000) / 10000
     assert 0 <= n < 1
+
+
+# Text with lone surrogates too (as Python strings may hold them), which hypothesis leaves out by default.
+any_text = st.text(st.characters(codec=None), max_size=40) | st.lists(
+    st.sampled_from(["a", "\ud800", "\udc00", "\U0001f600", "\xe9", "9"]), max_size=12
+).map("".join)
+
+
+def test_the_hash_helper_is_built_and_used() -> None:
+    assert bucketing._native_hash_after is not None, "compiler/_bucketing.c was not built: experiments hash in Python"
+    assert bucketing.hash_after is (bucketing._native_hash_after if native.allowed() else bucketing.python_hash_after)
+
+
+@given(st.integers(0, 2**32 - 1), any_text)
+def test_the_c_hash_agrees_with_the_python(state: int, value: str) -> None:
+    assert bucketing._native_hash_after is not None
+    assert bucketing._native_hash_after(state, value) == bucketing.python_hash_after(state, value)
+
+
+@given(any_text, any_text)
+def test_the_python_hash_is_the_double_fnv_of_seed_then_value(seed: str, value: str) -> None:
+    expected = (reference_fnv(str(reference_fnv(seed + value))) % 10000) / 10000
+    assert bucketing.python_hash_after(fnv1a32(seed), value) == expected
 
 
 # --- the properties arms depend on ---
