@@ -108,26 +108,66 @@ class ModelFile:
         return output if self.column < 0 else output[:, self.column]
 
     def predict_one(self, row: Sequence[float | None]) -> float:
-        """One row's probability. Reuses this thread's input buffer: no allocations but onnxruntime's.
+        """One row's probability, through this thread's ``OneRow``: no allocations but onnxruntime's.
 
         A None in the row is unknown (fed as NaN), like a NaN.
         """
-        local = self._local
-        view = getattr(local, "view", None)
-        if view is None:
-            local.buffer = buffer = np.zeros((1, self.width), dtype=np.float32)
-            local.view = view = memoryview(buffer).cast("B").cast("f")
-            local.feed = {self.input_name: buffer}
-            local.outputs = [self.output_name]
+        one = getattr(self._local, "one", None)
+        if one is None:
+            one = self._local.one = OneRow(self)
         if len(row) != self.width:
             raise ValueError(f"model {self.name} takes {self.width} features, not {len(row)}")
+        view = one.view
         try:
             view[:] = array("f", row)  # one copy in C; a row of floats (and ints) is the common case
         except TypeError:  # a None (unknown) or another number type: one by one
             for index, value in enumerate(row):
                 view[index] = _NAN if value is None else float(value)
-        (output,) = self.session.run(local.outputs, local.feed)
-        return float(output[0] if self.column < 0 else output[0, self.column])
+        return one.score()
+
+
+class OneRow:
+    """One thread's buffers for ``ModelFile.predict_one``: the input row and the probability output.
+
+    Where onnxruntime allows it, both are bound to the session once (an IOBinding), so a run converts
+    nothing: ``session.run`` checks its feed and wraps the row and the outputs in new objects on every
+    call, about half of a small model's time. The binding is run through the session's own native
+    object (``InferenceSession._sess``), as the public ``run_with_iobinding`` does after steps for GPU
+    graph capture that cost more than the inference; ``bound`` says whether that path is in use, and a
+    release without it falls back to ``session.run`` on the same buffers, with the same results.
+    """
+
+    __slots__ = ("_at", "_binding", "_feed", "_output", "_outputs", "_run", "_session", "bound", "view")
+
+    def __init__(self, model: ModelFile):
+        buffer = np.zeros((1, model.width), dtype=np.float32)
+        self.view = memoryview(buffer).cast("B").cast("f")
+        self._at: tuple[int, ...] = (0,) if model.column < 0 else (0, model.column)
+        self._output = np.zeros((1,) if model.column < 0 else (1, model.column + 1), dtype=np.float32)
+        self._session = model.session
+        self._feed = {model.input_name: buffer}
+        self._outputs = [model.output_name]
+        self._run: Any = None
+        self._binding: Any = None
+        try:
+            binding = model.session.io_binding()
+            binding.bind_cpu_input(model.input_name, buffer)
+            binding.bind_ortvalue_output(model.output_name, onnxruntime.OrtValue.ortvalue_from_numpy(self._output))
+            run, native_binding = model.session._sess.run_with_iobinding, binding._iobinding
+        except AttributeError:  # an onnxruntime without these: session.run
+            pass
+        else:
+            self._binding = binding  # holds the buffers' bindings for as long as this lives
+            self._run = lambda: run(native_binding, None)
+        self.bound = self._run is not None
+
+    def score(self) -> float:
+        """The probability of the row in ``view``."""
+        if self._run is not None:
+            self._run()
+            return float(self._output[self._at])
+        (output,) = self._session.run(self._outputs, self._feed)
+        return float(output[self._at])
 
 
 def read_model(name: str, path: Path, limits: ModelLimits = DEFAULT_MODEL_LIMITS) -> ModelFile:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import threading
+from array import array
 from pathlib import Path
 
 import lightgbm
@@ -20,7 +21,7 @@ from onnx import TensorProto, helper
 from onnxmltools.convert import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 
-from tailor.runtime.onnx_models import TRAINING_KEYS, ModelError, ModelFile, read_model
+from tailor.runtime.onnx_models import TRAINING_KEYS, ModelError, ModelFile, OneRow, read_model
 from tailor.runtime.train import parse_feature
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +134,18 @@ def test_predict_one_matches_predict(tmp_path: Path, trained):
     assert model.predict_one(row) == pytest.approx(model.predict_one([row[0], math.nan, *row[2:]]), abs=0)
     with pytest.raises(ValueError, match="takes 4 features, not 3"):
         model.predict_one([1.0, 2.0, 3.0])
+
+
+def test_one_row_runs_bound_to_the_session_and_agrees_with_session_run(tmp_path: Path, trained):
+    booster, test = trained
+    model = read_model("p_click", save(convert(booster), tmp_path / "m.onnx", features_metadata()))
+    bound = OneRow(model)
+    assert bound.bound, "this onnxruntime has no IOBinding path: predict_one falls back to session.run"
+    unbound = OneRow(model)
+    unbound._run = None  # what an onnxruntime without the binding path runs
+    for row in test[:50]:
+        bound.view[:] = unbound.view[:] = array("f", row.tolist())
+        assert bound.score() == unbound.score() == model.predict_one(row.tolist())
 
 
 def test_predict_one_is_safe_across_threads(tmp_path: Path, trained):
