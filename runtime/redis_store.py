@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions
 from redis.asyncio.cluster import RedisCluster
 
-from tailor.compiler.features import FeatureKind, FeatureRef
+from tailor.compiler.features import FeatureRef
 
 from .buckets import (
     Scheme,
     check_batch,
-    decode_attribute,
     split_attributes,
 )
 from .consent import DECLINED, ConsentGate
@@ -56,10 +55,9 @@ from .redis_event_record import series_name as cached_series_name
 from .redis_feedback import RedisFeedback
 from .redis_fleet import RedisFleet
 from .redis_keys import key_part
-from .redis_reads import FetchReads
+from .redis_reads import FETCH_SCRIPT, FETCH_SHA, FetchReads
 from .redis_series import (
     profile_field,
-    window_sum,
 )
 from .redis_slots import by_slot
 from .redis_users import RedisUsers
@@ -75,80 +73,6 @@ TIMEOUT = 0.5  # seconds: a slow Redis makes a degraded decision, not a slow one
 # Connections for writes, per process: concurrent batches beyond this wait in the
 # process, not in Redis, so a decision never queues behind more than this many calls.
 WRITE_CONNECTIONS = 2
-
-
-# Used behind a consent gate only: without one, a fetch is a plain HMGET (``RedisStore._field_reads``).
-# KEYS[1]: the user's hash (``redis_series.py``). ARGV, per read: what to read ('c' a
-# count, 't' a total, 'l' the latest event time, 'p' profile attributes, 'm' cached model
-# scores from KEYS[2], the user's predictions hash), then for 'c' and 't' the series'
-# field and the first and last bucket, for 'l' the field, for 'p' and 'm' the number of
-# fields and the fields. The series and latest times are read by one
-# HMGET, and a window's buckets summed here, from the newest down to its first. Totals
-# come back as text ('%.17g'), since Redis would truncate a Lua number to an integer.
-# ARGV[1] is the consent attribute's field, or '' without a consent gate. With one,
-# ARGV[2] is the number of public attributes' fields, named next: the attribute is read
-# before anything else, and reply 1 is its value. When it is 'false' the script reads
-# the public attributes alone (reply 2) and stops, so nothing personal is read;
-# otherwise the reads follow, their replies after it.
-FETCH_SCRIPT = """
-local key = KEYS[1]
-local replies = {}
-local i = 2
-if ARGV[1] ~= '' then
-  local consent = redis.call('HGET', key, ARGV[1])
-  local n = tonumber(ARGV[2])
-  replies[1] = consent
-  if consent == 'false' then
-    if n > 0 then
-      replies[2] = redis.call('HMGET', key, unpack(ARGV, 3, 2 + n))
-    end
-    return replies
-  end
-  i = 3 + n
-end
-local fields, reads = {}, {}
-while i <= #ARGV do
-  local what = ARGV[i]
-  local r = #replies + 1
-  if what == 'p' or what == 'm' then
-    local n = tonumber(ARGV[i + 1])
-    replies[r] = redis.call('HMGET', what == 'p' and key or KEYS[2], unpack(ARGV, i + 2, i + 1 + n))
-    i = i + 2 + n
-  else
-    replies[r] = false
-    fields[#fields + 1] = ARGV[i + 1]
-    reads[#reads + 1] = {r, what, i}
-    i = i + (what == 'l' and 2 or 4)
-  end
-end
-if #fields > 0 then
-  local values = redis.call('HMGET', key, unpack(fields))
-  for n, read in ipairs(reads) do
-    local r, what, a = read[1], read[2], read[3]
-    local value = values[n]
-    if what == 'l' then
-      replies[r] = value
-    else
-      local first, last = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-      local sum = 0
-      if value then
-        for b, c, t in string.gmatch(value, '(%-?%d+) (%d+) ([^,]+),') do
-          b = tonumber(b)
-          if b < first then
-            break
-          end
-          if b <= last then
-            sum = sum + tonumber(what == 'c' and c or t)
-          end
-        end
-      end
-      replies[r] = what == 'c' and sum or string.format('%.17g', sum)
-    end
-  end
-end
-return replies
-"""
-FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
 
 
 # KEYS[1]: the phase's counts (a hash, arm -> users); KEYS[2..]: each exposure's marker.
@@ -271,14 +195,14 @@ class RedisStore(FeatureStore):
         declined."""
         at = time.time() if at is None else at
         if consent is None:
-            fields, reads, profile = self._field_reads(features, at)
+            fields, reads, profile = self._fetch_reads.fields(features, at)
             key = self.user_key(user_id)
             if not predictions:
                 if not fields:
                     return {}
                 self.round_trips += 1
                 replies = await self._reads().execute_command("HMGET", key, *fields)
-                return self._field_values(reads, profile, replies, at)
+                return self._fetch_reads.values(reads, profile, replies, at)
             # The user hash and the predictions hash share a hash tag: two commands, one round trip.
             self.round_trips += 1
             async with self._reads().pipeline(transaction=False) as pipe:
@@ -287,12 +211,13 @@ class RedisStore(FeatureStore):
                 pipe.execute_command("HMGET", self.predictions_key(user_id), *predictions)
                 *answered, cached = await pipe.execute()
             replies = answered[0] if answered else []
-            values = self._field_values(reads, profile, replies, at)
+            values = self._fetch_reads.values(reads, profile, replies, at)
             values[CACHED_PREDICTIONS] = {
                 version: entry for version, entry in zip(predictions, cached, strict=True) if entry is not None
             }
             return values
-        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
+        args, reads, profile = self._fetch_reads.script_args(features, at, consent)
+        keys = [self.user_key(user_id)] if len(args) > 1 else []
         if predictions:  # a profile-like read ('m') of the user's predictions hash, KEYS[2]
             keys = [self.user_key(user_id), self.predictions_key(user_id)]
             args += ["m", str(len(predictions)), *predictions]
@@ -302,7 +227,7 @@ class RedisStore(FeatureStore):
         # A user who declined gets no further reads, the predictions' included.
         declined = replies and replies[0] in (DECLINED, DECLINED.encode())
         cached = replies.pop() if predictions and not declined else None
-        values = self._fetch_values(reads, profile, replies, at, consent, features)
+        values = self._fetch_reads.script_values(reads, profile, replies, at, consent, features)
         if predictions:
             values[CACHED_PREDICTIONS] = {
                 version: entry for version, entry in zip(predictions, cached or (), strict=False) if entry is not None
@@ -320,135 +245,17 @@ class RedisStore(FeatureStore):
         """``fetch`` through a blocking client, for the synchronous engine: any thread, no event loop."""
         at = time.time() if at is None else at
         if consent is None:
-            fields, reads, profile = self._field_reads(features, at)
+            fields, reads, profile = self._fetch_reads.fields(features, at)
             if not fields:
                 return {}
             self.round_trips += 1
             replies = self._blocking_redis().execute_command("HMGET", self.user_key(user_id), *fields)
-            return self._field_values(reads, profile, replies, at)
-        keys, args, reads, profile = self._fetch_args(user_id, features, at, consent)
-        if not keys:
+            return self._fetch_reads.values(reads, profile, replies, at)
+        args, reads, profile = self._fetch_reads.script_args(features, at, consent)
+        if len(args) <= 1:
             return {}
-        replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, keys, args)
-        return self._fetch_values(reads, profile, replies, at, consent, features)
-
-    def _field_reads(
-        self, features: Sequence[FeatureRef], at: float
-    ) -> tuple[list[str], list[tuple[FeatureRef, str, int, int]], list[FeatureRef]]:
-        """The user hash fields a fetch without a consent gate reads, in order: each series or latest
-        time ``(feature, what, first bucket, last bucket)`` answers, then the profile attributes."""
-        fields: list[str] = []
-        reads: list[tuple[FeatureRef, str, int, int]] = []
-        profile: list[FeatureRef] = []
-        windows: dict[float, tuple[int, int]] = {}  # a window's first and last bucket at ``at``, by span
-        plan = self._fetch_reads.read
-        for ref in features:
-            read = plan(ref)
-            if read is None:
-                if ref.kind is FeatureKind.PROFILE:
-                    profile.append(ref)
-                continue
-            fields.append(read[1])
-            if len(read) == 2:
-                reads.append((ref, "l", 0, 0))
-            else:
-                what, _, resolution, span = read
-                bounds = windows.get(span)
-                if bounds is None:
-                    bounds = windows[span] = (resolution.bucket(at - span), resolution.bucket(at))
-                reads.append((ref, what, *bounds))
-        fields += [profile_field(ref.name) for ref in profile]
-        return fields, reads, profile
-
-    def _field_values(
-        self,
-        reads: list[tuple[FeatureRef, str, int, int]],
-        profile: list[FeatureRef],
-        replies: Sequence[Any],
-        at: float,
-    ) -> dict[str, Any]:
-        """Values by feature text from the ``HMGET`` of ``_field_reads``' fields: each window summed here,
-        as ``FETCH_SCRIPT`` sums it in Redis."""
-        values: dict[str, Any] = {}
-        for (ref, what, first, last), reply in zip(reads, replies, strict=False):
-            if what == "c":
-                values[ref.text] = int(window_sum(reply, first, last, 1))
-            elif what == "t":
-                values[ref.text] = float(window_sum(reply, first, last, 2))
-            else:
-                since = self.scheme.since(None if reply is None else float(reply), at)
-                if since is not None:
-                    values[ref.text] = since
-        for ref, text in zip(profile, replies[len(reads) :], strict=True):
-            if text is not None:
-                values[ref.text] = decode_attribute(text)
-        return values
-
-    def _fetch_args(
-        self, user_id: str, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None
-    ) -> tuple[list[str], list[str], list[FeatureRef], list[FeatureRef]]:
-        """KEYS and ARGV for ``FETCH_SCRIPT``, and the features its replies answer, in order."""
-        args: list[str] = [""]
-        if consent is not None:
-            public = [profile_field(ref.name) for ref in consent.allowed(features)]
-            args = [profile_field(consent.attribute), str(len(public)), *public]
-        reads: list[FeatureRef] = []
-        windows: dict[float, tuple[str, str]] = {}  # a window's first and last bucket at ``at``, by span
-        plan = self._fetch_reads.read
-        for ref in features:
-            read = plan(ref)
-            if read is None:
-                continue
-            if len(read) == 2:
-                args += read  # since(): "l", the latest event's field
-            else:
-                what, field, resolution, span = read
-                bounds = windows.get(span)
-                if bounds is None:
-                    bounds = windows[span] = (str(resolution.bucket(at - span)), str(resolution.bucket(at)))
-                args += [what, field, *bounds]
-            reads.append(ref)
-        profile = [ref for ref in features if ref.kind is FeatureKind.PROFILE]
-        if profile:
-            args += ["p", str(len(profile)), *(profile_field(ref.name) for ref in profile)]
-        keys = [self.user_key(user_id)] if len(args) > 1 else []
-        return keys, args, reads, profile
-
-    def _fetch_values(
-        self,
-        reads: list[FeatureRef],
-        profile: list[FeatureRef],
-        replies: list[Any],
-        at: float,
-        consent: ConsentGate | None = None,
-        features: Sequence[FeatureRef] = (),
-    ) -> dict[str, Any]:
-        """Values by feature text from ``FETCH_SCRIPT``'s replies."""
-        values: dict[str, Any] = {}
-        if consent is not None:
-            stored, replies = replies[0], replies[1:]
-            if stored is not None:
-                values[consent.text] = decode_attribute(stored)
-            if stored in (DECLINED, DECLINED.encode()):
-                public = consent.allowed(features)
-                for ref, text in zip(public, replies[0] if replies else (), strict=False):
-                    if text is not None:
-                        values[ref.text] = decode_attribute(text)
-                return values
-        for ref, reply in zip(reads, replies, strict=False):
-            if ref.kind is FeatureKind.COUNT:
-                values[ref.text] = int(reply)
-            elif ref.kind is FeatureKind.TOTAL:
-                values[ref.text] = float(reply)
-            else:
-                since = self.scheme.since(None if reply is None else float(reply), at)
-                if since is not None:
-                    values[ref.text] = since
-        if profile:
-            for ref, text in zip(profile, replies[-1], strict=True):
-                if text is not None:
-                    values[ref.text] = decode_attribute(text)
-        return values
+        replies = self._script_now(FETCH_SCRIPT, FETCH_SHA, [self.user_key(user_id)], args)
+        return self._fetch_reads.script_values(reads, profile, replies, at, consent, features)
 
     async def record(self, events: Sequence[Event], now: float | None = None) -> RecordResult:
         """One script call per ``EVENTS_PER_CALL`` events: de-duplication, counters, TTLs, pruning.
