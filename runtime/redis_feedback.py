@@ -29,7 +29,8 @@ Redis long: keeping served decisions (``redis_served.py``; with
 already kept, so a chunk sent again counts nothing twice; counting feedback is
 one script per chunk, so two server processes never count an item twice. The scripts take their items as one JSON
 argument: redis-py packs arguments one by one in Python, which costs the
-server more than the JSON.
+server more than the JSON. The counters are read (summed over their shards)
+by ``redis_counter_reads.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from typing import TYPE_CHECKING
 import orjson
 
 from . import experiment_counts as arm_counts
-from .experiment_counts import ArmMeasures, ArmTotals
 from .feedback import (
     VALUE,
     FeedbackMark,
@@ -53,7 +53,7 @@ from .feedback import (
     Outcome,
     Tally,
 )
-from .kpis import KpiCounts, KpiQuery, add_counts
+from .redis_counter_reads import CounterReads
 from .redis_keys import key_part
 from .redis_kpi_fields import counter_field
 from .redis_served import ServedDecisions
@@ -215,6 +215,7 @@ class RedisFeedback:
         self.store = store
         self.prefix = store.prefix
         self.served = ServedDecisions(self)  # the join records of served decisions: redis_served.py
+        self.counters = CounterReads(self)  # KPI rows and experiments' arm totals: redis_counter_reads.py
 
     # --- keys ---
     # On one Redis every shard is 0 and the keys are named as they always were. On a cluster the keys
@@ -424,78 +425,6 @@ class RedisFeedback:
             items.append(item)
         return list(index), [ttl, orjson.dumps(items)]
 
-    # --- reads ---
-
-    async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
-        """Every shard's counters, summed (one shard on one Redis); a pipeline a step, per node on a cluster."""
-        client = self.store._writes()
-        shards = self.shards()
-        if query.version is not None:
-            versions = [query.version]
-        else:
-            async with client.pipeline(transaction=False) as pipe:
-                for shard in shards:
-                    pipe.smembers(self.versions_key(shard))
-                self.store.round_trips += 1
-                listed = await pipe.execute()
-            versions = sorted({member.decode() for members in listed for member in members})
-        if not versions:
-            return {}
-        wanted: list[tuple[str, str | None]] = []
-        if query.by_day:
-            async with client.pipeline(transaction=False) as pipe:
-                for version in versions:
-                    for shard in shards:
-                        pipe.smembers(self.days_key(version, shard))
-                self.store.round_trips += 1
-                listed = await pipe.execute()
-            for n, version in enumerate(versions):
-                days = {day.decode() for members in listed[n * len(shards) : (n + 1) * len(shards)] for day in members}
-                wanted += [(version, day) for day in sorted(days) if query.has_day(day)]
-        else:
-            wanted = [(version, None) for version in versions]
-        async with client.pipeline(transaction=False) as pipe:
-            for version, day in wanted:
-                for shard in shards:
-                    pipe.hgetall(self.counters_key(version, day, shard))
-            self.store.round_trips += 1
-            replies = await pipe.execute()
-        found: KpiCounts = {}
-        for n, fields in enumerate(replies):
-            version = wanted[n // len(shards)][0]
-            for name, amount in fields.items():
-                measure, _, where = name.decode().partition(":")
-                slot, rule, content = json.loads(where)
-                add_counts(found, (version, slot, rule, content), measure, float(amount))
-        return found
-
-    async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
-        """An experiment phase's counters, every shard's summed: two round trips (the totals and the days,
-        then each day's)."""
-        client = self.store._reads()
-        shards = self.shards()
-        async with client.pipeline(transaction=False) as pipe:
-            for shard in shards:
-                pipe.hgetall(self.arm_counters_key(experiment, phase, None, shard))
-                pipe.smembers(self.arm_days_key(experiment, phase, shard))
-            self.store.round_trips += 1
-            listed = await pipe.execute()
-        totals: ArmMeasures = {}
-        for fields in listed[0::2]:
-            _add_arm_measures(totals, fields)
-        days = sorted({day.decode() for members in listed[1::2] for day in members})
-        by_day: dict[str, ArmMeasures] = {day: {} for day in days}
-        if days:
-            async with client.pipeline(transaction=False) as pipe:
-                for day in days:
-                    for shard in shards:
-                        pipe.hgetall(self.arm_counters_key(experiment, phase, day, shard))
-                self.store.round_trips += 1
-                replies = await pipe.execute()
-            for n, fields in enumerate(replies):
-                _add_arm_measures(by_day[days[n // len(shards)]], fields)
-        return ArmTotals(totals, by_day)
-
 
 def _join(
     decision_id: str, flat: Sequence[bytes], marks: bool = True, parsed: dict[bytes, tuple[str, str]] | None = None
@@ -545,9 +474,3 @@ def _join(
         json.loads(models) if models is not None else {},
         tuple(feedback),
     )
-
-
-def _add_arm_measures(found: ArmMeasures, fields: dict[bytes, bytes]) -> None:
-    for name, amount in fields.items():
-        measure, _, arm = name.decode().partition(":")
-        arm_counts.add(found, arm, measure, float(amount))

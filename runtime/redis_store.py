@@ -387,10 +387,10 @@ class RedisStore(FeatureStore):
         return await self._feedback_calls.take(tallies, events, keep, now)
 
     async def arm_totals(self, experiment: str, phase: str) -> ArmTotals:
-        return await self.feedback.arm_totals(experiment, phase)
+        return await self.feedback.counters.arm_totals(experiment, phase)
 
     async def kpi_counts(self, query: KpiQuery) -> KpiCounts:
-        return await self.feedback.kpi_counts(query)
+        return await self.feedback.counters.kpi_counts(query)
 
     async def export(self, user_id: str) -> UserData:
         return await self.users.export(user_id)
