@@ -20,7 +20,7 @@ from typing import Any
 from .buckets import Scheme, fingerprint, kept_buckets, series_keys
 from .events import DEDUPE_SECONDS, Event, RecordResult
 from .redis_keys import key_part
-from .redis_series import COUNTER, LATEST, SERIES_ADD, SERIES_FINISH
+from .redis_series import COUNTER, LATEST, SERIES_FINISH, SERIES_WRITE
 
 # Events per record script call. An event costs Redis about 30 to 50 microseconds
 # (its id, and up to six series merged in Lua), so a call holds Redis 1 to 2 ms: a
@@ -156,7 +156,7 @@ end
 series_finish()
 return {accepted, duplicates, conflicts}
 """
-RECORD_SCRIPT = SERIES_ADD + SERIES_FINISH + RECORD_EVENTS
+RECORD_SCRIPT = SERIES_WRITE + SERIES_FINISH + RECORD_EVENTS
 RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 RECORD_HEADER = 20  # ARGV before the first event's
 
@@ -172,16 +172,6 @@ def series_name(event: str, key: str) -> str:
     """A series' name in its user hash's fields (``TYPE:KEY``), cached: a store meets the same names again and
     again, and builds one per event."""
     return f"{key_part(event)}:{key_part(key)}"
-
-
-def series_constants(scheme: Scheme, now: float) -> dict[str, tuple[str, str, bool]]:
-    """Per resolution, what every series update at ``now`` passes ``SERIES_ADD``: its oldest kept
-    bucket and prune threshold, and whether it keeps the latest event time (the day series)."""
-    day = scheme.day
-    return {
-        resolution.name: (str(resolution.oldest(now)), str(resolution.prune_above), resolution is day)
-        for resolution in scheme.resolutions
-    }
 
 
 def record_args(

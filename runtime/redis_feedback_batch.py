@@ -30,7 +30,7 @@ from .events import Event
 from .feedback import Outcome, Tally
 from .redis_event_record import EVENTS_PER_CALL, RECORD_EVENTS, RECORD_HEADER
 from .redis_feedback import COUNT_SCRIPT, COUNTED_BEFORE, OUTCOMES
-from .redis_series import SERIES_ADD, SERIES_FINISH
+from .redis_series import SERIES_FINISH, SERIES_WRITE
 
 if TYPE_CHECKING:
     from .redis_feedback import RedisFeedback
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 # count's), the call only reads: the count's replies when no item is new (nothing to store: each was counted,
 # with its event and mark, before), else 0, stored nothing.
 TAKE_SCRIPT = (
-    SERIES_ADD
+    SERIES_WRITE
     + SERIES_FINISH
     + COUNTED_BEFORE
     + "local function count_items(KEYS, ARGV)\n"

@@ -145,11 +145,9 @@ end
 """
 )
 
-# One series update: add ``count`` events totalling ``total`` to ``bucket`` of the series in ``field``
-# (``series_merge``), keep the latest event time in the ``latest`` field (when not ''), and note how
-# long the user hash must live (``ttl`` ms) for ``series_finish``. Shared by every script that writes
-# behavioural events one update at a time.
-SERIES_ADD = (
+# What every script that writes behavioural events shares: ``series_merge``, and ``series_touch`` noting
+# how long a user hash must live (``ttl`` ms) for ``series_finish``.
+SERIES_WRITE = (
     SERIES_MERGE
     + """
 local touched = {}
@@ -157,18 +155,6 @@ local function series_touch(key, ttl)
   if not touched[key] or touched[key] < ttl then
     touched[key] = ttl
   end
-end
-local function series_add(key, field, bucket, count, total, ttl, latest, ts, oldest, prune)
-  local value = redis.call('HGET', key, field)
-  value = series_merge(value, tonumber(bucket), tonumber(count), tonumber(total), oldest, prune)
-  redis.call('HSET', key, field, value)
-  if latest ~= '' then
-    local last = redis.call('HGET', key, latest)
-    if not last or tonumber(last) < tonumber(ts) then
-      redis.call('HSET', key, latest, ts)
-    end
-  end
-  series_touch(key, tonumber(ttl))
 end
 """
 )

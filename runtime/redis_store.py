@@ -49,7 +49,6 @@ from .redis_event_record import (
     RECORD_SHA,
     record_args,
     recorded,
-    series_constants,
 )
 from .redis_event_record import series_name as cached_series_name
 from .redis_feedback import RedisFeedback
@@ -553,9 +552,6 @@ class RedisStore(FeatureStore):
             for keys, args in calls:
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # pipe.evalsha is refused on a cluster
             return await pipe.execute(raise_on_error=False)
-
-    def _series_constants(self, now: float) -> dict[str, tuple[str, str, bool]]:
-        return series_constants(self.scheme, now)
 
     def _record_args(
         self, events: Sequence[Event], times: Sequence[float], now: float

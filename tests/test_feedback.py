@@ -388,6 +388,7 @@ def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_
         FeatureRef(FeatureKind.COUNT, f'count("impression", "{key}", 1h)', "impression", key, 3600.0)
         for key in ("acc", "x", "any")
     ]
+    since = FeatureRef(FeatureKind.SINCE, 'since("impression", "x")', "impression", "x")
 
     async def kept(store: FeatureStore, times: int) -> tuple[dict[str, Any], Any]:
         if on_cluster(store):
@@ -395,7 +396,7 @@ def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_
         for _ in range(times):
             await store.keep_decisions(joins, DAY, impressions=True)
         counts = await store.kpi_counts(KpiQuery(None, None, None, None, None))
-        values = await store.fetch("ü/1", refs)
+        values = await store.fetch("ü/1", [*refs, since], at=at + 60)
         await store.close()
         return values, counts
 
@@ -407,7 +408,7 @@ def test_served_decisions_kept_again_count_once_and_their_impressions_match_the_
     on_redis = asyncio.run(kept(redis_store, 2))
     in_memory = asyncio.run(kept(MemoryStore(), 1))
     assert on_redis == in_memory
-    assert on_redis[0] == {refs[0].text: 6, refs[1].text: 3, refs[2].text: 9}
+    assert on_redis[0] == {refs[0].text: 6, refs[1].text: 3, refs[2].text: 9, since.text: pytest.approx(58)}
     assert on_redis[1]["v1", "sidebar", "default", "acc"] == {"decisions": 3.0, "impressions": 3.0}
 
 
