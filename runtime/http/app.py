@@ -1,5 +1,9 @@
 """The HTTP API: a FastAPI app over a ``DecisionService``, and its routes.
 
+The decision, event and feedback routes are here, with the operations ones;
+the closed loop's reads are ``loop_routes.py``'s, a user's data
+``user_routes.py``'s and the console's ``console_routes.py``'s.
+
 Every request body is a typed model with limits (``schemas``); responses are
 built as plain dicts by the ``to_dict`` of what they hold and written with
 orjson, and the response models describe them in the OpenAPI schema without
@@ -13,13 +17,11 @@ are relative to the ruleset's root.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi import Path as PathParam
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import Response
 
 from ..attribution import Attribution
@@ -28,50 +30,37 @@ from ..decision_log import DecisionLog
 from ..drift_history import DEFAULT_DRIFT_INTERVAL, DriftRecorder
 from ..erasure import Erasure
 from ..events import Event
-from ..experiment_report import ExperimentList, read_report
 from ..feedback import DEFAULT_ATTRIBUTION, MAX_FEEDBACK, FeedbackItem, Impressions
 from ..fleet import DEFAULT_HEARTBEAT, Heartbeat, read_fleet
-from ..kpis import KpiQuery
 from ..model_monitor import ModelMonitor
 from ..recent_decisions import RecentDecisions
 from ..reload import DEFAULT_RELOAD_TIMEOUT, DEFAULT_SETTLE_MS, Reloader
 from ..ruleset_root import RulesetRoot
-from ..service import WRITE_TIMEOUT, DecisionService, NotReady, StoreUnavailable
+from ..service import DecisionService
 from ..shadow import Shadow
 from ..status import RulesetStatus
 from ..supplied_features import IgnoredFeatures, SuppliedFeatures
 from .console_routes import DEFAULT_CONSOLE, add_console
 from .decide_route import DecideShortPath
 from .explain_json import explanation_json
+from .loop_routes import add_loop_routes
 from .middleware import BodyLimit, error_responses, install_error_handlers, require_key
 from .responses import OrjsonResponse, error_response
 from .schemas import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
-    MAX_ID,
-    MAX_NAME,
     DecideRequest,
     DecideResponse,
-    DriftHistoryResponse,
     EventsRequest,
     EventsResponse,
-    ExperimentResponse,
-    ExperimentsResponse,
     ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
-    JoinedRequest,
-    JoinedResponse,
-    KpisResponse,
-    ModelsResponse,
-    ProfileRequest,
-    ProfileResponse,
     RulesetResponse,
     StatsResponse,
     Status,
-    UserErasureResponse,
-    UserExportResponse,
 )
+from .user_routes import add_user_routes
 from .write_routes import EventsShortPath, FeedbackShortPath
 
 KEPT_FEATURE_READERS = 8  # versions whose supplied-feature keys are remembered: the current and recent ones
@@ -282,159 +271,8 @@ def create_app(
         ]
         return (await attributed.receive(items)).to_dict()
 
-    @app.get(
-        "/v1/kpis",
-        response_model=KpisResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 422, 503),
-        tags=["data"],
-        summary="Decisions, impressions, clicks, conversions and their rates per version, slot, rule and content",
-    )
-    async def kpis(
-        slot: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
-        rule: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
-        since: Annotated[str | None, Query(max_length=10, description="first UTC day, YYYY-MM-DD")] = None,
-        until: Annotated[str | None, Query(max_length=10, description="last UTC day, YYYY-MM-DD")] = None,
-        version: Annotated[str | None, Query(max_length=MAX_ID)] = None,
-    ) -> Response:
-        try:
-            query = KpiQuery(slot, rule, version, since, until)
-        except ValueError as exc:
-            return error_response(422, str(exc))
-        return OrjsonResponse((await attributed.kpis(query)).to_dict())
-
-    def served_experiments() -> ExperimentList:
-        served = service.serving()
-        return ExperimentList.of(served.ruleset.plan, served.ruleset.name, served.version)
-
-    @app.get(
-        "/v1/experiments",
-        response_model=ExperimentsResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 503),
-        tags=["experiments"],
-        summary="The served rules' experiments (arms, weights, coverage, seed, current phase) and holdout",
-    )
-    async def experiments() -> Response:
-        return OrjsonResponse(served_experiments().to_dict())
-
-    @app.get(
-        "/v1/experiments/{name}",
-        response_model=ExperimentResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 404, 422, 503),
-        tags=["experiments"],
-        summary="One experiment's results in its current phase: rates, lifts, SRM, over time, and conclusions",
-    )
-    async def experiment(
-        name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)],
-        phase: Annotated[str | None, Query(max_length=MAX_NAME, description="the current phase when absent")] = None,
-    ) -> Response:
-        listed = served_experiments()
-        found = [info for info in listed.experiments if info.name == name]
-        if not found:
-            names = ", ".join(info.name for info in listed.experiments) or "none"
-            return error_response(404, f"no experiment {name!r} in the served rules (experiments: {names})")
-        info = found[0]
-        if phase is not None and phase != info.phase:
-            return error_response(
-                404,
-                f"phase {phase!r} of {name} is not the one served ({info.phase}): only the served phase's "
-                "weights are known, and results never mix phases",
-            )
-        await attributed.flush()  # every decision served so far is counted
-        await service.exposures.flush()
-        try:
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                report = await read_report(service.store, info)
-        except TimeoutError as exc:
-            raise StoreUnavailable("the experiment's counts could not be read (timeout)") from exc
-        except Exception as exc:
-            raise StoreUnavailable(f"the experiment's counts could not be read ({type(exc).__name__})") from exc
-        return OrjsonResponse(report.to_dict())
-
-    @app.get(
-        "/v1/models/{name}/drift/history",
-        response_model=DriftHistoryResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 404, 422, 503),
-        tags=["ruleset"],
-        summary="A served model's PSI and JS over time: a point every --drift-interval seconds, a day of them kept",
-    )
-    async def drift_history(name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)]) -> Response:
-        served = service.serving()
-        model = served.ruleset.models.get(name)
-        if model is None:
-            declared = ", ".join(sorted(served.ruleset.models)) or "none"
-            return error_response(404, f"{name!r} is no model of the served rules (models: {declared})")
-        return OrjsonResponse(drift.history(name, model.version).to_dict())
-
-    @app.post(
-        "/v1/feedback/joined",
-        response_model=JoinedResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 413, 422, 503),
-        tags=["data"],
-        summary="Served decisions' join records: the models' scores and the feedback counted on each",
-    )
-    async def joined(body: JoinedRequest) -> Response:
-        joins = await attributed.joined(body.decision_ids)
-        found = [joins[i].to_dict() for i in dict.fromkeys(body.decision_ids) if i in joins]
-        return OrjsonResponse({"decisions": found})
-
-    @app.get(
-        "/v1/models",
-        response_model=ModelsResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 503),
-        tags=["ruleset"],
-        summary="Each served model: drift of its live scores from training (PSI, JS), live AUC and calibration",
-    )
-    async def models() -> Response:
-        try:
-            report = await monitor.report()
-        except NotReady:
-            raise
-        except Exception as exc:
-            raise StoreUnavailable(f"the model counters could not be read ({type(exc).__name__})") from exc
-        return OrjsonResponse(report.to_dict())
-
-    @app.put(
-        "/v1/users/{user_id:path}",
-        response_model=ProfileResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 413, 422, 503),
-        tags=["data"],
-        summary="Set (or, with null, delete) profile attributes",
-    )
-    async def set_profile(
-        user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)], body: ProfileRequest
-    ) -> Response:
-        await service.set_profile(user_id, body.attributes)
-        deleted = sum(value is None for value in body.attributes.values())
-        return OrjsonResponse({"user_id": user_id, "updated": len(body.attributes) - deleted, "deleted": deleted})
-
-    @app.delete(
-        "/v1/users/{user_id:path}",
-        response_model=UserErasureResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 422, 503),
-        tags=["data"],
-        summary="Erase everything stored about a user (see docs/privacy.md); erasing twice is harmless",
-    )
-    async def erase_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
-        return OrjsonResponse((await erasure.erase(user_id)).to_dict())
-
-    @app.get(
-        "/v1/users/{user_id:path}/export",
-        response_model=UserExportResponse,
-        dependencies=guard,
-        responses=error_responses(*auth, 422, 503),
-        tags=["data"],
-        summary="Everything stored about a user, as JSON (empty for a user nothing is stored about)",
-    )
-    async def export_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
-        return OrjsonResponse((await erasure.export(user_id)).to_dict())
+    add_loop_routes(app, service, attributed, monitor, drift, guard=guard, auth=auth)
+    add_user_routes(app, service, erasure, guard=guard, auth=auth)
 
     async def status() -> RulesetStatus:
         """What is served, with the fleet as the store's heartbeats say."""
