@@ -135,5 +135,11 @@ def targets(results: dict[str, Any]) -> list[Target]:
             FEEDBACK_RATIO,
             "x",
             lower_is_better=False,
+            why="A feedback item does what an event does and more: its event is recorded as POST /v1/events "
+            "records one, and it is also joined to its decision's record (read first, one call a batch), "
+            "judged, de-duplicated by its id, counted in the KPI and experiment counters, and marked on the "
+            "join record, in the same script call. Measured apart, a first pass of 100 items cost the server "
+            "about twice the CPU of 100 events and Redis about 1.4 times; repeats (answered as duplicates) "
+            "cost about as much as events'.",
         )
     ]
