@@ -133,17 +133,21 @@ class OneRow:
     nothing: ``session.run`` checks its feed and wraps the row and the outputs in new objects on every
     call, about half of a small model's time. The binding is run through the session's own native
     object (``InferenceSession._sess``), as the public ``run_with_iobinding`` does after steps for GPU
-    graph capture that cost more than the inference; ``bound`` says whether that path is in use, and a
-    release without it falls back to ``session.run`` on the same buffers, with the same results.
+    graph capture that cost more than the inference. The output buffer takes the output's own element
+    type (a probability may be float or double). A release without that path, or a binding whose run
+    fails, falls back to ``session.run`` on the same buffers, with the same results; ``bound`` says
+    whether the binding is in use.
     """
 
-    __slots__ = ("_at", "_binding", "_feed", "_output", "_outputs", "_run", "_session", "bound", "view")
+    __slots__ = ("_at", "_binding", "_feed", "_output", "_outputs", "_run", "_session", "view")
 
     def __init__(self, model: ModelFile):
         buffer = np.zeros((1, model.width), dtype=np.float32)
         self.view = memoryview(buffer).cast("B").cast("f")
         self._at: tuple[int, ...] = (0,) if model.column < 0 else (0, model.column)
-        self._output = np.zeros((1,) if model.column < 0 else (1, model.column + 1), dtype=np.float32)
+        kind = next((o.type for o in model.session.get_outputs() if o.name == model.output_name), "tensor(float)")
+        dtype = np.float64 if kind == "tensor(double)" else np.float32
+        self._output = np.zeros((1,) if model.column < 0 else (1, model.column + 1), dtype=dtype)
         self._session = model.session
         self._feed = {model.input_name: buffer}
         self._outputs = [model.output_name]
@@ -159,13 +163,19 @@ class OneRow:
         else:
             self._binding = binding  # holds the buffers' bindings for as long as this lives
             self._run = lambda: run(native_binding, None)
-        self.bound = self._run is not None
+
+    @property
+    def bound(self) -> bool:
+        return self._run is not None
 
     def score(self) -> float:
         """The probability of the row in ``view``."""
         if self._run is not None:
-            self._run()
-            return float(self._output[self._at])
+            try:
+                self._run()
+                return float(self._output[self._at])
+            except Exception:  # a binding this model's outputs do not fit: session.run from now on
+                self._run = self._binding = None
         (output,) = self._session.run(self._outputs, self._feed)
         return float(output[self._at])
 

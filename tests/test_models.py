@@ -148,6 +148,20 @@ def test_one_row_runs_bound_to_the_session_and_agrees_with_session_run(tmp_path:
         assert bound.score() == unbound.score() == model.predict_one(row.tolist())
 
 
+def test_a_double_probability_output_runs_bound_too(tmp_path: Path):
+    model_proto = linear_model(["N", 2], 0.0, sigmoid=True)
+    graph = model_proto.graph
+    graph.node.append(helper.make_node("Cast", ["p"], ["p64"], to=TensorProto.DOUBLE))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("p64", TensorProto.DOUBLE, ["N", 2]))
+    model = read_model("m", save(model_proto, tmp_path / "m.onnx", features_metadata(FEATURES[:3])))
+    expected = float(model.predict(np.array([[1, 2, 3]], dtype=np.float32))[0])
+    one = OneRow(model)
+    one.view[:] = array("f", [1, 2, 3])
+    assert one.score() == expected == model.predict_one([1, 2, 3])
+    assert one.bound, "the binding failed on a double output and fell back to session.run"
+
+
 def test_predict_one_is_safe_across_threads(tmp_path: Path, trained):
     booster, test = trained
     model = read_model("p_click", save(convert(booster), tmp_path / "m.onnx", features_metadata()))
