@@ -189,8 +189,8 @@ class FetchReads:
     def script_args(
         self, features: Sequence[FeatureRef], at: float, consent: ConsentGate | None = None
     ) -> tuple[list[str], list[FeatureRef], list[FeatureRef]]:
-        """ARGV for ``FETCH_SCRIPT`` (None when there is nothing to read: no call), and the features its
-        replies answer, in order."""
+        """ARGV for ``FETCH_SCRIPT`` (no more than its first argument when there is nothing to read: then no
+        call is made), and the features its replies answer, in order."""
         args: list[str] = [""]
         if consent is not None:
             public = [profile_field(ref.name) for ref in consent.allowed(features)]
