@@ -32,8 +32,9 @@ from typing import Any
 
 from tailor.compiler.check import CheckedRule, Program, check
 from tailor.dsl import ast
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.diagnostics import RulesError, Severity
-from tailor.dsl.parser import collector_paused, parse
+from tailor.dsl.parser import parse
 from tailor.dsl.printer import expression_text
 
 Decision = dict[str, str | None]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 
-from . import native
+from tailor.dsl import native
 
 try:
     from ._bucketing import hash_after as _native_hash_after  # type: ignore[import-not-found]

@@ -19,6 +19,7 @@ same bytes.
 from __future__ import annotations
 
 import marshal
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType
@@ -33,9 +34,15 @@ from .plan import DecisionPlan, value_type
 from .predicate_tables import STAGE_CONTEXT, STAGE_STORE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class CompiledPlan:
     """The generated functions, the source they came from and its code object.
+
+    The functions and their module's namespace refer to each other, a cycle
+    only the garbage collector frees, and a server freezes its ruleset out of
+    the collector's reach (runtime/heap.py). So the namespace is cleared when
+    its ``CompiledPlan`` is freed, and the cycle goes with it: hold the plan,
+    not the functions alone.
 
     Pickled, it is the code object in ``marshal``'s format: the process that
     loads it runs the module again (milliseconds) instead of compiling the
@@ -68,7 +75,7 @@ def _run(source: str, code: CodeType, module: str, width: int) -> CompiledPlan:
     namespace: dict[str, Any] = {"__name__": module}
     exec(code, namespace)
     checks = namespace["CHECKS"]
-    return CompiledPlan(
+    compiled = CompiledPlan(
         source,
         code,
         namespace["stage0"],
@@ -77,6 +84,8 @@ def _run(source: str, code: CodeType, module: str, width: int) -> CompiledPlan:
         namespace["walk"],
         tuple(checks.get(bit) for bit in range(width)),
     )
+    weakref.finalize(compiled, namespace.clear)  # see the class's docstring
+    return compiled
 
 
 def _unmarshal(source: str, code: bytes, module: str, width: int) -> CompiledPlan:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from tailor.dsl.parser import collector_paused
+from tailor.dsl.collector import collector_paused
 
 from .caps import CapIndex
 from .consent import ConsentPlan

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from tailor.dsl import ast
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.diagnostics import Diagnostic, Related, note, warning
-from tailor.dsl.parser import collector_paused
 from tailor.dsl.printer import duration_text
 from tailor.dsl.source import Span
 

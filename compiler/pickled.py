@@ -22,7 +22,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from tailor.dsl.parser import collector_paused
+from tailor.dsl.collector import collector_paused
 
 T = TypeVar("T")
 

@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.diagnostics import Diagnostic, Severity, sorted_unique
 from tailor.dsl.loader import ParsedFile
-from tailor.dsl.parser import collector_paused
 
 from .check import Program, check
 from .codegen import CompiledPlan, generate

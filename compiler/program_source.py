@@ -17,8 +17,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.loader import ParsedFile
-from tailor.dsl.parser import collector_paused, parse_source
+from tailor.dsl.parser import parse_source
 from tailor.dsl.source import Source
 
 from .check import Program, check

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tailor.dsl.native import NO_NATIVE, allowed
+
 from .codegen_tables import _small_integers, _sparse  # the generated code's own choices
 from .features import FeatureKind
-from .native import NO_NATIVE, allowed
 from .plan import DecisionPlan
 from .predicate_tables import STAGE_STORE, FeatureTable
 

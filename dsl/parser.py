@@ -10,13 +10,12 @@ and left out, like one with a syntax error.
 
 from __future__ import annotations
 
-import gc
 from bisect import bisect_left
-from contextlib import contextmanager
 
 from lark import UnexpectedInput, UnexpectedToken
 
 from . import ast
+from .collector import collector_paused
 from .diagnostics import Diagnostic, RulesError, error, sorted_unique
 from .lalr_driver import lalr_driver
 from .nesting import nesting_problem, within_nesting_limit
@@ -58,28 +57,6 @@ def parse_source(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
         declarations = within_nesting_limit(declarations, problems)
     module = ast.Module(tuple(declarations), source.name, comments)
     return module, sorted_unique(problems)
-
-
-@contextmanager
-def collector_paused():
-    """Parsing and compiling allocate hundreds of thousands of objects that all
-    survive; letting the cyclic collector scan them again and again costs a
-    third of the time on large rulesets and frees nothing.
-
-    On the way out they join the oldest generation at once (freezing and
-    unfreezing moves every object there without a scan): left young, the
-    next allocations would scan millions of survivors twice more, seconds at
-    100,000 rules. A cycle among them is freed by the next full collection.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
 
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:

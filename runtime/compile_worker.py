@@ -44,8 +44,8 @@ from typing import BinaryIO, TypeVar
 from tailor.compiler.file_cache import FileCache
 from tailor.compiler.pickled import dumps
 from tailor.compiler.plan import PredicateStats
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.loader import ParseCache
-from tailor.dsl.parser import collector_paused
 
 from .daemon_thread import run_in_thread
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits

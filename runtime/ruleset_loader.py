@@ -23,9 +23,9 @@ from tailor.compiler.lint import DEFAULT_RETENTION, lint
 from tailor.compiler.pipeline import STAGE_NAMES, Compilation, compile_ruleset, resume
 from tailor.compiler.plan import PredicateStats
 from tailor.compiler.ruleset import Ruleset, raise_on_errors, source_version
+from tailor.dsl.collector import collector_paused
 from tailor.dsl.diagnostics import Diagnostic, RulesError, error, sorted_unique
 from tailor.dsl.loader import ParseCache, ParsedFile, display_name, read_ruleset, rules_files, ruleset_name
-from tailor.dsl.parser import collector_paused
 
 from .model_limits import DEFAULT_MODEL_LIMITS, ModelLimits
 

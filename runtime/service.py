@@ -247,7 +247,12 @@ class DecisionService:
         self._expose(served)
         self._changed()
         if self.freeze_heap:
-            log.debug("heap collected and frozen in %.0f ms", heap.settle() * 1000)
+            settled = heap.settle(first=current is None)
+            log.debug(
+                "heap %s and frozen in %.1f ms",
+                "collected in full" if settled.full else "collected since the last reload",
+                settled.seconds * 1000,
+            )
         return True
 
     def _expose(self, served: Served) -> None:

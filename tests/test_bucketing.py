@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tailor.bucketing import bucket_ranges, choose_arm, get_equal_weights, hash, in_namespace
-from tailor.compiler import bucketing, native
+from tailor.compiler import bucketing
 from tailor.compiler.bucketing import fnv1a32, js_string
+from tailor.dsl import native
 
 CASES = load("cases.json")
 
