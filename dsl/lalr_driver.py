@@ -8,7 +8,9 @@ exactly what Lark's own loop builds.
 
 A well-formed file is parsed by a small loop over Lark's own tables
 (``_FastParser``); any syntax error hands the whole parse back to Lark's loop,
-so error messages come from Lark's parser state.
+so error messages come from Lark's parser state. The loop runs in C
+(``_lalr.c``) where the package was built with it, and in Python without it or
+with ``TAILOR_NO_NATIVE=1``: the same tables and callbacks, so the same tree.
 
 Lark fixes its tree callbacks when it is built, but here every parse call
 brings its own tree builder (``bind``), so that parses in several threads
@@ -33,7 +35,13 @@ from lark.lexer import Lexer
 from lark.parse_tree_builder import ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
+from . import native
 from .tokenizer import Token
+
+try:
+    from . import _lalr  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the loop runs in Python
+    _lalr = None
 
 if TYPE_CHECKING:
     from .tree_builder import TreeBuilder
@@ -171,6 +179,22 @@ class _FastParser:
         return state
 
     def parse(self, tokens: list[Token], start: str, callbacks: _Callbacks) -> Any:
+        """The tree ``callbacks`` build for ``tokens``; ``_NoAction`` on a syntax error."""
+        if _native_parse is not None and tokens.__class__ is list:
+            return _native_parse(
+                self._actions,
+                self._passes,
+                self._passed,
+                tokens,
+                _END,
+                self._start_states[start],
+                self._end_states[start],
+                callbacks,
+            )
+        return self.python_parse(tokens, start, callbacks)
+
+    def python_parse(self, tokens: list[Token], start: str, callbacks: _Callbacks) -> Any:
+        """``parse``'s loop in Python: what the C runs."""
         actions: list[dict[str, Any]] = self._actions  # a shift's next state (an int), or a _Reduce
         passes = self._passes
         end_state = self._end_states[start]
@@ -211,6 +235,17 @@ class _FastParser:
                 if state == end_state and token is _END:
                     return values[-1]
         raise AssertionError("unreachable: the end token either finishes the parse or fails it")
+
+
+def _native_loop() -> Callable[..., Any] | None:
+    """The C loop, told which exception a syntax error raises; None when it is not built or not allowed."""
+    if _lalr is None or not native.allowed():
+        return None
+    _lalr.configure(_NoAction)
+    return _lalr.parse
+
+
+_native_parse = _native_loop()
 
 
 def _fast_parser(lark: Lark, rule_index: dict[Rule, int]) -> _FastParser | None:

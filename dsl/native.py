@@ -1,8 +1,9 @@
 """Whether the package's C helpers run, one switch for all of them.
 
-The helpers (``_stage1.c``, ``_bucketing.c``) are built by the package's install where a C compiler is
-found; each stands in for Python that computes exactly the same thing, which runs when a helper is not
-built, or everywhere with ``TAILOR_NO_NATIVE=1`` in the environment, so that tests exercise both.
+The helpers (``dsl/_tokens.c``, ``dsl/_lalr.c``, ``compiler/_stage1.c``, ``compiler/_bucketing.c``) are built by the
+package's install where a C compiler is found; each stands in for Python that computes exactly the same
+thing, which runs when a helper is not built, or everywhere with ``TAILOR_NO_NATIVE=1`` in the
+environment, so that tests exercise both.
 """
 
 from __future__ import annotations

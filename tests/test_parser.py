@@ -12,7 +12,7 @@ import pytest
 
 from bench.workload import ruleset_text
 from tailor import RulesError
-from tailor.dsl import ast
+from tailor.dsl import ast, native
 from tailor.dsl import lalr_driver as driver_module
 from tailor.dsl.parser import parse, parse_expression, parse_source
 from tailor.dsl.source import Source
@@ -682,6 +682,41 @@ def test_the_fast_loop_builds_what_lark_builds(text: str, monkeypatch: pytest.Mo
     lark = parse_source(Source("t.rules", text))
     assert _flat(fast[0]) == _flat(lark[0])
     assert [d.to_dict() for d in fast[1]] == [d.to_dict() for d in lark[1]]
+
+
+def test_the_fast_loop_runs_in_c() -> None:
+    assert driver_module._lalr is not None, "dsl/_lalr.c was not built: the fast loop runs in Python"
+    assert (driver_module._native_parse is not None) == native.allowed()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(ruleset_text(300, conditions=(2, 5), model_share=0.2), id="generated"),
+        *(
+            pytest.param(path.read_text(), id=path.name)
+            for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
+        ),
+        pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
+        pytest.param("rule r when a then show b priority -2 cap 3 per 24h\nwhen a then show b cap 1 per 1d", id="c"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_the_c_loop_builds_what_the_python_loop_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert driver_module._native_parse is not None
+    to_lark = []  # parses the loop gave up on: only a text with a syntax error may be one of them
+    with_lark = driver_module.BoundParser._parse_with_lark
+    monkeypatch.setattr(
+        driver_module.BoundParser, "_parse_with_lark", lambda *args: to_lark.append(1) or with_lark(*args)
+    )
+    in_c = parse_source(Source("t.rules", text))
+    assert bool(to_lark) == bool(in_c[1])
+    expression = _flat(parse_expression('views("Books", 24h) * 2 > 3 and not (x in [1, 2])'))
+    monkeypatch.setattr(driver_module, "_native_parse", None)
+    in_python = parse_source(Source("t.rules", text))
+    assert _flat(in_c[0]) == _flat(in_python[0])
+    assert [d.to_dict() for d in in_c[1]] == [d.to_dict() for d in in_python[1]]
+    assert expression == _flat(parse_expression('views("Books", 24h) * 2 > 3 and not (x in [1, 2])'))
 
 
 # --- parses in several threads at once ---
