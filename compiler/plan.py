@@ -234,8 +234,12 @@ def build_plan(
     tables = _tables(conjunctions, attribute_kinds, stats, model_inputs)
     features: dict[str, FeatureRef] = {ref.text: ref for table in tables for ref in (table.ref,)}
     distinct: dict[Predicate, None] = {}
+    seen: set[int] = set()  # by identity first: rules share predicate objects, and hashing one walks it
     for conjunction in conjunctions:
         for predicate in (*conjunction.atoms, *conjunction.residual, *_formula_predicates(conjunction)):
+            if id(predicate) in seen:
+                continue
+            seen.add(id(predicate))
             distinct.setdefault(predicate)
             for ref in predicate_features(predicate):
                 features.setdefault(ref.text, ref)
@@ -278,17 +282,26 @@ def _tables(
     # Bit numbers first, masks once: OR-ing a bit at a time into a mask costs its width each time.
     atom_bits: dict[FeatureRef, dict[Atom, list[int]]] = {}
     use_bits: dict[FeatureRef, list[int]] = {}
+    # The same lists by the atom's and the feature's identity: rules share those objects, and looking one
+    # up by identity spares hashing it at every use (equal objects from files normalized apart still meet
+    # in the dicts above).
+    bits_of: dict[int, list[int]] = {}
+    uses_of: dict[int, list[int]] = {}
     for conjunction in conjunctions:
         bit = conjunction.bit
         for atom in conjunction.atoms:
-            feature = atom.feature
-            by_atom = atom_bits.get(feature)
-            if by_atom is None:
-                by_atom = atom_bits[feature] = {}
-            bits = by_atom.setdefault(atom, [])
+            bits = bits_of.get(id(atom))
+            if bits is None:
+                by_atom = atom_bits.get(atom.feature)
+                if by_atom is None:
+                    by_atom = atom_bits[atom.feature] = {}
+                bits = bits_of[id(atom)] = by_atom.setdefault(atom, [])
             if not bits or bits[-1] != bit:  # ascending, once each: a table's flips are read off these
                 bits.append(bit)
-            use_bits.setdefault(feature, []).append(bit)
+            used = uses_of.get(id(atom.feature))
+            if used is None:
+                used = uses_of[id(atom.feature)] = use_bits.setdefault(atom.feature, [])
+            used.append(bit)
         for predicate in (*conjunction.residual, *_formula_predicates(conjunction)):
             for ref in predicate_features(predicate):
                 use_bits.setdefault(ref, []).append(bit)
