@@ -152,6 +152,10 @@ static PyObject *parse(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
                 if (failed < 0 || push(&states, state) < 0) goto done;
             }
             if (state == end_state && token == end) {
+                if (PyList_GET_SIZE(values) == 0) { /* the Python loop's values[-1] would raise too */
+                    PyErr_SetString(PyExc_IndexError, "the parse ended with nothing built");
+                    goto done;
+                }
                 result = PyList_GET_ITEM(values, PyList_GET_SIZE(values) - 1);
                 Py_INCREF(result);
                 goto done;
