@@ -42,23 +42,14 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass
 
 from tailor.dsl.collector import keep_frozen
 
 FULL_EVERY = 100  # middle-generation collections between full ones, once the heap is frozen (CPython: 10)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """One settle: whether it walked the whole heap, and how long the pause was."""
-
-    full: bool
-    seconds: float
-
-
-def settle(first: bool = False) -> Settled:
-    """Collect what is not frozen and freeze what survives: one short pause per reload.
+def settle(first: bool = False) -> float:
+    """Collect what is not frozen and freeze what survives: one short pause per reload; its seconds.
 
     ``first`` (the first version a process serves) unfreezes first, so the collection walks everything."""
     start = time.perf_counter()
@@ -69,4 +60,4 @@ def settle(first: bool = False) -> Settled:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_EVERY)
-    return Settled(first, time.perf_counter() - start)
+    return time.perf_counter() - start

@@ -247,12 +247,10 @@ class DecisionService:
         self._expose(served)
         self._changed()
         if self.freeze_heap:
-            settled = heap.settle(first=current is None)
-            log.debug(
-                "heap %s and frozen in %.1f ms",
-                "collected in full" if settled.full else "collected since the last reload",
-                settled.seconds * 1000,
-            )
+            first = current is None
+            seconds = heap.settle(first=first)
+            what = "collected in full" if first else "collected since the last reload"
+            log.debug("heap %s and frozen in %.1f ms", what, seconds * 1000)
         return True
 
     def _expose(self, served: Served) -> None:
