@@ -663,18 +663,19 @@ def test_the_fast_parse_loop_is_in_use() -> None:
     assert fast is not None, "this Lark keeps its tables elsewhere: parsing falls back to Lark's loop"
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param(ruleset_text(300, conditions=(2, 5), model_share=0.2), id="generated"),
-        *(
-            pytest.param(path.read_text(), id=path.name)
-            for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
-        ),
-        pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
-        pytest.param("rule r when a then show b priority -2 cap 3 per 24h\nwhen a then show b cap 1 per 1d", id="c"),
-    ],
-)
+# Texts the parse loops are held to one another on: generated rules, the shipped rulesets, errors, caps.
+LOOP_TEXTS = [
+    pytest.param(ruleset_text(300, conditions=(2, 5), model_share=0.2), id="generated"),
+    *(
+        pytest.param(path.read_text(), id=path.name)
+        for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
+    ),
+    pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
+    pytest.param("rule r when a then show b priority -2 cap 3 per 24h\nwhen a then show b cap 1 per 1d", id="c"),
+]
+
+
+@pytest.mark.parametrize("text", LOOP_TEXTS)
 def test_the_fast_loop_builds_what_lark_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = parse_source(Source("t.rules", text))
     lark_only = dataclasses.replace(driver_module.lalr_driver(), fast=None)
@@ -689,19 +690,10 @@ def test_the_fast_loop_runs_in_c() -> None:
     assert (driver_module._native_parse is not None) == native.allowed()
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param(ruleset_text(300, conditions=(2, 5), model_share=0.2), id="generated"),
-        *(
-            pytest.param(path.read_text(), id=path.name)
-            for path in sorted((Path(__file__).parents[1] / "rulesets" / "retail").glob("*.rules"))
-        ),
-        pytest.param('rule r when user.tier == "gold" and then show a in hero\nrule s when true show', id="errors"),
-        pytest.param("rule r when a then show b priority -2 cap 3 per 24h\nwhen a then show b cap 1 per 1d", id="c"),
-        pytest.param("", id="empty"),
-    ],
-)
+EXPRESSION = 'views("Books", 24h) * 2 > 3 and not (x in [1, 2])'  # an expression parse, from its own start rule
+
+
+@pytest.mark.parametrize("text", [*LOOP_TEXTS, pytest.param("", id="empty")])
 def test_the_c_loop_builds_what_the_python_loop_builds(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert driver_module._native_parse is not None
     to_lark = []  # parses the loop gave up on: only a text with a syntax error may be one of them
@@ -711,12 +703,12 @@ def test_the_c_loop_builds_what_the_python_loop_builds(text: str, monkeypatch: p
     )
     in_c = parse_source(Source("t.rules", text))
     assert bool(to_lark) == bool(in_c[1])
-    expression = _flat(parse_expression('views("Books", 24h) * 2 > 3 and not (x in [1, 2])'))
+    expression = _flat(parse_expression(EXPRESSION))
     monkeypatch.setattr(driver_module, "_native_parse", None)
     in_python = parse_source(Source("t.rules", text))
     assert _flat(in_c[0]) == _flat(in_python[0])
     assert [d.to_dict() for d in in_c[1]] == [d.to_dict() for d in in_python[1]]
-    assert expression == _flat(parse_expression('views("Books", 24h) * 2 > 3 and not (x in [1, 2])'))
+    assert expression == _flat(parse_expression(EXPRESSION))
 
 
 # --- parses in several threads at once ---
