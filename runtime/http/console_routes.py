@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -50,7 +49,7 @@ from .console_schemas import (
 from .explain_json import explanation_json
 from .middleware import error_responses
 from .responses import OrjsonResponse, error_response
-from .schemas import MAX_ID
+from .schemas import IdInPath
 
 CONSOLE_FILES = Path(__file__).parent / "console"
 DEFAULT_CONSOLE = True  # tailor serve serves the page unless --no-console
@@ -139,7 +138,7 @@ def add_console(
         tags=["ruleset"],
         summary="A file of the served ruleset as it is on disk now (a failed edit included), by its listed name",
     )
-    async def file(name: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
+    async def file(name: IdInPath) -> Response:
         served = service.serving()
         listed = {root.name(f): f for f in served.ruleset.files}
         if name not in listed:

@@ -10,7 +10,6 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
-from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from ..attribution import Attribution
@@ -31,6 +30,7 @@ from .schemas import (
     JoinedResponse,
     KpisResponse,
     ModelsResponse,
+    NameInPath,
 )
 
 
@@ -92,7 +92,7 @@ def add_loop_routes(
         summary="One experiment's results in its current phase: rates, lifts, SRM, over time, and conclusions",
     )
     async def experiment(
-        name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)],
+        name: NameInPath,
         phase: Annotated[str | None, Query(max_length=MAX_NAME, description="the current phase when absent")] = None,
     ) -> Response:
         listed = served_experiments()
@@ -126,7 +126,7 @@ def add_loop_routes(
         tags=["ruleset"],
         summary="A served model's PSI and JS over time: a point every --drift-interval seconds, a day of them kept",
     )
-    async def drift_history(name: Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)]) -> Response:
+    async def drift_history(name: NameInPath) -> Response:
         served = service.serving()
         model = served.ruleset.models.get(name)
         if model is None:

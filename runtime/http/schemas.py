@@ -16,6 +16,7 @@ from enum import Enum
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from fastapi import Path as PathParam
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -109,6 +110,9 @@ Attribute = Annotated[
 Id = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_ID)]
 Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME)]
 FeatureText = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_FEATURE_TEXT)]
+# The same bounds on a path segment: a user id or file name, and an experiment's or model's name.
+IdInPath = Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]
+NameInPath = Annotated[str, PathParam(min_length=1, max_length=MAX_NAME)]
 Epoch = Annotated[float, Strict(), Field(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description="epoch seconds")]
 Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 

@@ -6,17 +6,16 @@ erasure and export cover is ``erasure.py``'s (see docs/privacy.md).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from ..erasure import Erasure
 from ..service import DecisionService
 from .middleware import error_responses
 from .responses import OrjsonResponse
-from .schemas import MAX_ID, ProfileRequest, ProfileResponse, UserErasureResponse, UserExportResponse
+from .schemas import IdInPath, ProfileRequest, ProfileResponse, UserErasureResponse, UserExportResponse
 
 
 def add_user_routes(
@@ -32,9 +31,7 @@ def add_user_routes(
         tags=["data"],
         summary="Set (or, with null, delete) profile attributes",
     )
-    async def set_profile(
-        user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)], body: ProfileRequest
-    ) -> Response:
+    async def set_profile(user_id: IdInPath, body: ProfileRequest) -> Response:
         await service.set_profile(user_id, body.attributes)
         deleted = sum(value is None for value in body.attributes.values())
         return OrjsonResponse({"user_id": user_id, "updated": len(body.attributes) - deleted, "deleted": deleted})
@@ -47,7 +44,7 @@ def add_user_routes(
         tags=["data"],
         summary="Erase everything stored about a user (see docs/privacy.md); erasing twice is harmless",
     )
-    async def erase_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
+    async def erase_user(user_id: IdInPath) -> Response:
         return OrjsonResponse((await erasure.erase(user_id)).to_dict())
 
     @app.get(
@@ -58,5 +55,5 @@ def add_user_routes(
         tags=["data"],
         summary="Everything stored about a user, as JSON (empty for a user nothing is stored about)",
     )
-    async def export_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]) -> Response:
+    async def export_user(user_id: IdInPath) -> Response:
         return OrjsonResponse((await erasure.export(user_id)).to_dict())
